@@ -32,7 +32,8 @@ def event_header(e: Event) -> str:
         when += f" to {format_time(e.end, e.precision)}"
     parts = [when, e.kind.value]
     if e.kind is EventKind.NOTE:
-        parts.append(e.note_type or "note")
+        if e.note_type:
+            parts.append(e.note_type)
         if e.title and e.title != e.note_type:
             parts.append(e.title)
         return " | ".join(parts)

@@ -10,8 +10,12 @@ from ragehr.types.record import (
     Status,
     TimePrecision,
 )
+from ragehr.types.retrieval import Chunk, Hit, ScoredId
 
 __all__ = [
+    "Chunk",
+    "Hit",
+    "ScoredId",
     "Demographics",
     "Event",
     "EventKind",
