@@ -16,7 +16,7 @@ _SYSTEMS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("http://hl7.org/fhir/sid/icd-9-cm",),
     ),
     "RxNorm": (("2.16.840.1.113883.6.88",), ("http://www.nlm.nih.gov/research/umls/rxnorm",)),
-    "CVX": (("2.16.840.1.113883.12.292",), ("http://hl7.org/fhir/sid/cvx",)),
+    "CVX": (("2.16.840.1.113883.12.292", "2.16.840.1.113883.6.59"), ("http://hl7.org/fhir/sid/cvx",)),
     "CPT": (("2.16.840.1.113883.6.12",), ("http://www.ama-assn.org/go/cpt",)),
     "HCPCS": (("2.16.840.1.113883.6.285", "2.16.840.1.113883.6.14"), ("urn:oid:2.16.840.1.113883.6.285",)),
     "NDC": (("2.16.840.1.113883.6.69",), ("http://hl7.org/fhir/sid/ndc",)),
