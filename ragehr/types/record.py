@@ -69,7 +69,7 @@ class SourceLocator(BaseModel):
     """The record file as it was given to the parser (a path, or a name)."""
     path: str
     """An element path (``/record/visit[1]/day[1]/measurement[3]/code[10]``) for XML, or a JSON
-    pointer (``/entry/12/resource``, ``#line:7`` for NDJSON) for FHIR."""
+    pointer (``/entry/12/resource``; ``line:7`` for NDJSON) for FHIR."""
 
     def __str__(self) -> str:
         return f"{self.file}#{self.path}"
