@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DATA   ?= ../shared/data
 # torch is pinned in pyproject.toml (2.13.0) so pip takes the local CPU build.
-TEST_EXTRAS := dev,retrieval
+TEST_EXTRAS := dev,retrieval,llamaindex
 DEMO_EXTRAS := retrieval
 
 .PHONY: test demo venv clean-venv

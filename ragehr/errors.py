@@ -32,3 +32,27 @@ class ConfigError(RagehrError):
     """A configuration file or option that is invalid."""
 
     exit_code = 2
+
+
+class IndexNotFoundError(RagehrError):
+    """No index exists for the patient asked about."""
+
+    exit_code = 3
+
+
+class StaleIndexError(RagehrError):
+    """An index built by another format version or config, or from changed sources."""
+
+    exit_code = 3
+
+
+class CorruptIndexError(RagehrError):
+    """An index folder with a missing, truncated or inconsistent file."""
+
+    exit_code = 3
+
+
+class ModelNotFoundError(RagehrError):
+    """Model weights that are not installed (ragehr never downloads them)."""
+
+    exit_code = 4

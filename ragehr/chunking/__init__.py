@@ -243,10 +243,17 @@ def chunk_record(
     """All chunks of a record, in the record's time order (notes and day groups interleaved)."""
     config = config or ChunkingConfig()
     counter = counter or EstimateCounter()
+    # The same event twice (same content, same source locator) is chunked once.
+    seen_ids: set[str] = set()
+    events = []
+    for e in record.events:
+        if e.event_id not in seen_ids:
+            seen_ids.add(e.event_id)
+            events.append(e)
     chunks: list[Chunk] = []
     seen_groups: set[tuple[date | None, EventKind]] = set()
-    groups = {(_day(g[0]), g[0].kind): g for g in group_events(record.events)}
-    for e in record.events:
+    groups = {(_day(g[0]), g[0].kind): g for g in group_events(events)}
+    for e in events:
         if e.kind is EventKind.NOTE:
             chunks.extend(chunk_note(e, record.patient_id, config, counter))
             continue

@@ -10,9 +10,18 @@ from ragehr.types.record import (
     Status,
     TimePrecision,
 )
+from ragehr.types.generation import EvidenceItem, Generation, GenerationRequest, Message
+from ragehr.types.index import BuildSummary, IndexManifest, SourceFile
 from ragehr.types.retrieval import Chunk, Hit, ScoredId
 
 __all__ = [
+    "EvidenceItem",
+    "Generation",
+    "GenerationRequest",
+    "Message",
+    "BuildSummary",
+    "IndexManifest",
+    "SourceFile",
     "Chunk",
     "Hit",
     "ScoredId",

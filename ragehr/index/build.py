@@ -1,0 +1,356 @@
+"""Building per-patient indexes from record files.
+
+parse -> merge the files of each patient (exact duplicate events removed) -> chunk -> BM25 ->
+embed (through the embedding cache) -> dense -> write to a temporary folder -> swap it in.
+
+Re-indexing unchanged files with the same config is a no-op decided from sha256s alone, with
+no parsing. Files that carry a patient id already indexed are merged into that patient's
+index together with its earlier sources that are still on disk. One bad file is reported and
+skipped; the others are indexed.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Protocol
+
+from ragehr import __version__
+from ragehr.chunking import chunk_record
+from ragehr.config import IndexConfig
+from ragehr.ehr import load_record
+from ragehr.errors import InputError, RagehrError
+from ragehr.index import store
+from ragehr.tokens import EstimateCounter
+from ragehr.types import BuildSummary, Demographics, IndexManifest, PatientRecord, SourceFile
+
+log = logging.getLogger(__name__)
+
+RECORD_SUFFIXES = {".xml", ".json", ".ndjson", ".jsonl", ".ccd", ".ccda", ".cda", ".fhir"}
+
+
+class Progress(Protocol):
+    """What the builder reports; the CLI draws bars, tests pass nothing."""
+
+    def start(self, task: str, total: int) -> None: ...
+
+    def advance(self, task: str, n: int = 1) -> None: ...
+
+
+class NullProgress:
+    def start(self, task: str, total: int) -> None:
+        pass
+
+    def advance(self, task: str, n: int = 1) -> None:
+        pass
+
+
+def expand_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Files named directly, and record files found under folders (by suffix, recursively,
+    hidden files skipped). Returns (files, [(path, problem)] for paths that do not exist)."""
+    files: list[Path] = []
+    missing: list[tuple[Path, str]] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted(
+                f for f in p.rglob("*")
+                if f.is_file() and f.suffix.lower() in RECORD_SUFFIXES
+                and not any(part.startswith(".") for part in f.relative_to(p).parts)
+            )
+            if not found:
+                missing.append((p, "folder holds no record files (.xml, .json, .ndjson)"))
+            files.extend(found)
+        elif p.exists():
+            files.append(p)
+        else:
+            missing.append((p, "no such file"))
+    seen: set[Path] = set()
+    unique = []
+    for f in files:
+        r = f.resolve()
+        if r not in seen:
+            seen.add(r)
+            unique.append(f)
+    return unique, missing
+
+
+def merge_records(records: Sequence[PatientRecord]) -> tuple[PatientRecord, int]:
+    """One record from several of the same patient; exact duplicate events (same content,
+    whatever the file) kept once. Returns (record, number of duplicates removed)."""
+    if len(records) == 1 and len({e.content_key() for e in records[0].events}) == len(records[0].events):
+        return records[0], 0
+    seen: set[tuple] = set()
+    events = []
+    removed = 0
+    for r in records:
+        for e in r.events:
+            key = e.content_key()
+            if key in seen:
+                removed += 1
+                continue
+            seen.add(key)
+            events.append(e)
+    demo: dict[str, object] = {}
+    for r in records:
+        for k, v in r.demographics.model_dump().items():
+            if v is not None and demo.get(k) is None:
+                demo[k] = v
+    formats = {r.format for r in records}
+    merged = PatientRecord(
+        patient_id=records[0].patient_id,
+        format=formats.pop() if len(formats) == 1 else "merged",
+        demographics=Demographics(**demo),
+        events=tuple(events),
+        sources=tuple(s for r in records for s in r.sources),
+    )
+    return merged, removed
+
+
+def _parse(path: str) -> PatientRecord:
+    return load_record(path)
+
+
+def _source_file(path: Path) -> SourceFile:
+    return SourceFile(path=str(path.resolve()), sha256=store.sha256_file(path), size=path.stat().st_size)
+
+
+def build_indexes(
+    paths: Sequence[str | Path],
+    index_dir: str | Path = store.DEFAULT_INDEX_DIR,
+    config: IndexConfig | None = None,
+    *,
+    force: bool = False,
+    workers: int = 1,
+    cache_dir: str | Path | None = None,
+    progress: Progress | None = None,
+    embedder=None,
+) -> list[BuildSummary]:
+    """Index record files and folders; one summary per patient, and one per failed file
+    (``status="failed"``, ``patient_id=""``)."""
+    config = config or IndexConfig()
+    progress = progress or NullProgress()
+    index_dir = Path(index_dir)
+    files, missing = expand_paths(paths)
+    summaries = [
+        BuildSummary(patient_id="", index_path=str(p), status="failed", message=f"{p}: {why}") for p, why in missing
+    ]
+    t0 = time.perf_counter()
+    sources = {f: _source_file(f) for f in files}
+    # Which patient is each file? Known sha256s answer without parsing.
+    manifests = {m.patient_id: m for m in store.list_manifests(index_dir)}
+    by_sha = {s.sha256: pid for pid, m in manifests.items() for s in m.sources}
+    parsed: dict[Path, PatientRecord] = {}
+    patient_of: dict[Path, str] = {}
+    to_parse = [f for f in files if sources[f].sha256 not in by_sha or force]
+    for f in files:
+        if f not in to_parse:
+            patient_of[f] = by_sha[sources[f].sha256]
+    progress.start("files", len(to_parse))
+    for f, result in _parse_all(to_parse, workers):
+        progress.advance("files")
+        if isinstance(result, RagehrError):
+            summaries.append(BuildSummary(patient_id="", index_path=str(f), status="failed", message=str(result)))
+        else:
+            parsed[f] = result
+            patient_of[f] = result.patient_id
+    t_parse = time.perf_counter() - t0
+
+    groups: dict[str, list[Path]] = {}
+    for f in files:
+        if f in patient_of:
+            groups.setdefault(patient_of[f], []).append(f)
+    emb = None
+    cache = None
+    for pid, given in groups.items():
+        old = manifests.get(pid)
+        # The patient's sources: those given now, plus earlier ones still on disk.
+        srcs: dict[str, SourceFile] = {sources[f].path: sources[f] for f in given}
+        if old is not None:
+            for s in old.sources:
+                p = Path(s.path)
+                if s.path not in srcs and p.is_file():
+                    srcs[s.path] = _source_file(p)
+                elif s.path not in srcs:
+                    log.warning("patient %s: earlier source %s no longer exists; dropped from the index", pid, s.path)
+        wanted = tuple(sorted(srcs.values(), key=lambda s: s.path))
+        folder = store.patient_dir(index_dir, pid)
+        if (
+            not force
+            and old is not None
+            and old.format_version == store.FORMAT_VERSION
+            and old.config_hash == config.config_hash()
+            and tuple(sorted(old.sources, key=lambda s: s.path)) == wanted
+            and _intact(folder)
+        ):
+            summaries.append(
+                BuildSummary(
+                    patient_id=pid, index_path=str(folder), status="unchanged", n_sources=len(wanted),
+                    n_events=old.counts.get("events", 0), n_chunks=old.counts.get("chunks", 0),
+                    duplicates_removed=old.counts.get("duplicates_removed", 0),
+                )
+            )
+            continue
+        records = []
+        failed = None
+        for s in wanted:
+            p = Path(s.path)
+            rec = next((r for f, r in parsed.items() if str(f.resolve()) == s.path), None)
+            if rec is None:
+                try:
+                    rec = load_record(p)
+                except InputError as exc:
+                    failed = str(exc)
+                    break
+            if rec.patient_id != pid:
+                failed = f"{p}: now holds patient {rec.patient_id!r}, not {pid!r}"
+                break
+            records.append(rec)
+        if failed:
+            summaries.append(BuildSummary(patient_id=pid, index_path=str(folder), status="failed", message=failed))
+            continue
+        if emb is None:
+            from ragehr.embeddings import load_embedder
+            from ragehr.embeddings.cache import EmbeddingCache
+
+            emb = embedder or load_embedder(config.embedder)
+            cache = EmbeddingCache(Path(cache_dir) if cache_dir else index_dir / ".cache" / "embeddings")
+        summaries.append(
+            _build_one(pid, records, wanted, index_dir, config, emb, cache, progress, t_parse / max(1, len(groups)))
+        )
+    return summaries
+
+
+class _CountingEmbedder:
+    """Counts the texts the model really embeds (the rest come from the cache)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.model_id = inner.model_id
+        self.dim = inner.dim
+        self.n_embedded = 0
+
+    def embed(self, texts, **kwargs):
+        self.n_embedded += len(texts)
+        return self.inner.embed(texts, **kwargs)
+
+
+def _intact(folder: Path) -> bool:
+    try:
+        m = store.read_manifest(folder)
+    except RagehrError:
+        return False
+    return all((folder / rel).is_file() for rel in m.files)
+
+
+def _parse_all(files: list[Path], workers: int):
+    if workers <= 1 or len(files) <= 1:
+        for f in files:
+            try:
+                yield f, load_record(f)
+            except InputError as exc:
+                yield f, exc
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = [(f, pool.submit(_parse, str(f))) for f in files]
+        for f, fut in futures:
+            try:
+                yield f, fut.result()
+            except InputError as exc:
+                yield f, exc
+
+
+def _build_one(
+    pid: str,
+    records: list[PatientRecord],
+    sources: tuple[SourceFile, ...],
+    index_dir: Path,
+    config: IndexConfig,
+    embedder,
+    cache,
+    progress: Progress,
+    t_parse: float,
+) -> BuildSummary:
+    from ragehr.embeddings.cache import embed_with_cache
+    from ragehr.retrieval.analyzer import Analyzer, AnalyzerConfig
+    from ragehr.retrieval.bm25 import BM25Index
+    from ragehr.retrieval.dense import DenseIndex
+
+    seconds = {"parse": round(t_parse, 4)}
+    record, removed = merge_records(records)
+    t = time.perf_counter()
+    counter = EstimateCounter()
+    chunks = chunk_record(record, config.chunking, counter)
+    seconds["chunk"] = time.perf_counter() - t
+    progress.start("chunks", len(chunks))
+    progress.advance("chunks", len(chunks))
+    texts = [c.text for c in chunks]
+    ids = [c.chunk_id for c in chunks]
+
+    t = time.perf_counter()
+    analyzer = Analyzer(AnalyzerConfig(lowercase=config.bm25.lowercase, stem=config.bm25.stem))
+    bm25 = BM25Index.build(texts, ids, analyzer, k1=config.bm25.k1, b=config.bm25.b, method=config.bm25.method)
+    seconds["bm25"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    progress.start("embedding", len(texts))
+    counting = _CountingEmbedder(embedder)
+    done = [0]
+
+    def on_embedded(total_done: int) -> None:
+        progress.advance("embedding", total_done - done[0])
+        done[0] = total_done
+
+    vectors = embed_with_cache(counting, texts, cache, batch_size=config.batch_size, progress=on_embedded)
+    n_new = counting.n_embedded
+    dense = DenseIndex.build(vectors, ids, embedder.model_id)
+    seconds["embed"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    tmp = store.new_tmp_dir(index_dir, pid)
+    try:
+        (tmp / "record.json").write_text(record.model_dump_json(), encoding="utf-8")
+        store.write_chunks(tmp, chunks)
+        bm25.save(tmp / "bm25")
+        dense.save(tmp / "dense")
+        first, last = record.first_time, record.last_time
+        manifest = IndexManifest(
+            format_version=store.FORMAT_VERSION,
+            ragehr_version=__version__,
+            patient_id=pid,
+            config=config.model_dump(mode="json"),
+            config_hash=config.config_hash(),
+            embedder_id=embedder.model_id,
+            embedder_dim=embedder.dim,
+            tokenizer=counter.name,
+            sources=sources,
+            counts={"events": len(record.events), "chunks": len(chunks), "duplicates_removed": removed, **record.counts()},
+            first_time=first.isoformat() if first else None,
+            last_time=last.isoformat() if last else None,
+            built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            build_seconds={k: round(v, 4) for k, v in seconds.items()},
+            files=store.file_hashes(tmp),
+        )
+        seconds["write"] = time.perf_counter() - t
+        manifest = manifest.model_copy(update={"build_seconds": {k: round(v, 4) for k, v in seconds.items()}})
+        store.write_manifest(tmp, manifest)
+        final = store.swap_in(tmp, index_dir, pid)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return BuildSummary(
+        patient_id=pid,
+        index_path=str(final),
+        status="built",
+        n_sources=len(sources),
+        n_events=len(record.events),
+        n_chunks=len(chunks),
+        duplicates_removed=removed,
+        n_embedded=n_new,
+        seconds={k: round(v, 4) for k, v in seconds.items()},
+    )
