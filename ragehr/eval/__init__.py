@@ -1,0 +1,1 @@
+"""Evaluation: datasets, metrics, the ablation runner and reports."""
