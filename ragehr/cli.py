@@ -286,6 +286,147 @@ def retrieve(
         typer.echo("    " + c.text.replace("\n", "\n    "))
 
 
+StrategyOpt = Annotated[str, typer.Option("--strategy", help="rag, visit-bm25, recent or full.")]
+BudgetOpt = Annotated[
+    int | None,
+    typer.Option("--budget", min=64, help="Context window in tokens for this question (prompt + answer)."),
+]
+BackendOpt = Annotated[
+    str | None, typer.Option("--backend", help="local, openai, extractive or fake (default: the config's).")
+]
+OrderOpt = Annotated[str, typer.Option("--order", help="chronological or relevance.")]
+
+
+def _backend(cfg: Any, name: str | None, overrides: dict[str, Any], index_dir: Path, use_cache: bool) -> Any:
+    from ragehr.llm.cache import CachedBackend
+    from ragehr.llm.registry import make_backend
+
+    backend_name = name or cfg.llm.backend
+    settings = dict(cfg.llm.settings) if backend_name == cfg.llm.backend else {}
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    backend = make_backend(backend_name, **settings)
+    if use_cache and cfg.llm.cache and backend_name != "fake":
+        backend = CachedBackend(backend, index_dir / ".cache" / "generations")
+    return backend
+
+
+def _check_choice(value: str, choices: tuple[str, ...], flag: str) -> None:
+    from ragehr.errors import ConfigError
+
+    if value not in choices:
+        raise ConfigError(f"{flag} must be one of {', '.join(choices)}, not {value!r}")
+
+
+@app.command()
+@handle_errors
+def context(
+    question: Annotated[str, typer.Argument(help="The question.")],
+    patient: Annotated[str, typer.Option("--patient", help="Patient id.")],
+    strategy: StrategyOpt = "rag",
+    budget: BudgetOpt = 2048,
+    backend: BackendOpt = None,
+    retriever: Annotated[str, typer.Option("--retriever", help="hybrid, bm25 or dense (rag only).")] = "hybrid",
+    order: OrderOpt = "chronological",
+    index_dir: IndexDirOpt = Path("indexes"),
+    config: ConfigOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """The evidence a strategy packs for a question, without generating anything. Tokens are
+    counted with the backend's own tokenizer."""
+    from ragehr.config import RagehrConfig
+    from ragehr.index.search import load_patient_index
+    from ragehr.pipeline.ask import effective_window
+    from ragehr.pipeline.context import STRATEGIES, build_context, context_json
+    from ragehr.prompts import compute_budget
+
+    _check_choice(strategy, STRATEGIES, "--strategy")
+    _check_choice(retriever, ("hybrid", "bm25", "dense"), "--retriever")
+    _check_choice(order, ("chronological", "relevance"), "--order")
+    cfg = RagehrConfig.from_file(config)
+    be = _backend(cfg, backend, {}, index_dir, use_cache=False)
+    idx = load_patient_index(index_dir, patient, need_dense=strategy == "rag" and retriever != "bm25")
+    counter = be.token_counter()
+    window = effective_window(be, budget)
+    b = compute_budget(question, window, cfg.llm.max_new_tokens, counter)
+    result = build_context(
+        idx, question, strategy=strategy, budget_tokens=b.evidence, counter=counter,
+        retriever=retriever, order=order, retrieval=cfg.retrieval,
+    )
+    if as_json:
+        typer.echo(json.dumps(context_json(result, window), ensure_ascii=False, indent=1))
+        return
+    p = result.packed
+    typer.echo(
+        f"{strategy}: {len(p.items)} pieces, {p.used_tokens}/{p.budget_tokens} evidence tokens "
+        f"(window {window}, {counter.name})", err=True
+    )
+    typer.echo(p.block(), nl=False)
+
+
+@app.command()
+@handle_errors
+def ask(
+    question: Annotated[str, typer.Argument(help="The question.")],
+    patient: Annotated[str, typer.Option("--patient", help="Patient id.")],
+    strategy: StrategyOpt = "rag",
+    budget: BudgetOpt = 2048,
+    backend: BackendOpt = None,
+    retriever: Annotated[str, typer.Option("--retriever", help="hybrid, bm25 or dense (rag only).")] = "hybrid",
+    order: OrderOpt = "chronological",
+    model_path: Annotated[Path | None, typer.Option("--model-path", help="A GGUF file (local backend).")] = None,
+    base_url: Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible server (openai backend).")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Model name on that server.")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option("--max-new-tokens", min=1)] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the generation cache.")] = False,
+    index_dir: IndexDirOpt = Path("indexes"),
+    config: ConfigOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Answer a question from the patient's record, with cited, dated evidence and a check
+    that every number and date in the answer appears in that evidence."""
+    from ragehr.config import RagehrConfig
+    from ragehr.index.search import load_patient_index
+    from ragehr.pipeline.ask import ask as run_ask
+    from ragehr.pipeline.context import STRATEGIES
+
+    _check_choice(strategy, STRATEGIES, "--strategy")
+    _check_choice(retriever, ("hybrid", "bm25", "dense"), "--retriever")
+    _check_choice(order, ("chronological", "relevance"), "--order")
+    cfg = RagehrConfig.from_file(config)
+    overrides = {"model_path": str(model_path) if model_path else None, "base_url": base_url, "model": model}
+    name = backend or cfg.llm.backend
+    overrides = {k: v for k, v in overrides.items() if v is not None and (k == "model_path") == (name == "local")}
+    be = _backend(cfg, backend, overrides, index_dir, use_cache=not no_cache)
+    idx = load_patient_index(index_dir, patient, need_dense=strategy == "rag" and retriever != "bm25")
+    r = run_ask(
+        idx, question, be, strategy=strategy, budget=budget, retriever=retriever, order=order,
+        max_new_tokens=max_new_tokens or cfg.llm.max_new_tokens, retrieval=cfg.retrieval,
+    )
+    if as_json:
+        typer.echo(json.dumps(r.to_json(), ensure_ascii=False, indent=1))
+        return
+    typer.echo(r.generation.text.strip())
+    g = r.grounding
+    if g.unsupported:
+        typer.echo(f"\n!! UNSUPPORTED: {', '.join(g.unsupported)} (not found in the cited evidence; do not rely on them)")
+    if g.unknown_citations:
+        typer.echo(f"!! the answer cites {', '.join(f'[{n}]' for n in g.unknown_citations)}, which are not in the evidence")
+    items = r.context.packed.items
+    shown = [it for it in items if it.marker in set(g.cited)] if g.cited else list(items)
+    typer.echo("\nEvidence" + (" cited:" if g.cited else " given (the answer cites none):"))
+    from ragehr.ehr.times import format_time
+
+    for it in shown:
+        snippet = " ".join(it.text.split())[:160]
+        typer.echo(f"  [{it.marker}] {format_time(it.start)}  {it.kind.value}  {snippet}")
+        typer.echo(f"       {it.source}")
+    typer.echo(
+        f"\n({r.generation.backend}/{r.generation.model}, {r.context.strategy}, {r.prompt_tokens} prompt tokens, "
+        f"{r.context.packed.used_tokens}/{r.context.packed.budget_tokens} evidence tokens"
+        f"{', cached' if r.generation.cached else ''}, {sum(r.timings.values()):.2f}s)", err=True
+    )
+
+
 def main() -> None:
     app()
 

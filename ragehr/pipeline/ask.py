@@ -1,0 +1,109 @@
+"""``ask``: one question about one patient, answered from packed, cited evidence.
+
+retrieval/selection (:mod:`ragehr.pipeline.context`) -> prompt (:mod:`ragehr.prompts`) ->
+generation (any :class:`ragehr.llm.base.LLMBackend`) -> grounding check
+(:mod:`ragehr.pipeline.grounding`). The budget is counted with the backend's own tokenizer.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from ragehr.config import RetrievalConfig
+from ragehr.llm.base import LLMBackend
+from ragehr.index.search import PatientIndex
+from ragehr.pipeline.context import ContextResult, build_context, context_json
+from ragehr.pipeline.grounding import Grounding, check_grounding
+from ragehr.prompts import Budget, build_messages, compute_budget, prompt_tokens
+from ragehr.types import Generation, GenerationRequest
+
+DEFAULT_MAX_NEW_TOKENS = 256
+
+
+@dataclass(frozen=True)
+class AskResult:
+    question: str
+    patient_id: str
+    budget: Budget
+    context: ContextResult
+    generation: Generation
+    grounding: Grounding
+    prompt_tokens: int
+    timings: dict[str, float]
+
+    def to_json(self) -> dict:
+        out = context_json(self.context, self.budget.window)
+        cited = set(self.grounding.cited)
+        out.update(
+            {
+                "question": self.question,
+                "patient_id": self.patient_id,
+                "answer": self.generation.text,
+                "citations": [
+                    {"marker": it.marker, "chunk_id": it.chunk_id, "source": it.source,
+                     "start": it.start.isoformat() if it.start else None, "kind": it.kind.value}
+                    for it in self.context.packed.items if it.marker in cited
+                ],
+                "unsupported": list(self.grounding.unsupported),
+                "unknown_citations": list(self.grounding.unknown_citations),
+                "grounded": self.grounding.ok,
+                "uncited": self.grounding.uncited,
+                "backend": self.generation.backend,
+                "model": self.generation.model,
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.generation.completion_tokens,
+                "cached": self.generation.cached,
+                "timings": self.timings,
+            }
+        )
+        return out
+
+
+def effective_window(backend: LLMBackend, budget: int | None) -> int:
+    """The window a run uses: ``--budget`` when given (never above the model's own)."""
+    return min(budget, backend.context_window) if budget else backend.context_window
+
+
+def ask(
+    index: PatientIndex,
+    question: str,
+    backend: LLMBackend,
+    *,
+    strategy: str = "rag",
+    budget: int | None = 2048,
+    retriever: str = "hybrid",
+    order: str = "chronological",
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    retrieval: RetrievalConfig | None = None,
+    seed: int = 0,
+) -> AskResult:
+    t0 = time.perf_counter()
+    counter = backend.token_counter()
+    window = effective_window(backend, budget)
+    b = compute_budget(question, window, max_new_tokens, counter)
+    ctx = build_context(
+        index, question, strategy=strategy, budget_tokens=b.evidence, counter=counter,
+        retriever=retriever, order=order, retrieval=retrieval,
+    )
+    t1 = time.perf_counter()
+    messages = build_messages(question, ctx.packed.block())
+    n_prompt = prompt_tokens(messages, counter)
+    request = GenerationRequest(
+        messages=messages, question=question, evidence=ctx.packed.items,
+        max_tokens=max_new_tokens, temperature=0.0, seed=seed,
+    )
+    gen = backend.generate(request)
+    t2 = time.perf_counter()
+    grounding = check_grounding(gen.text, ctx.packed.items)
+    t3 = time.perf_counter()
+    return AskResult(
+        question=question,
+        patient_id=index.patient_id,
+        budget=b,
+        context=ctx,
+        generation=gen,
+        grounding=grounding,
+        prompt_tokens=gen.prompt_tokens or n_prompt,
+        timings={"context": round(t1 - t0, 4), "generate": round(t2 - t1, 4), "grounding": round(t3 - t2, 4)},
+    )
