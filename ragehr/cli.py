@@ -412,8 +412,9 @@ def ask(
     if g.unknown_citations:
         typer.echo(f"!! the answer cites {', '.join(f'[{n}]' for n in g.unknown_citations)}, which are not in the evidence")
     items = r.context.packed.items
-    shown = [it for it in items if it.marker in set(g.cited)] if g.cited else list(items)
-    typer.echo("\nEvidence" + (" cited:" if g.cited else " given (the answer cites none):"))
+    shown = [it for it in items if it.marker in set(g.cited)] if g.cited else list(items)[:5]
+    more = "" if g.cited or len(items) <= 5 else f", first 5 of {len(items)}"
+    typer.echo("\nEvidence" + (" cited:" if g.cited else f" given (the answer cites none{more}):"))
     from ragehr.ehr.times import format_time
 
     for it in shown:
@@ -425,6 +426,41 @@ def ask(
         f"{r.context.packed.used_tokens}/{r.context.packed.budget_tokens} evidence tokens"
         f"{', cached' if r.generation.cached else ''}, {sum(r.timings.values()):.2f}s)", err=True
     )
+
+
+@app.command("eval")
+@handle_errors
+def eval_(
+    config: Annotated[Path, typer.Argument(help="An experiment YAML (configs/experiments/...).")],
+    run: Annotated[str | None, typer.Option("--run", help="Results folder name (default: the config's name).")] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Discard earlier predictions of this run.")] = False,
+) -> None:
+    """Run an ablation grid (strategies x budgets x retrievers x backends x datasets) into
+    results/<run>/, resuming a killed run, and check its expected figures."""
+    import shutil
+
+    from ragehr.eval.experiment import ExperimentConfig
+    from ragehr.eval.runner import run_experiment
+
+    cfg = ExperimentConfig.from_file(config)
+    run_dir = Path(cfg.results_dir) / (run or cfg.name)
+    if fresh and run_dir.exists():
+        shutil.rmtree(run_dir)
+    with _RichProgress(enabled=sys.stderr.isatty() or bool(os.environ.get("RAGEHR_PROGRESS"))) as bars:
+        metrics = run_experiment(cfg, run_dir, progress=bars, config_text=config.read_text(encoding="utf-8"))
+    typer.echo((run_dir / "summary.md").read_text(encoding="utf-8"))
+    for p in metrics["problems"]:
+        typer.echo(f"warning: {p}", err=True)
+    checks = metrics["expected"]
+    failed = [c for c in checks if not c["ok"]]
+    for c in checks:
+        e = c["expectation"]
+        val = c.get("value")
+        shown = f"{val:.3f}" if isinstance(val, float) else str(val)
+        typer.echo(f"{'OK  ' if c['ok'] else 'FAIL'} {e['metric']} {e['op']} {e['value']} {e['where']} -> {shown}")
+    typer.echo(f"results in {run_dir}/ (predictions.jsonl, metrics.json, summary.md, summary.csv, plots/, manifest.json)", err=True)
+    if failed:
+        raise typer.Exit(1)
 
 
 def main() -> None:

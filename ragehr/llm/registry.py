@@ -73,7 +73,10 @@ def make_backend(name: str, **settings: Any) -> LLMBackend:
     if key == "extractive":
         from ragehr.llm.extractive import ExtractiveBackend
 
-        return ExtractiveBackend(**given)
+        try:
+            return ExtractiveBackend(**given)
+        except TypeError as exc:  # an unknown keyword
+            raise ConfigError(f"bad setting for the extractive backend: {exc}") from None
     if key == "local":
         from ragehr.llm.local import LlamaCppBackend, smollm2_path
 

@@ -89,3 +89,10 @@ def test_import_is_light() -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_registry_builds_extractive() -> None:
+    backend = make_backend("extractive")
+    assert backend.name == "extractive" and isinstance(backend, LLMBackend)
+    with pytest.raises(ConfigError, match="extractive"):
+        make_backend("extractive", nonsense=1)

