@@ -27,6 +27,11 @@ class BackendSpec(BaseModel):
     settings: dict[str, Any] = {}
     label: str | None = None
     """How the backend is named in results (default: its name)."""
+    budgets: tuple[int, ...] | None = None
+    """This backend's budgets, when not the experiment's (a slow local model on a CPU may
+    run a subset)."""
+    retrievers: tuple[Literal["hybrid", "bm25", "dense"], ...] | None = None
+    """This backend's retrievers for ``rag``, when not the experiment's."""
 
     @property
     def key(self) -> str:

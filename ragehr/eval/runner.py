@@ -49,8 +49,8 @@ def conditions(cfg: ExperimentConfig) -> list[Condition]:
     for ds in cfg.datasets:
         for be in cfg.backends:
             for strategy in cfg.strategies:
-                budgets: list[int | None] = [None] if strategy == "full" else list(cfg.budgets)
-                retrievers: list[str | None] = list(cfg.retrievers) if strategy == "rag" else [None]
+                budgets: list[int | None] = [None] if strategy == "full" else list(be.budgets or cfg.budgets)
+                retrievers: list[str | None] = list(be.retrievers or cfg.retrievers) if strategy == "rag" else [None]
                 for b in budgets:
                     for r in retrievers:
                         out.append(Condition(ds.name, strategy, b, r, be.key))
