@@ -95,7 +95,9 @@ class RetrievalConfig(BaseModel):
     model_config = _FROZEN
 
     retriever: str = Field("hybrid", pattern="^(hybrid|bm25|dense)$")
-    fusion: str = Field("rrf", pattern="^(rrf|weighted)$")
+    fusion: str = Field("weighted", pattern="^(rrf|weighted)$")
+    """``weighted``: min-max normalised scores, summed with ``weights`` (chosen over RRF on
+    held-out benchmark questions, see benchmarks/RESULTS.md); ``rrf``: reciprocal rank fusion."""
     rrf_k: int = Field(60, ge=1)
     weights: dict[str, float] = {"bm25": 1.0, "dense": 1.0}
     candidates: int = Field(100, ge=1)
