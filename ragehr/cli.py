@@ -343,7 +343,8 @@ def context(
     _check_choice(retriever, ("hybrid", "bm25", "dense"), "--retriever")
     _check_choice(order, ("chronological", "relevance"), "--order")
     cfg = RagehrConfig.from_file(config)
-    be = _backend(cfg, backend, {}, index_dir, use_cache=False)
+    name = backend or cfg.llm.backend
+    be = _backend(cfg, backend, {"context_window": budget} if name == "local" else {}, index_dir, use_cache=False)
     idx = load_patient_index(index_dir, patient, need_dense=strategy == "rag" and retriever != "bm25")
     counter = be.token_counter()
     window = effective_window(be, budget)
@@ -393,9 +394,13 @@ def ask(
     _check_choice(retriever, ("hybrid", "bm25", "dense"), "--retriever")
     _check_choice(order, ("chronological", "relevance"), "--order")
     cfg = RagehrConfig.from_file(config)
-    overrides = {"model_path": str(model_path) if model_path else None, "base_url": base_url, "model": model}
     name = backend or cfg.llm.backend
-    overrides = {k: v for k, v in overrides.items() if v is not None and (k == "model_path") == (name == "local")}
+    overrides: dict[str, Any] = {}
+    if name == "local":
+        # llama.cpp allocates its window up front: size it to the budget asked for.
+        overrides = {"model_path": str(model_path) if model_path else None, "context_window": budget}
+    elif name == "openai":
+        overrides = {"base_url": base_url, "model": model}
     be = _backend(cfg, backend, overrides, index_dir, use_cache=not no_cache)
     idx = load_patient_index(index_dir, patient, need_dense=strategy == "rag" and retriever != "bm25")
     r = run_ask(

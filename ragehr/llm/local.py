@@ -183,6 +183,13 @@ class LlamaCppBackend(LLMBackend):
             raise ModelNotFoundError(f"{path}: not a readable GGUF model ({exc})") from None
         if context_window is not None and context_window < 16:
             raise ModelNotFoundError(f"{path}: context_window {context_window} is too small")
+        if context_window is not None and trained and context_window > trained:
+            from ragehr.errors import ConfigError
+
+            raise ConfigError(
+                f"{path.name} was trained with a {trained}-token window; a budget of {context_window} "
+                "tokens is larger (use --budget {trained} or less, or another model)".replace("{trained}", str(trained))
+            )
         self.model_path = path
         self.model = path.name
         self.trained_context = trained
