@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,6 +38,21 @@ class ChunkingConfig(BaseModel):
 
     def config_hash(self) -> str:
         return stable_hash(self.model_dump(mode="json"))
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def model_from_yaml(model: type[M], path: str | Path) -> M:
+    """A config model read from YAML; the first validation problem is one ConfigError line."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(load_yaml(path))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        raise ConfigError(f"{path}: {where}: {first['msg']}") from None
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -133,14 +148,4 @@ class RagehrConfig(BaseModel):
 
     @classmethod
     def from_file(cls, path: str | Path | None) -> RagehrConfig:
-        if path is None:
-            return cls()
-        from pydantic import ValidationError
-
-        data = load_yaml(path)
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(x) for x in first["loc"])
-            raise ConfigError(f"{path}: {where}: {first['msg']}") from None
+        return cls() if path is None else model_from_yaml(cls, path)

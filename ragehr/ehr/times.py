@@ -28,6 +28,17 @@ def _tz(text: str | None) -> timezone:
     return timezone(sign * timedelta(hours=hours, minutes=minutes))
 
 
+def _precision(g: dict[str, str | None]) -> TimePrecision:
+    """How much of a time was given, from the regex groups y/mo/d/h/mi/s."""
+    if g["s"]:
+        return TimePrecision.SECOND
+    if g["h"]:
+        return TimePrecision.MINUTE
+    if g["d"]:
+        return TimePrecision.DAY
+    return TimePrecision.MONTH if g["mo"] else TimePrecision.YEAR
+
+
 def parse_hl7_ts(value: str) -> tuple[datetime, TimePrecision] | None:
     """An HL7 v3 TS (``YYYY``, ``YYYYMM``, ``YYYYMMDD``, ``YYYYMMDDHHMM[SS][.fff][+/-ZZZZ]``).
 
@@ -49,17 +60,7 @@ def parse_hl7_ts(value: str) -> tuple[datetime, TimePrecision] | None:
         )
     except ValueError:
         return None
-    if g["s"]:
-        precision = TimePrecision.SECOND
-    elif g["h"]:
-        precision = TimePrecision.MINUTE
-    elif g["d"]:
-        precision = TimePrecision.DAY
-    elif g["mo"]:
-        precision = TimePrecision.MONTH
-    else:
-        precision = TimePrecision.YEAR
-    return dt, precision
+    return dt, _precision(g)
 
 
 _ISO = re.compile(
@@ -89,17 +90,7 @@ def parse_iso(value: str) -> tuple[datetime, TimePrecision] | None:
         )
     except ValueError:
         return None
-    if g["s"]:
-        precision = TimePrecision.SECOND
-    elif g["h"]:
-        precision = TimePrecision.MINUTE
-    elif g["d"]:
-        precision = TimePrecision.DAY
-    elif g["mo"]:
-        precision = TimePrecision.MONTH
-    else:
-        precision = TimePrecision.YEAR
-    return dt, precision
+    return dt, _precision(g)
 
 
 _MDY = re.compile(

@@ -24,14 +24,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from ragehr.fsutil import atomic_save_npy
 from ragehr.embeddings import Embedder, EmbedderError
 from ragehr.fsutil import atomic_write_text
 
@@ -54,19 +53,6 @@ def _safe_name(model_id: str) -> str:
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", model_id).strip("._") or "model"
     digest = hashlib.sha256(model_id.encode("utf-8")).hexdigest()[:10]
     return f"{stem[:80]}-{digest}"
-
-
-def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, array, allow_pickle=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class _ModelShards:
@@ -218,7 +204,7 @@ class EmbeddingCache:
             folder / f"keys-{number:06d}.json"
         ).exists():
             number += 1
-        _atomic_save_npy(folder / f"vectors-{number:06d}.npy", rows)
+        atomic_save_npy(folder / f"vectors-{number:06d}.npy", rows)
         atomic_write_text(folder / f"keys-{number:06d}.json", json.dumps(keys) + "\n")
         shards.max_shard = number
         shards.add(keys, rows)

@@ -11,10 +11,9 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ragehr.config import IndexConfig, RetrievalConfig, load_yaml
-from ragehr.errors import ConfigError
+from ragehr.config import IndexConfig, RetrievalConfig, model_from_yaml
 from ragehr.eval.datasets import DatasetSpec
 
 _STRICT = ConfigDict(frozen=True, extra="forbid")
@@ -99,10 +98,4 @@ class ExperimentConfig(BaseModel):
 
     @classmethod
     def from_file(cls, path: str | Path) -> ExperimentConfig:
-        data = load_yaml(path)
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(x) for x in first["loc"])
-            raise ConfigError(f"{path}: {where}: {first['msg']}") from None
+        return model_from_yaml(cls, path)

@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ragehr.chunking import chunk_events, chunk_note
 from ragehr.config import ChunkingConfig, RetrievalConfig
 from ragehr.errors import ConfigError
 from ragehr.ehr.render import event_header, render_event

@@ -22,14 +22,13 @@ the index manifest; a missing, corrupt or mismatched file raises
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ragehr.fsutil import atomic_save_npy
 from ragehr.errors import CorruptIndexError, StaleIndexError
 from ragehr.fsutil import atomic_write_text
 from ragehr.types.retrieval import ScoredId
@@ -54,19 +53,6 @@ def _unit_rows(vectors: np.ndarray, what: str) -> np.ndarray:
     if np.all(np.abs(norms - 1.0) <= NORM_TOLERANCE):
         return vectors
     return (vectors / norms[:, None]).astype(np.float32)
-
-
-def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, array, allow_pickle=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class DenseIndex:
@@ -216,7 +202,7 @@ class DenseIndex:
         ``folder`` (created if needed), each atomically."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        _atomic_save_npy(folder / VECTORS_FILE, np.ascontiguousarray(self._vectors))
+        atomic_save_npy(folder / VECTORS_FILE, np.ascontiguousarray(self._vectors))
         atomic_write_text(folder / IDS_FILE, json.dumps(list(self._ids)) + "\n")
         meta = {
             "format": DENSE_FORMAT,
