@@ -24,7 +24,9 @@ from ragehr import __version__
 from ragehr.eval.experiment import ExperimentConfig, Expectation
 from ragehr.fsutil import atomic_write_text
 
-METRICS = ("accuracy", "evidence_recall", "recall@10", "mrr", "ndcg@10", "rouge_l", "chrf")
+METRICS = ("accuracy", "evidence_recall", "recall@10", "mrr", "ndcg@10", "rouge_l", "chrf",
+           "judge_accuracy", "judge_completeness", "judge_clarity")
+TAU_METRICS = ("accuracy", "rouge_l", "chrf", "judge_accuracy", "judge_completeness", "judge_clarity")
 COLUMNS = ("dataset", "strategy", "budget", "retriever", "backend")
 
 
@@ -109,6 +111,43 @@ def check_expectations(summary: list[dict], expected: tuple[Expectation, ...]) -
     return results
 
 
+def rating_correlations(rows: list[dict], ratings_path: Path) -> list[dict[str, Any]]:
+    """Kendall's tau-b between each automated metric and human ratings (MedAlign's analysis).
+
+    The ratings CSV has ``item_id``, ``backend``, ``strategy``, ``rating`` and optionally
+    ``budget``; a rating applies to the predictions it matches. Item ids may be given without
+    the ``<dataset>:`` prefix."""
+    from ragehr.eval.datasets import _read_table
+    from ragehr.eval.metrics import kendall_tau
+
+    ratings = {}
+    for r in _read_table(ratings_path):
+        try:
+            key = (r["item_id"].strip(), r["backend"].strip(), r["strategy"].strip(), (r.get("budget") or "").strip())
+            ratings[key] = float(r["rating"])
+        except (KeyError, ValueError, AttributeError):
+            continue
+    pairs: list[tuple[dict, float]] = []
+    for row in rows:
+        iid = row["item_id"]
+        for item_key in (iid, iid.split(":", 1)[-1]):
+            for budget in (str(row.get("budget") or ""), ""):
+                rating = ratings.get((item_key, row["backend"], row["strategy"], budget))
+                if rating is not None:
+                    break
+            if rating is not None:
+                break
+        if rating is not None:
+            pairs.append((row, rating))
+    out = []
+    for m in TAU_METRICS:
+        vals = [(row.get(m), rating) for row, rating in pairs if row.get(m) is not None]
+        if len(vals) >= 3:
+            tau, p = kendall_tau([v for v, _ in vals], [r for _, r in vals])
+            out.append({"metric": m, "n": len(vals), "tau_b": tau, "p": p})
+    return out
+
+
 def _git_commit() -> str | None:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True).stdout.strip()
@@ -137,7 +176,9 @@ def _fmt(v: Any, ci: Any = None) -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
-def summary_markdown(cfg: ExperimentConfig, summary: list[dict], diffs: list[dict], checks: list[dict]) -> str:
+def summary_markdown(
+    cfg: ExperimentConfig, summary: list[dict], diffs: list[dict], checks: list[dict], correlations: list[dict] | None = None
+) -> str:
     lines = [f"# {cfg.name}", ""]
     if cfg.description:
         lines += [cfg.description.strip(), ""]
@@ -157,6 +198,9 @@ def summary_markdown(cfg: ExperimentConfig, summary: list[dict], diffs: list[dic
         for d in diffs:
             lines.append(f"| {d['dataset']} | {d['budget'] or 'window'} | {d['backend']} | {d['arm']} | {d['metric']} | {d['n']} "
                          f"| {d['diff']:+.3f} | [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}] | {d['p']:.3f} |")
+    if correlations:
+        lines += ["", "## Kendall's tau-b against human ratings", "", "| metric | n | tau-b | p |", "|---|---|---|---|"]
+        lines += [f"| {c['metric']} | {c['n']} | {c['tau_b']:.3f} | {c['p']:.3f} |" for c in correlations]
     if checks:
         lines += ["", "## Expected figures", ""]
         for c in checks:
@@ -271,9 +315,13 @@ def write_reports(
     diffs = paired_differences(rows, cfg.bootstrap_resamples, cfg.seed)
     checks = check_expectations(summary, cfg.expected)
     metrics = {"summary": summary, "paired_differences": diffs, "expected": checks, "problems": problems}
+    if cfg.ratings:
+        metrics["rating_correlations"] = rating_correlations(rows, cfg.data_path() / cfg.ratings)
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1, default=str) + "\n")
     atomic_write_text(run_dir / "summary.csv", summary_csv(summary))
-    atomic_write_text(run_dir / "summary.md", summary_markdown(cfg, summary, diffs, checks))
+    atomic_write_text(
+        run_dir / "summary.md", summary_markdown(cfg, summary, diffs, checks, metrics.get("rating_correlations"))
+    )
     plots = make_plots(summary, run_dir / "plots")
     manifest = {
         "name": cfg.name,

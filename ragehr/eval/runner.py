@@ -155,6 +155,7 @@ def run_experiment(
         by_ds.setdefault(it.dataset, []).append(it)
     todo = [(c, it) for c in conds for it in by_ds.get(c.dataset, []) if (it.item_id, c.key) not in done]
     backends = {b.key: _backend(b, Path(cfg.index_dir) / ".cache" / "generations") for b in cfg.backends}
+    judge_backend = _backend(cfg.judge, Path(cfg.index_dir) / ".cache" / "generations") if cfg.judge else None
     indexes: dict[str, PatientIndex] = {}
     need_dense = any(r != "bm25" for r in cfg.retrievers) and "rag" in cfg.strategies
     progress.start("eval", len(todo))
@@ -200,6 +201,10 @@ def run_experiment(
                 }
             )
             row.update(score_prediction(it, r.generation.text, packed_events, cfg.text_metrics))
+            if judge_backend is not None:
+                from ragehr.eval.judge import judge
+
+                row.update(judge(judge_backend, it.question, r.generation.text, packed.block(), it.reference))
             if c.strategy == "rag" and it.evidence_event_ids:
                 hits, _ = search(idx, it.question, config=cfg.retrieval, k=10, retriever=c.retriever or "hybrid")
                 ranked = [h.chunk.event_ids for h in hits]
