@@ -15,8 +15,9 @@ and the same all-MiniLM-L6-v2 model:
   same embedder in a FAISS IndexFlatIP store, plus its BM25Retriever, fused by
   QueryFusionRetriever with num_queries=1 and reciprocal-rank mode) on ragehr's own chunks;
   and **bm25s against rank-bm25** inside ragehr (same analyzer tokens);
-- **evidence recall at budgets** 512/1k/2k/4k/8k/32k for ``rag``, ``visit-bm25`` and
-  ``recent`` (model-free: the share of the planted evidence inside the packed context).
+- **evidence recall at budgets** 512/1k/2k/4k/8k/32k evidence tokens for ``rag``,
+  ``visit-bm25`` and ``recent`` (model-free: the share of the planted evidence inside the
+  packed context).
 
 Ratios are printed as ragehr / peer, so a drifting machine does not change the verdict.
 """
@@ -91,11 +92,11 @@ def hit(ranked_event_ids: list[tuple[str, ...]], gold: list[str]) -> float:
     return 1.0 if any(g & set(ids) for ids in ranked_event_ids[:10]) else 0.0
 
 
-def run_ragehr(path: Path, work: Path, embedder: Any) -> tuple[dict, Any]:
+def run_ragehr(path: Path, work: Path, embedder: Any, cache_dir: Path | None = None) -> tuple[dict, Any]:
     cfg = IndexConfig(embedder="minilm")
     with PeakRSS() as mem:
         t = time.perf_counter()
-        [s] = build_indexes([path], work / "idx", cfg, cache_dir=work / "cache", embedder=embedder)
+        [s] = build_indexes([path], work / "idx", cfg, cache_dir=cache_dir or work / "cache", embedder=embedder)
         build = time.perf_counter() - t
     if s.status != "built":
         raise SystemExit(f"index build failed: {s.message}")
@@ -211,8 +212,9 @@ def run_bm25_peers(idx: Any, facts: list[dict]) -> dict:
 
 
 def evidence_by_budget(idx: Any, facts: list[dict]) -> dict:
+    """Model-free: the budget is the evidence budget itself (tokens of packed EHR content,
+    by the conservative estimate counter), so no prompt template or model is involved."""
     from ragehr.pipeline.context import build_context
-    from ragehr.prompts import compute_budget
     from ragehr.tokens import EstimateCounter
 
     counter = EstimateCounter()
@@ -222,8 +224,7 @@ def evidence_by_budget(idx: Any, facts: list[dict]) -> dict:
         for b in BUDGETS:
             vals = []
             for f in facts:
-                budget = compute_budget(f["question"], b, 256, counter).evidence
-                ctx = build_context(idx, f["question"], strategy=strategy, budget_tokens=budget, counter=counter)
+                ctx = build_context(idx, f["question"], strategy=strategy, budget_tokens=b, counter=counter)
                 packed = {e for it in ctx.packed.items for e in it.event_ids}
                 vals.append(sum(1 for g in f["gold"] if g in packed) / len(f["gold"]))
             out[strategy][b] = statistics.fmean(vals)
@@ -236,6 +237,7 @@ def main() -> int:
     ap.add_argument("--peers", action="store_true", help="also run llama-index and rank-bm25 side by side")
     ap.add_argument("--no-budgets", action="store_true", help="skip evidence recall by budget")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--cache-dir", type=Path, help="reuse an embedding cache (build times then exclude embedding)")
     args = ap.parse_args()
 
     from ragehr.embeddings import load_embedder
@@ -255,7 +257,7 @@ def main() -> int:
         record = load_record(path)
         facts = load_facts(path, record)
         print(f"\n## {path.name}: {len(record.events)} events, {len(facts)} planted-fact questions", flush=True)
-        r, idx = run_ragehr(path, work, embedder)
+        r, idx = run_ragehr(path, work, embedder, args.cache_dir)
         r.update(query_ragehr(idx, facts))
         r["bm25_only"] = query_ragehr(idx, facts, "bm25")
         row: dict[str, Any] = {"ragehr": r, "facts": len(facts)}
@@ -283,9 +285,9 @@ def main() -> int:
         result["records"][path.name] = row
         shutil.rmtree(work, ignore_errors=True)
         sys.stdout.flush()
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1, default=str))
+        if args.out:  # after every record, so a later failure loses nothing
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(result, indent=1, default=str))
     return 0
 
 
