@@ -57,6 +57,9 @@ class PatientIndex:
     dense: object | None
     embedder: object | None
     _chunks: dict[str, Chunk] = field(default_factory=dict)
+    memo: dict[str, object] = field(default_factory=dict)
+    """Derived views of the record that later layers compute once per opened index (the
+    long-context baselines' pieces, the visit documents)."""
 
     @property
     def patient_id(self) -> str:

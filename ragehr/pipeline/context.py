@@ -116,9 +116,13 @@ def build_context(
         packed = pack_ranked([h.chunk for h in hits], budget_tokens, counter, order)
         return ContextResult(strategy, retriever, packed, window.phrase)
     if strategy == "visit-bm25":
-        ranked = rank_visits(index, question, visit_documents(record))
+        if "visits" not in index.memo:
+            index.memo["visits"] = visit_documents(record)
+        ranked = rank_visits(index, question, index.memo["visits"])
         return ContextResult(strategy, None, pack_ranked(ranked, budget_tokens, counter, order))
-    pieces = record_pieces(record)
+    if "pieces" not in index.memo:
+        index.memo["pieces"] = record_pieces(record)
+    pieces = index.memo["pieces"]
     if strategy == "recent":
         return ContextResult(strategy, None, pack_most_recent(pieces, budget_tokens, counter, order))
     return ContextResult(strategy, None, pack_all(pieces, budget_tokens, counter, order))
