@@ -57,7 +57,7 @@ class PatientIndex:
     dense: object | None
     embedder: object | None
     _chunks: dict[str, Chunk] = field(default_factory=dict)
-    memo: dict[str, object] = field(default_factory=dict)
+    memo: dict[object, object] = field(default_factory=dict)
     """Derived views of the record that later layers compute once per opened index (the
     long-context baselines' pieces, the visit documents)."""
 

@@ -82,7 +82,10 @@ def rank_visits(index: PatientIndex, question: str, docs: Sequence[Chunk]) -> li
 
     if not docs:
         return []
-    bm = BM25Index.build([d.text for d in docs], [d.chunk_id for d in docs], index.bm25.analyzer)
+    key = ("visit-bm25", tuple(d.chunk_id for d in docs))
+    bm = index.memo.get(key)
+    if bm is None:
+        bm = index.memo[key] = BM25Index.build([d.text for d in docs], [d.chunk_id for d in docs], index.bm25.analyzer)
     scores = bm.score_all(question)
     pos = {cid: i for i, cid in enumerate(bm.ids)}
     return sorted(
