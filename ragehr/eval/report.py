@@ -41,8 +41,12 @@ def aggregate(rows: list[dict], resamples: int, seed: int) -> list[dict[str, Any
     groups: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         groups[r["condition"]].append(r)
+    def order(key: str) -> tuple:
+        r = groups[key][0]
+        return (r["dataset"], r["strategy"], r.get("budget") or 10**9, r.get("retriever") or "", r["backend"])
+
     out = []
-    for key in sorted(groups):
+    for key in sorted(groups, key=order):
         g = groups[key]
         first = g[0]
         s: dict[str, Any] = {c: first.get(c) for c in COLUMNS}
