@@ -317,6 +317,14 @@ def _check_choice(value: str, choices: tuple[str, ...], flag: str) -> None:
         raise ConfigError(f"{flag} must be one of {', '.join(choices)}, not {value!r}")
 
 
+def _check_answer_options(strategy: str, retriever: str, order: str) -> None:
+    from ragehr.pipeline.context import STRATEGIES
+
+    _check_choice(strategy, STRATEGIES, "--strategy")
+    _check_choice(retriever, ("hybrid", "bm25", "dense"), "--retriever")
+    _check_choice(order, ("chronological", "relevance"), "--order")
+
+
 @app.command()
 @handle_errors
 def context(
@@ -336,12 +344,10 @@ def context(
     from ragehr.config import RagehrConfig
     from ragehr.index.search import load_patient_index
     from ragehr.pipeline.ask import effective_window
-    from ragehr.pipeline.context import STRATEGIES, build_context, context_json
+    from ragehr.pipeline.context import build_context, context_json
     from ragehr.prompts import compute_budget
 
-    _check_choice(strategy, STRATEGIES, "--strategy")
-    _check_choice(retriever, ("hybrid", "bm25", "dense"), "--retriever")
-    _check_choice(order, ("chronological", "relevance"), "--order")
+    _check_answer_options(strategy, retriever, order)
     cfg = RagehrConfig.from_file(config)
     name = backend or cfg.llm.backend
     be = _backend(cfg, backend, {"context_window": budget} if name == "local" else {}, index_dir, use_cache=False)
@@ -388,11 +394,8 @@ def ask(
     from ragehr.config import RagehrConfig
     from ragehr.index.search import load_patient_index
     from ragehr.pipeline.ask import ask as run_ask
-    from ragehr.pipeline.context import STRATEGIES
 
-    _check_choice(strategy, STRATEGIES, "--strategy")
-    _check_choice(retriever, ("hybrid", "bm25", "dense"), "--retriever")
-    _check_choice(order, ("chronological", "relevance"), "--order")
+    _check_answer_options(strategy, retriever, order)
     cfg = RagehrConfig.from_file(config)
     name = backend or cfg.llm.backend
     overrides: dict[str, Any] = {}
