@@ -87,25 +87,40 @@ def main_callback(
 @app.command()
 @handle_errors
 def inspect(
-    path: Annotated[Path, typer.Argument(help="A record file: MedAlign XML, C-CDA, or FHIR JSON/NDJSON.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    paths: Annotated[
+        list[Path], typer.Argument(help="Record files: MedAlign XML, C-CDA, or FHIR JSON/NDJSON.")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per file.")] = False,
 ) -> None:
-    """Format, patient id, event counts by kind, time span and length of a record."""
+    """Format, patient id, event counts by kind, time span and length of each record. A bad
+    file is reported on its own line; the others are still inspected, and the exit status is 2."""
     from ragehr.ehr import load_record
     from ragehr.ehr.summary import summarize
+    from ragehr.errors import InputError
 
-    s = summarize(load_record(path))
-    if as_json:
-        typer.echo(json.dumps(s.model_dump(mode="json"), ensure_ascii=False))
-        return
-    counts = ", ".join(f"{k} {v}" for k, v in s.counts.items()) or "none"
-    typer.echo(f"{path}")
-    typer.echo(f"  format      {s.format}")
-    typer.echo(f"  patient     {s.patient_id}")
-    typer.echo(f"  events      {s.n_events} ({counts})")
-    typer.echo(f"  visits      {s.n_visits}")
-    typer.echo(f"  time span   {s.first_time or '-'} .. {s.last_time or '-'}")
-    typer.echo(f"  length      ~{s.n_tokens_estimate} tokens ({s.tokenizer})")
+    failed = 0
+    for path in paths:
+        try:
+            s = summarize(load_record(path))
+        except InputError as exc:
+            if len(paths) == 1:
+                raise
+            failed += 1
+            typer.echo(f"ragehr: error: {exc}", err=True)
+            continue
+        if as_json:
+            typer.echo(json.dumps(s.model_dump(mode="json"), ensure_ascii=False))
+            continue
+        counts = ", ".join(f"{k} {v}" for k, v in s.counts.items()) or "none"
+        typer.echo(f"{path}")
+        typer.echo(f"  format      {s.format}")
+        typer.echo(f"  patient     {s.patient_id}")
+        typer.echo(f"  events      {s.n_events} ({counts})")
+        typer.echo(f"  visits      {s.n_visits}")
+        typer.echo(f"  time span   {s.first_time or '-'} .. {s.last_time or '-'}")
+        typer.echo(f"  length      ~{s.n_tokens_estimate} tokens ({s.tokenizer})")
+    if failed:
+        raise typer.Exit(2)
 
 
 @app.command()

@@ -18,13 +18,9 @@ R="$BIN/ragehr"
 
 echo "== 1. Parsing and summarizing every record under $DATA"
 shopt -s globstar nullglob
-n=0; failed=0
-for f in "$DATA"/medalign/*.xml "$DATA"/ccda/**/*.xml "$DATA"/synthea/**/*.xml "$DATA"/synthea/**/*.json; do
-  n=$((n+1))
-  if ! "$R" inspect "$f"; then failed=$((failed+1)); fi
-done
-echo "== $n records parsed, $failed failed"
-[ "$failed" -eq 0 ]
+files=("$DATA"/medalign/*.xml "$DATA"/ccda/**/*.xml "$DATA"/synthea/**/*.xml "$DATA"/synthea/**/*.json)
+"$R" inspect "${files[@]}"
+echo "== ${#files[@]} records parsed"
 
 echo
 echo "== 2. Indexing (hybrid BM25 + MiniLM), into $IDX/"

@@ -3,6 +3,7 @@ traceback, no partial output, no entity resolution or DTD fetch, bounded memory 
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import subprocess
@@ -147,3 +148,17 @@ def test_external_dtd_is_never_fetched(tmp_path, monkeypatch):
         p.write_text(f'<?xml version="1.0"?>\n<!DOCTYPE record SYSTEM "{system_id}">\n{VALID}')
         rec = load_record(p)
         assert rec.counts() == {"note": 1, "encounter": 1}
+
+
+def test_inspect_many_files_reports_bad_ones_and_goes_on(cases, tmp_path):
+    from tests.conftest import FIXTURES
+
+    good = FIXTURES / "medalign" / "EHR_sample.xml"
+    bad, _ = cases["truncated_xml"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "ragehr.cli", "inspect", "--json", str(good), str(bad), str(good)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2
+    assert [json.loads(line)["patient_id"] for line in proc.stdout.splitlines()] == ["sample", "sample"]
+    assert proc.stderr.count("\n") == 1 and str(bad) in proc.stderr
