@@ -422,22 +422,22 @@ def _first_by_name(events: list[Event]) -> list[tuple[float, tuple[str, Event]]]
     return cands
 
 
-def _q_first_diagnosis_date(ctx: _Ctx, n: int) -> list[QAItem]:
-    cands = _first_by_name(ctx.of(EventKind.CONDITION))
+def _q_first_date(ctx: _Ctx, n: int, kind: EventKind, qtype: str, verb: str) -> list[QAItem]:
+    """The date of the earliest event of each name of ``kind``: "When was X first <verb>?"."""
+    cands = _first_by_name(ctx.of(kind))
     out = []
-    for _, (name, e) in stratified_pick(cands, n, ctx.rng("first_diagnosis_date")):
+    for _, (name, e) in stratified_pick(cands, n, ctx.rng(qtype)):
         d = _date_text(e)
-        out.append(ctx.item("first_diagnosis_date", f"When was {name} first diagnosed?", d, "date", d, [e]))
+        out.append(ctx.item(qtype, f"When was {name} first {verb}?", d, "date", d, [e]))
     return out
+
+
+def _q_first_diagnosis_date(ctx: _Ctx, n: int) -> list[QAItem]:
+    return _q_first_date(ctx, n, EventKind.CONDITION, "first_diagnosis_date", "diagnosed")
 
 
 def _q_first_medication_date(ctx: _Ctx, n: int) -> list[QAItem]:
-    cands = _first_by_name(ctx.of(EventKind.MEDICATION))
-    out = []
-    for _, (name, e) in stratified_pick(cands, n, ctx.rng("first_medication_date")):
-        d = _date_text(e)
-        out.append(ctx.item("first_medication_date", f"When was {name} first prescribed?", d, "date", d, [e]))
-    return out
+    return _q_first_date(ctx, n, EventKind.MEDICATION, "first_medication_date", "prescribed")
 
 
 def _q_ever_prescribed(ctx: _Ctx, n: int) -> list[QAItem]:

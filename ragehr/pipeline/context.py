@@ -13,6 +13,7 @@ only the selection differs:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -61,8 +62,6 @@ def visit_documents(record: PatientRecord) -> list[Chunk]:
         ) or f"Visit {key}"
         lines = [render_event(e) for e in events]
         text = f"Visit: {header}\n" + "\n".join(lines)
-        import hashlib
-
         cid = "visit-" + hashlib.sha256(f"{record.patient_id}\x1f{key}\x1f{text}".encode()).hexdigest()[:12]
         docs.append(
             Chunk(
