@@ -265,8 +265,8 @@ def _date(value: str | None, flag: str) -> Any:
 def retrieve(
     question: Annotated[str, typer.Argument(help="The question.")],
     patient: Annotated[str, typer.Option("--patient", help="Patient id (as `ragehr index` printed it).")],
-    k: Annotated[int, typer.Option("--k", min=1, help="How many hits.")] = 10,
-    retriever: Annotated[str, typer.Option("--retriever", help="hybrid, bm25 or dense.")] = "hybrid",
+    k: Annotated[int | None, typer.Option("--k", min=1, help="How many hits (default: the config's, 10).")] = None,
+    retriever: Annotated[str | None, typer.Option("--retriever", help="hybrid, bm25 or dense (default: the config's).")] = None,
     since: Annotated[str | None, typer.Option("--since", help="Only evidence on or after (YYYY[-MM[-DD]]).")] = None,
     until: Annotated[str | None, typer.Option("--until", help="Only evidence on or before.")] = None,
     kinds: Annotated[str | None, typer.Option("--kinds", help="Comma-separated kinds: lab,vital,note,...")] = None,
@@ -279,9 +279,11 @@ def retrieve(
     from ragehr.errors import ConfigError
     from ragehr.index.search import load_patient_index, search
 
+    cfg = RagehrConfig.from_file(config)
+    retriever = retriever or cfg.retrieval.retriever
+    k = k or cfg.retrieval.k
     if retriever not in ("hybrid", "bm25", "dense"):
         raise ConfigError(f"--retriever must be hybrid, bm25 or dense, not {retriever!r}")
-    cfg = RagehrConfig.from_file(config)
     idx = load_patient_index(index_dir, patient, need_dense=retriever != "bm25")
     hits, window = search(
         idx, question, config=cfg.retrieval, k=k, retriever=retriever,
@@ -312,32 +314,16 @@ BackendOpt = Annotated[
 OrderOpt = Annotated[str, typer.Option("--order", help="chronological or relevance.")]
 
 
-def _backend(cfg: Any, name: str | None, overrides: dict[str, Any], index_dir: Path, use_cache: bool) -> Any:
-    from ragehr.llm.cache import CachedBackend
-    from ragehr.llm.registry import make_backend
+def _spec(cfg: Any, **overrides: Any) -> Any:
+    """The one ContextSpec of a command: the config's values, replaced by the flags given."""
+    from ragehr.pipeline.spec import ContextSpec
 
-    backend_name = name or cfg.llm.backend
-    settings = dict(cfg.llm.settings) if backend_name == cfg.llm.backend else {}
-    settings.update({k: v for k, v in overrides.items() if v is not None})
-    backend = make_backend(backend_name, **settings)
-    if use_cache and cfg.llm.cache and backend_name != "fake":
-        backend = CachedBackend(backend, index_dir / ".cache" / "generations")
-    return backend
+    return ContextSpec.from_config(cfg, **overrides)
 
 
-def _check_choice(value: str, choices: tuple[str, ...], flag: str) -> None:
-    from ragehr.errors import ConfigError
-
-    if value not in choices:
-        raise ConfigError(f"{flag} must be one of {', '.join(choices)}, not {value!r}")
-
-
-def _check_answer_options(strategy: str, retriever: str, order: str) -> None:
-    from ragehr.pipeline.context import STRATEGIES
-
-    _check_choice(strategy, STRATEGIES, "--strategy")
-    _check_choice(retriever, ("hybrid", "bm25", "dense"), "--retriever")
-    _check_choice(order, ("chronological", "relevance"), "--order")
+RetrieverOpt = Annotated[
+    str | None, typer.Option("--retriever", help="hybrid, bm25 or dense (rag only; default: the config's).")
+]
 
 
 @app.command()
@@ -348,7 +334,7 @@ def context(
     strategy: StrategyOpt = "rag",
     budget: BudgetOpt = 2048,
     backend: BackendOpt = None,
-    retriever: Annotated[str, typer.Option("--retriever", help="hybrid, bm25 or dense (rag only).")] = "hybrid",
+    retriever: RetrieverOpt = None,
     order: OrderOpt = "chronological",
     index_dir: IndexDirOpt = Path("indexes"),
     config: ConfigOpt = None,
@@ -358,29 +344,22 @@ def context(
     counted with the backend's own tokenizer."""
     from ragehr.config import RagehrConfig
     from ragehr.index.search import load_patient_index
-    from ragehr.pipeline.ask import effective_window
-    from ragehr.pipeline.context import build_context, context_json
-    from ragehr.prompts import compute_budget
+    from ragehr.llm.registry import backend_from_config
+    from ragehr.pipeline.context import context_json
+    from ragehr.pipeline.spec import prepare_context
 
-    _check_answer_options(strategy, retriever, order)
     cfg = RagehrConfig.from_file(config)
-    name = backend or cfg.llm.backend
-    be = _backend(cfg, backend, {"context_window": budget} if name == "local" else {}, index_dir, use_cache=False)
-    idx = load_patient_index(index_dir, patient, need_dense=strategy == "rag" and retriever != "bm25")
-    counter = be.token_counter()
-    window = effective_window(be, budget)
-    b = compute_budget(question, window, cfg.llm.max_new_tokens, counter)
-    result = build_context(
-        idx, question, strategy=strategy, budget_tokens=b.evidence, counter=counter,
-        retriever=retriever, order=order, retrieval=cfg.retrieval,
-    )
+    spec = _spec(cfg, strategy=strategy, budget=budget, retriever=retriever, order=order)
+    be = backend_from_config(cfg.llm, backend, window=spec.budget)
+    idx = load_patient_index(index_dir, patient, need_dense=spec.needs_dense)
+    prep = prepare_context(idx, question, spec, be)
     if as_json:
-        typer.echo(json.dumps(context_json(result, window), ensure_ascii=False, indent=1))
+        typer.echo(json.dumps(context_json(prep.context, prep.window), ensure_ascii=False, indent=1))
         return
-    p = result.packed
+    p = prep.context.packed
     typer.echo(
-        f"{strategy}: {len(p.items)} pieces, {p.used_tokens}/{p.budget_tokens} evidence tokens "
-        f"(window {window}, {counter.name})", err=True
+        f"{spec.strategy}: {len(p.items)} pieces, {p.used_tokens}/{p.budget_tokens} evidence tokens "
+        f"(window {prep.window}, {prep.counter.name})", err=True
     )
     typer.echo(p.block(), nl=False)
 
@@ -393,7 +372,7 @@ def ask(
     strategy: StrategyOpt = "rag",
     budget: BudgetOpt = 2048,
     backend: BackendOpt = None,
-    retriever: Annotated[str, typer.Option("--retriever", help="hybrid, bm25 or dense (rag only).")] = "hybrid",
+    retriever: RetrieverOpt = None,
     order: OrderOpt = "chronological",
     model_path: Annotated[Path | None, typer.Option("--model-path", help="A GGUF file (local backend).")] = None,
     base_url: Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible server (openai backend).")] = None,
@@ -408,23 +387,17 @@ def ask(
     that every number and date in the answer appears in that evidence."""
     from ragehr.config import RagehrConfig
     from ragehr.index.search import load_patient_index
+    from ragehr.llm.registry import backend_from_config
     from ragehr.pipeline.ask import ask as run_ask
 
-    _check_answer_options(strategy, retriever, order)
     cfg = RagehrConfig.from_file(config)
-    name = backend or cfg.llm.backend
-    overrides: dict[str, Any] = {}
-    if name == "local":
-        # llama.cpp allocates its window up front: size it to the budget asked for.
-        overrides = {"model_path": str(model_path) if model_path else None, "context_window": budget}
-    elif name == "openai":
-        overrides = {"base_url": base_url, "model": model}
-    be = _backend(cfg, backend, overrides, index_dir, use_cache=not no_cache)
-    idx = load_patient_index(index_dir, patient, need_dense=strategy == "rag" and retriever != "bm25")
-    r = run_ask(
-        idx, question, be, strategy=strategy, budget=budget, retriever=retriever, order=order,
-        max_new_tokens=max_new_tokens or cfg.llm.max_new_tokens, retrieval=cfg.retrieval,
+    spec = _spec(cfg, strategy=strategy, budget=budget, retriever=retriever, order=order, max_new_tokens=max_new_tokens)
+    be = backend_from_config(
+        cfg.llm, backend, window=spec.budget, model_path=str(model_path) if model_path else None,
+        base_url=base_url, model=model, cache_dir=None if no_cache else index_dir / ".cache" / "generations",
     )
+    idx = load_patient_index(index_dir, patient, need_dense=spec.needs_dense)
+    r = run_ask(idx, question, be, spec)
     if as_json:
         typer.echo(json.dumps(r.to_json(), ensure_ascii=False, indent=1))
         return

@@ -141,6 +141,7 @@ def run_experiment(
     from ragehr.eval.metrics import mrr, ndcg_at_k, recall_at_k
     from ragehr.eval.report import write_reports
     from ragehr.pipeline.ask import ask
+    from ragehr.pipeline.spec import ContextSpec
 
     progress = progress or NullProgress()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -170,9 +171,10 @@ def run_experiment(
                                    "patient_id": it.patient_id, "category": it.category}
             t0 = time.perf_counter()
             try:
-                r = ask(idx, it.question, be, strategy=c.strategy, budget=c.budget or be.context_window,
-                        retriever=c.retriever or "hybrid", order=cfg.order, max_new_tokens=cfg.max_new_tokens,
-                        retrieval=cfg.retrieval, seed=cfg.seed)
+                spec = ContextSpec(strategy=c.strategy, budget=c.budget or be.context_window,
+                                   retriever=c.retriever or "hybrid", order=cfg.order,
+                                   max_new_tokens=cfg.max_new_tokens, retrieval=cfg.retrieval)
+                r = ask(idx, it.question, be, spec, seed=cfg.seed)
             except RagehrError as exc:
                 # e.g. `full` on a record longer than the window: reported as an error, kept
                 # out of the means (summary.md shows the count next to n).

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ragehr.errors import RagehrError
@@ -51,18 +52,29 @@ class LLMBackend(abc.ABC):
         the cache key."""
         return {}
 
-    def generate(self, request: GenerationRequest) -> Generation:
+    supports_streaming: bool = False
+    """Whether :meth:`_generate` calls ``on_token`` as text is produced. Backends that do not
+    stream have their whole answer passed to ``on_token`` once, at the end."""
+
+    def generate(self, request: GenerationRequest, on_token: Callable[[str], None] | None = None) -> Generation:
         """Answer ``request``; the result carries this backend's name and model and the
-        wall-clock seconds the call took."""
+        wall-clock seconds the call took. ``on_token``, when given, receives the answer's
+        text in pieces as they are produced (their concatenation is the answer)."""
         start = time.perf_counter()
-        gen = self._generate(request)
+        if self.supports_streaming:
+            gen = self._generate(request, on_token=on_token)
+        else:
+            gen = self._generate(request)
+            if on_token is not None and gen.text:
+                on_token(gen.text)
         seconds = time.perf_counter() - start
         return gen.model_copy(update={"seconds": seconds, "backend": self.name, "model": self.model})
 
     @abc.abstractmethod
-    def _generate(self, request: GenerationRequest) -> Generation:
+    def _generate(self, request: GenerationRequest, on_token: Callable[[str], None] | None = None) -> Generation:
         """Produce the answer. ``backend``, ``model`` and ``seconds`` may be left at any value:
-        :meth:`generate` overwrites them."""
+        :meth:`generate` overwrites them. Only backends with ``supports_streaming`` are given
+        ``on_token``."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.model!r}, context_window={self.context_window})"

@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -118,21 +119,23 @@ class CachedBackend(LLMBackend):
         doc = {"format": CACHE_FORMAT, "key": key, "generation": gen.model_dump(mode="json")}
         atomic_write_text(self.path_for(key), json.dumps(doc, ensure_ascii=False, indent=1))
 
-    def generate(self, request: GenerationRequest) -> Generation:
+    def generate(self, request: GenerationRequest, on_token: Callable[[str], None] | None = None) -> Generation:
         key = request_key(self.inner, request)
         hit = self._load(key)
         if hit is not None:
             with self._lock:
                 self.hits += 1
+            if on_token is not None and hit.text:
+                on_token(hit.text)
             return hit.model_copy(update={"cached": True})
         with self._lock:
             self.misses += 1
-        gen = self.inner.generate(request).model_copy(update={"cached": False})
+        gen = self.inner.generate(request, on_token=on_token).model_copy(update={"cached": False})
         self._store(key, gen)
         return gen
 
-    def _generate(self, request: GenerationRequest) -> Generation:  # pragma: no cover
-        return self.generate(request)
+    def _generate(self, request: GenerationRequest, on_token: Callable[[str], None] | None = None) -> Generation:  # pragma: no cover
+        return self.generate(request, on_token=on_token)
 
     def __repr__(self) -> str:
         return f"CachedBackend({self.inner!r}, cache_dir={str(self.cache_dir)!r})"

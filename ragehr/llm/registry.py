@@ -13,7 +13,7 @@ from typing import Any
 from ragehr.errors import ConfigError
 from ragehr.llm.base import LLMBackend
 
-__all__ = ["BACKENDS", "make_backend"]
+__all__ = ["BACKENDS", "backend_from_config", "make_backend"]
 
 BACKENDS = ("fake", "extractive", "local", "openai")
 """The names :func:`make_backend` accepts."""
@@ -96,3 +96,42 @@ def make_backend(name: str, **settings: Any) -> LLMBackend:
             "the openai backend needs a model name (set it in the config or RAGEHR_OPENAI_MODEL)"
         )
     return OpenAICompatBackend(base_url=base_url, model=model, **given)
+
+
+def backend_from_config(
+    llm: Any,
+    name: str | None = None,
+    *,
+    window: int | None = None,
+    model_path: str | None = None,
+    base_url: str | None = None,
+    model: str | None = None,
+    cache_dir: Any = None,
+) -> LLMBackend:
+    """The backend a command answers with: ``name`` (default: the config's ``llm.backend``),
+    built from the config's ``llm.settings`` when it is the configured backend, with the
+    generic options mapped onto the settings that backend understands:
+
+    - ``window``: the context window a question will use. Backends that allocate their window
+      up front (``local``) are sized to it; the others ignore it.
+    - ``model_path``: ``local``'s GGUF file.
+    - ``base_url``, ``model``: ``openai``'s server and model name.
+
+    Options given as ``None`` leave the config's value. With ``cache_dir`` (and ``llm.cache``)
+    the backend is wrapped in the generation cache; ``fake`` never is."""
+    backend_name = (name or llm.backend).strip().lower()
+    settings = dict(llm.settings) if backend_name == llm.backend else {}
+    overrides: dict[str, Any] = {}
+    if backend_name == "local":
+        overrides = {"context_window": window, "model_path": model_path}
+    elif backend_name == "openai":
+        overrides = {"base_url": base_url, "model": model}
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    backend = make_backend(backend_name, **settings)
+    if cache_dir is not None and llm.cache and backend_name != "fake":
+        from pathlib import Path
+
+        from ragehr.llm.cache import CachedBackend
+
+        backend = CachedBackend(backend, Path(cache_dir))
+    return backend

@@ -8,15 +8,19 @@ generation (any :class:`ragehr.llm.base.LLMBackend`) -> grounding check
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from ragehr.config import RetrievalConfig
 from ragehr.llm.base import LLMBackend
 from ragehr.index.search import PatientIndex
-from ragehr.pipeline.context import ContextResult, build_context, context_json
+from ragehr.pipeline.context import ContextResult, context_json
 from ragehr.pipeline.grounding import Grounding, check_grounding
-from ragehr.prompts import Budget, build_messages, compute_budget, prompt_tokens
+from ragehr.pipeline.spec import ContextSpec, effective_window, prepare_context
+from ragehr.prompts import Budget, build_messages, prompt_tokens
 from ragehr.types import Generation, GenerationRequest
+
+__all__ = ["DEFAULT_MAX_NEW_TOKENS", "AskResult", "ask", "effective_window"]
 
 DEFAULT_MAX_NEW_TOKENS = 256
 
@@ -60,40 +64,35 @@ class AskResult:
         return out
 
 
-def effective_window(backend: LLMBackend, budget: int | None) -> int:
-    """The window a run uses: ``--budget`` when given (never above the model's own)."""
-    return min(budget, backend.context_window) if budget else backend.context_window
-
-
 def ask(
     index: PatientIndex,
     question: str,
     backend: LLMBackend,
+    spec: ContextSpec | None = None,
     *,
-    strategy: str = "rag",
-    budget: int | None = 2048,
-    retriever: str = "hybrid",
-    order: str = "chronological",
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-    retrieval: RetrievalConfig | None = None,
     seed: int = 0,
+    on_token: Callable[[str], None] | None = None,
+    **spec_fields: Any,
 ) -> AskResult:
+    """Answer ``question`` from ``index`` with ``backend``. The context is chosen by ``spec``
+    (or by a :class:`ContextSpec` built from ``spec_fields``: ``strategy``, ``budget``,
+    ``retriever``, ``order``, ``max_new_tokens``, ``retrieval``). ``on_token`` receives the
+    answer's text as the backend produces it."""
+    if spec is None:
+        spec = ContextSpec(**{k: v for k, v in spec_fields.items() if v is not None})
+    elif spec_fields:
+        raise TypeError("give either a ContextSpec or its fields, not both")
     t0 = time.perf_counter()
-    counter = backend.token_counter()
-    window = effective_window(backend, budget)
-    b = compute_budget(question, window, max_new_tokens, counter)
-    ctx = build_context(
-        index, question, strategy=strategy, budget_tokens=b.evidence, counter=counter,
-        retriever=retriever, order=order, retrieval=retrieval,
-    )
+    prep = prepare_context(index, question, spec, backend)
+    ctx, b, counter = prep.context, prep.budget, prep.counter
     t1 = time.perf_counter()
     messages = build_messages(question, ctx.packed.block())
     n_prompt = prompt_tokens(messages, counter)
     request = GenerationRequest(
         messages=messages, question=question, evidence=ctx.packed.items,
-        max_tokens=max_new_tokens, temperature=0.0, seed=seed,
+        max_tokens=spec.max_new_tokens, temperature=0.0, seed=seed,
     )
-    gen = backend.generate(request)
+    gen = backend.generate(request, on_token=on_token)
     t2 = time.perf_counter()
     grounding = check_grounding(gen.text, ctx.packed.items)
     t3 = time.perf_counter()

@@ -1,0 +1,122 @@
+"""``ContextSpec``: what one question's context is built with, shared by every entry point.
+
+The CLI (``context``, ``ask``), the batch mode, the eval runner and the web page all build a
+:class:`ContextSpec` and call :func:`prepare_context`, so the same options mean the same thing
+everywhere: strategy, window budget, retriever, evidence order, answer length and the
+retrieval settings. Values come from the config (:class:`ragehr.config.RagehrConfig`) unless
+an explicit override is given (:meth:`ContextSpec.from_config`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ragehr.config import RagehrConfig, RetrievalConfig
+from ragehr.errors import ConfigError
+from ragehr.index.search import PatientIndex
+from ragehr.llm.base import LLMBackend
+from ragehr.pipeline.context import STRATEGIES, ContextResult, build_context
+from ragehr.prompts import Budget, compute_budget
+from ragehr.tokens import TokenCounter
+
+__all__ = ["ORDERS", "RETRIEVERS", "ContextSpec", "PreparedContext", "prepare_context"]
+
+RETRIEVERS = ("hybrid", "bm25", "dense")
+ORDERS = ("chronological", "relevance")
+MAX_BUDGET = 1 << 20
+"""No model has a window of a million tokens; a larger --budget is a typo."""
+
+
+def _check_choice(value: str, choices: tuple[str, ...], what: str) -> None:
+    if value not in choices:
+        raise ConfigError(f"{what} must be one of {', '.join(choices)}, not {value!r}")
+
+
+@dataclass(frozen=True)
+class ContextSpec:
+    """How one question's context is selected and sized.
+
+    ``budget`` is the context window in tokens (prompt plus answer) for this question; ``None``
+    means the backend's whole window (the ``full`` baseline's usual setting)."""
+
+    strategy: str = "rag"
+    budget: int | None = 2048
+    retriever: str = "hybrid"
+    order: str = "chronological"
+    max_new_tokens: int = 256
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+
+    def __post_init__(self) -> None:
+        _check_choice(self.strategy, STRATEGIES, "strategy")
+        _check_choice(self.retriever, RETRIEVERS, "retriever")
+        _check_choice(self.order, ORDERS, "order")
+        if self.budget is not None and not 64 <= self.budget <= MAX_BUDGET:
+            raise ConfigError(f"budget must be between 64 and {MAX_BUDGET} tokens, not {self.budget}")
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be at least 1, not {self.max_new_tokens}")
+
+    @classmethod
+    def from_config(cls, cfg: RagehrConfig | None = None, **overrides: Any) -> ContextSpec:
+        """The config's values (``retrieval.retriever``, ``llm.max_new_tokens``, ...), each
+        replaced by an override that is not ``None``."""
+        cfg = cfg or RagehrConfig()
+        base = cls(
+            retriever=cfg.retrieval.retriever,
+            max_new_tokens=cfg.llm.max_new_tokens,
+            retrieval=cfg.retrieval,
+        )
+        given = {k: v for k, v in overrides.items() if v is not None}
+        unknown = sorted(set(given) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ConfigError(f"unknown context option(s): {', '.join(unknown)}")
+        return replace(base, **given)
+
+    def with_(self, **changes: Any) -> ContextSpec:
+        """A copy with some fields changed (``None`` values are ignored)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @property
+    def needs_dense(self) -> bool:
+        """Whether the index must be opened with its dense side."""
+        return self.strategy == "rag" and self.retriever != "bm25"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "strategy": self.strategy,
+            "budget": self.budget,
+            "retriever": self.retriever if self.strategy == "rag" else None,
+            "order": self.order,
+            "max_new_tokens": self.max_new_tokens,
+        }
+
+
+@dataclass(frozen=True)
+class PreparedContext:
+    """The evidence for a question and how the window was shared out."""
+
+    spec: ContextSpec
+    window: int
+    budget: Budget
+    counter: TokenCounter
+    context: ContextResult
+
+
+def effective_window(backend: LLMBackend, budget: int | None) -> int:
+    """The window a run uses: the spec's budget when given (never above the model's own)."""
+    return min(budget, backend.context_window) if budget else backend.context_window
+
+
+def prepare_context(index: PatientIndex, question: str, spec: ContextSpec, backend: LLMBackend) -> PreparedContext:
+    """Select ``question``'s evidence from ``index`` as ``spec`` says, with tokens counted by
+    ``backend``'s own tokenizer. The one path ``context``, ``ask``, batch and eval share."""
+    if not question or not question.strip():
+        raise ConfigError("the question is empty")
+    counter = backend.token_counter()
+    window = effective_window(backend, spec.budget)
+    b = compute_budget(question, window, spec.max_new_tokens, counter)
+    ctx = build_context(
+        index, question, strategy=spec.strategy, budget_tokens=b.evidence, counter=counter,
+        retriever=spec.retriever, order=spec.order, retrieval=spec.retrieval,
+    )
+    return PreparedContext(spec=spec, window=window, budget=b, counter=counter, context=ctx)
