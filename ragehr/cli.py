@@ -248,14 +248,14 @@ def _kinds(value: str | None) -> list[Any] | None:
     return out
 
 
-def _date(value: str | None, flag: str) -> Any:
+def _date(value: str | None, flag: str, *, end: bool = False) -> Any:
     from ragehr.errors import ConfigError
     from ragehr.retrieval.timefilter import parse_date_option
 
     if value is None:
         return None
     try:
-        return parse_date_option(value)
+        return parse_date_option(value, end=end)
     except ValueError as exc:
         raise ConfigError(f"{flag}: {exc}") from None
 
@@ -287,13 +287,15 @@ def retrieve(
     idx = load_patient_index(index_dir, patient, need_dense=retriever != "bm25")
     hits, window = search(
         idx, question, config=cfg.retrieval, k=k, retriever=retriever,
-        since=_date(since, "--since"), until=_date(until, "--until"), kinds=_kinds(kinds),
+        since=_date(since, "--since"), until=_date(until, "--until", end=True), kinds=_kinds(kinds),
     )
     if as_json:
-        typer.echo(json.dumps([h.to_json() for h in hits], ensure_ascii=False, indent=1))
+        typer.echo(json.dumps([{**h.to_json(), "time_fallback": window.fallback} for h in hits], ensure_ascii=False, indent=1))
         return
     if window.phrase:
         typer.echo(f"(time from the question: {window.phrase!r})", err=True)
+    if window.fallback:
+        typer.echo(f"(note: {window.fallback})", err=True)
     if not hits:
         typer.echo("no matching evidence")
     for h in hits:
@@ -357,6 +359,8 @@ def context(
         typer.echo(json.dumps(context_json(prep.context, prep.window), ensure_ascii=False, indent=1))
         return
     p = prep.context.packed
+    if prep.context.time_fallback:
+        typer.echo(f"(note: {prep.context.time_fallback})", err=True)
     typer.echo(
         f"{spec.strategy}: {len(p.items)} pieces, {p.used_tokens}/{p.budget_tokens} evidence tokens "
         f"(window {prep.window}, {prep.counter.name})", err=True
@@ -411,6 +415,8 @@ def ask(
     shown = [it for it in items if it.marker in set(g.cited)] if g.cited else list(items)[:5]
     more = "" if g.cited or len(items) <= 5 else f", first 5 of {len(items)}"
     typer.echo("\nEvidence" + (" cited:" if g.cited else f" given (the answer cites none{more}):"))
+    if r.context.time_fallback:
+        typer.echo(f"  (note: {r.context.time_fallback})")
     from ragehr.ehr.times import format_time
 
     for it in shown:

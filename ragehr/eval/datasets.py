@@ -52,6 +52,9 @@ class DatasetSpec(BaseModel):
     """JSONL file (type jsonl)."""
     per_type: int = Field(3, ge=1)
     """Generated QA: items per question type per patient."""
+    qtypes: tuple[str, ...] | None = None
+    """Generated QA: which question types (default: ``ragehr.eval.generated.QTYPES``; the
+    time-stress types are in ``TIME_QTYPES``)."""
     limit: int | None = Field(None, ge=1)
     """Keep only the first N items (after a seeded shuffle for generated data)."""
 
@@ -137,7 +140,7 @@ def generated_items(spec: DatasetSpec, records: Sequence[Any], seed: int) -> lis
 
     items = []
     for rec in records:
-        for qa in generate_qa(rec, seed=seed, per_type=spec.per_type):
+        for qa in generate_qa(rec, seed=seed, per_type=spec.per_type, qtypes=spec.qtypes):
             items.append(
                 EvalItem(
                     item_id=f"{spec.name}:{qa.item_id}", dataset=spec.name, patient_id=rec.patient_id,
