@@ -87,7 +87,7 @@ def main() -> int:
     for path in args.records:
         t0 = time.perf_counter()
         [s] = build_indexes([path], args.work / f"idx-{args.embedder}", cfg, cache_dir=args.work / "cache", embedder=embedder)
-        if s.status not in ("built", "skipped", "up-to-date"):
+        if s.status == "failed":
             raise SystemExit(f"index build failed: {s.message}")
         idx = load_patient_index(args.work / f"idx-{args.embedder}", s.patient_id, embedder=embedder)
         build_s = time.perf_counter() - t0

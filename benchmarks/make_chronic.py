@@ -17,9 +17,14 @@ Questions (``<record>.qa.jsonl``): :func:`ragehr.eval.generated.generate_qa` wit
 time-stress types (:data:`~ragehr.eval.generated.TIME_QTYPES`), plus ``latest_value``,
 ``value_on_date`` and ``first_diagnosis_date``.
 
+With ``--short`` the base patients' own records are copied unchanged (2k-38k tokens) and
+questions of every type (:data:`~ragehr.eval.generated.ALL_QTYPES`) are written for them: the
+check that short records keep their recall.
+
 Usage::
 
     python benchmarks/make_chronic.py benchmarks/data/chronic --tokens 90000 --seed 0
+    python benchmarks/make_chronic.py benchmarks/data/short --short --n 5 --per-type 3
 
 The output is derived from the shared data (Synthea; see ../shared/data/README.md for
 licenses): write it outside git (``benchmarks/data/`` is ignored).
@@ -30,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
@@ -38,7 +44,7 @@ from pathlib import Path
 from ragehr.ehr import load_record
 from ragehr.ehr.medalign import write_medalign_xml
 from ragehr.ehr.render import render_event
-from ragehr.eval.generated import TIME_QTYPES, generate_qa, write_jsonl
+from ragehr.eval.generated import ALL_QTYPES, TIME_QTYPES, generate_qa, write_jsonl
 from ragehr.tokens import estimate_tokens
 from ragehr.types import Event, EventKind, PatientRecord, SourceLocator, TimePrecision
 
@@ -136,8 +142,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--per-type", type=int, default=12)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--shared", type=Path, default=DEFAULT_SHARED)
+    ap.add_argument(
+        "--short", action="store_true",
+        help="instead: copy the base patients' records as they are (short records) and write their questions",
+    )
     args = ap.parse_args(argv)
     args.out_dir.mkdir(parents=True, exist_ok=True)
+    if args.short:
+        for i, rel in enumerate(BASES[: args.n]):
+            path = args.out_dir / f"short_{i}.json"
+            shutil.copyfile(args.shared / rel, path)
+            rec = load_record(path)
+            qa = generate_qa(rec, seed=args.seed, per_type=args.per_type, qtypes=ALL_QTYPES)
+            write_jsonl(qa, path.with_suffix(".qa.jsonl"))
+            n_tok = sum(estimate_tokens(render_event(e)) + 1 for e in rec.events)
+            print(json.dumps({"record": str(path), "base": rel, "events": len(rec.events), "tokens": n_tok, "questions": len(qa)}))
+        return 0
     for i, rel in enumerate(BASES[: args.n]):
         base = load_record(args.shared / rel)
         rec = build(base, args.tokens, args.seed + i)

@@ -88,16 +88,37 @@ class PatientIndex:
             self._chunks = self.stored.chunk_by_id()
         return self._chunks[chunk_id]
 
+    def latest_note_ids(self, allowed: Collection[str] | None = None) -> set[str]:
+        """The chunks of the newest dated note (under ``allowed``, when given)."""
+        notes = [
+            c for c in self.stored.chunks
+            if c.kind is EventKind.NOTE and c.start is not None and (allowed is None or c.chunk_id in allowed)
+        ]
+        if not notes:
+            return set()
+        newest = max(c.start for c in notes)  # type: ignore[type-var]
+        return {c.chunk_id for c in notes if c.start == newest}
+
+    def row_times(self, c: Chunk) -> list[datetime]:
+        """A series chunk's row times (one per event, in row order); empty for other chunks."""
+        if c.concept is None:
+            return []
+        times = self.memo.get("event-starts")
+        if times is None:
+            times = self.memo["event-starts"] = {e.event_id: e.start for e in self.stored.record.events}
+        return [t for t in (times.get(eid) for eid in c.event_ids) if t is not None]  # type: ignore[union-attr]
+
     def ongoing_ids(self) -> frozenset[str]:
-        """Chunks holding a medication, condition or allergy that is active with no end:
-        state that still holds at the record's end (computed once per opened index)."""
+        """Chunks holding a medication, condition or allergy marked active with no end: state
+        that still holds at the record's end (computed once per opened index). An order with
+        no status is not assumed to last (a one-off dose in the emergency room has none)."""
         key = "ongoing-chunks"
         got = self.memo.get(key)
         if got is None:
             live = {
                 e.event_id
                 for e in self.stored.record.events
-                if e.kind in _STATE_KINDS and e.end is None and e.status in (None, Status.ACTIVE)
+                if e.kind in _STATE_KINDS and e.end is None and e.status is Status.ACTIVE
             }
             got = self.memo[key] = frozenset(c.chunk_id for c in self.stored.chunks if live.intersection(c.event_ids))
         return got  # type: ignore[return-value]
@@ -163,11 +184,11 @@ def _when(c: Chunk, newest: bool) -> float:
     return t.timestamp() if t is not None else (float("-inf") if newest else float("inf"))
 
 
-def _window_distance(c: Chunk, window: TimeWindow) -> float:
-    """Days from a chunk's dates to the window (0 inside; undated: infinitely far)."""
-    if c.start is None:
+def _window_distance(start: datetime | None, end: datetime | None, window: TimeWindow) -> float:
+    """Days from [start, end]'s dates to the window (0 inside; undated: infinitely far)."""
+    if start is None:
         return float("inf")
-    lo, hi = c.start.date(), (c.end or c.start).date()
+    lo, hi = start.date(), (end or start).date()
     if window.since is not None and hi < window.since.date():
         return float((window.since.date() - hi).days)
     if window.until is not None and lo > window.until.date():
@@ -201,7 +222,7 @@ def order_by_intent(
             return end if c.chunk_id in ongoing else _when(c, True)
 
         # notes and state kinds first, newest first; then anything else about the concept
-        return sorted(relevant, key=lambda c: (c.kind not in _CURRENT_KINDS, -as_of(c), s(c), c.chunk_id))
+        return sorted(relevant, key=lambda c: (c.kind not in _CURRENT_KINDS, -as_of(c), s(c), c.ordinal, c.chunk_id))
     if plan.intent == "series":
         return sorted(relevant, key=lambda c: (c.concept is None, s(c), c.chunk_id))
     return sorted(relevant, key=lambda c: (s(c), c.chunk_id))
@@ -232,6 +253,13 @@ def search(
     text = plan.concept if (plan.intent != "none" or window.span is not None) else question
     chunks = index.stored.chunks
     in_window = allowed_ids(chunks, window.since, window.until, kinds, by_date=window.calendar)
+    if in_window and window.is_filter:
+        # A series chunk is inside only when one of its rows is (its span may straddle a gap).
+        in_window = {
+            cid for cid in in_window
+            if index.chunk(cid).concept is None
+            or any(overlaps(t, t, window.since, window.until, by_date=window.calendar) for t in index.row_times(index.chunk(cid)))
+        }
     kind_ok = allowed_ids(chunks, None, None, kinds)
     n = max(k, config.candidates)
     hits = _fused(index, text, retriever, config, n, in_window)
@@ -249,18 +277,25 @@ def search(
             cid: float(raw[i]) for i, cid in enumerate(index.bm25.ids) if raw[i] > 0 and (kind_ok is None or cid in kind_ok)
         }
         relevant = relevant_ids(rel_scores, config.relevant_fraction)
+    if plan.intent == "current" and plan.state_list:
+        # State at the record's end (or as of the window's end): the latest note then is read
+        # whole (its medication list or plan need not use the question's words).
+        relevant |= index.latest_note_ids(in_window if in_window is not None else kind_ok)
     fused_score = {h.chunk_id: h.score for h in hits}
     score = {cid: fused_score.get(cid, 0.0) + rel_scores.get(cid, 0.0) * 1e-6 for cid in relevant}
     inside = relevant if in_window is None else relevant & in_window
     if window.is_filter and window.span is not None and not inside and relevant:
         # Nothing about the concept in the window read from the question: the nearest dated
         # evidence about it (explicit since/until stay hard filters).
-        near = sorted(
-            (index.chunk(cid) for cid in relevant),
-            key=lambda c: (_window_distance(c, window), -score.get(c.chunk_id, 0.0), c.chunk_id),
-        )
-        d = _window_distance(near[0], window)
-        when = "undated" if near[0].start is None else near[0].start.date().isoformat()
+        def nearest(c: Chunk) -> tuple[float, str]:
+            """Days outside the window and the date of the chunk's nearest evidence."""
+            spans = [(t, t) for t in index.row_times(c)] or [(c.start, c.end)]
+            best = min(spans, key=lambda se: _window_distance(se[0], se[1], window))
+            d = _window_distance(best[0], best[1], window)
+            return d, (best[0].date().isoformat() if best[0] is not None else "undated")
+
+        near = sorted((index.chunk(cid) for cid in relevant), key=lambda c: (nearest(c)[0], -score.get(c.chunk_id, 0.0), c.chunk_id))
+        d, when = nearest(near[0])
         plan = plan.with_fallback(
             f"no evidence about {plan.concept!r} within {window.phrase or 'the requested period'!r}; "
             f"the nearest dated evidence is shown ({when}, {d:.0f} days outside)"
@@ -270,7 +305,8 @@ def search(
         )
         return _wrap(index, [_hit(c, i, score) for i, c in enumerate(ordered[:k], 1)]), plan
     first = order_by_intent(
-        plan, [index.chunk(cid) for cid in inside], score, end_time=index.last_time, ongoing=index.ongoing_ids()
+        plan, [index.chunk(cid) for cid in inside], score, end_time=window.until or index.last_time,
+        ongoing=index.ongoing_ids(),
     )
     seen = {c.chunk_id for c in first}
     rest = [h for h in hits if h.chunk_id not in seen]

@@ -14,8 +14,9 @@ Intents (``QuestionPlan.intent``):
     Counting and trends ("how many times", "highest", "trend of", "since <date>", "all"):
     the whole series, per-concept series chunks first.
 ``current``
-    State at the record's end ("currently on", "active medications", "current problems"):
-    the newest medication, problem and note evidence first.
+    State at the record's end ("currently on", "active medications", "current problems"), or
+    as of a date ("which medications was she taking on 2019-03-02"): the newest medication,
+    problem and note evidence up to then first.
 ``none``
     Plain relevance (a time window, if any, is still a filter).
 
@@ -40,6 +41,7 @@ _STATE_NOUNS = (
     r"(?:medications?|meds|medicines?|drugs?|prescriptions?|problems?|problem list|diagnos[ie]s|"
     r"conditions?|allerg(?:y|ies)|therap(?:y|ies)|regimen|treatments?|anticoagula\w*|insulin)"
 )
+_STATE_LIST = re.compile(r"\b" + _STATE_NOUNS + r"\b", re.I)
 _CURRENT = re.compile(
     r"\b(?:currently|presently|at present|right now|as of now|these days|"
     r"still\s+(?:on|taking|active|has|have|prescribed)|"
@@ -102,6 +104,10 @@ class QuestionPlan:
     """The question without the time phrase and intent words (falls back to the question)."""
     cue: str | None = None
     """The words that set the intent."""
+    state_list: bool = False
+    """The question asks for a list of state (medications, problems, allergies): for
+    ``current`` the latest note is read whole, since its list need not use the question's
+    words."""
     fallback: str | None = None
     """Set by retrieval when nothing relevant fell inside the window and the nearest dated
     evidence was used instead: a short sentence saying so."""
@@ -191,4 +197,10 @@ def plan_question(
         intent, cue = "point", window.phrase
     if intent == "latest" and window.is_point and cue and cue.lower() in ("current", "currently", "now"):
         intent = "point"
-    return QuestionPlan(intent=intent, window=window, concept=concept_text(rest), cue=cue)
+    state_list = bool(_STATE_LIST.search(rest))
+    if intent == "point" and state_list and window.until is not None:
+        # "Which medications was she taking on 2019-03-02?": the state as of that day, which
+        # orders started before it hold; not only what is dated that day.
+        intent, cue = "current", window.phrase
+        window = replace(window, since=None)
+    return QuestionPlan(intent=intent, window=window, concept=concept_text(rest), cue=cue, state_list=state_list)
