@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ragehr.ehr.medalign import patient_id_from_path
 from ragehr.errors import ConfigError, InputError
@@ -55,6 +55,16 @@ class DatasetSpec(BaseModel):
     qtypes: tuple[str, ...] | None = None
     """Generated QA: which question types (default: ``ragehr.eval.generated.QTYPES``; the
     time-stress types are in ``TIME_QTYPES``)."""
+
+    @field_validator("qtypes")
+    @classmethod
+    def _known_qtypes(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        from ragehr.eval.generated import ALL_QTYPES
+
+        bad = [q for q in v or () if q not in ALL_QTYPES]
+        if bad:
+            raise ValueError(f"unknown question type(s) {', '.join(bad)}; use any of {', '.join(ALL_QTYPES)}")
+        return v
     limit: int | None = Field(None, ge=1)
     """Keep only the first N items (after a seeded shuffle for generated data)."""
 
