@@ -5,8 +5,9 @@ type:
 
 - **evidence recall** of ``rag`` (hybrid), ``visit-bm25`` and ``recent`` at evidence budgets of
   512, 1k, 2k, 4k and 8k tokens, and ``recent`` at 32k: the fraction of a question's gold
-  events whose rendered line is inside the packed text (a packed piece that holds the event and
-  has a line with the event's date and value; the name is in the piece's title or line);
+  events whose line is inside the packed text (a packed piece that holds the event, names it
+  (its text or code), and has a line starting with the event's date that shows its value as a
+  whole number: a day chunk's line or a series table's row);
 - **recall@10** of the hybrid and BM25 retrievers (the fraction of gold events held by the top
   10 chunks).
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import time
@@ -35,27 +37,41 @@ BUDGETS = (512, 1024, 2048, 4096, 8192)
 RECENT_LONG = 32768
 
 
-def gold_lines(record) -> dict[str, tuple[str, str]]:
-    """event id -> (date as rendered, value as rendered)."""
+def gold_lines(record) -> dict[str, tuple[str, str, tuple[str, ...]]]:
+    """event id -> (date as rendered, value as rendered, names: its text and its code)."""
     from ragehr.ehr.render import format_value
     from ragehr.ehr.times import format_time
 
     out = {}
     for e in record.events:
         if e.start is not None:
-            out[e.event_id] = (format_time(e.start, e.precision)[:10], format_value(e.value))
+            names = tuple(x for x in (" ".join(e.text.split())[:40].casefold(), e.code) if x)
+            out[e.event_id] = (format_time(e.start, e.precision)[:10], format_value(e.value), names)
     return out
 
 
-def found(items, gold: tuple[str, ...], lines: dict[str, tuple[str, str]]) -> float:
-    """Fraction of gold events whose line is in one of the packed items that holds them."""
+def _has_value(line: str, date: str, value: str) -> bool:
+    """The line starts with the date and shows the value as a whole number after it."""
+    if not line.startswith(date):
+        return False
+    if not value:
+        return True
+    rest = line[len(date):]
+    return re.search(rf"(?<![\w.]){re.escape(value)}(?![\w.]|\.\d)", rest) is not None
+
+
+def found(items, gold: tuple[str, ...], lines) -> float:
+    """Fraction of gold events whose line is in one of the packed items that holds them: a
+    line that starts with the event's date and shows its value, in an item naming it."""
     if not gold:
         return 1.0
     hit = 0
     for g in gold:
-        d, v = lines[g]
+        d, v, names = lines[g]
         for it in items:
-            if g in it.event_ids and any(d in ln and (not v or v in ln) for ln in it.text.splitlines()):
+            if g not in it.event_ids or not any(n in it.text.casefold() or n in it.text for n in names):
+                continue
+            if any(_has_value(ln, d, v) for ln in it.text.splitlines()):
                 hit += 1
                 break
     return hit / len(gold)
@@ -66,6 +82,7 @@ def main() -> int:
     ap.add_argument("records", type=Path, nargs="+")
     ap.add_argument("--embedder", default="hashing", help="hashing (fast) or minilm")
     ap.add_argument("--work", type=Path, default=Path("benchmarks/data/time-work"))
+    ap.add_argument("--cache-dir", type=Path, help="embedding cache (default: WORK/cache); share it between runs")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--label", default="", help="a name for this run (e.g. the branch)")
     args = ap.parse_args()
@@ -86,7 +103,7 @@ def main() -> int:
     records_meta = []
     for path in args.records:
         t0 = time.perf_counter()
-        [s] = build_indexes([path], args.work / f"idx-{args.embedder}", cfg, cache_dir=args.work / "cache", embedder=embedder)
+        [s] = build_indexes([path], args.work / f"idx-{args.embedder}", cfg, cache_dir=args.cache_dir or args.work / "cache", embedder=embedder)
         if s.status == "failed":
             raise SystemExit(f"index build failed: {s.message}")
         idx = load_patient_index(args.work / f"idx-{args.embedder}", s.patient_id, embedder=embedder)

@@ -257,9 +257,13 @@ def concept_key(e: Event) -> str:
     return _TRAILING_UNIT.sub("", name).casefold()
 
 
-def _row(e: Event) -> str:
-    val = format_value(e.value)
-    out = f"{format_time(e.start, e.precision)} | {val}" + (f" {e.unit}" if e.unit else "")
+def _row(e: Event, with_unit: bool, with_clock: bool) -> str:
+    """One table row: the date (and the clock time when the day has several rows), the value
+    (with its unit unless the title states the one unit of every row), a status if any."""
+    when = format_time(e.start, e.precision)
+    if not with_clock:
+        when = when[:10]
+    out = f"{when} | {format_value(e.value)}" + (f" {e.unit}" if with_unit and e.unit else "")
     if e.status is not None:
         out += f" | {e.status.value}"
     return out
@@ -271,11 +275,14 @@ def chunk_series(
     """Per-concept time-series chunks: for each measured concept with values on two or more
     occasions, a dated table per calendar year (split by rows when over ``max_tokens``)::
 
-        Glucose [Mass/volume] in Blood (LOINC 2339-0): lab values in 2019, rows 1-14 of 14:
-        2019-01-03 10:00 | 98 mg/dL
-        2019-01-24 09:40 | 131 mg/dL
+        Glucose [Mass/volume] in Blood (LOINC 2339-0): lab values in mg/dL in 2019, rows 1-14 of 14:
+        2019-01-03 | 98
+        2019-01-24 09:40 | 131
+        2019-01-24 16:05 | 188
 
-    Each row is one event; ``event_ids``/``sources`` are in row order."""
+    The unit goes in the title when every row shares it; a row shows its clock time only when
+    its day has several rows. Each row is one event; ``event_ids``/``sources`` are in row
+    order."""
     counter = counter or EstimateCounter()
     groups: dict[str, list[Event]] = {}
     for e in events:
@@ -295,9 +302,15 @@ def chunk_series(
         by_year: dict[int, list[Event]] = {}
         for e in evs:
             by_year.setdefault(e.start.year, []).append(e)  # type: ignore[union-attr]
+        units = {e.unit for e in evs}
+        one_unit = len(units) == 1 and None not in units
+        unit = f" in {evs[0].unit}" if one_unit else ""
+        per_day: dict[object, int] = {}
+        for e in evs:
+            per_day[e.start.date()] = per_day.get(e.start.date(), 0) + 1  # type: ignore[union-attr]
         for year, yevs in sorted(by_year.items()):
-            rows = [(_row(e), e) for e in yevs]
-            probe = f"{name}{code}: {evs[0].kind.value} values in {year}, rows 9999-9999 of 9999:"
+            rows = [(_row(e, not one_unit, per_day[e.start.date()] > 1), e) for e in yevs]  # type: ignore[union-attr]
+            probe = f"{name}{code}: {evs[0].kind.value} values{unit} in {year}, rows 9999-9999 of 9999:"
             room = max(8, config.max_tokens - counter.count(probe) - 1)
             pieces: list[list[tuple[str, Event]]] = [[]]
             used = 0
@@ -311,7 +324,7 @@ def chunk_series(
             first_row = 1
             for ordinal, piece in enumerate(pieces):
                 last_row = first_row + len(piece) - 1
-                title = f"{name}{code}: {evs[0].kind.value} values in {year}, rows {first_row}-{last_row} of {len(rows)}:"
+                title = f"{name}{code}: {evs[0].kind.value} values{unit} in {year}, rows {first_row}-{last_row} of {len(rows)}:"
                 first_row = last_row + 1
                 text = title + "\n" + "\n".join(line for line, _ in piece)
                 pevs = [e for _, e in piece]

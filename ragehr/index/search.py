@@ -108,6 +108,13 @@ class PatientIndex:
             times = self.memo["event-starts"] = {e.event_id: e.start for e in self.stored.record.events}
         return [t for t in (times.get(eid) for eid in c.event_ids) if t is not None]  # type: ignore[union-attr]
 
+    def series_ids(self) -> frozenset[str]:
+        """Ids of the per-concept series chunks (computed once per opened index)."""
+        got = self.memo.get("series-chunks")
+        if got is None:
+            got = self.memo["series-chunks"] = frozenset(c.chunk_id for c in self.stored.chunks if c.concept is not None)
+        return got  # type: ignore[return-value]
+
     def ongoing_ids(self) -> frozenset[str]:
         """Chunks holding a medication, condition or allergy marked active with no end: state
         that still holds at the record's end (computed once per opened index). An order with
@@ -169,14 +176,19 @@ def allowed_ids(
     }
 
 
-def relevant_ids(scores: dict[str, float], fraction: float) -> set[str]:
+def relevant_ids(scores: dict[str, float], fraction: float, series: Collection[str] = ()) -> set[str]:
     """The chunks about the question's concept: a score at least ``fraction`` of the best
-    positive score. Empty when nothing scores above zero."""
-    best = max(scores.values(), default=0.0)
-    if best <= 0:
-        return set()
-    floor = best * fraction
-    return {cid for cid, s in scores.items() if s >= floor}
+    positive score of their population. Series chunks (ids in ``series``) and the others are
+    two populations: a short table that names a concept once scores far above a long day
+    chunk that holds it among thirty results, and both are about it. Empty when nothing
+    scores above zero."""
+    out: set[str] = set()
+    for in_series in (True, False):
+        pop = {cid: s for cid, s in scores.items() if (cid in series) is in_series}
+        best = max(pop.values(), default=0.0)
+        if best > 0:
+            out.update(cid for cid, s in pop.items() if s >= best * fraction)
+    return out
 
 
 def _when(c: Chunk, newest: bool) -> float:
@@ -224,7 +236,16 @@ def order_by_intent(
         # notes and state kinds first, newest first; then anything else about the concept
         return sorted(relevant, key=lambda c: (c.kind not in _CURRENT_KINDS, -as_of(c), s(c), c.ordinal, c.chunk_id))
     if plan.intent == "series":
-        return sorted(relevant, key=lambda c: (c.concept is None, s(c), c.chunk_id))
+        # Whole series first, concept by concept (the best-scoring concept first), each in
+        # time order; then the other chunks about the concept by score.
+        best: dict[str, float] = {}
+        for c in relevant:
+            if c.concept is not None:
+                best[c.concept] = min(best.get(c.concept, 0.0), s(c))
+        return sorted(
+            relevant,
+            key=lambda c: (c.concept is None, best.get(c.concept or "", 0.0), c.concept or "", _when(c, False), s(c), c.chunk_id),
+        )
     return sorted(relevant, key=lambda c: (s(c), c.chunk_id))
 
 
@@ -276,7 +297,7 @@ def search(
         rel_scores = {
             cid: float(raw[i]) for i, cid in enumerate(index.bm25.ids) if raw[i] > 0 and (kind_ok is None or cid in kind_ok)
         }
-        relevant = relevant_ids(rel_scores, config.relevant_fraction)
+        relevant = relevant_ids(rel_scores, config.relevant_fraction, index.series_ids())
     if plan.intent == "current" and plan.state_list:
         # State at the record's end (or as of the window's end): the latest note then is read
         # whole (its medication list or plan need not use the question's words).

@@ -36,8 +36,8 @@ def test_one_table_per_concept_and_year_rows_in_time_order():
         by_id = {e.event_id: e for e in evs}
         for row, eid in zip(rows, c.event_ids):
             e = by_id[eid]
-            assert row.startswith(e.start.strftime("%Y-%m-%d %H:%M")) and f"| {format_value(e.value)} mmol/L" in row
-        assert c.text.startswith("Potassium (LOINC 2823-3): lab values in ")
+            assert row == f"{e.start:%Y-%m-%d} | {format_value(e.value)}"  # one per day, one unit
+        assert c.text.startswith("Potassium (LOINC 2823-3): lab values in mmol/L in ")
         assert c.start == by_id[c.event_ids[0]].start and c.end == by_id[c.event_ids[-1]].start
     assert [c.concept for c in chunks].count("LOINC 2951-2") == 2  # 2019 and 2020
 
@@ -92,3 +92,16 @@ def test_series_chunk_ids_are_stable_and_distinct():
     b = chunk_series(list(reversed(evs)), "p", ChunkingConfig())
     assert [c.chunk_id for c in a] == [c.chunk_id for c in b]
     assert len({c.chunk_id for c in chunk_record(_record(evs))}) == len(chunk_record(_record(evs)))
+
+
+def test_rows_show_the_clock_when_a_day_has_several_and_units_when_they_differ():
+    a = _lab(1, 0, "Glucose", "2345-7", 98, unit="mg/dL")
+    b = _lab(2, 0, "Glucose", "2345-7", 5.5, unit="mmol/L").model_copy(update={"start": T0 + timedelta(hours=6)})
+    c = _lab(3, 30, "Glucose", "2345-7", 101, unit="mg/dL")
+    [ch] = chunk_series([a, b, c], "p", ChunkingConfig())
+    assert ch.text.splitlines() == [
+        "Glucose (LOINC 2345-7): lab values in 2019, rows 1-3 of 3:",
+        "2019-11-04 08:30 | 98 mg/dL",
+        "2019-11-04 14:30 | 5.5 mmol/L",
+        "2019-12-04 | 101 mg/dL",
+    ]
