@@ -84,10 +84,6 @@ def _log_unexpected(exc: BaseException) -> None:
     log.debug("traceback", exc_info=exc)
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class Guard:
     """ASGI middleware: token check, body limit, access log, security headers."""
 
@@ -174,26 +170,40 @@ class Guard:
         if declared > self.max_body:
             await _too_large(scope, receive, send, self.max_body)
             return
-        seen = {"n": 0, "started": False}
-
-        async def receive_limited() -> dict:
+        # Read the (small) body here, counting bytes as they arrive: a body without a
+        # Content-Length is refused as soon as it passes the limit, never buffered whole.
+        body = bytearray()
+        more = scope.get("method") not in ("GET", "HEAD")
+        while more:
             message = await receive()
-            if message["type"] == "http.request":
-                seen["n"] += len(message.get("body", b""))
-                if seen["n"] > self.max_body:
-                    raise _TooLarge()
-            return message
+            if message["type"] != "http.request":
+                return  # the client went away
+            body += message.get("body", b"")
+            if len(body) > self.max_body:
+                await _too_large(scope, receive, send, self.max_body)
+                return
+            more = message.get("more_body", False)
+        replay = [{"type": "http.request", "body": bytes(body), "more_body": False}]
 
-        async def send_tracking(message: dict) -> None:
+        async def receive_replayed() -> dict:
+            return replay.pop() if replay else await receive()
+
+        started = {"yes": False}
+
+        async def send_tracked(message: dict) -> None:
             if message["type"] == "http.response.start":
-                seen["started"] = True
+                started["yes"] = True
             await send(message)
 
         try:
-            await self.app(scope, receive_limited, send_tracking)
-        except _TooLarge:
-            if not seen["started"]:
-                await _too_large(scope, receive, send, self.max_body)
+            await self.app(scope, receive_replayed, send_tracked)
+        except Exception as exc:
+            # Starlette re-raises a bug after its handler answered; stop it here so the server
+            # does not log a traceback (its text may quote a patient's record).
+            log.debug("after the error response", exc_info=exc)
+            if not started["yes"]:
+                _log_unexpected(exc)
+                await JSONResponse({"error": _message(exc)}, status_code=500)(scope, receive, send)
 
 
 async def _too_large(scope: dict, receive: Any, send: Any, limit: int) -> None:
