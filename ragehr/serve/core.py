@@ -131,6 +131,14 @@ class _LRU:
                 self._building.pop(key, None)
             return value
 
+    def peek(self, key: Any) -> Any:
+        """The value for ``key`` if it is cached (marked as recently used), else ``None``."""
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            return None
+
     def __len__(self) -> int:
         return len(self._items)
 
@@ -179,9 +187,13 @@ class Service:
 
     def index(self, patient_id: str, need_dense: bool) -> PatientIndex:
         m = self.manifest(patient_id)
-        key = (patient_id, m.built_at, m.config_hash, need_dense)
+        key = (patient_id, m.built_at, m.config_hash)
+        if not need_dense:  # an index opened with its dense side serves BM25-only use too
+            opened = self._indexes.peek((*key, True))
+            if opened is not None:
+                return opened
         return self._indexes.get(
-            key, lambda: load_patient_index(self.options.index_dir, patient_id, need_dense=need_dense)
+            (*key, need_dense), lambda: load_patient_index(self.options.index_dir, patient_id, need_dense=need_dense)
         )
 
     # -- requests ----------------------------------------------------------------------

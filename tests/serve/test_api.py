@@ -396,6 +396,13 @@ def test_caches_are_bounded(serve_index_dir):
     assert len(service._backends) == 2
     a = service.index("sample", need_dense=False)
     assert service.index("sample", need_dense=False) is a
+    dense = service.index("sample", need_dense=True)
+    assert dense is not a and dense.dense is not None
+    assert service.index("sample", need_dense=False) is dense  # the dense one serves both
+    small = Service(ServeOptions(index_dir=serve_index_dir, backend="extractive", max_indexes=1))
+    first = small.index("sample", need_dense=True)
+    small.index("sample", need_dense=False)
+    assert len(small._indexes) == 1 and small.index("sample", need_dense=True) is first
 
 
 def test_options_are_checked(serve_index_dir):
