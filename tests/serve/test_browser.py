@@ -206,3 +206,61 @@ def test_access_log_holds_no_patient_text(server, browser):
     assert "POST /api/ask/stream 200" in log
     for secret in ("systolic", "hemoglobin", "sample", "Systolic"):
         assert secret not in log
+
+
+@pytest.fixture()
+def streaming_server(serve_index_dir):
+    """The app in this process (uvicorn on a free port) with a backend that streams its answer
+    in two pieces and waits, between them, until the test has seen the first in the page."""
+    import threading
+
+    import uvicorn
+
+    from ragehr.llm.base import LLMBackend
+    from ragehr.serve.app import create_app
+    from ragehr.serve.core import ServeOptions, _Backend
+    from ragehr.types import Generation
+
+    gate = threading.Event()
+
+    class TwoPieces(LLMBackend):
+        name, model, context_window, supports_streaming = "fake", "two-pieces", 8192, True
+
+        def _generate(self, request, on_token=None):
+            on_token("First piece, ")
+            gate.wait(30)
+            on_token("second piece [1].")
+            return Generation(text="First piece, second piece [1].", backend="", model="")
+
+    app = create_app(ServeOptions(index_dir=serve_index_dir, backend="fake", backends=("fake",), cache_generations=False))
+    app.app.state.service.backend = lambda name, spec: _Backend(TwoPieces(), None)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    yield {"url": f"http://127.0.0.1:{port}", "gate": gate}
+    gate.set()
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_tokens_appear_in_the_page_as_they_are_generated(streaming_server, browser):
+    from selenium.webdriver.common.by import By
+
+    drv = browser
+    drv.get(streaming_server["url"] + "/patient?id=sample")
+    drv.find_element(By.ID, "question").send_keys("systolic blood pressure")
+    drv.find_element(By.ID, "ask-button").click()
+    # the first piece is on the page while the model is still "generating" the second
+    _wait(drv, lambda d: d.find_elements(By.ID, "stream")
+          and d.find_element(By.ID, "stream").get_attribute("textContent") == "First piece, ")
+    assert drv.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "asking"
+    assert not drv.find_element(By.ID, "ask-button").is_enabled()
+    streaming_server["gate"].set()
+    _wait(drv, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "answered")
+    assert drv.find_element(By.ID, "answer").text.startswith("First piece, second piece [1].")
+    assert drv.find_element(By.CSS_SELECTOR, "#answer a.cite").get_attribute("data-marker") == "1"
