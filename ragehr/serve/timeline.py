@@ -18,7 +18,7 @@ from ragehr.types import EventKind, EvidenceItem, PatientRecord
 
 N_BINS = 120
 WIDTH = 1000
-LABEL_W = 104
+LABEL_W = 124
 RIGHT_PAD = 16
 ROW_H = 20
 AXIS_H = 22

@@ -60,7 +60,7 @@ def patients_page(manifests: Sequence[IndexManifest], index_dir: str) -> str:
     else:
         rows = "".join(
             f'<tr><td><a class="patient-link" href="{escape(patient_url(m.patient_id))}">{escape(m.patient_id)}</a></td>'
-            f"<td>{_day(m.first_time)} .. {_day(m.last_time)}</td>"
+            f'<td class="span">{_day(m.first_time)} .. {_day(m.last_time)}</td>'
             f'<td class="num">{m.counts.get("events", 0):,}</td><td class="num">{m.counts.get("chunks", 0):,}</td>'
             f'<td class="kinds">{_kind_counts(m)}</td></tr>'
             for m in manifests

@@ -190,8 +190,10 @@ def test_fake_backend_unsupported_and_a_failing_backend(server, browser):
     assert "recent" in drv.find_element(By.ID, "meta").text
 
     # a backend that cannot answer: one clear message on the page, no traceback
+    assert drv.find_elements(By.CSS_SELECTOR, "svg.timeline a.ev")
     state = _ask(drv, "latest hemoglobin", "openai")
     assert state == "error"
+    assert not drv.find_elements(By.CSS_SELECTOR, "svg.timeline a.ev")  # no stale evidence left on it
     err = drv.find_element(By.ID, "error")
     assert err.is_displayed()
     assert "openai backend needs a base_url" in err.text

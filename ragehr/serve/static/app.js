@@ -69,6 +69,9 @@
     $("meta").textContent = "";
     answer.innerHTML = '<div class="streaming" id="stream"></div>';
     $("evidence").innerHTML = '<p class="hint">Selecting evidence and generating&hellip;</p>';
+    // the previous answer's evidence leaves the timeline until the new evidence arrives
+    document.querySelectorAll("#timeline a.ev, #timeline g.tl-evidence").forEach(function (el) { el.remove(); });
+    $("tl-caption").textContent = "";
     button.disabled = true;
     document.body.setAttribute("data-state", "asking");
     var stream = $("stream");
