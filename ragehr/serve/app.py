@@ -37,7 +37,7 @@ from ragehr import __version__
 from ragehr.errors import ConfigError, IndexNotFoundError, ModelNotFoundError, RagehrError
 from ragehr.llm.base import BackendError
 from ragehr.pipeline.context import STRATEGIES, context_json
-from ragehr.pipeline.spec import MAX_BUDGET
+from ragehr.pipeline.spec import MAX_BUDGET, ORDERS, RETRIEVERS
 from ragehr.serve import views
 from ragehr.serve.core import BUDGET_CHOICES, MAX_QUESTION_CHARS, AskParams, Service, ServeOptions
 from ragehr.serve.timeline import Timeline, build_timeline, evidence_caption, render_svg
@@ -219,8 +219,10 @@ def _set_cookie(resp: Any, value: str, scope: dict) -> None:
 
 # -- the API's shapes (documented in /openapi.json) -------------------------------------------
 
-Strategy = Literal["rag", "visit-bm25", "recent", "full"]
-assert set(Strategy.__args__) == set(STRATEGIES)  # type: ignore[attr-defined]
+# The choices come from the pipeline, so the schema follows when a strategy is added.
+Strategy = Literal[STRATEGIES]  # type: ignore[valid-type]
+Retriever = Literal[RETRIEVERS]  # type: ignore[valid-type]
+Order = Literal[ORDERS]  # type: ignore[valid-type]
 
 
 class AskBody(BaseModel):
@@ -233,8 +235,8 @@ class AskBody(BaseModel):
     strategy: Strategy | None = None
     budget: int | None = Field(None, ge=64, le=MAX_BUDGET, description="Context window in tokens (prompt + answer).")
     backend: str | None = Field(None, description="One of the backends the server offers (GET /api/patients lists them).")
-    retriever: Literal["hybrid", "bm25", "dense"] | None = None
-    order: Literal["chronological", "relevance"] | None = None
+    retriever: Retriever | None = None
+    order: Order | None = None
     max_new_tokens: int | None = Field(None, ge=1, le=4096)
 
     def params(self) -> AskParams:
@@ -482,8 +484,8 @@ def create_app(options: ServeOptions, token: str | None = None) -> Any:
         strategy: Strategy | None = None,
         budget: int | None = Query(None, ge=64, le=MAX_BUDGET),
         backend: str | None = None,
-        retriever: Literal["hybrid", "bm25", "dense"] | None = None,
-        order: Literal["chronological", "relevance"] | None = None,
+        retriever: Retriever | None = None,
+        order: Order | None = None,
     ) -> Any:
         """The evidence a strategy packs for a question, without generating (``ragehr context --json``)."""
         params = AskParams(patient=patient, question=question, strategy=strategy, budget=budget, backend=backend,
