@@ -8,7 +8,8 @@ answer beside its evidence and the patient's timeline, plus a JSON API.
   besides :func:`serve` here).
 
 Safe by default: it binds 127.0.0.1; on any other address it refuses to start without a token
-(``--token`` or ``$RAGEHR_TOKEN``), and with one it requires it on every request.
+(``--token`` or ``$RAGEHR_TOKEN``), and with one it requires it on every request. Without a
+token it answers only requests addressed to a loopback name (against DNS rebinding).
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def serve(
     if bool(ssl_certfile) != bool(ssl_keyfile):
         raise ConfigError("give both --ssl-certfile and --ssl-keyfile, or neither")
     token = resolve_token(host, token)
-    app = create_app(options, token=token)
+    app = create_app(options, token=token, loopback_only=token is None)
     n = len(app.app.state.service.manifests())
     scheme = "https" if ssl_certfile else "http"
     shown = f"[{host}]" if ":" in host else host

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import time
@@ -87,9 +88,12 @@ def _log_unexpected(exc: BaseException) -> None:
 class Guard:
     """ASGI middleware: token check, body limit, access log, security headers."""
 
-    def __init__(self, app: Any, token: str | None, max_body: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self, app: Any, token: str | None, max_body: int = MAX_BODY_BYTES, loopback_only: bool = False
+    ) -> None:
         self.app = app
         self.token = token
+        self.loopback_only = loopback_only
         self.session = session_value(token) if token else None
         self.max_body = max_body
 
@@ -143,6 +147,13 @@ class Guard:
 
     async def _handle(self, scope: dict, receive: Any, send: Any) -> None:
         path = scope.get("path", "")
+        if self.loopback_only and not _loopback_host(scope):
+            # A page on another site whose name was re-pointed at 127.0.0.1 (DNS rebinding)
+            # would otherwise read this token-less server's answers.
+            await JSONResponse({"error": "this server answers only to localhost names"}, status_code=421)(
+                scope, receive, send
+            )
+            return
         if self.token is not None and path != "/login" and not self._authorized(scope):
             query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
             given = (query.get("token") or [""])[0]
@@ -204,6 +215,24 @@ class Guard:
             if not started["yes"]:
                 _log_unexpected(exc)
                 await JSONResponse({"error": _message(exc)}, status_code=500)(scope, receive, send)
+
+
+def _loopback_host(scope: dict) -> bool:
+    host = ""
+    for k, v in scope.get("headers", []):
+        if k.lower() == b"host":
+            host = v.decode("latin-1").strip().lower()
+            break
+    if host.startswith("["):
+        name = host[1 : host.find("]")] if "]" in host else host
+    else:
+        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 async def _too_large(scope: dict, receive: Any, send: Any, limit: int) -> None:
@@ -312,8 +341,10 @@ class ErrorOut(BaseModel):
 _ERRORS = {c: {"model": ErrorOut} for c in (400, 401, 404, 413, 422, 500, 502, 503)}
 
 
-def create_app(options: ServeOptions, token: str | None = None) -> Any:
-    """The ASGI app serving ``options.index_dir`` (wrapped in :class:`Guard`)."""
+def create_app(options: ServeOptions, token: str | None = None, *, loopback_only: bool = False) -> Any:
+    """The ASGI app serving ``options.index_dir`` (wrapped in :class:`Guard`). With
+    ``loopback_only``, requests must name a loopback host (``localhost``, ``127.0.0.1``,
+    ``[::1]``): ``ragehr serve`` sets it when it runs without a token."""
     service = Service(options)
     executor = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="ragehr-ask")
 
@@ -549,7 +580,7 @@ def create_app(options: ServeOptions, token: str | None = None) -> Any:
     async def healthz() -> Any:
         return {"ok": True, "version": __version__}
 
-    return Guard(app, token)
+    return Guard(app, token, loopback_only=loopback_only)
 
 
 def _precheck(service: Service, p: AskParams) -> None:

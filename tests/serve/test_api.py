@@ -413,3 +413,15 @@ def test_options_are_checked(serve_index_dir):
     # the config's backend when offered, else the first offered
     cfg = RagehrConfig(llm=LLMConfig(backend="local"))
     assert ServeOptions(index_dir=serve_index_dir, config=cfg, backends=("fake", "extractive")).default_backend == "fake"
+
+
+def test_without_a_token_only_loopback_names_are_served(serve_index_dir):
+    """Against DNS rebinding: a page on evil.example re-pointed at 127.0.0.1 sends that Host."""
+    app = create_app(ServeOptions(index_dir=serve_index_dir, backend="extractive"), loopback_only=True)
+    with TestClient(app, base_url="http://127.0.0.1:8000") as c:
+        assert c.get("/api/patients").status_code == 200
+        for host in ("localhost:8000", "[::1]:8000", "127.0.0.1", "LOCALHOST"):
+            assert c.get("/api/patients", headers={"host": host}).status_code == 200, host
+        for host in ("evil.example", "evil.example:8000", "10.0.0.2:8000", "127.0.0.1.evil.example", ""):
+            r = c.get("/api/patients", headers={"host": host})
+            assert r.status_code == 421 and "localhost" in r.json()["error"], host
