@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
@@ -130,9 +130,12 @@ def build_indexes(
     cache_dir: str | Path | None = None,
     progress: Progress | None = None,
     embedder=None,
+    parsed: Mapping[Path, PatientRecord] | None = None,
 ) -> list[BuildSummary]:
     """Index record files and folders; one summary per patient, and one per failed file
-    (``status="failed"``, ``patient_id=""``)."""
+    (``status="failed"``, ``patient_id=""``). ``parsed``: records of some of ``paths`` the
+    caller already parsed (by path as given), which are not parsed again (the Ray driver
+    parses in one set of tasks and builds in another)."""
     config = config or IndexConfig()
     progress = progress or NullProgress()
     index_dir = Path(index_dir)
@@ -145,11 +148,16 @@ def build_indexes(
     # Which patient is each file? Known sha256s answer without parsing.
     manifests = {m.patient_id: m for m in store.list_manifests(index_dir)}
     by_sha = {s.sha256: pid for pid, m in manifests.items() for s in m.sources}
-    parsed: dict[Path, PatientRecord] = {}
+    given = {Path(f): r for f, r in (parsed or {}).items()}
+    parsed = {}
     patient_of: dict[Path, str] = {}
-    to_parse = [f for f in files if sources[f].sha256 not in by_sha or force]
     for f in files:
-        if f not in to_parse:
+        if f in given:
+            parsed[f] = given[f]
+            patient_of[f] = given[f].patient_id
+    to_parse = [f for f in files if (sources[f].sha256 not in by_sha or force) and f not in given]
+    for f in files:
+        if f not in to_parse and f not in given:
             patient_of[f] = by_sha[sources[f].sha256]
     progress.start("files", len(to_parse))
     for f, result in _parse_all(to_parse, workers):
