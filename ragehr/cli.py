@@ -363,7 +363,7 @@ QuestionsOpt = Annotated[
 OutOpt = Annotated[Path | None, typer.Option("--out", help="Batch mode: JSON lines out (appended; a rerun resumes).")]
 CacheSizeOpt = Annotated[int, typer.Option("--cache-size", min=1, help="Batch mode: indexes kept open at once.")]
 BatchWorkersOpt = Annotated[
-    int | None, typer.Option("--workers", min=1, help="Batch mode with a local --ray: how many CPUs it uses.")
+    int | None, typer.Option("--workers", min=1, help="With a local --ray: how many CPUs it uses (default: all).")
 ]
 
 
@@ -549,10 +549,14 @@ def eval_(
     config: Annotated[Path, typer.Argument(help="An experiment YAML (configs/experiments/...).")],
     run: Annotated[str | None, typer.Option("--run", help="Results folder name (default: the config's name).")] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Discard earlier predictions of this run.")] = False,
+    ray: RayOpt = None,
+    workers: BatchWorkersOpt = None,
 ) -> None:
     """Run an ablation grid (strategies x budgets x retrievers x backends x datasets) into
-    results/<run>/, resuming a killed run, and check its expected figures."""
+    results/<run>/, resuming a killed run, and check its expected figures. With --ray, each
+    condition of the grid runs as a Ray task."""
     import shutil
+    from contextlib import nullcontext
 
     from ragehr.eval.experiment import ExperimentConfig
     from ragehr.eval.runner import run_experiment
@@ -561,8 +565,14 @@ def eval_(
     run_dir = Path(cfg.results_dir) / (run or cfg.name)
     if fresh and run_dir.exists():
         shutil.rmtree(run_dir)
-    with _RichProgress(enabled=sys.stderr.isatty() or bool(os.environ.get("RAGEHR_PROGRESS"))) as bars:
-        metrics = run_experiment(cfg, run_dir, progress=bars, config_text=config.read_text(encoding="utf-8"))
+    mapper = None
+    cluster: Any = nullcontext()
+    if ray is not None:
+        from ragehr.cohort import RayCluster, ray_map
+
+        cluster, mapper = RayCluster(ray, num_cpus=workers), ray_map
+    with cluster, _RichProgress(enabled=_progress_enabled()) as bars:
+        metrics = run_experiment(cfg, run_dir, progress=bars, config_text=config.read_text(encoding="utf-8"), mapper=mapper)
     typer.echo((run_dir / "summary.md").read_text(encoding="utf-8"))
     for p in metrics["problems"]:
         typer.echo(f"warning: {p}", err=True)

@@ -54,6 +54,7 @@ __all__ = [
     "iter_answers",
     "read_done",
     "read_questions",
+    "read_questions_from_lines",
     "run_batch",
     "shared_backend",
     "shared_embedder",
@@ -239,6 +240,11 @@ def read_questions(path: str | Path, base: ContextSpec) -> tuple[list[BatchQuest
         raise ConfigError(f"{p}: no such questions file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{p}: cannot read the questions file ({type(exc).__name__})") from None
+    return read_questions_from_lines(lines, base)
+
+
+def read_questions_from_lines(lines: Sequence[str], base: ContextSpec) -> tuple[list[BatchQuestion], list[LineError]]:
+    """:func:`read_questions` on lines already read (numbered from 1)."""
     good: list[BatchQuestion] = []
     bad: list[LineError] = []
     seen: dict[str, int] = {}
