@@ -163,11 +163,15 @@ def ray_map(fn: Callable[[Any], Any], payloads: Sequence[Any], *, num_cpus: floa
 # -- indexing ---------------------------------------------------------------------------------
 
 
-def _parse_task(cwd: str, path: str) -> tuple[str, Any]:
+def _parse_task(cwd: str, path: str) -> tuple[str | None, Any]:
+    """(patient id, record), or (None, the problem) for a file that cannot be parsed."""
     from ragehr.ehr import load_record
 
     _enter(cwd)
-    rec = load_record(path)
+    try:
+        rec = load_record(path)
+    except RagehrError as exc:
+        return None, str(exc)
     return rec.patient_id, rec
 
 
@@ -236,12 +240,15 @@ def build_indexes_ray(
             f, rec_ref = pending.pop(ref)
             progress.advance("files")
             try:
-                patient_of[f] = ray.get(ref)
+                pid = ray.get(ref)
+                problem = ray.get(rec_ref) if pid is None else None
+            except Exception as exc:  # noqa: BLE001 - a worker that died: reported, the others go on
+                pid, problem = None, describe_failure(exc)
+            if pid is None:
+                summaries.append(BuildSummary(patient_id="", index_path=str(f), status="failed", message=problem))
+            else:
+                patient_of[f] = pid
                 record_ref[f] = rec_ref
-            except Exception as exc:  # noqa: BLE001 - a bad file is reported, the others go on
-                summaries.append(
-                    BuildSummary(patient_id="", index_path=str(f), status="failed", message=describe_failure(exc))
-                )
     groups: dict[str, list[Path]] = {}
     for f in files:
         if f in patient_of:
