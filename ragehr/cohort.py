@@ -183,10 +183,21 @@ def _build_task(
     from ragehr.pipeline.batch import shared_embedder
 
     _enter(cwd)
+    root = str(Path(cache_dir) if cache_dir else Path(index_dir) / ".cache" / "embeddings")
+    cache = _EMBEDDING_CACHES.get(root)
+    if cache is None:
+        from ragehr.embeddings.cache import EmbeddingCache
+
+        cache = _EMBEDDING_CACHES[root] = EmbeddingCache(Path(root))
     return build_indexes(
-        files, index_dir, config, force=force, cache_dir=cache_dir,
-        embedder=shared_embedder(config.embedder), parsed=dict(zip(parsed_files, records)),
+        files, index_dir, config, force=force, cache_dir=cache_dir, embedder=shared_embedder(config.embedder),
+        parsed=dict(zip(parsed_files, records)), embedding_cache=cache,
     )
+
+
+_EMBEDDING_CACHES: dict[str, Any] = {}
+"""One opened embedding cache per folder per worker process: its shards are read once, not
+once per patient (vectors other workers store meanwhile are not seen, only re-computed)."""
 
 
 def build_indexes_ray(

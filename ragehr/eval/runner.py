@@ -233,12 +233,12 @@ class ConditionJob:
 def run_condition(job: ConditionJob) -> list[dict[str, Any]]:
     """Rows of one condition, computed in this process with its per-process backends and
     index cache (models load once per worker)."""
-    from ragehr.pipeline.batch import IndexCache, shared_backend
+    from ragehr.pipeline.batch import shared_backend, worker_indexes
 
     cfg = job.cfg
     cache_dir = Path(cfg.index_dir) / ".cache" / "generations"
     specs = {b.key: b for b in cfg.backends}
-    cache = IndexCache(cfg.index_dir, size=8)
+    cache = worker_indexes(cfg.index_dir)
     judge_backend = shared_backend(_recipe(cfg.judge, cache_dir)) if cfg.judge else None
     todo = [(job.condition, it) for it in job.items]
     return list(_predict_all(

@@ -131,11 +131,14 @@ def build_indexes(
     progress: Progress | None = None,
     embedder=None,
     parsed: Mapping[Path, PatientRecord] | None = None,
+    embedding_cache=None,
 ) -> list[BuildSummary]:
     """Index record files and folders; one summary per patient, and one per failed file
     (``status="failed"``, ``patient_id=""``). ``parsed``: records of some of ``paths`` the
     caller already parsed (by path as given), which are not parsed again (the Ray driver
-    parses in one set of tasks and builds in another)."""
+    parses in one set of tasks and builds in another). ``embedding_cache``: an opened
+    :class:`~ragehr.embeddings.cache.EmbeddingCache` to use instead of opening ``cache_dir``
+    (a Ray worker keeps one across its tasks rather than re-reading every shard per patient)."""
     config = config or IndexConfig()
     progress = progress or NullProgress()
     index_dir = Path(index_dir)
@@ -227,7 +230,7 @@ def build_indexes(
             from ragehr.embeddings.cache import EmbeddingCache
 
             emb = embedder or load_embedder(config.embedder)
-            cache = EmbeddingCache(Path(cache_dir) if cache_dir else index_dir / ".cache" / "embeddings")
+            cache = embedding_cache or EmbeddingCache(Path(cache_dir) if cache_dir else index_dir / ".cache" / "embeddings")
         summaries.append(
             _build_one(pid, records, wanted, index_dir, config, emb, cache, progress, t_parse / max(1, len(groups)))
         )

@@ -58,6 +58,7 @@ __all__ = [
     "run_batch",
     "shared_backend",
     "shared_embedder",
+    "worker_indexes",
 ]
 
 log = logging.getLogger(__name__)
@@ -391,6 +392,16 @@ class GroupJob:
 _WORKER_INDEXES: dict[str, IndexCache] = {}
 
 
+def worker_indexes(index_dir: str | Path, size: int = 8) -> IndexCache:
+    """This process's index cache for ``index_dir`` (kept across the tasks a worker runs)."""
+    key = str(index_dir)
+    with _lock:
+        cache = _WORKER_INDEXES.get(key)
+        if cache is None:
+            cache = _WORKER_INDEXES[key] = IndexCache(index_dir, size)
+        return cache
+
+
 def answer_group(job: GroupJob) -> list[Result]:
     """Run ``job`` in this process with its per-process backend, embedder and index cache
     (the function a Ray task runs)."""
@@ -398,9 +409,7 @@ def answer_group(job: GroupJob) -> list[Result]:
         backend = shared_backend(job.recipe)
     except Exception as exc:  # noqa: BLE001 - reported per question
         return [(q, _error(q, exc)) for q in job.questions]
-    cache = _WORKER_INDEXES.get(job.index_dir)
-    if cache is None:
-        cache = _WORKER_INDEXES[job.index_dir] = IndexCache(job.index_dir, job.cache_size)
+    cache = worker_indexes(job.index_dir, job.cache_size)
     return list(iter_answers(job.questions, cache, backend, job.mode, seed=job.seed))
 
 
