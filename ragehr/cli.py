@@ -191,7 +191,7 @@ class _RichProgress:
         if self._progress.disable:
             typer.echo(message, err=True)
         else:
-            self._progress.console.print(message, markup=False, highlight=False)
+            self._progress.console.print(message, markup=False, highlight=False, soft_wrap=True)
 
 
 def _progress_enabled() -> bool:
