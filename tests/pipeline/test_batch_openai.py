@@ -158,3 +158,37 @@ def test_eval_sends_concurrent_requests(server, sample_index_dir, tmp_path, shar
     rows = [json.loads(line) for line in (tmp_path / "res" / "served" / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 8 and all(r["answer"].startswith("Answer to") for r in rows)
     assert server.max_active == LIMIT
+
+
+def test_a_run_killed_mid_way_continues(server, sample_index_dir, tmp_path):
+    """SIGKILL the real command while it answers; the rerun answers each question exactly once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    n = 12
+    q = tmp_path / "q.jsonl"
+    q.write_text("".join(json.dumps({"id": f"Q{i}", "patient_id": "sample", "strategy": "recent", "budget": 512,
+                                     "question": f"QID-{i} potassium?"}) + "\n" for i in range(1, n + 1)))
+    cfg = tmp_path / "served.yaml"
+    cfg.write_text(json.dumps({"llm": {"backend": "openai", "settings": {**_settings(server.url), "concurrency": 1}}}))
+    out = tmp_path / "a.jsonl"
+    cmd = [sys.executable, "-m", "ragehr.cli", "ask", "--questions", str(q), "--out", str(out),
+           "--index-dir", str(sample_index_dir), "--config", str(cfg), "--no-cache"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 3):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first = out.read_text().count("\n")
+    assert 3 <= first < n  # killed part-way
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert f"already done (of {n} questions" in done.stderr
+    ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
+    assert sorted(ids) == sorted(f"Q{i}" for i in range(1, n + 1))  # each exactly once
