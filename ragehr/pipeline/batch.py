@@ -529,6 +529,8 @@ def run_batch(
                     write(q, result)
                 indexes_opened = cache.opened
         else:
+            if todo:
+                recipe.build()  # a bad backend option is one error here, not one per question there
             jobs = [GroupJob(tuple(g), str(index_dir), recipe, mode, seed, cache_size) for g in groups]
             for i, result in mapper(answer_group, jobs):
                 if isinstance(result, BaseException):
