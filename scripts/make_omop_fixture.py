@@ -11,8 +11,10 @@ gender (8507, 8532) and visit class (9201, 9202, 9203); no Athena vocabulary is 
 Mapping: Patient -> person; Encounter -> visit_occurrence; Condition -> condition_occurrence;
 MedicationRequest / MedicationAdministration (code inline or via a Medication) and Immunization
 (CVX) -> drug_exposure; Procedure -> procedure_occurrence; Observation with a number (a panel's
-components one row each) -> measurement; other Observations -> observation (value as text);
-DocumentReference text/plain notes -> note. Times are written in UTC without an offset.
+components one row each) -> measurement; other Observations -> observation;
+DocumentReference text/plain notes -> note. Observations of category laboratory or vital-signs
+go to measurement, the others (surveys, social history) to observation, as the OMOP domains
+have it. Times are written in UTC without an offset.
 """
 
 from __future__ import annotations
@@ -199,10 +201,18 @@ class Etl:
                 s_date, s_dt = utc(r.get("effectiveDateTime"))
                 parts = [r] if ("valueQuantity" in r or "valueCodeableConcept" in r or "valueString" in r) else []
                 parts += r.get("component", [])
+                cats = {c.get("code") for cat in r.get("category", []) for c in cat.get("coding", [])}
+                domain = "Measurement" if cats & {"laboratory", VITAL_CATEGORY} else "Observation"
                 for part in parts:
-                    cid, _, src = self.concept(part.get("code"), "Measurement")
+                    cid, _, src = self.concept(part.get("code"), domain)
                     q = part.get("valueQuantity")
-                    if q is not None and "value" in q:
+                    if domain == "Observation" and q is not None and "value" in q:
+                        self.add("observation", person_id=person_id, observation_concept_id=cid,
+                                 observation_date=s_date, observation_datetime=s_dt,
+                                 observation_type_concept_id=EHR_TYPE, value_as_number=q["value"],
+                                 visit_occurrence_id=visit, observation_source_value=src,
+                                 unit_source_value=q.get("unit") or q.get("code", ""))
+                    elif q is not None and "value" in q:
                         self.add("measurement", person_id=person_id, measurement_concept_id=cid,
                                  measurement_date=s_date, measurement_datetime=s_dt,
                                  measurement_type_concept_id=EHR_TYPE, value_as_number=q["value"],

@@ -356,8 +356,8 @@ def _num(v: Any) -> int | float | None:
     if isinstance(x, float):
         if x != x or x in (float("inf"), float("-inf")):
             return None
-        if x.is_integer() and not isinstance(v, float) and "." not in str(v):
-            return int(x)
+        if x.is_integer() and abs(x) < 2**53:
+            return int(x)  # 80 reads as 80 from a CSV "80", "80.0" or a Parquet double alike
     return x
 
 
