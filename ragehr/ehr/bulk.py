@@ -62,6 +62,9 @@ def _manifest(folder: Path) -> tuple[Path, dict[str, Any]] | None:
         if not p.is_file() or p.stat().st_size > 64 * 1024 * 1024:
             continue
         try:
+            with open(p, "rb") as fh:
+                if b'"transactionTime"' not in fh.read(65536):
+                    continue  # a Bundle or other JSON: not parsed just to be told apart
             obj = json.loads(p.read_bytes())
         except (ValueError, RecursionError, OSError):
             continue
