@@ -9,7 +9,7 @@ What it does:
 - :func:`is_bulk_export` recognises a folder: it holds a manifest, or one of its NDJSON files
   references more than one patient in its first lines.
 - :meth:`BulkExport.scan` (first pass) reads each file line by line and records, per patient,
-  the byte offset and line number of each of its resources (16 bytes a resource), and a
+  the byte offset and line number of each of its resources (12 bytes a resource), and a
   fingerprint of those lines. A resource belongs to the patient its ``subject`` / ``patient``
   / ``beneficiary`` reference names (``Patient/<id>``, ``urn:uuid:<id>`` or an absolute URL);
   a Patient to itself. ``Medication`` resources are remembered by id (their position only)
@@ -191,7 +191,7 @@ class BulkExport:
                     per = pos.setdefault(pid, {})
                     entry = per.get(fi)
                     if entry is None:
-                        entry = per[fi] = (array("Q"), array("L"))
+                        entry = per[fi] = (array("Q"), array("I"))
                     entry[0].append(start)
                     entry[1].append(lineno)
                     a = acc.get(pid)
@@ -219,7 +219,7 @@ class BulkExport:
                 for fi, (offs, lines) in pos[ref].items():
                     if fi in merged:
                         pairs = sorted(zip([*merged[fi][0], *offs], [*merged[fi][1], *lines]))
-                        merged[fi] = (array("Q", [p[0] for p in pairs]), array("L", [p[1] for p in pairs]))
+                        merged[fi] = (array("Q", [p[0] for p in pairs]), array("I", [p[1] for p in pairs]))
                     else:
                         merged[fi] = (offs, lines)
                 a = acc[ref]
