@@ -136,6 +136,9 @@ class BulkExport:
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
 
+    def n_files(self) -> int:
+        return len(export_files(self.folder)[0])
+
     def scan(self, on_file: Callable[[str], None] | None = None) -> CohortScan:
         """First pass: where each patient's resources are, and a fingerprint of them."""
         folder = str(self.folder.resolve())

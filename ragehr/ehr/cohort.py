@@ -78,6 +78,10 @@ class Cohort(Protocol):
     folder: Path
     format: str
 
+    def n_files(self) -> int:
+        """How many files :meth:`scan` reads (for progress)."""
+        ...
+
     def scan(self, on_file: Callable[[str], None] | None = None) -> CohortScan: ...
 
 

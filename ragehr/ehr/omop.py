@@ -162,6 +162,9 @@ class OmopCohort:
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
 
+    def n_files(self) -> int:
+        return len([t for t in _table_files(self.folder) if t in TABLES])
+
     def scan(self, on_file: Callable[[str], None] | None = None) -> CohortScan:
         folder = str(self.folder.resolve())
         tables = _table_files(self.folder)

@@ -153,7 +153,7 @@ def build_indexes(
     t0 = time.perf_counter()
     slices: dict[str, PatientSlice] = {}
     for c in cohorts:
-        progress.start("scanning", 0)
+        progress.start("scanning", c.n_files())
         scan = c.scan(on_file=lambda _f: progress.advance("scanning"))
         summaries.extend(
             BuildSummary(patient_id="", index_path=str(c.folder), status="failed", message=m) for m in scan.problems
@@ -172,7 +172,8 @@ def build_indexes(
     for f in files:
         if f not in to_parse:
             patient_of[f] = by_sha[sources[f].sha256]
-    progress.start("files", len(to_parse))
+    if files:
+        progress.start("files", len(to_parse))
     for f, result in _parse_all(to_parse, workers):
         progress.advance("files")
         if isinstance(result, RagehrError):
