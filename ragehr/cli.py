@@ -84,22 +84,90 @@ def main_callback(
     )
 
 
+PatientsOpt = Annotated[
+    str | None, typer.Option("--patients", help="Only these patients (comma-separated ids) of a cohort folder.")
+]
+PatientsFileOpt = Annotated[
+    Path | None, typer.Option("--patients-file", help="Only the patients in this file (one id a line).")
+]
+
+
+def _patients(ids: str | None, file: Path | None) -> list[str] | None:
+    """The patient ids of --patients and --patients-file together, or None for all."""
+    from ragehr.errors import ConfigError
+
+    if ids is None and file is None:
+        return None
+    out = [p.strip() for p in (ids or "").split(",") if p.strip()]
+    if file is not None:
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"--patients-file {file}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+        out += [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    if not out:
+        raise ConfigError("--patients / --patients-file name no patient")
+    return list(dict.fromkeys(out))
+
+
+def _print_summary(label: str, s: Any, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(s.model_dump(mode="json"), ensure_ascii=False))
+        return
+    counts = ", ".join(f"{k} {v}" for k, v in s.counts.items()) or "none"
+    typer.echo(f"{label}")
+    typer.echo(f"  format      {s.format}")
+    typer.echo(f"  patient     {s.patient_id}")
+    typer.echo(f"  events      {s.n_events} ({counts})")
+    typer.echo(f"  visits      {s.n_visits}")
+    typer.echo(f"  time span   {s.first_time or '-'} .. {s.last_time or '-'}")
+    typer.echo(f"  length      ~{s.n_tokens_estimate} tokens ({s.tokenizer})")
+
+
 @app.command()
 @handle_errors
 def inspect(
     paths: Annotated[
-        list[Path], typer.Argument(help="Record files: MedAlign XML, C-CDA, or FHIR JSON/NDJSON.")
+        list[Path],
+        typer.Argument(help="Record files (MedAlign XML, C-CDA, FHIR JSON/NDJSON) or cohort folders "
+                       "(a FHIR Bulk Data export, OMOP CDM tables)."),
     ],
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per file.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per file or patient.")] = False,
+    patients: PatientsOpt = None,
+    patients_file: PatientsFileOpt = None,
 ) -> None:
-    """Format, patient id, event counts by kind, time span and length of each record. A bad
-    file is reported on its own line; the others are still inspected, and the exit status is 2."""
+    """Format, patient id, event counts by kind, time span and length of each record; a cohort
+    folder lists each of its patients. A bad file or patient is reported on its own line; the
+    others are still inspected, and the exit status is 2."""
     from ragehr.ehr import load_record
+    from ragehr.ehr.cohort import detect_cohort, select
     from ragehr.ehr.summary import summarize
     from ragehr.errors import InputError
 
+    wanted = _patients(patients, patients_file)
     failed = 0
     for path in paths:
+        cohort = detect_cohort(path)
+        if cohort is not None:
+            scan = cohort.scan()
+            for problem in scan.problems:
+                failed += 1
+                typer.echo(f"ragehr: error: {problem}", err=True)
+            chosen = select(scan.slices, wanted)
+            found = {sl.patient_id for sl in chosen} | {a for sl in chosen for a in sl.aliases}
+            for p in wanted or []:
+                if p not in found:
+                    failed += 1
+                    typer.echo(f"ragehr: error: patient {p}: not in {path}", err=True)
+            for sl in chosen:
+                try:
+                    s = summarize(sl.load())
+                except InputError as exc:
+                    failed += 1
+                    typer.echo(f"ragehr: error: {exc}", err=True)
+                    continue
+                _print_summary(f"{path} patient {sl.patient_id} ({cohort.format})", s, as_json)
+            continue
         try:
             s = summarize(load_record(path))
         except InputError as exc:
@@ -108,17 +176,7 @@ def inspect(
             failed += 1
             typer.echo(f"ragehr: error: {exc}", err=True)
             continue
-        if as_json:
-            typer.echo(json.dumps(s.model_dump(mode="json"), ensure_ascii=False))
-            continue
-        counts = ", ".join(f"{k} {v}" for k, v in s.counts.items()) or "none"
-        typer.echo(f"{path}")
-        typer.echo(f"  format      {s.format}")
-        typer.echo(f"  patient     {s.patient_id}")
-        typer.echo(f"  events      {s.n_events} ({counts})")
-        typer.echo(f"  visits      {s.n_visits}")
-        typer.echo(f"  time span   {s.first_time or '-'} .. {s.last_time or '-'}")
-        typer.echo(f"  length      ~{s.n_tokens_estimate} tokens ({s.tokenizer})")
+        _print_summary(str(path), s, as_json)
     if failed:
         raise typer.Exit(2)
 
@@ -221,28 +279,35 @@ def index(
     index_dir: IndexDirOpt = Path("indexes"),
     config: ConfigOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Rebuild even if nothing changed.")] = False,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Processes for parsing.")] = 1,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Processes for parsing (files, cohort patients).")] = 1,
     cache_dir: Annotated[
         Path | None, typer.Option("--cache-dir", help="Embedding cache (default: INDEX_DIR/.cache).")
     ] = None,
+    patients: PatientsOpt = None,
+    patients_file: PatientsFileOpt = None,
     ray: RayOpt = None,
 ) -> None:
-    """Build (or update) one index per patient from record files and folders. With --ray,
-    patients are parsed and indexed as Ray tasks (a local Ray uses --workers CPUs when more
-    than 1 is given); INDEX_DIR must then be a folder every worker sees."""
+    """Build (or update) one index per patient from record files, folders of them, and cohort
+    folders (a FHIR Bulk Data export, OMOP CDM tables). With --ray, patients are parsed and
+    indexed as Ray tasks (a local Ray uses --workers CPUs when more than 1 is given);
+    INDEX_DIR must then be a folder every worker sees."""
     from ragehr.config import RagehrConfig
     from ragehr.index.build import build_indexes
 
     cfg = RagehrConfig.from_file(config)
+    wanted = _patients(patients, patients_file)
     if ray is not None:
         from ragehr.cohort import RayCluster, build_indexes_ray
 
         with RayCluster(ray, num_cpus=workers if workers > 1 else None), _RichProgress(enabled=_progress_enabled()) as bars:
-            summaries = build_indexes_ray(paths, index_dir, cfg.index, force=force, cache_dir=cache_dir, progress=bars)
+            summaries = build_indexes_ray(
+                paths, index_dir, cfg.index, force=force, cache_dir=cache_dir, progress=bars, patients=wanted
+            )
     else:
         with _RichProgress(enabled=_progress_enabled()) as bars:
             summaries = build_indexes(
-                paths, index_dir, cfg.index, force=force, workers=workers, cache_dir=cache_dir, progress=bars
+                paths, index_dir, cfg.index, force=force, workers=workers, cache_dir=cache_dir, progress=bars,
+                patients=wanted,
             )
     failed = 0
     for s in summaries:
@@ -253,7 +318,7 @@ def index(
         extra = f", {s.duplicates_removed} duplicate events removed" if s.duplicates_removed else ""
         how = f", {s.n_embedded} chunks embedded" if s.status == "built" else ""
         typer.echo(
-            f"{s.status:<10} {s.patient_id}: {s.n_sources} file(s), {s.n_events} events, "
+            f"{s.status:<10} {s.patient_id}: {s.n_sources} source(s), {s.n_events} events, "
             f"{s.n_chunks} chunks{extra}{how} -> {s.index_path}"
         )
     ok = len(summaries) - failed

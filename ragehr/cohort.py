@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -176,8 +176,8 @@ def _parse_task(cwd: str, path: str) -> tuple[str | None, Any]:
 
 
 def _build_task(
-    cwd: str, files: list[str], index_dir: str, config: Any, force: bool, cache_dir: str | None,
-    parsed_files: list[str], *records: Any,
+    cwd: str, files: list[str], slices: list[Any], index_dir: str, config: Any, force: bool,
+    cache_dir: str | None, parsed_files: list[str], *records: Any,
 ) -> list[Any]:
     from ragehr.index.build import build_indexes
     from ragehr.pipeline.batch import shared_embedder
@@ -191,7 +191,7 @@ def _build_task(
         cache = _EMBEDDING_CACHES[root] = EmbeddingCache(Path(root))
     return build_indexes(
         files, index_dir, config, force=force, cache_dir=cache_dir, embedder=shared_embedder(config.embedder),
-        parsed=dict(zip(parsed_files, records)), embedding_cache=cache,
+        parsed=dict(zip(parsed_files, records)), slices=slices, embedding_cache=cache,
     )
 
 
@@ -208,12 +208,16 @@ def build_indexes_ray(
     force: bool = False,
     cache_dir: str | Path | None = None,
     progress: Any = None,
+    patients: Collection[str] | None = None,
 ) -> list[Any]:
     """:func:`ragehr.index.build.build_indexes` spread over Ray (initialised by the caller):
-    the same summaries, one per patient and one per failed file. A patient whose task fails
-    gets a ``failed`` summary; the others are built."""
+    the same summaries, one per patient and one per failed file. Record files are parsed in
+    one wave of tasks, cohort folders (FHIR Bulk, OMOP) are scanned here once, and each
+    patient's index is built by one task. A patient whose task fails gets a ``failed``
+    summary; the others are built."""
     ray = require_ray()
     from ragehr.config import IndexConfig
+    from ragehr.ehr.cohort import inside_any, select, split_cohorts
     from ragehr.index import store
     from ragehr.index.build import NullProgress, expand_paths
     from ragehr.types import BuildSummary
@@ -223,10 +227,20 @@ def build_indexes_ray(
     index_dir = Path(index_dir)
     index_dir.mkdir(parents=True, exist_ok=True)
     cwd = os.getcwd()
-    files, missing = expand_paths(paths)
+    cohorts, plain = split_cohorts(paths)
+    files, missing = expand_paths(plain) if plain else ([], [])
+    files = [f for f in files if not inside_any(f, cohorts)]
     summaries: list[Any] = [
         BuildSummary(patient_id="", index_path=str(p), status="failed", message=f"{p}: {why}") for p, why in missing
     ]
+    slices: list[Any] = []
+    for c in cohorts:  # the first pass keeps positions only; patients are read by the tasks
+        progress.start("scanning", c.n_files())
+        scan = c.scan(on_file=lambda _f: progress.advance("scanning"))
+        summaries.extend(
+            BuildSummary(patient_id="", index_path=str(c.folder), status="failed", message=m) for m in scan.problems
+        )
+        slices.extend(select(scan.slices, patients))
     # Which patient is each file? Known sha256s answer without parsing (as build_indexes does).
     manifests = store.list_manifests(index_dir)
     by_sha = {s.sha256: m.patient_id for m in manifests for s in m.sources}
@@ -240,7 +254,8 @@ def build_indexes_ray(
         else:
             patient_of[f] = pid
     parse = ray.remote(num_cpus=1, max_retries=0, num_returns=2)(_parse_task)
-    progress.start("files", len(to_parse))
+    if files:
+        progress.start("files", len(to_parse))
     pending = {}
     for f in to_parse:
         pid_ref, rec_ref = parse.remote(cwd, str(f))
@@ -260,17 +275,27 @@ def build_indexes_ray(
             else:
                 patient_of[f] = pid
                 record_ref[f] = rec_ref
-    groups: dict[str, list[Path]] = {}
+    groups: dict[str, tuple[list[Path], list[Any]]] = {}
     for f in files:
         if f in patient_of:
-            groups.setdefault(patient_of[f], []).append(f)
+            groups.setdefault(patient_of[f], ([], []))[0].append(f)
+    for sl in slices:
+        groups.setdefault(sl.patient_id, ([], []))[1].append(sl)
+    if patients is not None:  # as build_indexes: a cohort patient also by its alias
+        alias = {a: sl.patient_id for sl in slices for a in sl.aliases}
+        keep = {alias.get(p, p) for p in patients}
+        groups = {pid: g for pid, g in groups.items() if pid in keep}
+        summaries.extend(
+            BuildSummary(patient_id=p, index_path="", status="failed", message=f"patient {p}: not found in the given sources")
+            for p in sorted(set(patients)) if alias.get(p, p) not in groups
+        )
     build = ray.remote(num_cpus=1, max_retries=0)(_build_task)
     progress.start("patients", len(groups))
     jobs = {}
-    for pid, group in groups.items():
+    for pid, (group, group_slices) in groups.items():
         parsed = [f for f in group if f in record_ref]
         ref = build.remote(
-            cwd, [str(f) for f in group], str(index_dir), config, force,
+            cwd, [str(f) for f in group], group_slices, str(index_dir), config, force,
             None if cache_dir is None else str(cache_dir), [str(f) for f in parsed],
             *[record_ref[f] for f in parsed],
         )
@@ -290,7 +315,6 @@ def build_indexes_ray(
                         message=f"patient {pid}: {describe_failure(exc)}",
                     )
                 ]
-    for pid in groups:  # the single-process order: patients as their files came
+    for pid in groups:  # the single-process order: patients as their sources came
         summaries.extend(by_patient[pid])
     return summaries
-

@@ -135,3 +135,20 @@ def test_eval_over_ray_gives_the_single_process_predictions(cluster, shared_data
     strip = lambda m: [(s["condition"], s.get("n"), s.get("accuracy"), s.get("evidence_recall")) for s in m["summary"]]  # noqa: E731
     assert strip(m1) == strip(m2)
     assert not [p for p in m2["problems"] if "failed in a worker" in p]
+
+
+def test_a_bulk_export_over_ray_is_the_single_process_index(cluster, shared_data, tmp_path):
+    """A FHIR Bulk export folder (a cohort: many patients per file) is scanned once and its
+    patients built as tasks; ``patients`` selects some of them, an unknown id is reported."""
+    from ragehr.ehr.cohort import split_cohorts
+
+    bulk = shared_data / "fhir-bulk" / "10-patients"
+    [cohort], _ = split_cohorts([bulk])
+    some = [sl.patient_id for sl in cohort.scan().slices[:3]]
+    wanted = [*some, "nobody"]
+    single = build_indexes([bulk], tmp_path / "one", HASHING, patients=wanted)
+    spread = build_indexes_ray([bulk], tmp_path / "ray", HASHING, patients=wanted)
+    assert _summaries(spread) == _summaries(single)
+    assert sum(s.status == "built" for s in spread) == 3
+    assert [s.message for s in spread if s.status == "failed"] == ["patient nobody: not found in the given sources"]
+    assert _index_view(tmp_path / "one") == _index_view(tmp_path / "ray")
