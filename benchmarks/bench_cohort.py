@@ -136,7 +136,7 @@ def index_run(label: str, records: list[Path] | Path, work: Path, cfg: Path, *ex
 def ray_start_seconds() -> float:
     """Starting and stopping a local Ray with 2 CPUs, with nothing to run."""
     code = (
-        "import time; t=time.perf_counter(); from ragehr.cohort import RayCluster\n"
+        "import time; t=time.perf_counter(); from ragehr.distributed import RayCluster\n"
         "with RayCluster('local', num_cpus=2): pass\n"
         "print(time.perf_counter()-t)"
     )

@@ -297,7 +297,7 @@ def index(
     cfg = RagehrConfig.from_file(config)
     wanted = _patients(patients, patients_file)
     if ray is not None:
-        from ragehr.cohort import RayCluster, build_indexes_ray
+        from ragehr.distributed import RayCluster, build_indexes_ray
 
         with RayCluster(ray, num_cpus=workers if workers > 1 else None), _RichProgress(enabled=_progress_enabled()) as bars:
             summaries = build_indexes_ray(
@@ -460,7 +460,7 @@ def _run_batch(mode: str, questions: Path, out: Path, *, spec: Any, recipe: Any,
     mapper = None
     cluster: Any = nullcontext()
     if ray is not None:
-        from ragehr.cohort import RayCluster, ray_map
+        from ragehr.distributed import RayCluster, ray_map
 
         cluster = RayCluster(ray, num_cpus=workers)
         mapper = ray_map
@@ -633,7 +633,7 @@ def eval_(
     mapper = None
     cluster: Any = nullcontext()
     if ray is not None:
-        from ragehr.cohort import RayCluster, ray_map
+        from ragehr.distributed import RayCluster, ray_map
 
         cluster, mapper = RayCluster(ray, num_cpus=workers), ray_map
     with cluster, _RichProgress(enabled=_progress_enabled()) as bars:
@@ -656,7 +656,7 @@ def eval_(
 def with_ray_default(args: list[str]) -> list[str]:
     """``--ray`` given without an address (last, or followed by something that is not one)
     means ``--ray local``; click options cannot take an optional value."""
-    from ragehr.cohort import LOCAL, is_address
+    from ragehr.distributed import LOCAL, is_address
 
     out = list(args)
     i = 0

@@ -256,7 +256,7 @@ def run_experiment(
     mapper: Any = None,
 ) -> dict[str, Any]:
     """Run (or resume) the grid into ``run_dir``; returns the aggregated metrics. With
-    ``mapper`` (e.g. :func:`ragehr.cohort.ray_map`) each condition runs as one task there
+    ``mapper`` (e.g. :func:`ragehr.distributed.ray_map`) each condition runs as one task there
     (:func:`run_condition`); rows are written here as tasks finish. A condition whose task
     fails is reported in ``problems`` and left for the next run."""
     from ragehr.eval.report import write_reports

@@ -145,7 +145,7 @@ def build_indexes(
     (``status="failed"``, ``patient_id=""``). ``patients``: index only these ids (a cohort
     patient also by its FHIR resource id); an id found nowhere is a failed summary.
 
-    For a caller that spreads the work (:mod:`ragehr.cohort`, Ray): ``parsed``, records of
+    For a caller that spreads the work (:mod:`ragehr.distributed`, Ray): ``parsed``, records of
     some of ``paths`` it already parsed (by path as given), not parsed again; ``slices``,
     cohort patients it already scanned, indexed as if their cohort folder had been given;
     ``embedding_cache``, an opened :class:`~ragehr.embeddings.cache.EmbeddingCache` to use

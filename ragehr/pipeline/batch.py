@@ -19,7 +19,7 @@ fails gives ``{"id", "line", "patient_id", "error", "exit_code"}`` instead.
   backend) get that many generations in flight from a thread pool; contexts are prepared on
   the calling thread (indexes and embedders are not shared between threads).
 
-The work itself can be handed to a ``mapper`` (e.g. :func:`ragehr.cohort.ray_map`) that runs
+The work itself can be handed to a ``mapper`` (e.g. :func:`ragehr.distributed.ray_map`) that runs
 :func:`answer_group` on each patient's questions elsewhere; the output is written here.
 This module never prints: it reports through callbacks.
 """

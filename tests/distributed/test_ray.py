@@ -11,7 +11,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from ragehr.cohort import RayCluster, build_indexes_ray, ray_map  # noqa: E402
+from ragehr.distributed import RayCluster, build_indexes_ray, ray_map  # noqa: E402
 from ragehr.config import IndexConfig, LLMConfig  # noqa: E402
 from ragehr.eval.experiment import ExperimentConfig  # noqa: E402
 from ragehr.eval.runner import run_experiment  # noqa: E402

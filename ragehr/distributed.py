@@ -1,4 +1,4 @@
-"""Cohorts on Ray: the one module that imports ``ray``.
+"""Distributing cohort work over Ray: the one module that imports ``ray``.
 
 ``ragehr index --ray``, ``ragehr ask --questions ... --ray`` and ``ragehr eval --ray`` hand
 their per-patient (index, batch) or per-condition (eval) work to Ray tasks:
