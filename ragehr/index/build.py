@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
@@ -137,10 +137,19 @@ def build_indexes(
     progress: Progress | None = None,
     embedder=None,
     patients: Collection[str] | None = None,
+    parsed: Mapping[Path, PatientRecord] | None = None,
+    slices: Sequence[PatientSlice] = (),
+    embedding_cache=None,
 ) -> list[BuildSummary]:
     """Index record files and folders; one summary per patient, and one per failed file
     (``status="failed"``, ``patient_id=""``). ``patients``: index only these ids (a cohort
-    patient also by its FHIR resource id); an id found nowhere is a failed summary."""
+    patient also by its FHIR resource id); an id found nowhere is a failed summary.
+
+    For a caller that spreads the work (:mod:`ragehr.distributed`, Ray): ``parsed``, records of
+    some of ``paths`` it already parsed (by path as given), not parsed again; ``slices``,
+    cohort patients it already scanned, indexed as if their cohort folder had been given;
+    ``embedding_cache``, an opened :class:`~ragehr.embeddings.cache.EmbeddingCache` to use
+    instead of opening ``cache_dir`` (a worker keeps one across its tasks)."""
     config = config or IndexConfig()
     progress = progress or NullProgress()
     index_dir = Path(index_dir)
@@ -151,7 +160,8 @@ def build_indexes(
         BuildSummary(patient_id="", index_path=str(p), status="failed", message=f"{p}: {why}") for p, why in missing
     ]
     t0 = time.perf_counter()
-    slices: dict[str, PatientSlice] = {}
+    given_slices = slices
+    slices: dict[str, PatientSlice] = {sl.source_path: sl for sl in select(given_slices, patients)}
     for c in cohorts:
         progress.start("scanning", c.n_files())
         scan = c.scan(on_file=lambda _f: progress.advance("scanning"))
@@ -166,11 +176,16 @@ def build_indexes(
     # Which patient is each file? Known sha256s answer without parsing.
     manifests = {m.patient_id: m for m in store.list_manifests(index_dir)}
     by_sha = {s.sha256: pid for pid, m in manifests.items() for s in m.sources}
-    parsed: dict[Path, PatientRecord] = {}
+    given = {Path(f): r for f, r in (parsed or {}).items()}
+    parsed = {}
     patient_of: dict[Path, str] = {}
-    to_parse = [f for f in files if sources[f].sha256 not in by_sha or force]
     for f in files:
-        if f not in to_parse:
+        if f in given:
+            parsed[f] = given[f]
+            patient_of[f] = given[f].patient_id
+    to_parse = [f for f in files if (sources[f].sha256 not in by_sha or force) and f not in given]
+    for f in files:
+        if f not in to_parse and f not in given:
             patient_of[f] = by_sha[sources[f].sha256]
     if files:
         progress.start("files", len(to_parse))
@@ -244,7 +259,7 @@ def build_indexes(
             from ragehr.embeddings.cache import EmbeddingCache
 
             emb = embedder or load_embedder(config.embedder)
-            cache = EmbeddingCache(Path(cache_dir) if cache_dir else index_dir / ".cache" / "embeddings")
+            cache = embedding_cache or EmbeddingCache(Path(cache_dir) if cache_dir else index_dir / ".cache" / "embeddings")
         summaries.append(
             _build_one(pid, records, wanted, index_dir, config, emb, cache, progress, t_parse / max(1, len(groups)))
         )
