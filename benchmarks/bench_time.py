@@ -18,8 +18,10 @@ uses only ``build_context`` and ``search``, so it also measures an older checkou
 Usage::
 
     python benchmarks/make_chronic.py benchmarks/data/chronic --n 3 --tokens 90000
-    python benchmarks/bench_time.py benchmarks/data/chronic/chronic_*.xml --embedder minilm \\
-        --out benchmarks/results/time_minilm.json
+    python benchmarks/bench_time.py benchmarks/data/chronic/chronic_*.xml --expect chronic \\
+        --out benchmarks/results/time_chronic_hashing.json
+    python benchmarks/bench_time.py benchmarks/data/chronic/chronic_0.xml --embedder minilm \\
+        --expect chronic --out benchmarks/results/time_chronic_minilm.json
 """
 
 from __future__ import annotations
@@ -85,6 +87,12 @@ def main() -> int:
     ap.add_argument("--cache-dir", type=Path, help="embedding cache (default: WORK/cache); share it between runs")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--label", default="", help="a name for this run (e.g. the branch)")
+    ap.add_argument(
+        "--expect", choices=("chronic", "short"),
+        help="check issue 10's targets and print OK/FAIL (exit 1 on a FAIL): chronic: rag@2k >= 0.95 "
+        "overall and >= 0.90 per type, above recent@32k and visit-bm25@8k, hybrid recall@10 >= bm25's; "
+        "short: rag@2k >= 0.98",
+    )
     args = ap.parse_args()
 
     from ragehr.config import IndexConfig
@@ -143,7 +151,24 @@ def main() -> int:
     print("|---|---|" + "---|" * len(cols))
     for t, v in by_type.items():
         print(f"| {t} | {v['n']} | " + " | ".join(f"{v[c]:.2f}" for c in cols) + " |")
-    return 0
+    return check(by_type, args.expect) if args.expect else 0
+
+
+def check(by_type: dict[str, dict[str, float]], which: str) -> int:
+    """Issue 10's targets as OK/FAIL lines; 1 when any fails."""
+    a = by_type["ALL"]
+    checks = [(f"rag@2048 overall {a['rag@2048']:.3f} >= {0.95 if which == 'chronic' else 0.98}",
+               a["rag@2048"] >= (0.95 if which == "chronic" else 0.98))]
+    if which == "chronic":
+        checks += [(f"rag@2048 {t} {v['rag@2048']:.3f} >= 0.90", v["rag@2048"] >= 0.90) for t, v in by_type.items() if t != "ALL"]
+        checks += [
+            (f"rag@2048 {a['rag@2048']:.3f} > recent@32768 {a['recent@32768']:.3f}", a["rag@2048"] > a["recent@32768"]),
+            (f"rag@2048 {a['rag@2048']:.3f} > visit-bm25@8192 {a['visit-bm25@8192']:.3f}", a["rag@2048"] > a["visit-bm25@8192"]),
+            (f"recall@10 hybrid {a['recall@10/hybrid']:.3f} >= bm25 {a['recall@10/bm25']:.3f}", a["recall@10/hybrid"] >= a["recall@10/bm25"]),
+        ]
+    for what, ok in checks:
+        print(f"{'OK  ' if ok else 'FAIL'} {what}")
+    return 0 if all(ok for _, ok in checks) else 1
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, timedelta
 from pathlib import Path
@@ -670,9 +671,14 @@ def _q_value_on_written_date(ctx: _Ctx, n: int) -> list[QAItem]:
 
 
 def _series(ctx: _Ctx, min_days: int) -> list[tuple[str, list[Event]]]:
-    """Valued names measured on at least ``min_days`` days, each with its events in time order."""
+    """Valued names measured on at least ``min_days`` days, each with its events in time order.
+    Names that differ only by invisible format characters (Synthea writes some with a
+    zero-width space) are one series: "the first recorded X" must not depend on them."""
+    groups: dict[str, list[Event]] = {}
+    for key, evs in _valued(ctx).items():
+        groups.setdefault("".join(ch for ch in key if unicodedata.category(ch) != "Cf"), []).extend(evs)
     out = []
-    for key, evs in sorted(_valued(ctx).items()):
+    for key, evs in sorted(groups.items()):
         if len({_day(e) for e in evs}) >= min_days:
             out.append((key, sorted(evs, key=lambda e: (_ts(e), ctx.order[id(e)]))))
     return out
