@@ -270,6 +270,8 @@ def search(
     if retriever not in ("hybrid", "bm25", "dense"):
         raise ConfigError(f"unknown retriever {retriever!r}; use hybrid, bm25 or dense")
     plan = plan_question(question, index.last_time, since=since, until=until, use_question_time=use_question_time)
+    if plan.event_anchor is not None:
+        plan = _anchor_on_event(index, plan)
     window = plan.window
     text = plan.concept if (plan.intent != "none" or window.span is not None) else question
     chunks = index.stored.chunks
@@ -334,6 +336,37 @@ def search(
     out = [_hit(c, i, score) for i, c in enumerate(first, 1)]
     out += [h.model_copy(update={"rank": len(out) + j}) for j, h in enumerate(rest, 1)]
     return _wrap(index, out[:k]), plan
+
+
+_ANCHOR_KINDS = (EventKind.CONDITION, EventKind.PROCEDURE, EventKind.MEDICATION, EventKind.ENCOUNTER)
+
+
+def _anchor_on_event(index: PatientIndex, plan: QuestionPlan) -> QuestionPlan:
+    """Resolve "since her stroke" / "before starting metformin": the first date of a
+    condition, procedure, medication or encounter about those words (BM25, at least half the
+    best score) becomes the window's start (or end). Left as is when nothing matches."""
+    from dataclasses import replace
+
+    from ragehr.retrieval.timefilter import day_end, day_start
+
+    direction, words = plan.event_anchor  # type: ignore[misc]
+    raw = index.bm25.score_all(words)
+    scores = {
+        cid: float(raw[i]) for i, cid in enumerate(index.bm25.ids)
+        if raw[i] > 0 and index.chunk(cid).kind in _ANCHOR_KINDS and index.chunk(cid).start is not None
+    }
+    about = relevant_ids(scores, 0.5)
+    if not about:
+        return plan
+    first = min((index.chunk(cid) for cid in about), key=lambda c: (c.start, c.chunk_id))
+    d = first.start.date()  # type: ignore[union-attr]
+    phrase = f"{direction} {words} ({d.isoformat()})"
+    if direction == "since":
+        window = TimeWindow(since=day_start(d), phrase=phrase, calendar=True, span=(0, 0))
+    else:
+        window = TimeWindow(until=day_end(d), phrase=phrase, calendar=True, span=(0, 0))
+    intent = "series" if plan.intent == "none" and direction == "since" else plan.intent
+    return replace(plan, window=window, intent=intent)
 
 
 def _hit(c: Chunk, rank: int, score: dict[str, float]) -> Hit:

@@ -104,6 +104,10 @@ class QuestionPlan:
     """The question without the time phrase and intent words (falls back to the question)."""
     cue: str | None = None
     """The words that set the intent."""
+    event_anchor: tuple[str, str] | None = None
+    """("since" | "before", words) for a window anchored on a clinical event ("since her
+    stroke", "after the surgery", "before starting metformin"): retrieval finds the event's
+    first date in the record and sets the window from it."""
     state_list: bool = False
     """The question asks for a list of state (medications, problems, allergies): for
     ``current`` the latest note is read whole, since its list need not use the question's
@@ -154,6 +158,26 @@ def _remove(text: str, span: tuple[int, int] | None) -> str:
     return text[: span[0]] + " " + text[span[1] :]
 
 
+_EVENT_ANCHOR = re.compile(
+    r"\b(?P<dir>since|after|following|before|prior\s+to)\s+(?:(?:her|his|their|the|a|an|this|that|"
+    r"starting|start(?:ing)?\s+of|beginning|initiation\s+of|being\s+(?:diagnosed\s+with|started\s+on))\s+)+"
+    r"(?P<what>[A-Za-z][\w'-]*(?:\s+(?!and\b|or\b|was\b|is\b|were\b|did\b)[A-Za-z][\w'-]*){0,3})",
+    re.I,
+)
+
+
+def event_anchor(question: str) -> tuple[str, str, tuple[int, int]] | None:
+    """A window anchored on a clinical event: ("since" | "before", the event's words, span).
+    Only phrases with a determiner or "starting" ("since her stroke", "after the surgery",
+    "before starting metformin"), so "after meals" or "before 2019" are not anchors."""
+    m = _EVENT_ANCHOR.search(question)
+    if not m:
+        return None
+    direction = "before" if m["dir"].lower().startswith(("before", "prior")) else "since"
+    what = re.sub(r"[?.!,;:]+$", "", m["what"]).strip()
+    return (direction, what, m.span()) if what else None
+
+
 def concept_text(question: str) -> str:
     """The content words of a question: intent words, question words and generic words
     ("value", "level", "patient's") removed; the question itself when nothing is left."""
@@ -184,6 +208,12 @@ def plan_question(
     else:
         window = TimeWindow()
     rest = strip_phrase(question, window) if window.span else question
+    anchored = None
+    if use_question_time and not window.is_filter:
+        found = event_anchor(rest)
+        if found is not None:
+            anchored = (found[0], found[1])
+            rest = " ".join((rest[: found[2][0]] + " " + rest[found[2][1] :]).split())
     intent: str = "none"
     cue = None
     for name, rx in (("current", _CURRENT), ("series", _SERIES), ("first", _FIRST), ("latest", _LATEST)):
@@ -203,4 +233,7 @@ def plan_question(
         # orders started before it hold; not only what is dated that day.
         intent, cue = "current", window.phrase
         window = replace(window, since=None)
-    return QuestionPlan(intent=intent, window=window, concept=concept_text(rest), cue=cue, state_list=state_list)
+    return QuestionPlan(
+        intent=intent, window=window, concept=concept_text(rest), cue=cue, state_list=state_list,
+        event_anchor=anchored,
+    )

@@ -60,6 +60,12 @@ def _record() -> PatientRecord:
             source=SourceLocator(file="t", path="med/0"),
         )
     )
+    events.append(
+        Event(
+            kind=EventKind.PROCEDURE, start=START + timedelta(days=14 * 30, hours=5), text="Kidney transplant",
+            source=SourceLocator(file="t", path="proc/0"),
+        )
+    )
     end = START + timedelta(days=14 * 51 + 1)
     events.append(
         Event(
@@ -166,3 +172,16 @@ def test_explicit_until_keeps_the_whole_last_day(idx):
 def test_plain_questions_are_ranked_as_before(idx):
     hits, plan = search(idx, "apixaban", k=3)
     assert plan.intent == "none" and not plan.is_filter and "apixaban" in hits[0].chunk.text
+
+
+def test_windows_anchored_on_a_clinical_event(idx):
+    tx = next(e for e in idx.stored.record.events if e.text == "Kidney transplant").start.date()
+    hits, plan = search(idx, "How has her potassium changed since the transplant?", k=5)
+    assert plan.intent == "series" and plan.since.date() == tx and str(tx) in plan.phrase
+    assert all(h.chunk.end.date() >= tx for h in hits)
+    hits, plan = search(idx, "most recent potassium before the transplant", k=3)
+    before = [e for e in _potassium(idx) if e.start.date() <= tx]
+    assert plan.intent == "latest" and _line_in(hits[0].chunk, before[-1])
+    # an event the record does not have leaves the question unfiltered
+    _, plan = search(idx, "potassium since her stroke", k=3)
+    assert not plan.is_filter

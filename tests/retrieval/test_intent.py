@@ -89,3 +89,22 @@ def test_plan_json_is_plain():
     j = p.to_json()
     assert j["intent"] == "latest" and j["since"].startswith("2021-01-01") and j["fallback"] is None
     assert j["time_phrase"] == "in 2021"
+
+
+@pytest.mark.parametrize(
+    "question,anchor",
+    [
+        ("How has her NIHSS changed since her stroke?", ("since", "stroke")),
+        ("blood pressure after the surgery", ("since", "surgery")),
+        ("What was her A1c before starting metformin?", ("before", "metformin")),
+        ("creatinine prior to the kidney transplant", ("before", "kidney transplant")),
+    ],
+)
+def test_event_anchors(question, anchor):
+    p = plan_question(question, ANCHOR)
+    assert p.event_anchor == anchor and anchor[1] not in p.concept
+
+
+@pytest.mark.parametrize("question", ["take after meals", "labs before 2019", "potassium since May 2019", "after 2 weeks"])
+def test_not_event_anchors(question):
+    assert plan_question(question, ANCHOR).event_anchor is None
