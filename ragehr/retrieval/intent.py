@@ -21,7 +21,9 @@ Intents (``QuestionPlan.intent``):
     Plain relevance (a time window, if any, is still a filter).
 
 ``concept`` is the question without its time phrase and intent words: what the evidence must
-be about. Pure functions over strings and datetimes; no index, no I/O. The retrieval side
+be about. ``event_anchor`` holds a window anchored on a clinical event ("since her stroke",
+"after the surgery", "before starting metformin"), which retrieval resolves to the event's
+first date in the record. Pure functions over strings and datetimes; no index, no I/O. The retrieval side
 that acts on a plan is :func:`ragehr.index.search.search`.
 """
 
