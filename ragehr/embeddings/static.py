@@ -172,6 +172,7 @@ def _run_model2vec_distill(source: Path, pca_dims: int, progress: ProgressFn | N
     (or, without one, model2vec's own tqdm bar on stderr)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         from model2vec.distill import distill
         from model2vec.distill import inference as m2v_inference
@@ -182,10 +183,16 @@ def _run_model2vec_distill(source: Path, pca_dims: int, progress: ProgressFn | N
         if progress is not None:
             bar = type("_Bar", (_ProgressBar,), {"callback": staticmethod(progress)})
             m2v_inference.tqdm = bar
+        quiet = [logging.getLogger(n) for n in ("transformers", "model2vec")]
+        levels = [q.level for q in quiet]
+        for q in quiet:  # no load report or PCA chatter on the user's terminal
+            q.setLevel(logging.ERROR)
         try:
             return distill(model_name=str(source), pca_dims=pca_dims)
         finally:
             m2v_inference.tqdm = saved
+            for q, level in zip(quiet, levels):
+                q.setLevel(level)
 
 
 def _default_notice(message: str) -> None:
