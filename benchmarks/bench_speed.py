@@ -99,6 +99,10 @@ def quality_and_latency(idx: Any, qs: dict[str, list[tuple[str, list[str]]]]) ->
                 rec[group].append(recall_at_k([h.chunk.event_ids for h in hits], gold, 10) or 0.0)
         out[retr] = {"p50_ms": pct(lat, 0.5), "p95_ms": pct(lat, 0.95),
                      **{f"recall@10_{g}": statistics.fmean(v) if v else None for g, v in rec.items()}}
+    # evidence recall is not timed: the query vectors of the passes above are reused (LRU)
+    from ragehr.embeddings import QueryLRU
+
+    idx = type(idx)(stored=idx.stored, bm25=idx.bm25, dense=idx.dense, embedder=QueryLRU(idx.embedder, size=4096))
     counter = EstimateCounter()
     for group, items in qs.items():
         vals = []
@@ -108,9 +112,7 @@ def quality_and_latency(idx: Any, qs: dict[str, list[tuple[str, list[str]]]]) ->
             vals.append(sum(1 for g in set(gold) if g in packed) / len(set(gold)))
         out["hybrid"][f"evidence@2k_{group}"] = statistics.fmean(vals) if vals else None
     # a repeated question: the embedder's LRU answers it (what a UI re-asking sees)
-    from ragehr.embeddings import QueryLRU
-
-    lru_idx = type(idx)(stored=idx.stored, bm25=idx.bm25, dense=idx.dense, embedder=QueryLRU(idx.embedder))
+    lru_idx = idx
     q0 = everything[0][0]
     search(lru_idx, q0, k=10)
     lat = []
@@ -216,8 +218,10 @@ def main() -> int:
     ap.add_argument("--minilm-cold", default="small,median",
                     help="record stems whose MiniLM build starts from an empty cache (the rest read --minilm-cache)")
     ap.add_argument("--minilm-cache", type=Path, default=None, help="MiniLM embedding cache for the other records")
+    ap.add_argument("--minilm-skip", default="", help="record stems to run with the static embedder only")
     ap.add_argument("--peers", default="", help="record stems to run llama-index and rank-bm25 on (e.g. median)")
     ap.add_argument("--models-dir", type=Path, default=None, help="where the distilled static model is kept")
+    ap.add_argument("--breakdown-questions", type=int, default=30, help="questions timed piece by piece")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
 
@@ -226,6 +230,7 @@ def main() -> int:
 
     cold = {s for s in args.minilm_cold.split(",") if s}
     peers = {s for s in args.peers.split(",") if s}
+    skip = {s for s in args.minilm_skip.split(",") if s}
     embedders = {
         "minilm": load_embedder("minilm"),
         "static": load_embedder("static", models_dir=args.models_dir or default_models_dir()),
@@ -251,12 +256,14 @@ def main() -> int:
               f"{len(qs['generated'])} generated questions", flush=True)
         idxs = {}
         for name, emb in embedders.items():
+            if name == "minilm" and stem in skip:
+                continue
             use_cache = name == "minilm" and stem not in cold and args.minilm_cache is not None
             cache = args.minilm_cache if use_cache else work / f"cache-{name}"
             b, idx = build(path, work, name, emb, cache)
             b["embeddings_from_cache"] = bool(use_cache)
             b.update(quality_and_latency(idx, qs))
-            b["breakdown_ms"] = breakdown(idx, [q for q, _ in qs["facts"] + qs["generated"]])
+            b["breakdown_ms"] = breakdown(idx, [q for q, _ in qs["facts"] + qs["generated"]][:args.breakdown_questions])
             row[name] = b
             idxs[name] = idx
             h = b["hybrid"]
@@ -265,14 +272,32 @@ def main() -> int:
                   f"{h['p50_ms']:.2f} ms p95 {h['p95_ms']:.2f} ms, repeat {h['repeat_p50_ms']:.2f} ms; recall@10 "
                   f"facts {h['recall@10_facts']:.3f} generated {h['recall@10_generated']:.3f}; evidence@2k facts "
                   f"{h['evidence@2k_facts']:.3f} generated {h['evidence@2k_generated']:.3f}", flush=True)
-        m, s = row["minilm"], row["static"]
-        row["ratios_static_over_minilm"] = {
-            "build_s": s["build_s"] / m["build_s"], "build_peak_rss_mb": s["build_peak_rss_mb"] / max(m["build_peak_rss_mb"], 1e-9),
-            "hybrid_p50_ms": s["hybrid"]["p50_ms"] / m["hybrid"]["p50_ms"],
-        }
+        s = row["static"]
+        if "minilm" in row:
+            m = row["minilm"]
+            row["ratios_static_over_minilm"] = {
+                "build_s": s["build_s"] / m["build_s"],
+                "build_peak_rss_mb": s["build_peak_rss_mb"] / max(m["build_peak_rss_mb"], 1e-9),
+                "hybrid_p50_ms": s["hybrid"]["p50_ms"] / m["hybrid"]["p50_ms"],
+            }
         if stem in peers:
             depth = RetrievalConfig().candidates
-            row["llamaindex_minilm"] = run_llamaindex(idxs["static"], qs, embedders["minilm"], depth)
+            # llama-index gets MiniLM's chunk vectors from the cache this run's MiniLM build
+            # filled (its own build would embed them again: add MiniLM's embed stage above)
+            from ragehr.embeddings.cache import EmbeddingCache, embed_with_cache
+
+            class CachedMiniLM:
+                model_id, dim = embedders["minilm"].model_id, embedders["minilm"].dim
+                cache = EmbeddingCache(work / "cache-minilm")
+
+                def embed(self, texts, batch_size=32, progress=None):
+                    if len(texts) == 1:  # a query: MiniLM itself, as at query time
+                        return embedders["minilm"].embed(texts)
+                    return embed_with_cache(embedders["minilm"], texts, self.cache)
+
+            row["llamaindex_minilm"] = run_llamaindex(idxs["static"], qs, CachedMiniLM(), depth)
+            row["llamaindex_minilm"]["chunk_vectors_from_cache"] = True
+            row["llamaindex_minilm"]["minilm_embed_s_same_chunks"] = row.get("minilm", {}).get("stage_s", {}).get("embed")
             row["llamaindex_static"] = run_llamaindex(idxs["static"], qs, embedders["static"], depth)
             facts_only = [{"question": q, "gold": g} for q, g in qs["facts"]]
             row["bm25_peers"] = run_bm25_peers(idxs["static"], facts_only)
@@ -281,7 +306,8 @@ def main() -> int:
                 "build_s": li["build_s"] / s["build_s"], "p50_ms": li["p50_ms"] / s["hybrid"]["p50_ms"],
                 "p95_ms": li["p95_ms"] / s["hybrid"]["p95_ms"],
             }
-            print(f"llama-index (MiniLM, depth {depth}): build {li['build_s']:.1f} s, p50 {li['p50_ms']:.1f} ms, "
+            print(f"llama-index (MiniLM vectors cached, depth {depth}): build {li['build_s']:.1f} s "
+                  f"(+ MiniLM embedding {li['minilm_embed_s_same_chunks']} s), p50 {li['p50_ms']:.1f} ms, "
                   f"recall@10 facts {li['recall@10_facts']:.3f} generated {li['recall@10_generated']:.3f}; "
                   f"llama-index (static): build {row['llamaindex_static']['build_s']:.1f} s, "
                   f"p50 {row['llamaindex_static']['p50_ms']:.1f} ms", flush=True)
@@ -299,14 +325,18 @@ def print_tables(result: dict) -> None:
     print("\n| record | chunks | build MiniLM | build static | ratio | peak RSS MiniLM / static (MB) | hybrid p50 MiniLM / static (ms) |")
     print("|---|---|---|---|---|---|---|")
     for name, row in result["records"].items():
-        m, s = row["minilm"], row["static"]
+        s = row["static"]
+        m = row.get("minilm")
+        if m is None:
+            print(f"| {name} | {s['chunks']} | (not run) | {s['build_s']:.2f} s | | - / {s['build_peak_rss_mb']:.0f} | - / {s['hybrid']['p50_ms']:.2f} |")
+            continue
         print(f"| {name} | {s['chunks']} | {m['build_s']:.1f} s{' (cached)' if m['embeddings_from_cache'] else ''} | "
               f"{s['build_s']:.2f} s | {m['build_s'] / s['build_s']:.0f}x | {m['build_peak_rss_mb']:.0f} / {s['build_peak_rss_mb']:.0f} | "
               f"{m['hybrid']['p50_ms']:.2f} / {s['hybrid']['p50_ms']:.2f} |")
     print("\n| record | embedder | retriever | p50 ms | p95 ms | recall@10 facts | recall@10 generated | evidence@2k facts | evidence@2k generated |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, row in result["records"].items():
-        for emb in ("minilm", "static"):
+        for emb in [e for e in ("minilm", "static") if e in row]:
             for r in RETRIEVERS:
                 v = row[emb][r]
                 ev = (f"{v['evidence@2k_facts']:.3f} | {v['evidence@2k_generated']:.3f}" if r == "hybrid" else "| ")
@@ -315,7 +345,7 @@ def print_tables(result: dict) -> None:
     print("\n| record | embedder | " + " | ".join(next(iter(result["records"].values()))["static"]["breakdown_ms"]) + " |")
     print("|---|---|" + "---|" * 7)
     for name, row in result["records"].items():
-        for emb in ("minilm", "static"):
+        for emb in [e for e in ("minilm", "static") if e in row]:
             print(f"| {name} | {emb} | " + " | ".join(f"{v:.3f}" for v in row[emb]["breakdown_ms"].values()) + " |")
 
 
