@@ -8,6 +8,7 @@ command's job is to show it.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -32,6 +33,8 @@ app = typer.Typer(
 )
 
 _state = {"debug": False}
+_USER_OS_ERRORS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
+"""File-system errors a user's set-up causes (full disk, read-only or forbidden folder): one line, exit 3."""
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -55,6 +58,13 @@ def handle_errors(fn: F) -> F:
             _fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
             _fail("interrupted", 130)
+        except OSError as exc:
+            if _state["debug"] or exc.errno not in _USER_OS_ERRORS:
+                if _state["debug"]:
+                    raise
+                _fail(f"internal error ({type(exc).__name__}); rerun with --debug for the traceback", 1)
+            where = f": {exc.filename}" if exc.filename else ""
+            _fail(f"{exc.strerror}{where}", 3)
         except Exception as exc:  # a bug: say so without echoing data that may hold PHI
             if _state["debug"]:
                 raise
@@ -214,10 +224,13 @@ def index(
         summaries = build_indexes(
             paths, index_dir, cfg.index, force=force, workers=workers, cache_dir=cache_dir, progress=bars
         )
-    failed = 0
+    failures = [s for s in summaries if s.status == "failed"]
+    failed = len(failures)
+    code = max((s.exit_code or 2 for s in failures), default=0)
+    if failed == 1 and len(summaries) == 1:
+        _fail(failures[0].message or "indexing failed", code)
     for s in summaries:
         if s.status == "failed":
-            failed += 1
             typer.echo(f"failed     {s.message}", err=True)
             continue
         extra = f", {s.duplicates_removed} duplicate events removed" if s.duplicates_removed else ""
@@ -229,7 +242,7 @@ def index(
     ok = len(summaries) - failed
     typer.echo(f"{ok} patient index(es) ready, {failed} failure(s)", err=True)
     if failed:
-        raise typer.Exit(1)
+        raise typer.Exit(code)
 
 
 def _kinds(value: str | None) -> list[Any] | None:
@@ -459,9 +472,31 @@ def eval_(
         raise typer.Exit(1)
 
 
-def main() -> None:
-    app()
+def _usage_line(exc: Any) -> str:
+    """A click usage error as one line: the problem and where to read the usage."""
+    msg = " ".join(exc.format_message().split())
+    cmd = exc.ctx.command_path if getattr(exc, "ctx", None) is not None else "ragehr"
+    return f"{msg} (see `{cmd} --help`)"
 
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI. Usage errors (a bad option, a missing argument, a value out of range) are
+    one line and exit status 2, not click's usage box."""
+    try:
+        rv = app(args=argv, standalone_mode=False)
+    except typer.TyperException as exc:  # click's UsageError, BadParameter, ... (typer vendors click)
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            typer.echo(ctx.get_help())
+            sys.exit(2)
+        code = getattr(exc, "exit_code", 2) or 2
+        line = _usage_line(exc) if ctx is not None else " ".join(exc.format_message().split())
+        typer.echo(f"ragehr: error: {line}", err=True)
+        sys.exit(code)
+    except typer.Abort:
+        typer.echo("ragehr: error: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(rv if isinstance(rv, int) else 0)
 
 if __name__ == "__main__":
     main()

@@ -4,7 +4,9 @@ parse -> merge the files of each patient (exact duplicate events removed) -> chu
 embed (through the embedding cache) -> dense -> write to a temporary folder -> swap it in.
 
 Re-indexing unchanged files with the same config is a no-op decided from sha256s alone, with
-no parsing. Files that carry a patient id already indexed are merged into that patient's
+no parsing (after checking the index's own files against its manifest: sizes and mtimes, then
+sha256s where they differ). Each patient is built under its lock (:func:`store.patient_lock`),
+and only into a folder that is absent or a ragehr index (:func:`store.check_replaceable`). Files that carry a patient id already indexed are merged into that patient's
 index together with its earlier sources that are still on disk. One bad file is reported and
 skipped; the others are indexed.
 """
@@ -24,7 +26,7 @@ from ragehr import __version__
 from ragehr.chunking import chunk_record
 from ragehr.config import IndexConfig
 from ragehr.ehr import load_record
-from ragehr.errors import InputError, RagehrError
+from ragehr.errors import InputError, NotAnIndexError, RagehrError, show_id
 from ragehr.index import store
 from ragehr.tokens import EstimateCounter
 from ragehr.types import BuildSummary, Demographics, IndexManifest, PatientRecord, SourceFile
@@ -136,12 +138,25 @@ def build_indexes(
     config = config or IndexConfig()
     progress = progress or NullProgress()
     index_dir = Path(index_dir)
+    store.check_index_dir(index_dir)
     files, missing = expand_paths(paths)
     summaries = [
-        BuildSummary(patient_id="", index_path=str(p), status="failed", message=f"{p}: {why}") for p, why in missing
+        BuildSummary(patient_id="", index_path=str(p), status="failed", message=f"{p}: {why}", exit_code=2)
+        for p, why in missing
     ]
     t0 = time.perf_counter()
-    sources = {f: _source_file(f) for f in files}
+    sources: dict[Path, SourceFile] = {}
+    for f in files:
+        try:
+            sources[f] = _source_file(f)
+        except OSError as exc:
+            summaries.append(
+                BuildSummary(
+                    patient_id="", index_path=str(f), status="failed", exit_code=2,
+                    message=f"{f}: cannot be read ({exc.strerror or type(exc).__name__})",
+                )
+            )
+    files = [f for f in files if f in sources]
     # Which patient is each file? Known sha256s answer without parsing.
     manifests = {m.patient_id: m for m in store.list_manifests(index_dir)}
     by_sha = {s.sha256: pid for pid, m in manifests.items() for s in m.sources}
@@ -155,7 +170,11 @@ def build_indexes(
     for f, result in _parse_all(to_parse, workers):
         progress.advance("files")
         if isinstance(result, RagehrError):
-            summaries.append(BuildSummary(patient_id="", index_path=str(f), status="failed", message=str(result)))
+            summaries.append(
+                BuildSummary(
+                    patient_id="", index_path=str(f), status="failed", message=str(result), exit_code=result.exit_code
+                )
+            )
         else:
             parsed[f] = result
             patient_of[f] = result.patient_id
@@ -165,65 +184,90 @@ def build_indexes(
     for f in files:
         if f in patient_of:
             groups.setdefault(patient_of[f], []).append(f)
-    emb = None
-    cache = None
+    state: dict[str, object] = {"emb": None, "cache": None}
     for pid, given in groups.items():
-        old = manifests.get(pid)
-        # The patient's sources: those given now, plus earlier ones still on disk.
-        srcs: dict[str, SourceFile] = {sources[f].path: sources[f] for f in given}
-        if old is not None:
-            for s in old.sources:
-                p = Path(s.path)
-                if s.path not in srcs and p.is_file():
-                    srcs[s.path] = _source_file(p)
-                elif s.path not in srcs:
-                    log.warning("patient %s: earlier source %s no longer exists; dropped from the index", pid, s.path)
-        wanted = tuple(sorted(srcs.values(), key=lambda s: s.path))
-        folder = store.patient_dir(index_dir, pid)
-        if (
-            not force
-            and old is not None
-            and old.format_version == store.FORMAT_VERSION
-            and old.config_hash == config.config_hash()
-            and tuple(sorted(old.sources, key=lambda s: s.path)) == wanted
-            and _intact(folder)
-        ):
-            summaries.append(
-                BuildSummary(
-                    patient_id=pid, index_path=str(folder), status="unchanged", n_sources=len(wanted),
-                    n_events=old.counts.get("events", 0), n_chunks=old.counts.get("chunks", 0),
-                    duplicates_removed=old.counts.get("duplicates_removed", 0),
+        safe = store.safe_dirname(pid)
+        try:
+            with store.patient_lock(index_dir, safe):
+                store.recover(index_dir, safe)
+                summaries.append(
+                    _update_one(
+                        pid, given, sources, parsed, manifests.get(pid), index_dir, config, force, state,
+                        embedder, cache_dir, progress, t_parse / max(1, len(groups)),
+                    )
                 )
+        except NotAnIndexError as exc:
+            summaries.append(
+                BuildSummary(patient_id=pid, index_path=str(index_dir / safe), status="failed", message=str(exc), exit_code=3)
             )
-            continue
-        records = []
-        failed = None
-        for s in wanted:
-            p = Path(s.path)
-            rec = next((r for f, r in parsed.items() if str(f.resolve()) == s.path), None)
-            if rec is None:
-                try:
-                    rec = load_record(p)
-                except InputError as exc:
-                    failed = str(exc)
-                    break
-            if rec.patient_id != pid:
-                failed = f"{p}: now holds patient {rec.patient_id!r}, not {pid!r}"
-                break
-            records.append(rec)
-        if failed:
-            summaries.append(BuildSummary(patient_id=pid, index_path=str(folder), status="failed", message=failed))
-            continue
-        if emb is None:
-            from ragehr.embeddings import load_embedder
-            from ragehr.embeddings.cache import EmbeddingCache
-
-            emb = embedder or load_embedder(config.embedder)
-            cache = EmbeddingCache(Path(cache_dir) if cache_dir else index_dir / ".cache" / "embeddings")
-        summaries.append(
-            _build_one(pid, records, wanted, index_dir, config, emb, cache, progress, t_parse / max(1, len(groups)))
-        )
+        except OSError as exc:
+            raise store.write_failed(exc, pid, index_dir) from exc
     return summaries
+
+
+def _update_one(
+    pid: str,
+    given: list[Path],
+    sources: dict[Path, SourceFile],
+    parsed: dict[Path, PatientRecord],
+    old: IndexManifest | None,
+    index_dir: Path,
+    config: IndexConfig,
+    force: bool,
+    state: dict[str, object],
+    embedder,
+    cache_dir: str | Path | None,
+    progress: Progress,
+    t_parse: float,
+) -> BuildSummary:
+    """One patient's index, built or found unchanged; call with the patient's lock held."""
+    folder = store.patient_dir(index_dir, pid)
+    store.check_replaceable(folder)
+    # The patient's sources: those given now, plus earlier ones still on disk.
+    srcs: dict[str, SourceFile] = {sources[f].path: sources[f] for f in given}
+    if old is not None:
+        for s in old.sources:
+            p = Path(s.path)
+            if s.path not in srcs and p.is_file():
+                srcs[s.path] = _source_file(p)
+            elif s.path not in srcs:
+                log.warning("patient %s: earlier source %s no longer exists; dropped from the index", show_id(pid), s.path)
+    wanted = tuple(sorted(srcs.values(), key=lambda s: s.path))
+    if (
+        not force
+        and old is not None
+        and old.format_version == store.FORMAT_VERSION
+        and old.config_hash == config.config_hash()
+        and tuple(sorted(old.sources, key=lambda s: s.path)) == wanted
+        and _intact(folder)
+    ):
+        return BuildSummary(
+            patient_id=pid, index_path=str(folder), status="unchanged", n_sources=len(wanted),
+            n_events=old.counts.get("events", 0), n_chunks=old.counts.get("chunks", 0),
+            duplicates_removed=old.counts.get("duplicates_removed", 0),
+        )
+    records = []
+    for s in wanted:
+        p = Path(s.path)
+        rec = next((r for f, r in parsed.items() if str(f.resolve()) == s.path), None)
+        if rec is None:
+            try:
+                rec = load_record(p)
+            except InputError as exc:
+                return BuildSummary(patient_id=pid, index_path=str(folder), status="failed", message=str(exc), exit_code=2)
+        if rec.patient_id != pid:
+            return BuildSummary(
+                patient_id=pid, index_path=str(folder), status="failed", exit_code=2,
+                message=f"{p}: now holds patient {show_id(rec.patient_id)}, not {show_id(pid)}",
+            )
+        records.append(rec)
+    if state["emb"] is None:
+        from ragehr.embeddings import load_embedder
+        from ragehr.embeddings.cache import EmbeddingCache
+
+        state["emb"] = embedder or load_embedder(config.embedder)
+        state["cache"] = EmbeddingCache(Path(cache_dir) if cache_dir else index_dir / ".cache" / "embeddings")
+    return _build_one(pid, records, wanted, index_dir, config, state["emb"], state["cache"], progress, t_parse)
 
 
 class _CountingEmbedder:
@@ -241,11 +285,15 @@ class _CountingEmbedder:
 
 
 def _intact(folder: Path) -> bool:
+    """Whether the index's files are still the ones its manifest lists (cheap when untouched)."""
     try:
         m = store.read_manifest(folder)
     except RagehrError:
         return False
-    return all((folder / rel).is_file() for rel in m.files)
+    bad = store.verify_files(folder, m)
+    if bad is not None:
+        log.warning("%s/%s: does not match the index's manifest; rebuilding the index", folder, bad)
+    return bad is None
 
 
 def _parse_all(files: list[Path], workers: int):
@@ -339,6 +387,7 @@ def _build_one(
         seconds["write"] = time.perf_counter() - t
         manifest = manifest.model_copy(update={"build_seconds": {k: round(v, 4) for k, v in seconds.items()}})
         store.write_manifest(tmp, manifest)
+        store.seal(tmp)
         final = store.swap_in(tmp, index_dir, pid)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
