@@ -297,10 +297,15 @@ def retrieve(
     k = k or cfg.retrieval.k
     if retriever not in ("hybrid", "bm25", "dense"):
         raise ConfigError(f"--retriever must be hybrid, bm25 or dense, not {retriever!r}")
+    if not question.strip():
+        raise ConfigError("the question is empty")
+    since_dt, until_dt = _date(since, "--since"), _date(until, "--until")
+    if since_dt is not None and until_dt is not None and since_dt > until_dt:
+        raise ConfigError(f"--since {since} is after --until {until}; nothing can match")
+    kind_list = _kinds(kinds)
     idx = load_patient_index(index_dir, patient, need_dense=retriever != "bm25")
     hits, window = search(
-        idx, question, config=cfg.retrieval, k=k, retriever=retriever,
-        since=_date(since, "--since"), until=_date(until, "--until"), kinds=_kinds(kinds),
+        idx, question, config=cfg.retrieval, k=k, retriever=retriever, since=since_dt, until=until_dt, kinds=kind_list,
     )
     if as_json:
         typer.echo(json.dumps([h.to_json() for h in hits], ensure_ascii=False, indent=1))
@@ -334,6 +339,16 @@ def _spec(cfg: Any, **overrides: Any) -> Any:
     return ContextSpec.from_config(cfg, **overrides)
 
 
+def _say_window(spec: Any, be: Any) -> None:
+    """``context`` and ``ask`` share one rule: a budget above the backend's window is capped to
+    that window, and both say so."""
+    if spec.budget and spec.budget > be.context_window:
+        typer.echo(
+            f"ragehr: note: --budget {spec.budget} is above the backend's window of {be.context_window} tokens; "
+            f"using {be.context_window}", err=True,
+        )
+
+
 RetrieverOpt = Annotated[
     str | None, typer.Option("--retriever", help="hybrid, bm25 or dense (rag only; default: the config's).")
 ]
@@ -364,6 +379,7 @@ def context(
     cfg = RagehrConfig.from_file(config)
     spec = _spec(cfg, strategy=strategy, budget=budget, retriever=retriever, order=order)
     be = backend_from_config(cfg.llm, backend, window=spec.budget)
+    _say_window(spec, be)
     idx = load_patient_index(index_dir, patient, need_dense=spec.needs_dense)
     prep = prepare_context(idx, question, spec, be)
     if as_json:
@@ -409,6 +425,7 @@ def ask(
         cfg.llm, backend, window=spec.budget, model_path=str(model_path) if model_path else None,
         base_url=base_url, model=model, cache_dir=None if no_cache else index_dir / ".cache" / "generations",
     )
+    _say_window(spec, be)
     idx = load_patient_index(index_dir, patient, need_dense=spec.needs_dense)
     r = run_ask(idx, question, be, spec)
     if as_json:
@@ -435,6 +452,37 @@ def ask(
         f"{r.context.packed.used_tokens}/{r.context.packed.budget_tokens} evidence tokens"
         f"{', cached' if r.generation.cached else ''}, {sum(r.timings.values()):.2f}s)", err=True
     )
+
+
+@app.command()
+@handle_errors
+def patients(
+    index_dir: IndexDirOpt = Path("indexes"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per patient.")] = False,
+) -> None:
+    """The patients indexed in INDEX_DIR, with their time span and counts (no record text)."""
+    from ragehr.errors import show_id
+    from ragehr.index.store import check_index_dir, list_manifests
+
+    check_index_dir(index_dir)
+    manifests = list_manifests(index_dir)
+    for m in manifests:
+        row = {
+            "patient_id": m.patient_id,
+            "events": m.counts.get("events", 0),
+            "chunks": m.counts.get("chunks", 0),
+            "sources": len(m.sources),
+            "first_time": m.first_time,
+            "last_time": m.last_time,
+            "built_at": m.built_at,
+            "ragehr_version": m.ragehr_version,
+        }
+        if as_json:
+            typer.echo(json.dumps(row, ensure_ascii=False))
+        else:
+            span = f"{(m.first_time or '-')[:10]} .. {(m.last_time or '-')[:10]}"
+            typer.echo(f"{show_id(m.patient_id)[1:-1]:<24} {span}  {row['events']} events, {row['chunks']} chunks, {row['sources']} file(s)")
+    typer.echo(f"{len(manifests)} patient(s) indexed in {index_dir}", err=True)
 
 
 @app.command("eval")

@@ -122,10 +122,10 @@ def list_manifests(index_dir: Path) -> list[IndexManifest]:
     if not Path(index_dir).is_dir():
         return out
     for child in sorted(Path(index_dir).iterdir()):
-        if child.is_dir() and not child.name.startswith(".") and (child / MANIFEST).is_file():
+        if child.is_dir() and not child.is_symlink() and not child.name.startswith(".") and (child / MANIFEST).is_file():
             try:
                 out.append(read_manifest(child))
-            except CorruptIndexError:
+            except (CorruptIndexError, NotAnIndexError):
                 continue
     return out
 

@@ -16,8 +16,11 @@ it over.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ragehr.errors import RagehrError
 from ragehr.tokens import TokenCounter
@@ -32,9 +35,106 @@ class ContextTooLongError(RagehrError):
     exit_code = 2
 
 
+# Characters that read as the delimiters' but that NFKC leaves alone.
+_LOOKALIKE = {
+    "\u2039": "<", "\u203a": ">", "\u2329": "<", "\u232a": ">", "\u3008": "<", "\u3009": ">",
+    "\u27e8": "<", "\u27e9": ">", "\u02c2": "<", "\u02c3": ">", "\u1438": "<", "\u1433": ">",
+    "\u276c": "<", "\u276d": ">", "\u2770": "<", "\u2771": ">", "\u29fc": "<", "\u29fd": ">",
+    "\u2215": "/", "\u2044": "/", "\u29f8": "/", "\u30ce": "/",
+    "\u0435": "e", "\u0415": "e", "\u04bb": "h", "\u04ba": "h", "\u0570": "h", "\u0433": "r", "\u1d26": "r",
+    "\u0280": "r", "\u027e": "r", "\u1d07": "e", "\u029c": "h",
+}
+_LT_LIKE = "<&\ufe64\uff1c" + "".join(k for k, v in _LOOKALIKE.items() if v == "<")
+"""Every character that can begin a tag once folded: ``<``, ``&`` (an entity), the characters
+whose NFKC holds ``<`` (a test checks all of Unicode) and the lookalikes. Text without any of
+them is returned at once."""
+_MAY_HOLD_TAG = re.compile("[" + re.escape(_LT_LIKE) + "]")
+_IGNORABLE = frozenset({"Cf", "Mn", "Me", "Cc"})
+_ENTITY = re.compile(r"&(?:(lt|gt|sol)|#0*(60|62|47)|#x0*(3c|3e|2f));?", re.IGNORECASE)
+_ENTITY_CHAR = {"lt": "<", "gt": ">", "sol": "/", "60": "<", "62": ">", "47": "/", "3c": "<", "3e": ">", "2f": "/"}
+# In the folded text: an opening bracket, then optional space and slash, then e-h-r (spaces
+# allowed between the letters), not followed by a name character; up to the closing bracket.
+_TAG = re.compile(r"<\s*(?:/\s*)?e\s*h\s*r(?![a-z0-9_-])(?P<rest>[^<>]{0,200}>)?")
+
+
+@lru_cache(maxsize=4096)
+def _fold_char(ch: str) -> str:
+    """What one character reads as: NFKC, then lookalikes, lower case; ``""`` for invisible
+    characters (zero-width space, soft hyphen, combining marks, control characters)."""
+    if unicodedata.category(ch) in _IGNORABLE and not ch.isspace():
+        return ""
+    out = []
+    for c in unicodedata.normalize("NFKC", ch):
+        c = _LOOKALIKE.get(c, c)
+        out.append(c.lower() if len(c.lower()) == 1 else c)
+    return "".join(out)
+
+
+def _folded(text: str) -> tuple[str, list[int]]:
+    """``text`` as it reads (see :func:`_fold_char`; HTML entities for < > / decoded), and for
+    each folded character the index in ``text`` of the character it came from."""
+    chars: list[str] = []
+    origin: list[int] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "&":
+            m = _ENTITY.match(text, i)
+            if m:
+                key = next(g for g in m.groups() if g).lower()
+                chars.append(_ENTITY_CHAR[key])
+                origin.append(i)
+                i = m.end()
+                continue
+        for f in _fold_char(ch):
+            chars.append(f)
+            origin.append(i)
+        i += 1
+    return "".join(chars), origin
+
+
+def _span_end(text: str, origin: list[int], j: int) -> int:
+    """The index in ``text`` just after the source of folded character ``j``."""
+    start = origin[j]
+    m = _ENTITY.match(text, start) if text[start] == "&" else None
+    return m.end() if m else start + 1
+
+
 def sanitize(text: str) -> str:
-    """Evidence may not close the data block it sits in."""
-    return text.replace(CLOSE_TAG, "</ ehr>").replace("<ehr>", "< ehr>")
+    """Evidence may never close or reopen the ``<ehr>`` block it sits in.
+
+    Every variant of the delimiter tags is neutralised: any case, whitespace inside the tag
+    (``</ehr >``, ``< /EHR>``), Unicode lookalikes (folded with NFKC first, so fullwidth
+    ``＜/ｅｈｒ＞``, plus angle-bracket and Cyrillic lookalikes NFKC keeps), invisible format
+    characters inside the tag and HTML entities (``&lt;/ehr&gt;``). The tag's brackets become
+    ``[`` and ``]``, so the text still says what it said; nothing else is changed."""
+    if not text or not _MAY_HOLD_TAG.search(text):
+        return text
+    folded, origin = _folded(text)
+    if "<" not in folded:
+        return text
+    repl: dict[tuple[int, int], str] = {}
+    for m in _TAG.finditer(folded):
+        a = origin[m.start()]
+        repl[(a, _span_end(text, origin, m.start()))] = "["
+        if m.group("rest"):
+            z = m.end() - 1
+            repl[(origin[z], _span_end(text, origin, z))] = "]"
+    if not repl:
+        return text
+    out = []
+    pos = 0
+    for (a, b), r in sorted(repl.items()):
+        if a < pos:
+            continue
+        out.append(text[pos:a])
+        out.append(r)
+        pos = b
+    out.append(text[pos:])
+    result = "".join(out)
+    # Replacing a bracket can never create a new tag, but check: a hostile text must not find
+    # a path through this function.
+    return result if result == text or not _TAG.search(_folded(result)[0]) else sanitize(result)
 
 
 def piece_text(marker: int, chunk: Chunk) -> str:
