@@ -129,6 +129,8 @@ def inspect(
         typer.echo(f"  visits      {s.n_visits}")
         typer.echo(f"  time span   {s.first_time or '-'} .. {s.last_time or '-'}")
         typer.echo(f"  length      ~{s.n_tokens_estimate} tokens ({s.tokenizer})")
+        for w in s.warnings:
+            typer.echo(f"  warning     {w}")
     if failed:
         raise typer.Exit(2)
 

@@ -110,6 +110,7 @@ def merge_records(records: Sequence[PatientRecord]) -> tuple[PatientRecord, int]
         demographics=Demographics(**demo),
         events=tuple(events),
         sources=tuple(s for r in records for s in r.sources),
+        warnings=tuple(w for r in records for w in r.warnings),
     )
     return merged, removed
 
