@@ -337,11 +337,18 @@ class StoredIndex:
         return {c.chunk_id: c for c in self.chunks}
 
 
-def _recover_for_reader(index_dir: Path, safe: str, wait_s: float = 5.0) -> None:
-    """A reader finishes an interrupted swap only when no writer holds the patient's lock; when
-    one does and the index is momentarily absent (between the swap's renames), it waits."""
+def _pending(index_dir: Path, safe: str) -> bool:
+    """Whether the patient has temporary or old folders (a swap interrupted or under way)."""
+    tmp_re, old_re = tmp_pattern(safe), old_pattern(safe)
+    return any(tmp_re.fullmatch(n) or old_re.fullmatch(n) for n in os.listdir(index_dir))
+
+
+def _recover_for_reader(index_dir: Path, safe: str, wait_s: float = 10.0) -> None:
+    """A reader finishes an interrupted swap only when no writer holds the patient's lock (it
+    creates nothing when there is nothing to recover). When a writer holds it and the index is
+    momentarily absent (between the swap's two renames), the reader waits for it."""
     deadline = time.monotonic() + wait_s
-    while True:
+    while _pending(index_dir, safe):
         with patient_lock(index_dir, safe, blocking=False) as held:
             if held:
                 recover(index_dir, safe)
@@ -350,7 +357,7 @@ def _recover_for_reader(index_dir: Path, safe: str, wait_s: float = 5.0) -> None
             return
         if time.monotonic() > deadline:
             raise IndexBusyError(
-                f"the index of {index_dir / safe} is being built by another ragehr process; try again when it is done"
+                f"{index_dir / safe}: being built by another ragehr process; try again when it is done"
             )
         time.sleep(0.05)
 
