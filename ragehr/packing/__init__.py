@@ -52,9 +52,9 @@ _MAY_HOLD_TAG = re.compile("[" + re.escape(_LT_LIKE) + "]")
 _IGNORABLE = frozenset({"Cf", "Mn", "Me", "Cc"})
 _ENTITY = re.compile(r"&(?:(lt|gt|sol)|#0*(60|62|47)|#x0*(3c|3e|2f));?", re.IGNORECASE)
 _ENTITY_CHAR = {"lt": "<", "gt": ">", "sol": "/", "60": "<", "62": ">", "47": "/", "3c": "<", "3e": ">", "2f": "/"}
-# In the folded text: an opening bracket, then optional space and slash, then e-h-r (spaces
-# allowed between the letters), not followed by a name character; up to the closing bracket.
-_TAG = re.compile(r"<\s*(?:/\s*)?e\s*h\s*r(?![a-z0-9_-])(?P<rest>[^<>]{0,200}>)?")
+_NAME_CHAR = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
+_REST = 200
+"""How far (in folded characters) after ``<ehr`` a closing ``>`` is looked for."""
 
 
 @lru_cache(maxsize=4096)
@@ -70,34 +70,66 @@ def _fold_char(ch: str) -> str:
     return "".join(out)
 
 
-def _folded(text: str) -> tuple[str, list[int]]:
-    """``text`` as it reads (see :func:`_fold_char`; HTML entities for < > / decoded), and for
-    each folded character the index in ``text`` of the character it came from."""
-    chars: list[str] = []
-    origin: list[int] = []
-    i, n = 0, len(text)
+def _read(text: str, i: int) -> tuple[str, int]:
+    """The folded reading of the source character (or HTML entity) at ``i`` and the index
+    just after it."""
+    if text[i] == "&":
+        m = _ENTITY.match(text, i)
+        if m:
+            return _ENTITY_CHAR[next(g for g in m.groups() if g).lower()], m.end()
+    return _fold_char(text[i]), i + 1
+
+
+def _tag_at(text: str, start: int) -> tuple[int, tuple[int, int] | None] | None:
+    """If a delimiter tag begins at ``start`` (as the text reads once folded: ``<``, spaces, an
+    optional ``/``, ``e``, ``h``, ``r`` with spaces between, then no name character), the
+    source end of its ``<`` and the source span of its closing ``>`` (``None`` when there is
+    none within reach); else ``None``. Reads the text lazily, so it stops at the first
+    character that cannot continue a tag."""
+    first, i = _read(text, start)
+    if first != "<":
+        return None
+    lt_end = i
+    want = "/ehr"  # what may come next, in order; "/" is optional
+    state = 0
+    n = len(text)
     while i < n:
-        ch = text[i]
-        if ch == "&":
-            m = _ENTITY.match(text, i)
-            if m:
-                key = next(g for g in m.groups() if g).lower()
-                chars.append(_ENTITY_CHAR[key])
-                origin.append(i)
-                i = m.end()
+        src = i
+        folded, i = _read(text, i)
+        for c in folded:
+            if state == 4:  # after "ehr": the tag's name must end here
+                if c in _NAME_CHAR:
+                    return None
+                return lt_end, _closing(text, src, folded, i)
+            if c.isspace():
                 continue
-        for f in _fold_char(ch):
-            chars.append(f)
-            origin.append(i)
-        i += 1
-    return "".join(chars), origin
+            if state == 0 and c == "/":
+                state = 1
+            elif c == want[max(state, 1)]:
+                state = max(state, 1) + 1
+            else:
+                return None
+    return (lt_end, None) if state == 4 else None
 
 
-def _span_end(text: str, origin: list[int], j: int) -> int:
-    """The index in ``text`` just after the source of folded character ``j``."""
-    start = origin[j]
-    m = _ENTITY.match(text, start) if text[start] == "&" else None
-    return m.end() if m else start + 1
+def _closing(text: str, src: int, folded: str, after: int) -> tuple[int, int] | None:
+    """The source span of the ``>`` that ends a tag whose name ended before ``src``."""
+    seen = 0
+    i, pending = after, folded
+    pos = src
+    while True:
+        for c in pending:
+            if c == ">":
+                return pos, i
+            if c == "<":
+                return None
+            seen += 1
+            if seen > _REST:
+                return None
+        if i >= len(text):
+            return None
+        pos = i
+        pending, i = _read(text, i)
 
 
 def sanitize(text: str) -> str:
@@ -105,36 +137,33 @@ def sanitize(text: str) -> str:
 
     Every variant of the delimiter tags is neutralised: any case, whitespace inside the tag
     (``</ehr >``, ``< /EHR>``), Unicode lookalikes (folded with NFKC first, so fullwidth
-    ``＜/ｅｈｒ＞``, plus angle-bracket and Cyrillic lookalikes NFKC keeps), invisible format
-    characters inside the tag and HTML entities (``&lt;/ehr&gt;``). The tag's brackets become
-    ``[`` and ``]``, so the text still says what it said; nothing else is changed."""
+    ``＜/ｅｈｒ＞``, plus angle-bracket and Cyrillic lookalikes NFKC keeps), invisible characters
+    inside the tag and HTML entities (``&lt;/ehr&gt;``). The tag's brackets become ``[`` and
+    ``]``, so the text still says what it said; nothing else is changed. Text without any
+    character that can read as ``<`` is returned at once."""
     if not text or not _MAY_HOLD_TAG.search(text):
         return text
-    folded, origin = _folded(text)
-    if "<" not in folded:
-        return text
-    repl: dict[tuple[int, int], str] = {}
-    for m in _TAG.finditer(folded):
-        a = origin[m.start()]
-        repl[(a, _span_end(text, origin, m.start()))] = "["
-        if m.group("rest"):
-            z = m.end() - 1
-            repl[(origin[z], _span_end(text, origin, z))] = "]"
-    if not repl:
-        return text
-    out = []
+    out: list[str] = []
     pos = 0
-    for (a, b), r in sorted(repl.items()):
-        if a < pos:
+    for m in _MAY_HOLD_TAG.finditer(text):
+        s0 = m.start()
+        if s0 < pos:
             continue
-        out.append(text[pos:a])
-        out.append(r)
-        pos = b
+        found = _tag_at(text, s0)
+        if found is None:
+            continue
+        lt_end, gt = found
+        out.append(text[pos:s0])
+        out.append("[")
+        pos = lt_end
+        if gt is not None:
+            out.append(text[pos:gt[0]])
+            out.append("]")
+            pos = gt[1]
+    if not out:
+        return text
     out.append(text[pos:])
-    result = "".join(out)
-    # Replacing a bracket can never create a new tag, but check: a hostile text must not find
-    # a path through this function.
-    return result if result == text or not _TAG.search(_folded(result)[0]) else sanitize(result)
+    return "".join(out)
 
 
 def piece_text(marker: int, chunk: Chunk) -> str:
