@@ -73,6 +73,13 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _shown_id(patient_id: str) -> str:
+    """A patient id as printed in plain-text output: control characters escaped, unquoted."""
+    from ragehr.errors import show_id
+
+    return show_id(patient_id, limit=200)[1:-1]
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"ragehr {__version__}")
@@ -124,7 +131,7 @@ def inspect(
         counts = ", ".join(f"{k} {v}" for k, v in s.counts.items()) or "none"
         typer.echo(f"{path}")
         typer.echo(f"  format      {s.format}")
-        typer.echo(f"  patient     {s.patient_id}")
+        typer.echo(f"  patient     {_shown_id(s.patient_id)}")
         typer.echo(f"  events      {s.n_events} ({counts})")
         typer.echo(f"  visits      {s.n_visits}")
         typer.echo(f"  time span   {s.first_time or '-'} .. {s.last_time or '-'}")
@@ -238,7 +245,7 @@ def index(
         extra = f", {s.duplicates_removed} duplicate events removed" if s.duplicates_removed else ""
         how = f", {s.n_embedded} chunks embedded" if s.status == "built" else ""
         typer.echo(
-            f"{s.status:<10} {s.patient_id}: {s.n_sources} file(s), {s.n_events} events, "
+            f"{s.status:<10} {_shown_id(s.patient_id)}: {s.n_sources} file(s), {s.n_events} events, "
             f"{s.n_chunks} chunks{extra}{how} -> {s.index_path}"
         )
     ok = len(summaries) - failed
@@ -463,7 +470,6 @@ def patients(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per patient.")] = False,
 ) -> None:
     """The patients indexed in INDEX_DIR, with their time span and counts (no record text)."""
-    from ragehr.errors import show_id
     from ragehr.index.store import check_index_dir, list_manifests
 
     check_index_dir(index_dir)
@@ -483,7 +489,7 @@ def patients(
             typer.echo(json.dumps(row, ensure_ascii=False))
         else:
             span = f"{(m.first_time or '-')[:10]} .. {(m.last_time or '-')[:10]}"
-            typer.echo(f"{show_id(m.patient_id)[1:-1]:<24} {span}  {row['events']} events, {row['chunks']} chunks, {row['sources']} file(s)")
+            typer.echo(f"{_shown_id(m.patient_id):<24} {span}  {row['events']} events, {row['chunks']} chunks, {row['sources']} file(s)")
     typer.echo(f"{len(manifests)} patient(s) indexed in {index_dir}", err=True)
 
 

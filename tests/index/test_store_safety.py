@@ -247,3 +247,23 @@ def test_patients_command(built, tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         cli_main(["patients", "--index-dir", str(tmp_path / "none")])
     assert info.value.code == 0 and "0 patient(s)" in capsys.readouterr().err
+
+
+def test_hostile_id_is_escaped_in_index_and_inspect_output(tmp_path, capsys):
+    """An id from the record (an MRN, or a hostile one) never reaches the terminal raw."""
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Patient", "id": "p\x1b[2J\x07"}},
+        {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "Potassium"},
+                      "effectiveDateTime": "2020-01-01", "valueQuantity": {"value": 4.1, "unit": "mmol/L"}}},
+    ]}
+    p = tmp_path / "x.json"
+    p.write_text(json.dumps(bundle))
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("index:\n  embedder: hashing\n")
+    for args in (["inspect", str(p)], ["index", str(p), "--index-dir", str(tmp_path / "idx"), "--config", str(cfg)],
+                 ["patients", "--index-dir", str(tmp_path / "idx")]):
+        with pytest.raises(SystemExit) as info:
+            cli_main(args)
+        out, err = capsys.readouterr()
+        assert info.value.code == 0, err
+        assert "\x1b" not in out + err and "\x07" not in out + err and "p\\x1b[2J\\x07" in out, (args, out)
