@@ -106,12 +106,17 @@ def _read_done(path: Path) -> set[tuple[str, str]]:
     return done
 
 
-def _backend(spec: BackendSpec, cache_dir: Path):
-    from ragehr.llm.cache import CachedBackend
-    from ragehr.llm.registry import make_backend
+def _recipe(spec: BackendSpec, cache_dir: Path) -> Any:
+    """How to build a grid backend: the same path as the CLI's (``backend_from_config``),
+    with the generation cache (never for ``fake``)."""
+    from ragehr.config import LLMConfig
+    from ragehr.pipeline.batch import BackendRecipe
 
-    be = make_backend(spec.name, **spec.settings)
-    return be if spec.name == "fake" else CachedBackend(be, cache_dir)
+    return BackendRecipe(LLMConfig(backend=spec.name.strip().lower(), settings=spec.settings), cache_dir=str(cache_dir))
+
+
+def _backend(spec: BackendSpec, cache_dir: Path):
+    return _recipe(spec, cache_dir).build()
 
 
 def score_prediction(item: EvalItem, answer: str, packed_event_ids: set[str], text_metrics: tuple[str, ...]) -> dict[str, Any]:
@@ -130,18 +135,131 @@ def score_prediction(item: EvalItem, answer: str, packed_event_ids: set[str], te
     return out
 
 
+def predict(
+    cfg: ExperimentConfig, c: Condition, it: EvalItem, idx: PatientIndex, be: Any, judge_backend: Any = None
+) -> dict[str, Any]:
+    """One prediction row: ``it`` answered under condition ``c`` and scored. A user-caused
+    failure (e.g. ``full`` on a record longer than the window) is a row with ``error``."""
+    from ragehr.eval.metrics import mrr, ndcg_at_k, recall_at_k
+    from ragehr.pipeline.ask import ask
+    from ragehr.pipeline.spec import ContextSpec
+
+    row: dict[str, Any] = {"item_id": it.item_id, "condition": c.key, **c.as_dict(),
+                           "patient_id": it.patient_id, "category": it.category}
+    t0 = time.perf_counter()
+    try:
+        spec = ContextSpec(strategy=c.strategy, budget=c.budget or be.context_window,
+                           retriever=c.retriever or "hybrid", order=cfg.order,
+                           max_new_tokens=cfg.max_new_tokens, retrieval=cfg.retrieval)
+        r = ask(idx, it.question, be, spec, seed=cfg.seed)
+    except RagehrError as exc:
+        # reported as an error, kept out of the means (summary.md shows the count next to n)
+        row.update({"error": str(exc).split(";")[0][:200], "latency_s": time.perf_counter() - t0})
+        return row
+    packed = r.context.packed
+    packed_events = {e for p in packed.items for e in p.event_ids}
+    row.update(
+        {
+            "model": r.generation.model,
+            "answer": r.generation.text,
+            "packed_chunk_ids": [p.chunk_id for p in packed.items],
+            "n_pieces": len(packed.items),
+            "budget_tokens": packed.budget_tokens,
+            "used_tokens": packed.used_tokens,
+            "prompt_tokens": r.prompt_tokens,
+            "completion_tokens": r.generation.completion_tokens,
+            "latency_s": round(time.perf_counter() - t0, 4),
+            "generate_s": round(r.generation.seconds, 4),
+            "cached": r.generation.cached,
+            "grounded": r.grounding.ok,
+            "unsupported": list(r.grounding.unsupported),
+        }
+    )
+    row.update(score_prediction(it, r.generation.text, packed_events, cfg.text_metrics))
+    if judge_backend is not None:
+        from ragehr.eval.judge import judge
+
+        row.update(judge(judge_backend, it.question, r.generation.text, packed.block(), it.reference))
+    if c.strategy == "rag" and it.evidence_event_ids:
+        hits, _ = search(idx, it.question, config=cfg.retrieval, k=10, retriever=c.retriever or "hybrid")
+        ranked = [h.chunk.event_ids for h in hits]
+        row["recall@10"] = recall_at_k(ranked, it.evidence_event_ids, 10)
+        row["mrr"] = mrr(ranked, it.evidence_event_ids)
+        row["ndcg@10"] = ndcg_at_k(ranked, it.evidence_event_ids, 10)
+    return row
+
+
+def _need_dense(cfg: ExperimentConfig) -> bool:
+    return any(r != "bm25" for r in cfg.retrievers) and "rag" in cfg.strategies
+
+
+def _predict_all(
+    cfg: ExperimentConfig, todo: list[tuple[Condition, EvalItem]], open_index: Any, backend_of: Any, judge_backend: Any
+) -> Iterator[dict[str, Any]]:
+    """Rows for ``todo`` in order; conditions whose backend takes concurrent requests
+    (``concurrency > 1``, a served model) have that many items in flight (indexes are opened
+    on this thread)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    i = 0
+    while i < len(todo):
+        c = todo[i][0]
+        be = backend_of(c.backend)
+        n = max(1, getattr(be, "concurrency", 1))
+        j = i
+        while j < len(todo) and todo[j][0] == c:
+            j += 1
+        run = todo[i:j]
+        if n == 1:
+            for c_, it in run:
+                yield predict(cfg, c_, it, open_index(it.patient_id), be, judge_backend)
+        else:
+            with ThreadPoolExecutor(max_workers=n, thread_name_prefix="ragehr-eval") as pool:
+                futures = [pool.submit(predict, cfg, c_, it, open_index(it.patient_id), be, judge_backend) for c_, it in run]
+                for f in futures:
+                    yield f.result()
+        i = j
+
+
+@dataclass(frozen=True)
+class ConditionJob:
+    """One grid condition's items: the unit of work ``ragehr eval --ray`` sends to a worker."""
+
+    cfg: ExperimentConfig
+    condition: Condition
+    items: tuple[EvalItem, ...]
+
+
+def run_condition(job: ConditionJob) -> list[dict[str, Any]]:
+    """Rows of one condition, computed in this process with its per-process backends and
+    index cache (models load once per worker)."""
+    from ragehr.pipeline.batch import shared_backend, worker_indexes
+
+    cfg = job.cfg
+    cache_dir = Path(cfg.index_dir) / ".cache" / "generations"
+    specs = {b.key: b for b in cfg.backends}
+    cache = worker_indexes(cfg.index_dir)
+    judge_backend = shared_backend(_recipe(cfg.judge, cache_dir)) if cfg.judge else None
+    todo = [(job.condition, it) for it in job.items]
+    return list(_predict_all(
+        cfg, todo, lambda pid: cache.get(pid, _need_dense(cfg)),
+        lambda key: shared_backend(_recipe(specs[key], cache_dir)), judge_backend,
+    ))
+
+
 def run_experiment(
     cfg: ExperimentConfig,
     run_dir: Path,
     *,
     progress: Progress | None = None,
     config_text: str | None = None,
+    mapper: Any = None,
 ) -> dict[str, Any]:
-    """Run (or resume) the grid into ``run_dir``; returns the aggregated metrics."""
-    from ragehr.eval.metrics import mrr, ndcg_at_k, recall_at_k
+    """Run (or resume) the grid into ``run_dir``; returns the aggregated metrics. With
+    ``mapper`` (e.g. :func:`ragehr.distributed.ray_map`) each condition runs as one task there
+    (:func:`run_condition`); rows are written here as tasks finish. A condition whose task
+    fails is reported in ``problems`` and left for the next run."""
     from ragehr.eval.report import write_reports
-    from ragehr.pipeline.ask import ask
-    from ragehr.pipeline.spec import ContextSpec
 
     progress = progress or NullProgress()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -155,67 +273,41 @@ def run_experiment(
     for it in items:
         by_ds.setdefault(it.dataset, []).append(it)
     todo = [(c, it) for c in conds for it in by_ds.get(c.dataset, []) if (it.item_id, c.key) not in done]
-    backends = {b.key: _backend(b, Path(cfg.index_dir) / ".cache" / "generations") for b in cfg.backends}
-    judge_backend = _backend(cfg.judge, Path(cfg.index_dir) / ".cache" / "generations") if cfg.judge else None
-    indexes: dict[str, PatientIndex] = {}
-    need_dense = any(r != "bm25" for r in cfg.retrievers) and "rag" in cfg.strategies
+    cache_dir = Path(cfg.index_dir) / ".cache" / "generations"
+    backends = {b.key: _backend(b, cache_dir) for b in cfg.backends}
     progress.start("eval", len(todo))
     t_start = time.perf_counter()
     with open(preds_path, "a", encoding="utf-8") as out:
-        for c, it in todo:
-            if it.patient_id not in indexes:
-                indexes[it.patient_id] = load_patient_index(cfg.index_dir, it.patient_id, need_dense=need_dense)
-            idx = indexes[it.patient_id]
-            be = backends[c.backend]
-            row: dict[str, Any] = {"item_id": it.item_id, "condition": c.key, **c.as_dict(),
-                                   "patient_id": it.patient_id, "category": it.category}
-            t0 = time.perf_counter()
-            try:
-                spec = ContextSpec(strategy=c.strategy, budget=c.budget or be.context_window,
-                                   retriever=c.retriever or "hybrid", order=cfg.order,
-                                   max_new_tokens=cfg.max_new_tokens, retrieval=cfg.retrieval)
-                r = ask(idx, it.question, be, spec, seed=cfg.seed)
-            except RagehrError as exc:
-                # e.g. `full` on a record longer than the window: reported as an error, kept
-                # out of the means (summary.md shows the count next to n).
-                row.update({"error": str(exc).split(";")[0][:200], "latency_s": time.perf_counter() - t0})
-                out.write(json.dumps(row) + "\n")
-                out.flush()
-                progress.advance("eval")
-                continue
-            packed = r.context.packed
-            packed_events = {e for p in packed.items for e in p.event_ids}
-            row.update(
-                {
-                    "model": r.generation.model,
-                    "answer": r.generation.text,
-                    "packed_chunk_ids": [p.chunk_id for p in packed.items],
-                    "n_pieces": len(packed.items),
-                    "budget_tokens": packed.budget_tokens,
-                    "used_tokens": packed.used_tokens,
-                    "prompt_tokens": r.prompt_tokens,
-                    "completion_tokens": r.generation.completion_tokens,
-                    "latency_s": round(time.perf_counter() - t0, 4),
-                    "generate_s": round(r.generation.seconds, 4),
-                    "cached": r.generation.cached,
-                    "grounded": r.grounding.ok,
-                    "unsupported": list(r.grounding.unsupported),
-                }
-            )
-            row.update(score_prediction(it, r.generation.text, packed_events, cfg.text_metrics))
-            if judge_backend is not None:
-                from ragehr.eval.judge import judge
 
-                row.update(judge(judge_backend, it.question, r.generation.text, packed.block(), it.reference))
-            if c.strategy == "rag" and it.evidence_event_ids:
-                hits, _ = search(idx, it.question, config=cfg.retrieval, k=10, retriever=c.retriever or "hybrid")
-                ranked = [h.chunk.event_ids for h in hits]
-                row["recall@10"] = recall_at_k(ranked, it.evidence_event_ids, 10)
-                row["mrr"] = mrr(ranked, it.evidence_event_ids)
-                row["ndcg@10"] = ndcg_at_k(ranked, it.evidence_event_ids, 10)
+        def write(row: dict[str, Any]) -> None:
             out.write(json.dumps(row, default=str) + "\n")
             out.flush()
             progress.advance("eval")
+
+        if mapper is None:
+            judge_backend = _backend(cfg.judge, cache_dir) if cfg.judge else None
+            indexes: dict[str, PatientIndex] = {}
+            need_dense = _need_dense(cfg)
+
+            def open_index(pid: str) -> PatientIndex:
+                if pid not in indexes:
+                    indexes[pid] = load_patient_index(cfg.index_dir, pid, need_dense=need_dense)
+                return indexes[pid]
+
+            for row in _predict_all(cfg, todo, open_index, backends.__getitem__, judge_backend):
+                write(row)
+        else:
+            grouped: dict[str, list[tuple[Condition, EvalItem]]] = {}
+            for c, it in todo:
+                grouped.setdefault(c.key, []).append((c, it))
+            jobs = [ConditionJob(cfg, g[0][0], tuple(it for _, it in g)) for g in grouped.values()]
+            for i, result in mapper(run_condition, jobs):
+                if isinstance(result, BaseException):
+                    msg = str(result).splitlines()[0][:200] if isinstance(result, RagehrError) else type(result).__name__
+                    problems.append(f"condition {jobs[i].condition.key} failed in a worker ({msg}); rerun to retry it")
+                    continue
+                for row in result:
+                    write(row)
     elapsed = time.perf_counter() - t_start
     return write_reports(cfg, run_dir, items, problems, run_seconds=elapsed, config_text=config_text,
                          backends={k: getattr(b, "model", k) for k, b in backends.items()})
