@@ -225,6 +225,7 @@ def build_indexes_ray(
     config = config or IndexConfig()
     progress = progress or NullProgress()
     index_dir = Path(index_dir)
+    store.check_index_dir(index_dir)
     index_dir.mkdir(parents=True, exist_ok=True)
     cwd = os.getcwd()
     cohorts, plain = split_cohorts(paths)
