@@ -103,6 +103,26 @@ def _facts(text: str) -> tuple[set[date], set[str]]:
     return {d for d, _ in dates}, numbers
 
 
+def unsupported_spans(answer: str, grounding: Grounding) -> list[tuple[int, int]]:
+    """Character spans of ``answer`` holding the numbers and dates ``grounding`` reports as
+    unsupported (for marking them where the answer is shown). Spans index ``answer`` itself:
+    citation markers are blanked to spaces of the same length, never removed."""
+    if not grounding.unsupported:
+        return []
+    bad = set(grounding.unsupported)
+    body = _MARKER.sub(lambda m: " " * len(m.group(0)), answer)
+    dates = find_dates(body)
+    date_spans = [span for _, span in dates]
+    out = [(a, b) for _, (a, b) in dates if body[a:b] in bad]
+    for m in _NUMBER.finditer(body):
+        a, b = m.span()
+        if any(a < e and s < b for s, e in date_spans):
+            continue
+        if _norm_number(m.group(0)) in bad:
+            out.append((a, b))
+    return sorted(out)
+
+
 def check_grounding(answer: str, evidence: Sequence[EvidenceItem]) -> Grounding:
     by_marker = {it.marker: it for it in evidence}
     cited_all = [int(n) for m in _MARKER.finditer(answer) for n in re.findall(r"\d+", m.group(0))]
