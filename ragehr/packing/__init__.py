@@ -16,8 +16,11 @@ it over.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ragehr.errors import RagehrError
 from ragehr.tokens import TokenCounter
@@ -32,9 +35,135 @@ class ContextTooLongError(RagehrError):
     exit_code = 2
 
 
+# Characters that read as the delimiters' but that NFKC leaves alone.
+_LOOKALIKE = {
+    "\u2039": "<", "\u203a": ">", "\u2329": "<", "\u232a": ">", "\u3008": "<", "\u3009": ">",
+    "\u27e8": "<", "\u27e9": ">", "\u02c2": "<", "\u02c3": ">", "\u1438": "<", "\u1433": ">",
+    "\u276c": "<", "\u276d": ">", "\u2770": "<", "\u2771": ">", "\u29fc": "<", "\u29fd": ">",
+    "\u2215": "/", "\u2044": "/", "\u29f8": "/", "\u30ce": "/",
+    "\u0435": "e", "\u0415": "e", "\u04bb": "h", "\u04ba": "h", "\u0570": "h", "\u0433": "r", "\u1d26": "r",
+    "\u0280": "r", "\u027e": "r", "\u1d07": "e", "\u029c": "h",
+}
+_LT_LIKE = "<&\ufe64\uff1c" + "".join(k for k, v in _LOOKALIKE.items() if v == "<")
+"""Every character that can begin a tag once folded: ``<``, ``&`` (an entity), the characters
+whose NFKC holds ``<`` (a test checks all of Unicode) and the lookalikes. Text without any of
+them is returned at once."""
+_MAY_HOLD_TAG = re.compile("[" + re.escape(_LT_LIKE) + "]")
+_IGNORABLE = frozenset({"Cf", "Mn", "Me", "Cc"})
+_ENTITY = re.compile(r"&(?:(lt|gt|sol)|#0*(60|62|47)|#x0*(3c|3e|2f));?", re.IGNORECASE)
+_ENTITY_CHAR = {"lt": "<", "gt": ">", "sol": "/", "60": "<", "62": ">", "47": "/", "3c": "<", "3e": ">", "2f": "/"}
+_NAME_CHAR = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
+_REST = 200
+"""How far (in folded characters) after ``<ehr`` a closing ``>`` is looked for."""
+
+
+@lru_cache(maxsize=4096)
+def _fold_char(ch: str) -> str:
+    """What one character reads as: NFKC, then lookalikes, lower case; ``""`` for invisible
+    characters (zero-width space, soft hyphen, combining marks, control characters)."""
+    if unicodedata.category(ch) in _IGNORABLE and not ch.isspace():
+        return ""
+    out = []
+    for c in unicodedata.normalize("NFKC", ch):
+        c = _LOOKALIKE.get(c, c)
+        out.append(c.lower() if len(c.lower()) == 1 else c)
+    return "".join(out)
+
+
+def _read(text: str, i: int) -> tuple[str, int]:
+    """The folded reading of the source character (or HTML entity) at ``i`` and the index
+    just after it."""
+    if text[i] == "&":
+        m = _ENTITY.match(text, i)
+        if m:
+            return _ENTITY_CHAR[next(g for g in m.groups() if g).lower()], m.end()
+    return _fold_char(text[i]), i + 1
+
+
+def _tag_at(text: str, start: int) -> tuple[int, tuple[int, int] | None] | None:
+    """If a delimiter tag begins at ``start`` (as the text reads once folded: ``<``, spaces, an
+    optional ``/``, ``e``, ``h``, ``r`` with spaces between, then no name character), the
+    source end of its ``<`` and the source span of its closing ``>`` (``None`` when there is
+    none within reach); else ``None``. Reads the text lazily, so it stops at the first
+    character that cannot continue a tag."""
+    first, i = _read(text, start)
+    if first != "<":
+        return None
+    lt_end = i
+    want = "/ehr"  # what may come next, in order; "/" is optional
+    state = 0
+    n = len(text)
+    while i < n:
+        src = i
+        folded, i = _read(text, i)
+        for c in folded:
+            if state == 4:  # after "ehr": the tag's name must end here
+                if c in _NAME_CHAR:
+                    return None
+                return lt_end, _closing(text, src, folded, i)
+            if c.isspace():
+                continue
+            if state == 0 and c == "/":
+                state = 1
+            elif c == want[max(state, 1)]:
+                state = max(state, 1) + 1
+            else:
+                return None
+    return (lt_end, None) if state == 4 else None
+
+
+def _closing(text: str, src: int, folded: str, after: int) -> tuple[int, int] | None:
+    """The source span of the ``>`` that ends a tag whose name ended before ``src``."""
+    seen = 0
+    i, pending = after, folded
+    pos = src
+    while True:
+        for c in pending:
+            if c == ">":
+                return pos, i
+            if c == "<":
+                return None
+            seen += 1
+            if seen > _REST:
+                return None
+        if i >= len(text):
+            return None
+        pos = i
+        pending, i = _read(text, i)
+
+
 def sanitize(text: str) -> str:
-    """Evidence may not close the data block it sits in."""
-    return text.replace(CLOSE_TAG, "</ ehr>").replace("<ehr>", "< ehr>")
+    """Evidence may never close or reopen the ``<ehr>`` block it sits in.
+
+    Every variant of the delimiter tags is neutralised: any case, whitespace inside the tag
+    (``</ehr >``, ``< /EHR>``), Unicode lookalikes (folded with NFKC first, so fullwidth
+    ``＜/ｅｈｒ＞``, plus angle-bracket and Cyrillic lookalikes NFKC keeps), invisible characters
+    inside the tag and HTML entities (``&lt;/ehr&gt;``). The tag's brackets become ``[`` and
+    ``]``, so the text still says what it said; nothing else is changed. Text without any
+    character that can read as ``<`` is returned at once."""
+    if not text or not _MAY_HOLD_TAG.search(text):
+        return text
+    out: list[str] = []
+    pos = 0
+    for m in _MAY_HOLD_TAG.finditer(text):
+        s0 = m.start()
+        if s0 < pos:
+            continue
+        found = _tag_at(text, s0)
+        if found is None:
+            continue
+        lt_end, gt = found
+        out.append(text[pos:s0])
+        out.append("[")
+        pos = lt_end
+        if gt is not None:
+            out.append(text[pos:gt[0]])
+            out.append("]")
+            pos = gt[1]
+    if not out:
+        return text
+    out.append(text[pos:])
+    return "".join(out)
 
 
 def piece_text(marker: int, chunk: Chunk) -> str:
