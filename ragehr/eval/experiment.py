@@ -47,6 +47,9 @@ class Expectation(BaseModel):
     where: dict[str, Any] = {}
     op: Literal[">=", "<=", ">", "<", "=="] = ">="
     value: float
+    tol: float = Field(1e-9, ge=0)
+    """For ``==``: how far the figure may be from ``value`` (``0.005`` checks a figure printed
+    with two decimals)."""
     note: str | None = None
 
 

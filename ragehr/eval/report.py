@@ -150,8 +150,8 @@ def paired_differences(rows: list[dict], resamples: int, seed: int) -> list[dict
 
 
 def check_expectations(summary: list[dict], expected: tuple[Expectation, ...]) -> list[dict[str, Any]]:
-    ops = {">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
-           "<": lambda a, b: a < b, "==": lambda a, b: abs(a - b) < 1e-9}
+    ops = {">=": lambda a, b, t: a >= b, "<=": lambda a, b, t: a <= b, ">": lambda a, b, t: a > b,
+           "<": lambda a, b, t: a < b, "==": lambda a, b, t: abs(a - b) <= t}
     results = []
     for e in expected:
         matching = [s for s in summary if all(str(s.get(k)) == str(v) for k, v in e.where.items())]
@@ -160,7 +160,7 @@ def check_expectations(summary: list[dict], expected: tuple[Expectation, ...]) -
             continue
         for s in matching:
             v = s.get(e.metric)
-            ok = v is not None and ops[e.op](float(v), e.value)
+            ok = v is not None and ops[e.op](float(v), e.value, e.tol)
             results.append({"expectation": e.model_dump(), "condition": s["condition"], "value": v, "ok": ok})
     return results
 

@@ -565,3 +565,15 @@ def test_bertscore_is_wired_into_the_runner() -> None:
     out = score_prediction(item, REF, "", [], ("rouge_l", "bertscore"))
     assert out["bertscore"] == pytest.approx(1.0, abs=1e-5) and out["rouge_l"] == 1.0
     assert out["abstained"] == 0.0
+
+
+def test_expected_figures_with_a_print_tolerance() -> None:
+    from ragehr.eval.experiment import Expectation
+    from ragehr.eval.report import check_expectations
+
+    summary = [{"condition": "c", "strategy": "rag", "budget": 2048, "accuracy": 0.5249}]
+    ok = Expectation(metric="accuracy", where={"strategy": "rag", "budget": 2048}, op="==", value=0.52, tol=0.005)
+    off = Expectation(metric="accuracy", where={"strategy": "rag"}, op="==", value=0.53, tol=0.005)
+    missing = Expectation(metric="accuracy", where={"strategy": "recent"}, value=0.1)
+    res = check_expectations(summary, (ok, off, missing))
+    assert [r["ok"] for r in res] == [True, False, False]
