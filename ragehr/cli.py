@@ -84,22 +84,90 @@ def main_callback(
     )
 
 
+PatientsOpt = Annotated[
+    str | None, typer.Option("--patients", help="Only these patients (comma-separated ids) of a cohort folder.")
+]
+PatientsFileOpt = Annotated[
+    Path | None, typer.Option("--patients-file", help="Only the patients in this file (one id a line).")
+]
+
+
+def _patients(ids: str | None, file: Path | None) -> list[str] | None:
+    """The patient ids of --patients and --patients-file together, or None for all."""
+    from ragehr.errors import ConfigError
+
+    if ids is None and file is None:
+        return None
+    out = [p.strip() for p in (ids or "").split(",") if p.strip()]
+    if file is not None:
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"--patients-file {file}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+        out += [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    if not out:
+        raise ConfigError("--patients / --patients-file name no patient")
+    return list(dict.fromkeys(out))
+
+
+def _print_summary(label: str, s: Any, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(s.model_dump(mode="json"), ensure_ascii=False))
+        return
+    counts = ", ".join(f"{k} {v}" for k, v in s.counts.items()) or "none"
+    typer.echo(f"{label}")
+    typer.echo(f"  format      {s.format}")
+    typer.echo(f"  patient     {s.patient_id}")
+    typer.echo(f"  events      {s.n_events} ({counts})")
+    typer.echo(f"  visits      {s.n_visits}")
+    typer.echo(f"  time span   {s.first_time or '-'} .. {s.last_time or '-'}")
+    typer.echo(f"  length      ~{s.n_tokens_estimate} tokens ({s.tokenizer})")
+
+
 @app.command()
 @handle_errors
 def inspect(
     paths: Annotated[
-        list[Path], typer.Argument(help="Record files: MedAlign XML, C-CDA, or FHIR JSON/NDJSON.")
+        list[Path],
+        typer.Argument(help="Record files (MedAlign XML, C-CDA, FHIR JSON/NDJSON) or cohort folders "
+                       "(a FHIR Bulk Data export, OMOP CDM tables)."),
     ],
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per file.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per file or patient.")] = False,
+    patients: PatientsOpt = None,
+    patients_file: PatientsFileOpt = None,
 ) -> None:
-    """Format, patient id, event counts by kind, time span and length of each record. A bad
-    file is reported on its own line; the others are still inspected, and the exit status is 2."""
+    """Format, patient id, event counts by kind, time span and length of each record; a cohort
+    folder lists each of its patients. A bad file or patient is reported on its own line; the
+    others are still inspected, and the exit status is 2."""
     from ragehr.ehr import load_record
+    from ragehr.ehr.cohort import detect_cohort, select
     from ragehr.ehr.summary import summarize
     from ragehr.errors import InputError
 
+    wanted = _patients(patients, patients_file)
     failed = 0
     for path in paths:
+        cohort = detect_cohort(path)
+        if cohort is not None:
+            scan = cohort.scan()
+            for problem in scan.problems:
+                failed += 1
+                typer.echo(f"ragehr: error: {problem}", err=True)
+            chosen = select(scan.slices, wanted)
+            found = {sl.patient_id for sl in chosen} | {a for sl in chosen for a in sl.aliases}
+            for p in wanted or []:
+                if p not in found:
+                    failed += 1
+                    typer.echo(f"ragehr: error: patient {p}: not in {path}", err=True)
+            for sl in chosen:
+                try:
+                    s = summarize(sl.load())
+                except InputError as exc:
+                    failed += 1
+                    typer.echo(f"ragehr: error: {exc}", err=True)
+                    continue
+                _print_summary(f"{path} patient {sl.patient_id} ({cohort.format})", s, as_json)
+            continue
         try:
             s = summarize(load_record(path))
         except InputError as exc:
@@ -108,17 +176,7 @@ def inspect(
             failed += 1
             typer.echo(f"ragehr: error: {exc}", err=True)
             continue
-        if as_json:
-            typer.echo(json.dumps(s.model_dump(mode="json"), ensure_ascii=False))
-            continue
-        counts = ", ".join(f"{k} {v}" for k, v in s.counts.items()) or "none"
-        typer.echo(f"{path}")
-        typer.echo(f"  format      {s.format}")
-        typer.echo(f"  patient     {s.patient_id}")
-        typer.echo(f"  events      {s.n_events} ({counts})")
-        typer.echo(f"  visits      {s.n_visits}")
-        typer.echo(f"  time span   {s.first_time or '-'} .. {s.last_time or '-'}")
-        typer.echo(f"  length      ~{s.n_tokens_estimate} tokens ({s.tokenizer})")
+        _print_summary(str(path), s, as_json)
     if failed:
         raise typer.Exit(2)
 
@@ -186,6 +244,27 @@ class _RichProgress:
         if task in self._tasks:
             self._progress.advance(self._tasks[task], n)
 
+    def log(self, message: str) -> None:
+        """One line on stderr that does not garble the bars."""
+        if self._progress.disable:
+            typer.echo(message, err=True)
+        else:
+            self._progress.console.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
+def _progress_enabled() -> bool:
+    return sys.stderr.isatty() or bool(os.environ.get("RAGEHR_PROGRESS"))
+
+
+RayOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray", metavar="[ADDRESS]",
+        help="Spread the work over Ray: a cluster ADDRESS (auto, ray://HOST:10001, HOST:6379), "
+        "or none/`local` to start a local Ray. Needs the `ray` extra.",
+    ),
+]
+
 
 IndexDirOpt = Annotated[
     Path, typer.Option("--index-dir", help="Where per-patient indexes live.", envvar="RAGEHR_INDEX_DIR")
@@ -200,20 +279,36 @@ def index(
     index_dir: IndexDirOpt = Path("indexes"),
     config: ConfigOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Rebuild even if nothing changed.")] = False,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Processes for parsing.")] = 1,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Processes for parsing (files, cohort patients).")] = 1,
     cache_dir: Annotated[
         Path | None, typer.Option("--cache-dir", help="Embedding cache (default: INDEX_DIR/.cache).")
     ] = None,
+    patients: PatientsOpt = None,
+    patients_file: PatientsFileOpt = None,
+    ray: RayOpt = None,
 ) -> None:
-    """Build (or update) one index per patient from record files and folders."""
+    """Build (or update) one index per patient from record files, folders of them, and cohort
+    folders (a FHIR Bulk Data export, OMOP CDM tables). With --ray, patients are parsed and
+    indexed as Ray tasks (a local Ray uses --workers CPUs when more than 1 is given);
+    INDEX_DIR must then be a folder every worker sees."""
     from ragehr.config import RagehrConfig
     from ragehr.index.build import build_indexes
 
     cfg = RagehrConfig.from_file(config)
-    with _RichProgress(enabled=sys.stderr.isatty() or bool(os.environ.get("RAGEHR_PROGRESS"))) as bars:
-        summaries = build_indexes(
-            paths, index_dir, cfg.index, force=force, workers=workers, cache_dir=cache_dir, progress=bars
-        )
+    wanted = _patients(patients, patients_file)
+    if ray is not None:
+        from ragehr.distributed import RayCluster, build_indexes_ray
+
+        with RayCluster(ray, num_cpus=workers if workers > 1 else None), _RichProgress(enabled=_progress_enabled()) as bars:
+            summaries = build_indexes_ray(
+                paths, index_dir, cfg.index, force=force, cache_dir=cache_dir, progress=bars, patients=wanted
+            )
+    else:
+        with _RichProgress(enabled=_progress_enabled()) as bars:
+            summaries = build_indexes(
+                paths, index_dir, cfg.index, force=force, workers=workers, cache_dir=cache_dir, progress=bars,
+                patients=wanted,
+            )
     failed = 0
     for s in summaries:
         if s.status == "failed":
@@ -223,7 +318,7 @@ def index(
         extra = f", {s.duplicates_removed} duplicate events removed" if s.duplicates_removed else ""
         how = f", {s.n_embedded} chunks embedded" if s.status == "built" else ""
         typer.echo(
-            f"{s.status:<10} {s.patient_id}: {s.n_sources} file(s), {s.n_events} events, "
+            f"{s.status:<10} {s.patient_id}: {s.n_sources} source(s), {s.n_events} events, "
             f"{s.n_chunks} chunks{extra}{how} -> {s.index_path}"
         )
     ok = len(summaries) - failed
@@ -321,6 +416,65 @@ def _spec(cfg: Any, **overrides: Any) -> Any:
     return ContextSpec.from_config(cfg, **overrides)
 
 
+QuestionArg = Annotated[str | None, typer.Argument(help="The question (or give --questions).")]
+PatientOpt = Annotated[str | None, typer.Option("--patient", help="Patient id (as `ragehr index` printed it).")]
+QuestionsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--questions", help="Batch mode: a JSON-lines file, one {question, patient_id, id?, strategy?, "
+        "budget?, retriever?, order?, max_new_tokens?} per line.",
+    ),
+]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="Batch mode: JSON lines out (appended; a rerun resumes).")]
+CacheSizeOpt = Annotated[int, typer.Option("--cache-size", min=1, help="Batch mode: indexes kept open at once.")]
+BatchWorkersOpt = Annotated[
+    int | None, typer.Option("--workers", min=1, help="With a local --ray: how many CPUs it uses (default: all).")
+]
+
+
+def _single_or_batch(question: str | None, patient: str | None, questions: Path | None, out: Path | None, ray: str | None) -> bool:
+    """Whether this is a batch run; checks that one of the two forms was given."""
+    from ragehr.errors import ConfigError
+
+    if questions is not None:
+        if question is not None or patient is not None:
+            raise ConfigError("give either QUESTION with --patient, or --questions FILE, not both")
+        if out is None:
+            raise ConfigError("--questions needs --out FILE (where the answers go, one JSON line each)")
+        return True
+    if out is not None or ray is not None:
+        raise ConfigError("--out and --ray go with --questions FILE")
+    if question is None or patient is None:
+        raise ConfigError("give a QUESTION and --patient ID, or --questions FILE --out FILE")
+    return False
+
+
+def _run_batch(mode: str, questions: Path, out: Path, *, spec: Any, recipe: Any, index_dir: Path,
+               ray: str | None, workers: int | None, cache_size: int) -> None:
+    """Batch mode of `context` and `ask`: one JSON line per question, a summary line, and a
+    non-zero exit when any question failed."""
+    from contextlib import nullcontext
+
+    from ragehr.pipeline.batch import run_batch
+
+    mapper = None
+    cluster: Any = nullcontext()
+    if ray is not None:
+        from ragehr.distributed import RayCluster, ray_map
+
+        cluster = RayCluster(ray, num_cpus=workers)
+        mapper = ray_map
+    with cluster, _RichProgress(enabled=_progress_enabled()) as bars:
+        summary = run_batch(
+            questions, out, index_dir=index_dir, base_spec=spec, recipe=recipe, mode=mode,
+            cache_size=cache_size, mapper=mapper, progress=bars,
+            on_error=lambda e: bars.log(f"ragehr: error: {questions}:{e}"),
+        )
+    typer.echo(f"{summary.line()} -> {out}", err=True)
+    if summary.failures:
+        raise typer.Exit(summary.exit_code)
+
+
 RetrieverOpt = Annotated[
     str | None, typer.Option("--retriever", help="hybrid, bm25 or dense (rag only; default: the config's).")
 ]
@@ -329,8 +483,8 @@ RetrieverOpt = Annotated[
 @app.command()
 @handle_errors
 def context(
-    question: Annotated[str, typer.Argument(help="The question.")],
-    patient: Annotated[str, typer.Option("--patient", help="Patient id.")],
+    question: QuestionArg = None,
+    patient: PatientOpt = None,
     strategy: StrategyOpt = "rag",
     budget: BudgetOpt = 2048,
     backend: BackendOpt = None,
@@ -339,17 +493,30 @@ def context(
     index_dir: IndexDirOpt = Path("indexes"),
     config: ConfigOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    questions: QuestionsOpt = None,
+    out: OutOpt = None,
+    ray: RayOpt = None,
+    workers: BatchWorkersOpt = None,
+    cache_size: CacheSizeOpt = 8,
 ) -> None:
     """The evidence a strategy packs for a question, without generating anything. Tokens are
-    counted with the backend's own tokenizer."""
+    counted with the backend's own tokenizer. With --questions, every question of a file."""
     from ragehr.config import RagehrConfig
     from ragehr.index.search import load_patient_index
     from ragehr.llm.registry import backend_from_config
     from ragehr.pipeline.context import context_json
     from ragehr.pipeline.spec import prepare_context
 
+    batch = _single_or_batch(question, patient, questions, out, ray)
     cfg = RagehrConfig.from_file(config)
     spec = _spec(cfg, strategy=strategy, budget=budget, retriever=retriever, order=order)
+    if batch:
+        from ragehr.pipeline.batch import BackendRecipe
+
+        recipe = BackendRecipe(cfg.llm, backend, window=spec.budget)
+        _run_batch("context", questions, out, spec=spec, recipe=recipe, index_dir=index_dir, ray=ray,
+                   workers=workers, cache_size=cache_size)
+        return
     be = backend_from_config(cfg.llm, backend, window=spec.budget)
     idx = load_patient_index(index_dir, patient, need_dense=spec.needs_dense)
     prep = prepare_context(idx, question, spec, be)
@@ -367,8 +534,8 @@ def context(
 @app.command()
 @handle_errors
 def ask(
-    question: Annotated[str, typer.Argument(help="The question.")],
-    patient: Annotated[str, typer.Option("--patient", help="Patient id.")],
+    question: QuestionArg = None,
+    patient: PatientOpt = None,
     strategy: StrategyOpt = "rag",
     budget: BudgetOpt = 2048,
     backend: BackendOpt = None,
@@ -382,16 +549,33 @@ def ask(
     index_dir: IndexDirOpt = Path("indexes"),
     config: ConfigOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    questions: QuestionsOpt = None,
+    out: OutOpt = None,
+    ray: RayOpt = None,
+    workers: BatchWorkersOpt = None,
+    cache_size: CacheSizeOpt = 8,
 ) -> None:
     """Answer a question from the patient's record, with cited, dated evidence and a check
-    that every number and date in the answer appears in that evidence."""
+    that every number and date in the answer appears in that evidence. With --questions,
+    answer every question of a file in this process (or over Ray with --ray)."""
     from ragehr.config import RagehrConfig
     from ragehr.index.search import load_patient_index
     from ragehr.llm.registry import backend_from_config
     from ragehr.pipeline.ask import ask as run_ask
 
+    batch = _single_or_batch(question, patient, questions, out, ray)
     cfg = RagehrConfig.from_file(config)
     spec = _spec(cfg, strategy=strategy, budget=budget, retriever=retriever, order=order, max_new_tokens=max_new_tokens)
+    if batch:
+        from ragehr.pipeline.batch import BackendRecipe
+
+        recipe = BackendRecipe(
+            cfg.llm, backend, window=spec.budget, model_path=str(model_path) if model_path else None,
+            base_url=base_url, model=model, cache_dir=None if no_cache else str(index_dir / ".cache" / "generations"),
+        )
+        _run_batch("ask", questions, out, spec=spec, recipe=recipe, index_dir=index_dir, ray=ray,
+                   workers=workers, cache_size=cache_size)
+        return
     be = backend_from_config(
         cfg.llm, backend, window=spec.budget, model_path=str(model_path) if model_path else None,
         base_url=base_url, model=model, cache_dir=None if no_cache else index_dir / ".cache" / "generations",
@@ -430,10 +614,14 @@ def eval_(
     config: Annotated[Path, typer.Argument(help="An experiment YAML (configs/experiments/...).")],
     run: Annotated[str | None, typer.Option("--run", help="Results folder name (default: the config's name).")] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Discard earlier predictions of this run.")] = False,
+    ray: RayOpt = None,
+    workers: BatchWorkersOpt = None,
 ) -> None:
     """Run an ablation grid (strategies x budgets x retrievers x backends x datasets) into
-    results/<run>/, resuming a killed run, and check its expected figures."""
+    results/<run>/, resuming a killed run, and check its expected figures. With --ray, each
+    condition of the grid runs as a Ray task."""
     import shutil
+    from contextlib import nullcontext
 
     from ragehr.eval.experiment import ExperimentConfig
     from ragehr.eval.runner import run_experiment
@@ -442,8 +630,14 @@ def eval_(
     run_dir = Path(cfg.results_dir) / (run or cfg.name)
     if fresh and run_dir.exists():
         shutil.rmtree(run_dir)
-    with _RichProgress(enabled=sys.stderr.isatty() or bool(os.environ.get("RAGEHR_PROGRESS"))) as bars:
-        metrics = run_experiment(cfg, run_dir, progress=bars, config_text=config.read_text(encoding="utf-8"))
+    mapper = None
+    cluster: Any = nullcontext()
+    if ray is not None:
+        from ragehr.distributed import RayCluster, ray_map
+
+        cluster, mapper = RayCluster(ray, num_cpus=workers), ray_map
+    with cluster, _RichProgress(enabled=_progress_enabled()) as bars:
+        metrics = run_experiment(cfg, run_dir, progress=bars, config_text=config.read_text(encoding="utf-8"), mapper=mapper)
     typer.echo((run_dir / "summary.md").read_text(encoding="utf-8"))
     for p in metrics["problems"]:
         typer.echo(f"warning: {p}", err=True)
@@ -459,8 +653,22 @@ def eval_(
         raise typer.Exit(1)
 
 
+def with_ray_default(args: list[str]) -> list[str]:
+    """``--ray`` given without an address (last, or followed by something that is not one)
+    means ``--ray local``; click options cannot take an optional value."""
+    from ragehr.distributed import LOCAL, is_address
+
+    out = list(args)
+    i = 0
+    while i < len(out):
+        if out[i] == "--ray" and (i + 1 == len(out) or not is_address(out[i + 1])):
+            out.insert(i + 1, LOCAL)
+        i += 1
+    return out
+
+
 def main() -> None:
-    app()
+    app(args=with_ray_default(sys.argv[1:]), prog_name="ragehr")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,9 @@ class InputError(RagehrError):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
 
+    def __reduce__(self):  # noqa: ANN204 - picklable, so it can cross a process (or Ray) boundary
+        return (type(self), (self.path, self.problem))
+
 
 class UnsupportedFormatError(InputError):
     """A well-formed file whose content is not a record format ragehr knows."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -31,7 +32,7 @@ from ragehr.index.search import PatientIndex, load_patient_index, search
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Condition", "conditions", "gold_texts", "prepare", "run_experiment", "run_one"]
+__all__ = ["Condition", "ConditionJob", "conditions", "gold_texts", "prepare", "run_condition", "run_experiment", "run_one"]
 
 
 @dataclass(frozen=True)
@@ -129,12 +130,17 @@ def _stratified_sample(items: list[EvalItem], n: int, seed: int) -> list[EvalIte
     return sorted(picked, key=lambda it: it.item_id)
 
 
-def _backend(spec: BackendSpec, cache_dir: Path):
-    from ragehr.llm.cache import CachedBackend
-    from ragehr.llm.registry import make_backend
+def _recipe(spec: BackendSpec, cache_dir: Path) -> Any:
+    """How to build a grid backend: the same path as the CLI's (``backend_from_config``),
+    with the generation cache (never for ``fake``)."""
+    from ragehr.config import LLMConfig
+    from ragehr.pipeline.batch import BackendRecipe
 
-    be = make_backend(spec.name, **spec.settings)
-    return be if spec.name == "fake" else CachedBackend(be, cache_dir)
+    return BackendRecipe(LLMConfig(backend=spec.name.strip().lower(), settings=spec.settings), cache_dir=str(cache_dir))
+
+
+def _backend(spec: BackendSpec, cache_dir: Path):
+    return _recipe(spec, cache_dir).build()
 
 
 def gold_texts(index: PatientIndex, event_ids: tuple[str, ...]) -> list[str]:
@@ -253,14 +259,77 @@ def run_one(
     return row
 
 
+def _need_dense(cfg: ExperimentConfig) -> bool:
+    return any(r != "bm25" for r in cfg.retrievers) and "rag" in cfg.strategies
+
+
+def _predict_all(
+    cfg: ExperimentConfig, todo: list[tuple[Condition, EvalItem]], open_index: Any, backend_of: Any, judge_backend: Any
+) -> Iterator[dict[str, Any]]:
+    """Rows for ``todo`` in order; consecutive items of one condition whose backend takes
+    concurrent requests (``concurrency > 1``, a served model) have that many in flight
+    (indexes are opened on this thread)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    i = 0
+    while i < len(todo):
+        c = todo[i][0]
+        be = backend_of(c.backend)
+        n = max(1, getattr(be, "concurrency", 1))
+        j = i
+        while j < len(todo) and todo[j][0] == c:
+            j += 1
+        run = todo[i:j]
+        if n == 1:
+            for c_, it in run:
+                yield run_one(it, c_, open_index(it.patient_id), be, cfg, judge_backend)
+        else:
+            with ThreadPoolExecutor(max_workers=n, thread_name_prefix="ragehr-eval") as pool:
+                futures = [pool.submit(run_one, it, c_, open_index(it.patient_id), be, cfg, judge_backend)
+                           for c_, it in run]
+                for f in futures:
+                    yield f.result()
+        i = j
+
+
+@dataclass(frozen=True)
+class ConditionJob:
+    """One grid condition's items: the unit of work ``ragehr eval --ray`` sends to a worker."""
+
+    cfg: ExperimentConfig
+    condition: Condition
+    items: tuple[EvalItem, ...]
+
+
+def run_condition(job: ConditionJob) -> list[dict[str, Any]]:
+    """Rows of one condition, computed in this process with its per-process backends and
+    index cache (models load once per worker)."""
+    from ragehr.pipeline.batch import shared_backend, worker_indexes
+
+    cfg = job.cfg
+    cache_dir = Path(cfg.index_dir) / ".cache" / "generations"
+    specs = {b.key: b for b in cfg.backends}
+    cache = worker_indexes(cfg.index_dir)
+    judge_backend = shared_backend(_recipe(cfg.judge, cache_dir)) if cfg.judge else None
+    todo = [(job.condition, it) for it in job.items]
+    return list(_predict_all(
+        cfg, todo, lambda pid: cache.get(pid, _need_dense(cfg)),
+        lambda key: shared_backend(_recipe(specs[key], cache_dir)), judge_backend,
+    ))
+
+
 def run_experiment(
     cfg: ExperimentConfig,
     run_dir: Path,
     *,
     progress: Progress | None = None,
     config_text: str | None = None,
+    mapper: Any = None,
 ) -> dict[str, Any]:
-    """Run (or resume) the grid into ``run_dir``; returns the aggregated metrics."""
+    """Run (or resume) the grid into ``run_dir``; returns the aggregated metrics. With
+    ``mapper`` (e.g. :func:`ragehr.distributed.ray_map`) each condition runs as one task there
+    (:func:`run_condition`); rows are written here as tasks finish. A condition whose task
+    fails is reported in ``problems`` and left for the next run."""
     from ragehr.eval.report import write_reports
 
     progress = progress or NullProgress()
@@ -271,25 +340,46 @@ def run_experiment(
     preds = PredictionsFile(run_dir)
     done = preds.done()
     conds = conditions(cfg)
-    by_ds: dict[str, list[EvalItem]] = {}
-    for it in items:
-        by_ds.setdefault(it.dataset, []).append(it)
-    # item-major order: one patient's index stays hot while its conditions run
+    # patient by patient (one patient's index stays hot, scale records are large), and within a
+    # patient condition by condition (so a served backend gets its items concurrently)
+    rank = {c.key: i for i, c in enumerate(conds)}
     todo = [(c, it) for it in items for c in conds if c.dataset == it.dataset and (it.item_id, c.key) not in done]
-    todo.sort(key=lambda ci: ci[1].patient_id)
-    backends = {b.key: _backend(b, Path(cfg.index_dir) / ".cache" / "generations") for b in cfg.backends}
-    judge_backend = _backend(cfg.judge, Path(cfg.index_dir) / ".cache" / "generations") if cfg.judge else None
-    indexes: dict[str, PatientIndex] = {}
-    need_dense = any(r != "bm25" for r in cfg.retrievers) and "rag" in cfg.strategies
+    todo.sort(key=lambda ci: (ci[1].patient_id, rank[ci[0].key]))
+    cache_dir = Path(cfg.index_dir) / ".cache" / "generations"
+    backends = {b.key: _backend(b, cache_dir) for b in cfg.backends}
     progress.start("eval", len(todo))
     t_start = time.perf_counter()
     with preds:
-        for c, it in todo:
-            if it.patient_id not in indexes:
-                indexes.clear()  # one open index at a time: scale records are large
-                indexes[it.patient_id] = load_patient_index(cfg.index_dir, it.patient_id, need_dense=need_dense)
-            preds.append(run_one(it, c, indexes[it.patient_id], backends[c.backend], cfg, judge_backend))
+
+        def write(row: dict[str, Any]) -> None:
+            preds.append(row)
             progress.advance("eval")
+
+        if mapper is None:
+            judge_backend = _backend(cfg.judge, cache_dir) if cfg.judge else None
+            indexes: dict[str, PatientIndex] = {}
+            need_dense = _need_dense(cfg)
+
+            def open_index(pid: str) -> PatientIndex:
+                if pid not in indexes:
+                    indexes.clear()  # one open index at a time: scale records are large
+                    indexes[pid] = load_patient_index(cfg.index_dir, pid, need_dense=need_dense)
+                return indexes[pid]
+
+            for row in _predict_all(cfg, todo, open_index, backends.__getitem__, judge_backend):
+                write(row)
+        else:
+            grouped: dict[str, list[tuple[Condition, EvalItem]]] = {}
+            for c, it in todo:
+                grouped.setdefault(c.key, []).append((c, it))
+            jobs = [ConditionJob(cfg, g[0][0], tuple(it for _, it in g)) for g in grouped.values()]
+            for i, result in mapper(run_condition, jobs):
+                if isinstance(result, BaseException):
+                    msg = str(result).splitlines()[0][:200] if isinstance(result, RagehrError) else type(result).__name__
+                    problems.append(f"condition {jobs[i].condition.key} failed in a worker ({msg}); rerun to retry it")
+                    continue
+                for row in result:
+                    write(row)
     elapsed = time.perf_counter() - t_start
     return write_reports(cfg, run_dir, read_rows(run_dir), items, problems, run_seconds=elapsed,
                          config_text=config_text, backends={k: getattr(b, "model", k) for k, b in backends.items()})

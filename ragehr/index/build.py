@@ -7,6 +7,11 @@ Re-indexing unchanged files with the same config is a no-op decided from sha256s
 no parsing. Files that carry a patient id already indexed are merged into that patient's
 index together with its earlier sources that are still on disk. One bad file is reported and
 skipped; the others are indexed.
+
+Cohort folders (a FHIR Bulk Data export, OMOP CDM tables; :mod:`ragehr.ehr.cohort`) are split
+into one slice per patient by a first pass that keeps only positions; each slice's content
+fingerprint stands in for a file's sha256, so a re-run rebuilds only the patients whose data
+changed, and patients are parsed one at a time (``workers`` at a time with ``workers > 1``).
 """
 
 from __future__ import annotations
@@ -14,8 +19,8 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
@@ -24,6 +29,7 @@ from ragehr import __version__
 from ragehr.chunking import chunk_record
 from ragehr.config import IndexConfig
 from ragehr.ehr import load_record
+from ragehr.ehr.cohort import SLICE_MARK, PatientSlice, inside_any, select, split_cohorts
 from ragehr.errors import InputError, RagehrError
 from ragehr.index import store
 from ragehr.tokens import EstimateCounter
@@ -130,28 +136,59 @@ def build_indexes(
     cache_dir: str | Path | None = None,
     progress: Progress | None = None,
     embedder=None,
+    patients: Collection[str] | None = None,
+    parsed: Mapping[Path, PatientRecord] | None = None,
+    slices: Sequence[PatientSlice] = (),
+    embedding_cache=None,
 ) -> list[BuildSummary]:
     """Index record files and folders; one summary per patient, and one per failed file
-    (``status="failed"``, ``patient_id=""``)."""
+    (``status="failed"``, ``patient_id=""``). ``patients``: index only these ids (a cohort
+    patient also by its FHIR resource id); an id found nowhere is a failed summary.
+
+    For a caller that spreads the work (:mod:`ragehr.distributed`, Ray): ``parsed``, records of
+    some of ``paths`` it already parsed (by path as given), not parsed again; ``slices``,
+    cohort patients it already scanned, indexed as if their cohort folder had been given;
+    ``embedding_cache``, an opened :class:`~ragehr.embeddings.cache.EmbeddingCache` to use
+    instead of opening ``cache_dir`` (a worker keeps one across its tasks)."""
     config = config or IndexConfig()
     progress = progress or NullProgress()
     index_dir = Path(index_dir)
-    files, missing = expand_paths(paths)
+    cohorts, paths = split_cohorts(paths)
+    files, missing = expand_paths(paths) if paths else ([], [])
+    files = [f for f in files if not inside_any(f, cohorts)]
     summaries = [
         BuildSummary(patient_id="", index_path=str(p), status="failed", message=f"{p}: {why}") for p, why in missing
     ]
     t0 = time.perf_counter()
-    sources = {f: _source_file(f) for f in files}
+    given_slices = slices
+    slices: dict[str, PatientSlice] = {sl.source_path: sl for sl in select(given_slices, patients)}
+    for c in cohorts:
+        progress.start("scanning", c.n_files())
+        scan = c.scan(on_file=lambda _f: progress.advance("scanning"))
+        summaries.extend(
+            BuildSummary(patient_id="", index_path=str(c.folder), status="failed", message=m) for m in scan.problems
+        )
+        slices.update((sl.source_path, sl) for sl in select(scan.slices, patients))
+    sources: dict[Path | str, SourceFile] = {f: _source_file(f) for f in files}
+    sources.update(
+        (k, SourceFile(path=k, sha256=sl.fingerprint, size=sl.size)) for k, sl in slices.items()
+    )
     # Which patient is each file? Known sha256s answer without parsing.
     manifests = {m.patient_id: m for m in store.list_manifests(index_dir)}
     by_sha = {s.sha256: pid for pid, m in manifests.items() for s in m.sources}
-    parsed: dict[Path, PatientRecord] = {}
+    given = {Path(f): r for f, r in (parsed or {}).items()}
+    parsed = {}
     patient_of: dict[Path, str] = {}
-    to_parse = [f for f in files if sources[f].sha256 not in by_sha or force]
     for f in files:
-        if f not in to_parse:
+        if f in given:
+            parsed[f] = given[f]
+            patient_of[f] = given[f].patient_id
+    to_parse = [f for f in files if (sources[f].sha256 not in by_sha or force) and f not in given]
+    for f in files:
+        if f not in to_parse and f not in given:
             patient_of[f] = by_sha[sources[f].sha256]
-    progress.start("files", len(to_parse))
+    if files:
+        progress.start("files", len(to_parse))
     for f, result in _parse_all(to_parse, workers):
         progress.advance("files")
         if isinstance(result, RagehrError):
@@ -161,12 +198,23 @@ def build_indexes(
             patient_of[f] = result.patient_id
     t_parse = time.perf_counter() - t0
 
-    groups: dict[str, list[Path]] = {}
+    groups: dict[str, list[Path | str]] = {}
     for f in files:
         if f in patient_of:
             groups.setdefault(patient_of[f], []).append(f)
+    for k, sl in slices.items():
+        groups.setdefault(sl.patient_id, []).append(k)
+    if patients is not None:
+        alias = {a: sl.patient_id for sl in slices.values() for a in sl.aliases}
+        groups = {pid: g for pid, g in groups.items() if pid in {alias.get(p, p) for p in patients}}
+        summaries.extend(
+            BuildSummary(patient_id=p, index_path="", status="failed", message=f"patient {p}: not found in the given sources")
+            for p in sorted(set(patients)) if alias.get(p, p) not in groups
+        )
+    progress.start("patients", len(groups))
     emb = None
     cache = None
+    todo: list[tuple[str, tuple[SourceFile, ...], Path]] = []
     for pid, given in groups.items():
         old = manifests.get(pid)
         # The patient's sources: those given now, plus earlier ones still on disk.
@@ -176,6 +224,8 @@ def build_indexes(
                 p = Path(s.path)
                 if s.path not in srcs and p.is_file():
                     srcs[s.path] = _source_file(p)
+                elif s.path not in srcs and SLICE_MARK in s.path:
+                    log.warning("patient %s: earlier source %s not given now; dropped from the index", pid, s.path)
                 elif s.path not in srcs:
                     log.warning("patient %s: earlier source %s no longer exists; dropped from the index", pid, s.path)
         wanted = tuple(sorted(srcs.values(), key=lambda s: s.path))
@@ -195,35 +245,83 @@ def build_indexes(
                     duplicates_removed=old.counts.get("duplicates_removed", 0),
                 )
             )
+            progress.advance("patients")
             continue
-        records = []
-        failed = None
-        for s in wanted:
-            p = Path(s.path)
-            rec = next((r for f, r in parsed.items() if str(f.resolve()) == s.path), None)
-            if rec is None:
-                try:
-                    rec = load_record(p)
-                except InputError as exc:
-                    failed = str(exc)
-                    break
-            if rec.patient_id != pid:
-                failed = f"{p}: now holds patient {rec.patient_id!r}, not {pid!r}"
-                break
-            records.append(rec)
+        todo.append((pid, wanted, folder))
+
+    for pid, wanted, folder, records, failed in _load_groups(todo, parsed, slices, workers):
         if failed:
             summaries.append(BuildSummary(patient_id=pid, index_path=str(folder), status="failed", message=failed))
+            progress.advance("patients")
             continue
         if emb is None:
             from ragehr.embeddings import load_embedder
             from ragehr.embeddings.cache import EmbeddingCache
 
             emb = embedder or load_embedder(config.embedder)
-            cache = EmbeddingCache(Path(cache_dir) if cache_dir else index_dir / ".cache" / "embeddings")
+            cache = embedding_cache or EmbeddingCache(Path(cache_dir) if cache_dir else index_dir / ".cache" / "embeddings")
         summaries.append(
             _build_one(pid, records, wanted, index_dir, config, emb, cache, progress, t_parse / max(1, len(groups)))
         )
+        progress.advance("patients")
     return summaries
+
+
+def _load_one(pid: str, wanted: tuple[SourceFile, ...], parsed: dict[Path, PatientRecord],
+              slices: dict[str, PatientSlice], ready: dict[str, PatientRecord | str]):
+    """The records of a patient's sources, or a failure message."""
+    records = []
+    for s in wanted:
+        p = Path(s.path)
+        if s.path in slices:
+            rec = ready.pop(s.path, None) or _load_slice(slices[s.path])
+            if isinstance(rec, str):
+                return None, rec
+        else:
+            rec = next((r for f, r in parsed.items() if str(f.resolve()) == s.path), None)
+            if rec is None:
+                try:
+                    rec = load_record(p)
+                except InputError as exc:
+                    return None, str(exc)
+        if rec.patient_id != pid:
+            return None, f"{p}: now holds patient {rec.patient_id!r}, not {pid!r}"
+        records.append(rec)
+    return records, None
+
+
+def _load_slice(sl: PatientSlice) -> PatientRecord | str:
+    """A cohort patient's record, or why not (a string: it crosses process boundaries). One
+    patient's failure never stops the others."""
+    try:
+        return sl.load()
+    except InputError as exc:
+        return str(exc)
+    except Exception as exc:  # a bug on one patient's data: report it, index the rest
+        log.debug("patient %s: parsing failed", sl.patient_id, exc_info=True)
+        return f"{sl.source_path}: internal error while parsing ({type(exc).__name__}); rerun with --debug"
+
+
+def _load_groups(todo, parsed, slices, workers: int) -> Iterator[tuple]:
+    """(pid, sources, folder, records, failure) for each patient to build, in order. Cohort
+    patients are read and parsed here, one at a time, or ``workers`` processes ahead: never
+    more than ``2 * workers`` patients are held at once."""
+    needed = [[s.path for s in wanted if s.path in slices] for _, wanted, _ in todo]
+    if workers <= 1 or sum(map(len, needed)) <= 1:
+        for pid, wanted, folder in todo:
+            records, failed = _load_one(pid, wanted, parsed, slices, {})
+            yield pid, wanted, folder, records, failed
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        ahead: dict[int, list[tuple[str, Future]]] = {}
+        nxt = 0
+        for i, (pid, wanted, folder) in enumerate(todo):
+            while nxt < len(todo) and nxt < i + 2 * workers:
+                ahead[nxt] = [(k, pool.submit(_load_slice, slices[k])) for k in needed[nxt]]
+                nxt += 1
+            ready = {k: fut.result() for k, fut in ahead.pop(i, [])}
+            records, failed = _load_one(pid, wanted, parsed, slices, ready)
+            yield pid, wanted, folder, records, failed
 
 
 class _CountingEmbedder:
