@@ -361,13 +361,13 @@ def pivot_markdown(rows: list[dict], by: str, budget: int, metric: str) -> str:
     table; ``full`` (whole window) is included as its own column."""
     table = [d for d in breakdown(rows, by) if d.get("budget") in (budget, None)]
     out = []
-    for backend in sorted({d["backend"] for d in table}):
-        sub = [d for d in table if d["backend"] == backend]
+    for dataset, backend in sorted({(d["dataset"], d["backend"]) for d in table}):
+        sub = [d for d in table if d["backend"] == backend and d["dataset"] == dataset]
         arms = sorted({_arm(d) for d in sub})
         groups = list(dict.fromkeys(d[by] for d in sub))
         cell = {(d[by], _arm(d)): d for d in sub}
         out += [f"{metric.replace('_', ' ')} by {'question type' if by == 'category' else 'evidence age'}, "
-                f"{backend}, budget {budget} (full: whole window); n per cell in brackets", "",
+                f"{dataset}, {backend}, budget {budget} (full: whole window); n per cell in brackets", "",
                 "| " + by + " | " + " | ".join(arms) + " |", "|---" * (len(arms) + 1) + "|"]
         for g in groups:
             vals = []
@@ -381,7 +381,7 @@ def pivot_markdown(rows: list[dict], by: str, budget: int, metric: str) -> str:
 
 def plot_by_evidence_age(rows: list[dict], out_dir: Path, budget: int) -> str | None:
     """Evidence recall and accuracy against how far back the evidence sits, one line per arm,
-    at one budget (first backend with rows there)."""
+    at one budget: one row of two panels per dataset (first backend with rows there)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -392,20 +392,23 @@ def plot_by_evidence_age(rows: list[dict], out_dir: Path, budget: int) -> str | 
         return None
     backend = sorted({d["backend"] for d in table})[0]
     table = [d for d in table if d["backend"] == backend]
+    datasets = sorted({d["dataset"] for d in table})
     labels = [label for label, _, _ in AGE_BINS]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    for ax, metric in zip(axes, ("evidence_recall", "accuracy")):
-        for arm in sorted({_arm(d) for d in table}):
-            pts = {d["age"]: d.get(metric) for d in table if _arm(d) == arm and d.get(metric) is not None}
-            xs = [i for i, label in enumerate(labels) if label in pts]
-            if xs:
-                ax.plot(xs, [pts[labels[i]] for i in xs], marker="o", label=arm)
-        ax.set_xticks(range(len(labels)), labels, fontsize=7)
-        ax.set_xlabel("earliest gold evidence, before the record's last event")
-        ax.set_ylabel(metric.replace("_", " "))
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_title(f"{backend}, budget {budget}", fontsize=9)
-        ax.legend(fontsize=6)
+    fig, axes = plt.subplots(len(datasets), 2, figsize=(11, 3.8 * len(datasets)), squeeze=False)
+    for row_axes, ds in zip(axes, datasets):
+        sub = [d for d in table if d["dataset"] == ds]
+        for ax, metric in zip(row_axes, ("evidence_recall", "accuracy")):
+            for arm in sorted({_arm(d) for d in sub}):
+                pts = {d["age"]: d.get(metric) for d in sub if _arm(d) == arm and d.get(metric) is not None}
+                xs = [i for i, label in enumerate(labels) if label in pts]
+                if xs:
+                    ax.plot(xs, [pts[labels[i]] for i in xs], marker="o", label=arm)
+            ax.set_xticks(range(len(labels)), labels, fontsize=7)
+            ax.set_xlabel("earliest gold evidence, before the record's last event")
+            ax.set_ylabel(metric.replace("_", " "))
+            ax.set_ylim(-0.02, 1.02)
+            ax.set_title(f"{ds} / {backend}, budget {budget}", fontsize=9)
+            ax.legend(fontsize=6)
     fig.tight_layout()
     out_dir.mkdir(parents=True, exist_ok=True)
     p = out_dir / "by_evidence_age.png"
