@@ -653,6 +653,49 @@ def eval_(
         raise typer.Exit(1)
 
 
+@app.command()
+@handle_errors
+def serve(
+    index_dir: IndexDirOpt = Path("indexes"),
+    host: Annotated[str, typer.Option("--host", help="Address to bind; anything but loopback needs --token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port (0: any free one).")] = 8000,
+    token: Annotated[
+        str | None,
+        typer.Option("--token", envvar="RAGEHR_TOKEN", help="Require this token on every request (header or login)."),
+    ] = None,
+    backend: BackendOpt = None,
+    backends: Annotated[
+        str | None, typer.Option("--backends", help="Comma-separated backends the page offers (default: all).")
+    ] = None,
+    model_path: Annotated[Path | None, typer.Option("--model-path", help="A GGUF file (local backend).")] = None,
+    base_url: Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible server (openai backend).")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Model name on that server.")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the generation cache.")] = False,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Questions answered at the same time.")] = 4,
+    ssl_certfile: Annotated[Path | None, typer.Option("--ssl-certfile", help="Serve HTTPS with this certificate.")] = None,
+    ssl_keyfile: Annotated[Path | None, typer.Option("--ssl-keyfile", help="... and this key.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """A web page to ask a patient's record questions and read the answer beside its evidence
+    and timeline, plus a JSON API (POST /api/ask, GET /api/patients, GET /api/context)."""
+    from ragehr.config import RagehrConfig
+    from ragehr.llm.registry import BACKENDS
+    from ragehr.serve import serve as run_server
+    from ragehr.serve.core import ServeOptions
+
+    cfg = RagehrConfig.from_file(config)
+    offered = tuple(b.strip().lower() for b in backends.split(",") if b.strip()) if backends else BACKENDS
+    options = ServeOptions(
+        index_dir=index_dir, config=cfg, backend=backend, backends=offered,
+        model_path=str(model_path) if model_path else None, base_url=base_url, model=model,
+        cache_generations=not no_cache, workers=workers,
+    )
+    run_server(
+        options, host=host, port=port, token=token, debug=_state["debug"],
+        ssl_certfile=str(ssl_certfile) if ssl_certfile else None, ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
+    )
+
+
 def with_ray_default(args: list[str]) -> list[str]:
     """``--ray`` given without an address (last, or followed by something that is not one)
     means ``--ray local``; click options cannot take an optional value."""

@@ -20,7 +20,7 @@ from ragehr.patterns import CITATION_MARKER, citation_numbers, find_dates, strip
 from ragehr.patterns import find_numbers as _find_numbers
 from ragehr.types import EvidenceItem
 
-__all__ = ["Grounding", "check_grounding", "find_dates", "find_numbers"]
+__all__ = ["Grounding", "check_grounding", "find_dates", "find_numbers", "unsupported_spans"]
 
 
 class Grounding(BaseModel):
@@ -55,6 +55,21 @@ def _facts(text: str) -> tuple[set[date], set[str]]:
     for d, _ in dates:
         numbers.update({str(d.year), str(d.month), str(d.day)})
     return {d for d, _ in dates}, numbers
+
+
+def unsupported_spans(answer: str, grounding: Grounding) -> list[tuple[int, int]]:
+    """Character spans of ``answer`` holding the numbers and dates ``grounding`` reports as
+    unsupported (for marking them where the answer is shown). Spans index ``answer`` itself:
+    citation markers are blanked to spaces of the same length, never removed."""
+    if not grounding.unsupported:
+        return []
+    bad = set(grounding.unsupported)
+    body = strip_markers(answer, keep_length=True)
+    dates = find_dates(body)
+    date_spans = [span for _, span in dates]
+    out = [(a, b) for _, (a, b) in dates if body[a:b] in bad]
+    out += [span for n, span in _find_numbers(body, date_spans) if n in bad]
+    return sorted(out)
 
 
 def check_grounding(answer: str, evidence: Sequence[EvidenceItem]) -> Grounding:
