@@ -111,3 +111,16 @@ def test_run_one_is_a_pure_function_of_its_arguments(smoke):
     assert {k: v for k, v in a.items() if k not in drop} == {k: v for k, v in b.items() if k not in drop}
     assert a["condition"] == cond.key and 0.0 <= a["evidence_recall"] <= 1.0
     assert (run_dir / "predictions.jsonl").read_text() == before
+
+
+def test_a_limit_keeps_every_question_type():
+    from ragehr.eval.datasets import EvalItem
+    from ragehr.eval.runner import _stratified_sample
+
+    items = [EvalItem(item_id=f"{c}{p}{i}", dataset="d", patient_id=f"p{p}", question="q?", category=c)
+             for c in ("a", "b", "c") for p in range(3) for i in range(10 if c == "a" else 2)]
+    picked = _stratified_sample(items, 9, seed=0)
+    assert len(picked) == 9 and len({it.item_id for it in picked}) == 9
+    assert {it.category for it in picked} == {"a", "b", "c"}
+    assert sum(it.category == "b" for it in picked) == 3 and len({it.patient_id for it in picked}) >= 2
+    assert _stratified_sample(items, 9, seed=0) == picked  # seeded
