@@ -433,7 +433,7 @@ BudgetOpt = Annotated[
 BackendOpt = Annotated[
     str | None, typer.Option("--backend", help="local, openai, extractive or fake (default: the config's).")
 ]
-OrderOpt = Annotated[str, typer.Option("--order", help="chronological or relevance.")]
+OrderOpt = Annotated[str, typer.Option("--order", help="chronological, relevance, or edges (best pieces at both ends).")]
 
 
 def _spec(cfg: Any, **overrides: Any) -> Any:

@@ -12,6 +12,14 @@ it over.
   recent tokens (``recent``: MedAlign's truncation to the most recent tokens); the cut piece
   keeps its first line, which states its date and kind.
 - :func:`pack_all`: everything, or an error saying how far over the budget it is (``full``).
+
+Orders (:data:`ORDERS`): ``chronological`` (oldest first), ``relevance`` (best first), or
+``edges`` (best at the two ends of the block, weakest in the middle: the first-ranked piece
+first, the second last, the third second, ... as for models that read the middle of a long
+context worst).
+
+A cut piece carries only the event ids whose line it still shows (see
+:func:`kept_event_ids`), so gold evidence is not credited for text that was cut away.
 """
 
 from __future__ import annotations
@@ -24,9 +32,10 @@ from functools import lru_cache
 
 from ragehr.errors import RagehrError
 from ragehr.tokens import TokenCounter
-from ragehr.types import Chunk, EvidenceItem
+from ragehr.types import Chunk, EventKind, EvidenceItem
 
 CLOSE_TAG = "</ehr>"
+ORDERS = ("chronological", "relevance", "edges")
 
 
 class ContextTooLongError(RagehrError):
@@ -184,8 +193,25 @@ class Packed:
         return "".join(f"[{it.marker}] {it.text}\n" for it in self.items)
 
 
+def kept_event_ids(chunk: Chunk, kept_text: str) -> tuple[str, ...]:
+    """The event ids of ``chunk`` whose content is in ``kept_text`` (a cut piece's text).
+
+    A structured chunk is its title line then one line per event, in ``event_ids`` order: an
+    event is kept when its whole line is in ``kept_text``. When the lines do not pair up one
+    to one (a line split because it was too long), an event is kept only when every line is
+    kept. A note chunk (one event) is kept when any of its body is."""
+    lines = sanitize(chunk.text).split("\n")
+    body = lines[1:]
+    if chunk.kind is EventKind.NOTE:
+        return chunk.event_ids if any(ln.strip() and ln in kept_text for ln in body) else ()
+    if len(body) == len(chunk.event_ids):
+        return tuple(e for e, ln in zip(chunk.event_ids, body) if ln in kept_text)
+    return chunk.event_ids if all(ln in kept_text for ln in body) else ()
+
+
 def _item(marker: int, chunk: Chunk, counter: TokenCounter, text: str | None = None) -> EvidenceItem:
     body = sanitize(text if text is not None else chunk.text)
+    event_ids = chunk.event_ids if text is None else kept_event_ids(chunk, body)
     return EvidenceItem(
         marker=marker,
         chunk_id=chunk.chunk_id,
@@ -195,7 +221,7 @@ def _item(marker: int, chunk: Chunk, counter: TokenCounter, text: str | None = N
         text=body,
         source=chunk.sources[0] if chunk.sources else "",
         n_tokens=counter.count(f"[{marker}] {body}\n"),
-        event_ids=chunk.event_ids,
+        event_ids=event_ids,
     )
 
 
@@ -208,10 +234,15 @@ def _finish(
 ) -> Packed:
     """Order the chosen pieces (given best first), number them, and make sure the joined
     block fits; if a real tokenizer's boundary effects push it over, drop the least wanted."""
-    if order not in ("chronological", "relevance"):
-        raise ValueError(f"order must be 'chronological' or 'relevance', not {order!r}")
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {', '.join(ORDERS)}, not {order!r}")
     while True:
-        shown = sorted(chosen, key=lambda ct: _chrono_key(ct[0])) if order == "chronological" else chosen
+        if order == "chronological":
+            shown = sorted(chosen, key=lambda ct: _chrono_key(ct[0]))
+        elif order == "edges":
+            shown = chosen[0::2] + chosen[1::2][::-1]
+        else:
+            shown = chosen
         items = tuple(_item(i, c, counter, t) for i, (c, t) in enumerate(shown, start=1))
         used = counter.count("".join(f"[{it.marker}] {it.text}\n" for it in items)) if items else 0
         if used <= budget or not chosen:
