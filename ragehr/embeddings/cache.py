@@ -4,9 +4,9 @@ Layout under ``root``::
 
     <safe model name>/            one folder per model id (sanitised, plus a short hash)
         model.json                {"model_id": ..., "format": "ragehr-embcache-v1"}
-        vectors-<shard>.npy       float32 (n, dim), written first
-        keys-<shard>.json         list of n text SHA-256 hex digests, written second
-        ...                       one new shard per call that stored something
+        vectors-000001.npy        float32 (n, dim), written first
+        keys-000001.json          list of n text SHA-256 hex digests, written second
+        vectors-000002.npy ...    one new shard per call that stored something
 
 Shards are append-only and every file is written atomically (temporary file, fsync, rename).
 Because a shard's keys are written after its vectors, a crash leaves at worst vectors that
@@ -14,14 +14,8 @@ no keys point at, which are ignored. A shard that fails to load, or whose keys a
 disagree, is skipped with a WARNING and never crashes a run. Nothing is pickled, and no text
 is ever stored or logged: only hashes, ids and counts.
 
-Several processes may share a cache (two ``ragehr index`` runs at once): a shard's name is
-unique to the process and call that writes it (``<microseconds>-<pid>-<random>``; older
-caches used ``000001``, ``000002``, ... and are still read), so writers never touch each
-other's files, and a reader sees only whole shards. A text embedded by two processes at once
-is stored twice; lookups take the first. What another process stores after this object first
-read a model's shards is not seen by it (it embeds those texts again).
-
-This module does not evict old entries or compact shards.
+This module does not evict old entries or compact shards. Two processes may fill one model
+folder at once: each reserves its shard number by creating the vectors file exclusively.
 """
 
 from __future__ import annotations
@@ -31,8 +25,6 @@ import json
 import logging
 import os
 import re
-import secrets
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -47,7 +39,8 @@ __all__ = ["CACHE_FORMAT", "EmbeddingCache", "embed_with_cache", "text_hash"]
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = "ragehr-embcache-v1"
-_SHARD = re.compile(r"^keys-(\d{6,}(?:-\d+-[0-9a-f]{8})?)\.json$")
+_SHARD = re.compile(r"^keys-(\d{6,})\.json$")
+_VEC_SHARD = re.compile(r"^vectors-(\d{6,})\.npy$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -69,6 +62,7 @@ class _ModelShards:
         self.arrays: list[np.ndarray] = []
         self.where: dict[str, tuple[int, int]] = {}
         self.dim: int | None = None
+        self.max_shard = 0
 
     def add(self, keys: list[str], vectors: np.ndarray) -> None:
         s = len(self.arrays)
@@ -116,14 +110,15 @@ class EmbeddingCache:
             log.warning("embedding cache %s: unreadable model.json (%s); ignoring the folder",
                         folder, type(exc).__name__)
             return shards
-        named: list[str] = []
+        numbered: list[tuple[int, Path]] = []
         for entry in folder.iterdir():
-            m = _SHARD.match(entry.name)
+            m = _SHARD.match(entry.name) or _VEC_SHARD.match(entry.name)
             if m:
-                named.append(m.group(1))
-        for shard in sorted(named, key=lambda x: (len(x.split("-")[0]), x)):
-            keys_path = folder / f"keys-{shard}.json"
-            vec_path = folder / f"vectors-{shard}.npy"
+                shards.max_shard = max(shards.max_shard, int(m.group(1)))
+                if entry.name.startswith("keys-"):
+                    numbered.append((int(m.group(1)), entry))
+        for number, keys_path in sorted(numbered):
+            vec_path = folder / f"vectors-{number:06d}.npy"
             problem = None
             try:
                 keys = json.loads(keys_path.read_text(encoding="utf-8"))
@@ -204,12 +199,28 @@ class EmbeddingCache:
             atomic_write_text(
                 meta_path, json.dumps({"model_id": model_id, "format": CACHE_FORMAT}) + "\n"
             )
-        shard = f"{time.time_ns() // 1000:016d}-{os.getpid()}-{secrets.token_hex(4)}"
-        atomic_save_npy(folder / f"vectors-{shard}.npy", rows)
-        atomic_write_text(folder / f"keys-{shard}.json", json.dumps(keys) + "\n")
+        number = _reserve_shard(folder, shards.max_shard + 1)
+        atomic_save_npy(folder / f"vectors-{number:06d}.npy", rows)
+        atomic_write_text(folder / f"keys-{number:06d}.json", json.dumps(keys) + "\n")
+        shards.max_shard = number
         shards.add(keys, rows)
-        log.debug("embedding cache %s: stored %d vectors in shard %s", folder, len(keys), shard)
+        log.debug("embedding cache %s: stored %d vectors in shard %d", folder, len(keys), number)
         return len(keys)
+
+
+def _reserve_shard(folder: Path, number: int) -> int:
+    """The first shard number from ``number`` up that no other writer holds, reserved by
+    creating its (empty) vectors file exclusively, so two processes filling one cache at
+    once (parallel or Ray indexing) never pair one's keys with the other's vectors. An empty
+    vectors file without keys is ignored by readers."""
+    while True:
+        if not (folder / f"keys-{number:06d}.json").exists():
+            try:
+                os.close(os.open(folder / f"vectors-{number:06d}.npy", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+                return number
+            except FileExistsError:
+                pass
+        number += 1
 
 
 def embed_with_cache(
