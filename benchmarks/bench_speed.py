@@ -214,7 +214,8 @@ def run_llamaindex(idx: Any, qs: dict[str, list[tuple[str, list[str]]]], embedde
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("records", type=Path, nargs="+")
+    ap.add_argument("records", type=Path, nargs="*")
+    ap.add_argument("--check", type=Path, help="only print the targets of a saved result JSON")
     ap.add_argument("--minilm-cold", default="small,median",
                     help="record stems whose MiniLM build starts from an empty cache (the rest read --minilm-cache)")
     ap.add_argument("--minilm-cache", type=Path, default=None, help="MiniLM embedding cache for the other records")
@@ -224,6 +225,11 @@ def main() -> int:
     ap.add_argument("--breakdown-questions", type=int, default=30, help="questions timed piece by piece")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
+    if args.check:
+        check_targets(json.loads(args.check.read_text()))
+        return 0
+    if not args.records:
+        ap.error("give record files (or --check FILE)")
 
     from ragehr.embeddings import load_embedder
     from ragehr.embeddings.static import default_models_dir
@@ -318,7 +324,42 @@ def main() -> int:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(result, indent=1, default=str))
     print_tables(result)
+    result["targets"] = check_targets(result)
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=1, default=str))
     return 0
+
+
+def check_targets(result: dict, record: str = "median.xml") -> list[dict]:
+    """Issue 12's targets on ``record``, each OK or FAIL with the measured figure. Also run
+    on a saved JSON: ``python benchmarks/bench_speed.py --check benchmarks/results/speed.json``."""
+    row = result["records"].get(record)
+    if row is None or "minilm" not in row:
+        return []
+    m, s = row["minilm"], row["static"]
+    out = []
+
+    def target(name: str, value: float, ok: bool, want: str) -> None:
+        out.append({"target": name, "value": round(value, 4), "want": want, "ok": bool(ok)})
+
+    target("static build speed-up over MiniLM", m["build_s"] / s["build_s"], m["build_s"] / s["build_s"] >= 20, ">= 20x")
+    target("static hybrid query p50 (ms)", s["hybrid"]["p50_ms"], s["hybrid"]["p50_ms"] < 5, "< 5 ms")
+    for key in ("recall@10_facts", "recall@10_generated", "evidence@2k_facts", "evidence@2k_generated"):
+        d = s["hybrid"][key] - m["hybrid"][key]
+        target(f"static - MiniLM hybrid {key}", d, d >= -0.01, ">= -0.01")
+    li = row.get("llamaindex_minilm")
+    if li:
+        li_build = li["build_s"] + (li.get("minilm_embed_s_same_chunks") or 0.0)
+        target("llama-index (MiniLM) build / ragehr static build", li_build / s["build_s"], li_build / s["build_s"] >= 5, ">= 5x")
+        target("llama-index (MiniLM) query p50 / ragehr static hybrid p50", li["p50_ms"] / s["hybrid"]["p50_ms"],
+               li["p50_ms"] / s["hybrid"]["p50_ms"] >= 10, ">= 10x")
+        for key in ("recall@10_facts", "recall@10_generated"):
+            d = s["hybrid"][key] - li[key]
+            target(f"ragehr static - llama-index (MiniLM) {key}", d, d >= 0, ">= 0")
+    print(f"\n| target ({record}) | measured | wanted | |\n|---|---|---|---|")
+    for t in out:
+        print(f"| {t['target']} | {t['value']:.3f} | {t['want']} | {'OK' if t['ok'] else 'FAIL'} |")
+    return out
 
 
 def print_tables(result: dict) -> None:
