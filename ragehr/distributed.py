@@ -31,7 +31,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ragehr.errors import ConfigError, RagehrError
+from ragehr.errors import ConfigError, RagehrError, show_id
 
 __all__ = ["LOCAL", "RayCluster", "build_indexes_ray", "is_address", "ray_map", "require_ray"]
 
@@ -190,7 +190,7 @@ def _build_task(
 
         cache = _EMBEDDING_CACHES[root] = EmbeddingCache(Path(root))
     return build_indexes(
-        files, index_dir, config, force=force, cache_dir=cache_dir, embedder=shared_embedder(config.embedder),
+        files, index_dir, config, force=force, cache_dir=cache_dir, embedder=shared_embedder(config.embedder, index_dir),
         parsed=dict(zip(parsed_files, records)), slices=slices, embedding_cache=cache,
     )
 
@@ -225,6 +225,7 @@ def build_indexes_ray(
     config = config or IndexConfig()
     progress = progress or NullProgress()
     index_dir = Path(index_dir)
+    store.check_index_dir(index_dir)
     index_dir.mkdir(parents=True, exist_ok=True)
     cwd = os.getcwd()
     cohorts, plain = split_cohorts(paths)
@@ -286,7 +287,8 @@ def build_indexes_ray(
         keep = {alias.get(p, p) for p in patients}
         groups = {pid: g for pid, g in groups.items() if pid in keep}
         summaries.extend(
-            BuildSummary(patient_id=p, index_path="", status="failed", message=f"patient {p}: not found in the given sources")
+            BuildSummary(patient_id=p, index_path="", status="failed", exit_code=2,
+                         message=f"patient {show_id(p)}: not found in the given sources")
             for p in sorted(set(patients)) if alias.get(p, p) not in groups
         )
     build = ray.remote(num_cpus=1, max_retries=0)(_build_task)

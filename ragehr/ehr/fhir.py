@@ -148,10 +148,12 @@ def _time(x: Any) -> Time | None:
 
 
 def _first_time(*values: Any) -> Time | None:
+    """The time of the first of ``values`` that is given. An invalid one is kept at its valid
+    precision (or dropped) with a warning (:mod:`ragehr.ehr.times`), never replaced by a later
+    field: a resource's ``issued`` can be years from its ``effectiveDateTime``."""
     for v in values:
-        t = _time(v)
-        if t is not None:
-            return t
+        if _str(v):
+            return _time(v)
     return None
 
 

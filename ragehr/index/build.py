@@ -4,7 +4,11 @@ parse -> merge the files of each patient (exact duplicate events removed) -> chu
 embed (through the embedding cache) -> dense -> write to a temporary folder -> swap it in.
 
 Re-indexing unchanged files with the same config is a no-op decided from sha256s alone, with
-no parsing. Files that carry a patient id already indexed are merged into that patient's
+no parsing (after checking the index's own files against its manifest: sizes and mtimes, then
+sha256s where they differ). An index is written and swapped in under its patient's lock
+(:func:`store.patient_lock`), and only into a folder that is absent or a ragehr index
+(:func:`store.check_replaceable`): anything else is a failed summary, never touched. Files
+that carry a patient id already indexed are merged into that patient's
 index together with its earlier sources that are still on disk. One bad file is reported and
 skipped; the others are indexed.
 
@@ -30,7 +34,7 @@ from ragehr.chunking import chunk_record
 from ragehr.config import IndexConfig
 from ragehr.ehr import load_record
 from ragehr.ehr.cohort import SLICE_MARK, PatientSlice, inside_any, select, split_cohorts
-from ragehr.errors import InputError, RagehrError
+from ragehr.errors import InputError, NotAnIndexError, RagehrError, show_id
 from ragehr.index import store
 from ragehr.tokens import EstimateCounter
 from ragehr.types import BuildSummary, Demographics, IndexManifest, PatientRecord, SourceFile
@@ -114,6 +118,7 @@ def merge_records(records: Sequence[PatientRecord]) -> tuple[PatientRecord, int]
         demographics=Demographics(**demo),
         events=tuple(events),
         sources=tuple(s for r in records for s in r.sources),
+        warnings=tuple(w for r in records for w in r.warnings),
     )
     return merged, removed
 
@@ -153,11 +158,13 @@ def build_indexes(
     config = config or IndexConfig()
     progress = progress or NullProgress()
     index_dir = Path(index_dir)
+    store.check_index_dir(index_dir)
     cohorts, paths = split_cohorts(paths)
     files, missing = expand_paths(paths) if paths else ([], [])
     files = [f for f in files if not inside_any(f, cohorts)]
     summaries = [
-        BuildSummary(patient_id="", index_path=str(p), status="failed", message=f"{p}: {why}") for p, why in missing
+        BuildSummary(patient_id="", index_path=str(p), status="failed", message=f"{p}: {why}", exit_code=2)
+        for p, why in missing
     ]
     t0 = time.perf_counter()
     given_slices = slices
@@ -166,10 +173,22 @@ def build_indexes(
         progress.start("scanning", c.n_files())
         scan = c.scan(on_file=lambda _f: progress.advance("scanning"))
         summaries.extend(
-            BuildSummary(patient_id="", index_path=str(c.folder), status="failed", message=m) for m in scan.problems
+            BuildSummary(patient_id="", index_path=str(c.folder), status="failed", message=m, exit_code=2)
+            for m in scan.problems
         )
         slices.update((sl.source_path, sl) for sl in select(scan.slices, patients))
-    sources: dict[Path | str, SourceFile] = {f: _source_file(f) for f in files}
+    sources: dict[Path | str, SourceFile] = {}
+    for f in files:
+        try:
+            sources[f] = _source_file(f)
+        except OSError as exc:
+            summaries.append(
+                BuildSummary(
+                    patient_id="", index_path=str(f), status="failed", exit_code=2,
+                    message=f"{f}: cannot be read ({exc.strerror or type(exc).__name__})",
+                )
+            )
+    files = [f for f in files if f in sources]
     sources.update(
         (k, SourceFile(path=k, sha256=sl.fingerprint, size=sl.size)) for k, sl in slices.items()
     )
@@ -192,7 +211,11 @@ def build_indexes(
     for f, result in _parse_all(to_parse, workers):
         progress.advance("files")
         if isinstance(result, RagehrError):
-            summaries.append(BuildSummary(patient_id="", index_path=str(f), status="failed", message=str(result)))
+            summaries.append(
+                BuildSummary(
+                    patient_id="", index_path=str(f), status="failed", message=str(result), exit_code=result.exit_code
+                )
+            )
         else:
             parsed[f] = result
             patient_of[f] = result.patient_id
@@ -208,7 +231,10 @@ def build_indexes(
         alias = {a: sl.patient_id for sl in slices.values() for a in sl.aliases}
         groups = {pid: g for pid, g in groups.items() if pid in {alias.get(p, p) for p in patients}}
         summaries.extend(
-            BuildSummary(patient_id=p, index_path="", status="failed", message=f"patient {p}: not found in the given sources")
+            BuildSummary(
+                patient_id=p, index_path="", status="failed", exit_code=2,
+                message=f"patient {show_id(p)}: not found in the given sources",
+            )
             for p in sorted(set(patients)) if alias.get(p, p) not in groups
         )
     progress.start("patients", len(groups))
@@ -230,6 +256,16 @@ def build_indexes(
                     log.warning("patient %s: earlier source %s no longer exists; dropped from the index", pid, s.path)
         wanted = tuple(sorted(srcs.values(), key=lambda s: s.path))
         folder = store.patient_dir(index_dir, pid)
+        try:
+            with store.patient_lock(index_dir, folder.name):
+                store.recover(index_dir, folder.name)
+                store.check_replaceable(folder)
+        except NotAnIndexError as exc:
+            summaries.append(
+                BuildSummary(patient_id=pid, index_path=str(folder), status="failed", message=str(exc), exit_code=3)
+            )
+            progress.advance("patients")
+            continue
         if (
             not force
             and old is not None
@@ -251,20 +287,49 @@ def build_indexes(
 
     for pid, wanted, folder, records, failed in _load_groups(todo, parsed, slices, workers):
         if failed:
-            summaries.append(BuildSummary(patient_id=pid, index_path=str(folder), status="failed", message=failed))
+            summaries.append(
+                BuildSummary(patient_id=pid, index_path=str(folder), status="failed", message=failed, exit_code=2)
+            )
             progress.advance("patients")
             continue
         if emb is None:
-            from ragehr.embeddings import load_embedder
-            from ragehr.embeddings.cache import EmbeddingCache
-
-            emb = embedder or load_embedder(config.embedder)
-            cache = embedding_cache or EmbeddingCache(Path(cache_dir) if cache_dir else index_dir / ".cache" / "embeddings")
-        summaries.append(
-            _build_one(pid, records, wanted, index_dir, config, emb, cache, progress, t_parse / max(1, len(groups)))
-        )
+            emb, cache = _open_embedder(embedder, config, index_dir, cache_dir, progress, embedding_cache)
+        try:
+            summaries.append(
+                _build_one(pid, records, wanted, index_dir, config, emb, cache, progress, t_parse / max(1, len(groups)))
+            )
+        except NotAnIndexError as exc:  # appeared while this patient was being built
+            summaries.append(
+                BuildSummary(patient_id=pid, index_path=str(folder), status="failed", message=str(exc), exit_code=3)
+            )
+        except OSError as exc:
+            raise store.write_failed(exc, pid, index_dir) from exc
         progress.advance("patients")
     return summaries
+
+
+def _open_embedder(embedder, config: IndexConfig, index_dir: Path, cache_dir, progress: Progress, embedding_cache=None):
+    """The build's embedder and embedding cache. A static embedder not distilled yet is
+    distilled here, once, with its own progress bar (``distilling``), before any chunk is
+    embedded."""
+    from ragehr.embeddings import load_embedder
+    from ragehr.embeddings.cache import EmbeddingCache
+    from ragehr.embeddings.static import default_models_dir
+
+    emb = embedder or load_embedder(config.embedder, models_dir=default_models_dir(index_dir))
+    prepare = getattr(emb, "prepare", None)
+    if callable(prepare):
+        done = [0]
+
+        def on_distil(n: int, total: int) -> None:
+            if n == 0 and done[0] == 0:
+                progress.start("distilling", total)
+            progress.advance("distilling", n - done[0])
+            done[0] = n
+
+        prepare(progress=on_distil)
+    cache = embedding_cache or EmbeddingCache(Path(cache_dir) if cache_dir else index_dir / ".cache" / "embeddings")
+    return emb, cache
 
 
 def _load_one(pid: str, wanted: tuple[SourceFile, ...], parsed: dict[Path, PatientRecord],
@@ -285,7 +350,7 @@ def _load_one(pid: str, wanted: tuple[SourceFile, ...], parsed: dict[Path, Patie
                 except InputError as exc:
                     return None, str(exc)
         if rec.patient_id != pid:
-            return None, f"{p}: now holds patient {rec.patient_id!r}, not {pid!r}"
+            return None, f"{p}: now holds patient {show_id(rec.patient_id)}, not {show_id(pid)}"
         records.append(rec)
     return records, None
 
@@ -293,8 +358,14 @@ def _load_one(pid: str, wanted: tuple[SourceFile, ...], parsed: dict[Path, Patie
 def _load_slice(sl: PatientSlice) -> PatientRecord | str:
     """A cohort patient's record, or why not (a string: it crosses process boundaries). One
     patient's failure never stops the others."""
+    from ragehr.ehr.times import collect_time_warnings
+
     try:
-        return sl.load()
+        with collect_time_warnings() as warned:
+            rec = sl.load()
+        if warned:
+            rec = rec.model_copy(update={"warnings": rec.warnings + warned.summary()})
+        return rec
     except InputError as exc:
         return str(exc)
     except Exception as exc:  # a bug on one patient's data: report it, index the rest
@@ -339,11 +410,15 @@ class _CountingEmbedder:
 
 
 def _intact(folder: Path) -> bool:
+    """Whether the index's files are still the ones its manifest lists (cheap when untouched)."""
     try:
         m = store.read_manifest(folder)
     except RagehrError:
         return False
-    return all((folder / rel).is_file() for rel in m.files)
+    bad = store.verify_files(folder, m)
+    if bad is not None:
+        log.warning("%s/%s: does not match the index's manifest; rebuilding the index", folder, bad)
+    return bad is None
 
 
 def _parse_all(files: list[Path], workers: int):
@@ -410,6 +485,30 @@ def _build_one(
     seconds["embed"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    safe = store.safe_dirname(pid)
+    with store.patient_lock(index_dir, safe):
+        store.recover(index_dir, safe)
+        store.check_replaceable(index_dir / safe)
+        final = _write_and_swap(pid, record, chunks, bm25, dense, sources, removed, counter, index_dir, config,
+                                embedder, seconds, t)
+    return BuildSummary(
+        patient_id=pid,
+        index_path=str(final),
+        status="built",
+        n_sources=len(sources),
+        n_events=len(record.events),
+        n_chunks=len(chunks),
+        duplicates_removed=removed,
+        n_embedded=n_new,
+        seconds={k: round(v, 4) for k, v in seconds.items()},
+    )
+
+
+def _write_and_swap(pid, record, chunks, bm25, dense, sources, removed, counter, index_dir, config, embedder,
+                    seconds, t) -> Path:
+    """Write the index into a temporary folder, seal it (0600/0700, stat stamp) and swap it in;
+    call with the patient's lock held. On any failure the temporary folder is removed and the
+    previous index is untouched."""
     tmp = store.new_tmp_dir(index_dir, pid)
     try:
         (tmp / "record.json").write_text(record.model_dump_json(), encoding="utf-8")
@@ -437,18 +536,9 @@ def _build_one(
         seconds["write"] = time.perf_counter() - t
         manifest = manifest.model_copy(update={"build_seconds": {k: round(v, 4) for k, v in seconds.items()}})
         store.write_manifest(tmp, manifest)
+        store.seal(tmp)
         final = store.swap_in(tmp, index_dir, pid)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return BuildSummary(
-        patient_id=pid,
-        index_path=str(final),
-        status="built",
-        n_sources=len(sources),
-        n_events=len(record.events),
-        n_chunks=len(chunks),
-        duplicates_removed=removed,
-        n_embedded=n_new,
-        seconds={k: round(v, 4) for k, v in seconds.items()},
-    )
+    return final

@@ -3,18 +3,17 @@ is escaped here; the only script is ``static/app.js`` (streaming, citation click
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from html import escape
 from urllib.parse import quote
 
 from ragehr import __version__
 from ragehr.ehr.times import format_time
+from ragehr.patterns import CITATION_MARKER, citation_numbers
 from ragehr.pipeline.ask import AskResult
 from ragehr.pipeline.grounding import unsupported_spans
 from ragehr.types import EvidenceItem, IndexManifest
 
-_MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 _KIND_ORDER = ("events", "chunks", "duplicates_removed")
 
 
@@ -166,7 +165,7 @@ def answer_html(r: AskResult) -> str:
     text = r.generation.text.strip()
     known = {it.marker for it in r.context.packed.items}
     marks = [(a, b, "u") for a, b in unsupported_spans(text, r.grounding)]
-    marks += [(m.start(), m.end(), "c") for m in _MARKER.finditer(text)]
+    marks += [(m.start(), m.end(), "c") for m in CITATION_MARKER.finditer(text)]
     marks.sort()
     out, pos = [], 0
     for a, b, what in marks:
@@ -180,7 +179,7 @@ def answer_html(r: AskResult) -> str:
                 f"{escape(piece)}</mark>"
             )
         else:
-            nums = [int(n) for n in re.findall(r"\d+", piece)]
+            nums = citation_numbers(piece)
             out.append(", ".join(_cite_link(n, known) for n in nums))
         pos = b
     out.append(escape(text[pos:]))

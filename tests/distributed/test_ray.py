@@ -150,5 +150,5 @@ def test_a_bulk_export_over_ray_is_the_single_process_index(cluster, shared_data
     spread = build_indexes_ray([bulk], tmp_path / "ray", HASHING, patients=wanted)
     assert _summaries(spread) == _summaries(single)
     assert sum(s.status == "built" for s in spread) == 3
-    assert [s.message for s in spread if s.status == "failed"] == ["patient nobody: not found in the given sources"]
+    assert [s.message for s in spread if s.status == "failed"] == ["patient 'nobody': not found in the given sources"]
     assert _index_view(tmp_path / "one") == _index_view(tmp_path / "ray")
