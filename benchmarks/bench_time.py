@@ -79,22 +79,8 @@ def found(items, gold: tuple[str, ...], lines) -> float:
     return hit / len(gold)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("records", type=Path, nargs="+")
-    ap.add_argument("--embedder", default="hashing", help="hashing (fast) or minilm")
-    ap.add_argument("--work", type=Path, default=Path("benchmarks/data/time-work"))
-    ap.add_argument("--cache-dir", type=Path, help="embedding cache (default: WORK/cache); share it between runs")
-    ap.add_argument("--out", type=Path)
-    ap.add_argument("--label", default="", help="a name for this run (e.g. the branch)")
-    ap.add_argument(
-        "--expect", choices=("chronic", "short"),
-        help="check issue 10's targets and print OK/FAIL (exit 1 on a FAIL): chronic: rag@2k >= 0.95 "
-        "overall and >= 0.90 per type, above recent@32k and visit-bm25@8k, hybrid recall@10 >= bm25's; "
-        "short: rag@2k >= 0.98",
-    )
-    args = ap.parse_args()
-
+def run(args: argparse.Namespace) -> tuple[list[dict], list[dict]]:
+    """Build (or reuse) each record's index and score every question in every condition."""
     from ragehr.config import IndexConfig
     from ragehr.embeddings import load_embedder
     from ragehr.eval.generated import read_jsonl
@@ -134,6 +120,36 @@ def main() -> int:
                     row["time_fallback"] = getattr(ctx, "time_fallback", None)
                     row["intent"] = getattr(ctx, "intent", None)
             per_q.append(row)
+    return per_q, records_meta
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("records", type=Path, nargs="*")
+    ap.add_argument("--combine", type=Path, nargs="+", help="instead of running: merge the questions of earlier --out files (runs split over time) and report them")
+    ap.add_argument("--embedder", default="hashing", help="hashing (fast) or minilm")
+    ap.add_argument("--work", type=Path, default=Path("benchmarks/data/time-work"))
+    ap.add_argument("--cache-dir", type=Path, help="embedding cache (default: WORK/cache); share it between runs")
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--label", default="", help="a name for this run (e.g. the branch)")
+    ap.add_argument(
+        "--expect", choices=("chronic", "short"),
+        help="check issue 10's targets and print OK/FAIL (exit 1 on a FAIL): chronic: rag@2k >= 0.95 "
+        "overall and >= 0.90 per type, above recent@32k and visit-bm25@8k, hybrid recall@10 >= bm25's; "
+        "short: rag@2k >= 0.98",
+    )
+    args = ap.parse_args()
+    if not args.records and not args.combine:
+        ap.error("give record files, or --combine earlier results")
+
+    if args.combine:
+        runs = [json.loads(p.read_text()) for p in args.combine]
+        per_q = [q for r in runs for q in r["questions"]]
+        records_meta = [m for r in runs for m in r["records"]]
+        args.embedder = runs[0]["embedder"]
+        args.label = args.label or runs[0]["label"]
+    else:
+        per_q, records_meta = run(args)
     keys = [k for k in per_q[0] if "@" in k]
     by_type: dict[str, dict[str, float]] = {}
     groups: dict[str, list[dict]] = defaultdict(list)
