@@ -35,6 +35,8 @@ def run_child(code: str, *, timeout: float = 900, what: str = "model code") -> o
             capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env,
         )
     except subprocess.TimeoutExpired:
+        proc = None
+    if proc is None:
         pytest.fail(f"{what}: the child process did not finish within {timeout:.0f} s", pytrace=False)
     tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
     if proc.returncode < 0:

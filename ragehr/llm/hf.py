@@ -80,7 +80,7 @@ def _folder_context_length(folder: Path) -> int | None:
 
 class HFTokenCounter:
     """Counts tokens with the model's own tokenizer (no special tokens added). Loads the
-    backend's tokenizer (and model) on first use."""
+    backend's tokenizer (not the weights) on first use."""
 
     def __init__(self, backend: TransformersBackend) -> None:
         self._backend = backend
@@ -89,7 +89,7 @@ class HFTokenCounter:
     def count(self, text: str) -> int:
         if not text:
             return 0
-        tok = self._backend.load()[1]
+        tok = self._backend.tokenizer()
         return len(tok(text, add_special_tokens=False)["input_ids"])
 
 
@@ -157,6 +157,7 @@ class TransformersBackend(LLMBackend):
         self.last_stats: dict[str, float | int] = {}
         """Token counts and seconds of the last generation: prefill and decode."""
         self._loaded: tuple[Any, Any] | None = None
+        self._tok: Any = None
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()
         self._counter = HFTokenCounter(self)
@@ -229,33 +230,59 @@ class TransformersBackend(LLMBackend):
             transformers = require("transformers", "local", needed_for=_NEEDED_FOR)
             self._threads(torch)
             start = time.perf_counter()
+            tok = self._tokenizer_locked(transformers, torch)
+            folder = self.weights_folder
             try:
-                if self.is_gguf:
-                    require("gguf", "local", needed_for=_NEEDED_FOR)
-                    require("accelerate", "local", needed_for=_NEEDED_FOR)
-                    sha = file_sha256(self.model_path, memo_dir=self.cache_dir)
-                    folder = self.cache_dir / sha
-                    if not (folder / _CONVERTED_MARK).is_file():
-                        self._convert(transformers, torch, folder)
-                        self.converted_now = True
-                else:
-                    folder = self.model_path
-                tok = _load_tokenizer(transformers, folder, converted=self.is_gguf)
                 model = transformers.AutoModelForCausalLM.from_pretrained(
                     str(folder), local_files_only=True, **_dtype_kw(transformers, torch)
                 )
             except (OSError, ValueError, RuntimeError, KeyError) as exc:
-                raise BackendError(f"local model {self.model}: cannot load ({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})") from exc
+                raise BackendError(f"local model {self.model}: cannot load ({_brief(exc)})") from exc
             model.eval()
-            if tok.chat_template is None:
-                raise BackendError(f"local model {self.model}: has no chat template (an instruct/chat model is needed)")
-            self.weights_folder = folder
             self.load_seconds = time.perf_counter() - start
             self._eos = _eos_ids(model, tok)
             self._torch = torch
             self._loaded = (model, tok)
             log.info("loaded %s from %s in %.2f s", self.model, folder, self.load_seconds)
         return self._loaded
+
+    def tokenizer(self) -> Any:
+        """The model's tokenizer, loaded (once) without the weights: what token counting
+        needs. A GGUF is converted first if it is not yet (once; generation needs it too)."""
+        if self._loaded is not None:
+            return self._loaded[1]
+        if self._tok is not None:
+            return self._tok
+        with self._load_lock:
+            if self._tok is None:
+                torch = require("torch", "local", needed_for=_NEEDED_FOR)
+                transformers = require("transformers", "local", needed_for=_NEEDED_FOR)
+                self._tokenizer_locked(transformers, torch)
+        return self._tok
+
+    def _tokenizer_locked(self, transformers: Any, torch: Any) -> Any:
+        """Convert if needed, set :attr:`weights_folder`, load the tokenizer (lock held)."""
+        if self._tok is not None:
+            return self._tok
+        try:
+            if self.is_gguf:
+                require("gguf", "local", needed_for=_NEEDED_FOR)
+                require("accelerate", "local", needed_for=_NEEDED_FOR)
+                sha = file_sha256(self.model_path, memo_dir=self.cache_dir)
+                folder = self.cache_dir / sha
+                if not (folder / _CONVERTED_MARK).is_file():
+                    self._convert(transformers, torch, folder)
+                    self.converted_now = True
+            else:
+                folder = self.model_path
+            tok = _load_tokenizer(transformers, folder, converted=self.is_gguf)
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            raise BackendError(f"local model {self.model}: cannot load ({_brief(exc)})") from exc
+        if tok.chat_template is None:
+            raise BackendError(f"local model {self.model}: has no chat template (an instruct/chat model is needed)")
+        self.weights_folder = folder
+        self._tok = tok
+        return tok
 
     # --- generation -----------------------------------------------------------------------
 
@@ -321,6 +348,7 @@ class TransformersBackend(LLMBackend):
         """Free the weights; the next use loads them again."""
         with self._load_lock, self._run_lock:
             self._loaded = None
+            self._tok = None
 
     def __repr__(self) -> str:
         return f"TransformersBackend(model={self.model!r}, context_window={self.context_window})"
@@ -345,6 +373,11 @@ def _check_tokenizer_round_trip(transformers: Any, tok: Any, folder: Path, model
     got = saved(_PROBE, add_special_tokens=False)["input_ids"]
     if list(want) != list(got):
         raise BackendError(f"local model {model}: the converted tokenizer does not match the GGUF's; not cached")
+
+
+def _brief(exc: BaseException) -> str:
+    first = str(exc).splitlines()[0][:160] if str(exc) else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def _dtype_kw(transformers: Any, torch: Any) -> dict[str, Any]:

@@ -77,7 +77,7 @@ class LlamaCppBackend(LLMBackend):
 
     ``context_window``: the ``n_ctx`` given to llama.cpp; by default the model's trained
     context capped at :data:`DEFAULT_CONTEXT`. ``n_threads``: llama.cpp's default (half the
-    cores) when None. ``seed``: the context's seed (each request also passes its own).
+    cores) when None; when set, also the prompt-processing threads. ``seed``: the context's seed (each request also passes its own).
     ``chat_format``: None uses the template stored in the GGUF file."""
 
     name = "llamacpp"
@@ -150,6 +150,7 @@ class LlamaCppBackend(LLMBackend):
                         model_path=str(self.model_path),
                         n_ctx=self.context_window,
                         n_threads=self.n_threads,
+                        n_threads_batch=self.n_threads,  # None: llama.cpp's default (all cores)
                         seed=self.seed,
                         chat_format=self.chat_format,
                         verbose=False,
