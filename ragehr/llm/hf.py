@@ -204,9 +204,16 @@ class TransformersBackend(LLMBackend):
                 folder, gguf_file=name, local_files_only=True, **_dtype_kw(transformers, torch)
             )
             tmp.mkdir(parents=True)
+            # The GGUF was de-quantized to float32 on load, but transformers still marks the model
+            # as GGUF-quantized, and recent versions refuse to save such a model: unmark it.
+            if getattr(model, "hf_quantizer", None) is not None:
+                model.hf_quantizer = None
+            if hasattr(model.config, "quantization_config"):
+                del model.config.quantization_config
             model.save_pretrained(tmp, safe_serialization=True)
             tok.save_pretrained(tmp)
             _check_tokenizer_round_trip(transformers, tok, tmp, self.model)
+            _check_weights_round_trip(transformers, torch, model, tok, tmp, self.model)
             (tmp / _CONVERTED_MARK).write_text(
                 json.dumps({"source": self.model, "size": self._size, "transformers": transformers.__version__}),
                 encoding="utf-8",
@@ -242,6 +249,11 @@ class TransformersBackend(LLMBackend):
             self.load_seconds = time.perf_counter() - start
             self._eos = _eos_ids(model, tok)
             self._torch = torch
+            # The KV cache's keyword: ``cache`` in recent transformers, ``past_key_values`` before.
+            import inspect
+
+            params = inspect.signature(model.forward).parameters
+            self._cache_kw = "cache" if "cache" in params else "past_key_values"
             self._loaded = (model, tok)
             log.info("loaded %s from %s in %.2f s", self.model, folder, self.load_seconds)
         return self._loaded
@@ -329,9 +341,8 @@ class TransformersBackend(LLMBackend):
                             emitted = safe
                     if len(out_ids) >= max_new:
                         break
-                    res = model(
-                        input_ids=torch.tensor([[nxt]]), past_key_values=res.past_key_values, use_cache=True
-                    )
+                    past = getattr(res, "cache", None) or res.past_key_values
+                    res = model(input_ids=torch.tensor([[nxt]]), use_cache=True, **{self._cache_kw: past})
                 stats["decode_seconds"] = time.perf_counter() - t1
             except RuntimeError as exc:
                 raise BackendError(f"local model {self.model}: generation failed ({type(exc).__name__})") from None
@@ -378,6 +389,18 @@ def _check_tokenizer_round_trip(transformers: Any, tok: Any, folder: Path, model
 def _brief(exc: BaseException) -> str:
     first = str(exc).splitlines()[0][:160] if str(exc) else ""
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _check_weights_round_trip(transformers: Any, torch: Any, model: Any, tok: Any, folder: Path, name: str) -> None:
+    """The saved weights must give the converted model's logits exactly, or the cache is refused."""
+    saved = transformers.AutoModelForCausalLM.from_pretrained(
+        str(folder), local_files_only=True, **_dtype_kw(transformers, torch)
+    )
+    ids = tok(_PROBE, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    with torch.inference_mode():
+        same = torch.equal(model(input_ids=ids).logits, saved(input_ids=ids).logits)
+    if not same:
+        raise BackendError(f"local model {name}: the saved weights do not reproduce the GGUF's; not cached")
 
 
 def _dtype_kw(transformers: Any, torch: Any) -> dict[str, Any]:
