@@ -239,12 +239,19 @@ class TransformersBackend(LLMBackend):
             start = time.perf_counter()
             tok = self._tokenizer_locked(transformers, torch)
             folder = self.weights_folder
+            bars = getattr(transformers.utils, "logging", None)
+            shown = bool(bars is not None and getattr(bars, "is_progress_bar_enabled", lambda: False)())
+            if shown:
+                bars.disable_progress_bar()  # a load of a few seconds needs no bar (stderr stays clean)
             try:
                 model = transformers.AutoModelForCausalLM.from_pretrained(
                     str(folder), local_files_only=True, **_dtype_kw(transformers, torch)
                 )
             except (OSError, ValueError, RuntimeError, KeyError) as exc:
                 raise BackendError(f"local model {self.model}: cannot load ({_brief(exc)})") from exc
+            finally:
+                if shown:
+                    bars.enable_progress_bar()
             model.eval()
             self.load_seconds = time.perf_counter() - start
             self._eos = _eos_ids(model, tok)

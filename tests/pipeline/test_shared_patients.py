@@ -145,7 +145,7 @@ for strategy in {strategies!r}:
     r = CliRunner().invoke(app, ["ask", "What did the head CT show?", "--patient", "sample-ehr-clean",
                                  "--strategy", strategy, "--backend", {backend!r}, "--budget", "{budget}",
                                  "--max-new-tokens", "{new}", "--index-dir", {index_dir!r}, "--json", "--no-cache"])
-    out.append({{"strategy": strategy, "code": r.exit_code, "output": r.output}})
+    out.append({{"strategy": strategy, "code": r.exit_code, "output": r.output, "stdout": r.stdout}})
 emit(out)
 """
 
@@ -177,6 +177,6 @@ def test_local_smollm2_each_strategy(shared_index, backend, request):
     )
     for res in results:
         assert res["code"] == 0, (res["strategy"], res["output"])
-        out = json.loads(res["output"])
+        out = json.loads(res["stdout"])
         assert out["backend"] == backend and out["model"].endswith(".gguf") and out["answer"].strip()
         assert out["prompt_tokens"] <= budget - new
