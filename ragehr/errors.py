@@ -23,6 +23,9 @@ class InputError(RagehrError):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
 
+    def __reduce__(self):  # noqa: ANN204 - picklable, so it can cross a process (or Ray) boundary
+        return (type(self), (self.path, self.problem))
+
 
 class UnsupportedFormatError(InputError):
     """A well-formed file whose content is not a record format ragehr knows."""
@@ -56,3 +59,39 @@ class ModelNotFoundError(RagehrError):
     """Model weights that are not installed (ragehr never downloads them)."""
 
     exit_code = 4
+
+
+class NotAnIndexError(RagehrError):
+    """A folder where a patient's index belongs that is not one of ragehr's: never touched."""
+
+    exit_code = 3
+
+
+class IndexBusyError(RagehrError):
+    """Another ragehr process holds the patient's index lock (a build in progress)."""
+
+    exit_code = 3
+
+
+class IndexWriteError(RagehrError):
+    """The index could not be written (a full disk, a read-only folder); the old one is kept."""
+
+    exit_code = 3
+
+
+def show_id(value: object, limit: int = 80) -> str:
+    """A patient id (or any user-given name) as it is safe to print in a one-line message:
+    quoted, control and other unprintable characters escaped, cut at ``limit`` characters."""
+    text = str(value)
+    cut = len(text) > limit
+    text = text[:limit]
+    out = []
+    for ch in text:
+        if ch == "\\" or ch == "'":
+            out.append("\\" + ch)
+        elif ch.isprintable() and ch not in "\u2028\u2029":
+            out.append(ch)
+        else:
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+    return "'" + "".join(out) + ("...'" if cut else "'")

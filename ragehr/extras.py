@@ -42,6 +42,12 @@ EXTRA_OF: dict[str, str] = {
     "nbformat": "eval",
     "nbclient": "eval",
     "ipykernel": "eval",
+    # cohorts over Ray, the web page, OMOP Parquet
+    "ray": "ray",
+    "fastapi": "serve",
+    "uvicorn": "serve",
+    "starlette": "serve",
+    "pyarrow": "omop",
     # the llama-index adapter and tests
     "llama_index": "llamaindex",
     "rank_bm25": "dev",

@@ -22,7 +22,18 @@ FORMATS = ("medalign-xml", "ccda", "fhir")
 
 
 def load_record(path: str | Path, *, include_billing: bool = False) -> PatientRecord:
-    """Parse one record file. Raises :class:`ragehr.errors.InputError` for any bad input."""
+    """Parse one record file. Raises :class:`ragehr.errors.InputError` for any bad input.
+    Times that are invalid as written are listed in the record's ``warnings``."""
+    from ragehr.ehr.times import collect_time_warnings
+
+    with collect_time_warnings() as warned:
+        record = _load_record(path, include_billing=include_billing)
+    if warned:
+        record = record.model_copy(update={"warnings": record.warnings + warned.summary()})
+    return record
+
+
+def _load_record(path: str | Path, *, include_billing: bool = False) -> PatientRecord:
     from ragehr.ehr import source
 
     raw = source.read_source(path)

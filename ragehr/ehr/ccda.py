@@ -497,12 +497,13 @@ class _Parser:
         et = _present(et)
         if et is None:
             return None, None
-        start = _ts(et)
         end: datetime | None = None
-        if start is None:
-            start = _ts(_kid(et, "low")) or _ts(_kid(et, "center"))
-            hi = _ts(_kid(et, "high"))
-            end = hi[0] if hi else None
+        if (et.get("value") or "").strip():
+            return _ts(et), end  # an invalid @value is kept at its valid precision, not replaced
+        low = _present(_kid(et, "low"))
+        start = _ts(low) if low is not None and (low.get("value") or "").strip() else _ts(_kid(et, "center"))
+        hi = _ts(_kid(et, "high"))
+        end = hi[0] if hi else None
         return start, end
 
     def stmt_time(self, stmt: _El, parent: _Time | None) -> tuple[_Time | None, datetime | None]:

@@ -148,10 +148,12 @@ def _time(x: Any) -> Time | None:
 
 
 def _first_time(*values: Any) -> Time | None:
+    """The time of the first of ``values`` that is given. An invalid one is kept at its valid
+    precision (or dropped) with a warning (:mod:`ragehr.ehr.times`), never replaced by a later
+    field: a resource's ``issued`` can be years from its ``effectiveDateTime``."""
     for v in values:
-        t = _time(v)
-        if t is not None:
-            return t
+        if _str(v):
+            return _time(v)
     return None
 
 
@@ -912,6 +914,36 @@ def _subject_ids(resources: list[tuple[str, Resource]]) -> Counter[str]:
     return out
 
 
+def patient_reference(res: Resource) -> str | None:
+    """The id of the Patient a resource belongs to (``subject``, ``patient`` or ``beneficiary``
+    as ``Patient/<id>``, ``urn:uuid:<id>`` or an absolute ``.../Patient/<id>`` URL); a Patient's
+    own ``id``. ``None`` for reference data (Practitioner, Medication, ...) and conditional
+    references (``Patient?identifier=...``), which name no resource."""
+    if res.get("resourceType") == "Patient":
+        return _str(res.get("id"))
+    for key in ("subject", "patient", "beneficiary"):
+        ref = res.get(key)
+        s = _str(_dict(ref).get("reference")) if isinstance(ref, dict) else None
+        if s and (s.startswith("Patient/") or s.startswith("urn:uuid:") or "/Patient/" in s):
+            return _ref_id(s)
+    return None
+
+
+def patient_id(res: Resource) -> str | None:
+    """The id a Patient resource is indexed under (its MR identifier, else its Synthea id, else
+    its resource id): the same id whether the patient comes in a Bundle or a bulk export."""
+    return _identifier_id(res)
+
+
+def medication_reference(res: Resource) -> str | None:
+    """The id of a non-contained Medication a medication resource references, if any."""
+    ref = res.get("medicationReference")
+    s = _str(_dict(ref).get("reference")) if isinstance(ref, dict) else None
+    if not s or s.startswith("#"):
+        return None
+    return _ref_id(s)
+
+
 # --------------------------------------------------------------------------- notes
 
 
@@ -1039,4 +1071,7 @@ def parse_fhir(
     )
 
 
-__all__ = ["BILLING_TYPES", "HANDLERS", "IGNORED_TYPES", "html_to_text", "parse_fhir"]
+__all__ = [
+    "BILLING_TYPES", "HANDLERS", "IGNORED_TYPES", "html_to_text", "medication_reference", "parse_fhir",
+    "patient_id", "patient_reference",
+]

@@ -23,4 +23,5 @@ def summarize(record: PatientRecord) -> RecordSummary:
         last_time=last.isoformat() if last else None,
         n_tokens_estimate=counter.count(render_record(record)),
         tokenizer=counter.name,
+        warnings=record.warnings,
     )

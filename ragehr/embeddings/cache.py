@@ -14,9 +14,8 @@ no keys point at, which are ignored. A shard that fails to load, or whose keys a
 disagree, is skipped with a WARNING and never crashes a run. Nothing is pickled, and no text
 is ever stored or logged: only hashes, ids and counts.
 
-This module does not evict old entries, compact shards or lock against two processes writing
-the same model folder at once (each writer takes a shard number not yet on disk, so two
-writers do not overwrite each other's files in practice, but nothing guarantees it).
+This module does not evict old entries or compact shards. Two processes may fill one model
+folder at once: each reserves its shard number by creating the vectors file exclusively.
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -199,17 +199,28 @@ class EmbeddingCache:
             atomic_write_text(
                 meta_path, json.dumps({"model_id": model_id, "format": CACHE_FORMAT}) + "\n"
             )
-        number = shards.max_shard + 1
-        while (folder / f"vectors-{number:06d}.npy").exists() or (
-            folder / f"keys-{number:06d}.json"
-        ).exists():
-            number += 1
+        number = _reserve_shard(folder, shards.max_shard + 1)
         atomic_save_npy(folder / f"vectors-{number:06d}.npy", rows)
         atomic_write_text(folder / f"keys-{number:06d}.json", json.dumps(keys) + "\n")
         shards.max_shard = number
         shards.add(keys, rows)
         log.debug("embedding cache %s: stored %d vectors in shard %d", folder, len(keys), number)
         return len(keys)
+
+
+def _reserve_shard(folder: Path, number: int) -> int:
+    """The first shard number from ``number`` up that no other writer holds, reserved by
+    creating its (empty) vectors file exclusively, so two processes filling one cache at
+    once (parallel or Ray indexing) never pair one's keys with the other's vectors. An empty
+    vectors file without keys is ignored by readers."""
+    while True:
+        if not (folder / f"keys-{number:06d}.json").exists():
+            try:
+                os.close(os.open(folder / f"vectors-{number:06d}.npy", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+                return number
+            except FileExistsError:
+                pass
+        number += 1
 
 
 def embed_with_cache(

@@ -39,7 +39,9 @@ class DatasetSpec(BaseModel):
     name: str
     type: Literal["medalign", "generated", "jsonl"]
     records: tuple[str, ...] = ()
-    """Record files or folders to index (generated, jsonl)."""
+    """Record files or folders to index (generated, jsonl), relative to ``data_root``; a path
+    starting with ``./`` (or absolute) is taken from the working directory instead (the scale
+    records ``benchmarks/make_record.py`` writes into ``benchmarks/data/``)."""
     instructions: str | None = None
     """MedAlign instructions TSV/CSV."""
     ehr_dir: str | None = None
@@ -53,7 +55,8 @@ class DatasetSpec(BaseModel):
     per_type: int = Field(3, ge=1)
     """Generated QA: items per question type per patient."""
     limit: int | None = Field(None, ge=1)
-    """Keep only the first N items (after a seeded shuffle for generated data)."""
+    """Keep N items, picked round-robin over question types (categories) and patients in a
+    seeded order, so a limit keeps every question type (``runner._stratified_sample``)."""
 
 
 class EvalItem(BaseModel):

@@ -47,6 +47,9 @@ class Expectation(BaseModel):
     where: dict[str, Any] = {}
     op: Literal[">=", "<=", ">", "<", "=="] = ">="
     value: float
+    tol: float = Field(1e-9, ge=0)
+    """For ``==``: how far the figure may be from ``value`` (``0.005`` checks a figure printed
+    with two decimals)."""
     note: str | None = None
 
 
@@ -68,9 +71,14 @@ class ExperimentConfig(BaseModel):
     retrievers: tuple[Literal["hybrid", "bm25", "dense"], ...] = ("hybrid",)
     backends: tuple[BackendSpec, ...]
     max_new_tokens: int = Field(256, ge=1)
-    order: Literal["chronological", "relevance"] = "chronological"
+    order: Literal["chronological", "relevance", "edges"] = "chronological"
+    """How packed pieces are shown (every strategy; see :mod:`ragehr.packing`)."""
+    orders: tuple[Literal["chronological", "relevance", "edges"], ...] | None = None
+    """An ablation axis for ``rag``: each order is its own condition (default: ``order``)."""
     bootstrap_resamples: int = Field(1000, ge=100)
     text_metrics: tuple[Literal["rouge_l", "chrf", "bertscore"], ...] = ("rouge_l", "chrf")
+    """Free-text metrics against reference answers (:mod:`ragehr.eval.metrics.registry`):
+    ``bertscore`` is the BERTScore-style F1 with MiniLM token embeddings (loads MiniLM)."""
     judge: BackendSpec | None = None
     """An ``openai`` backend to score answers 1-5 for accuracy, completeness and clarity."""
     ratings: str | None = None

@@ -1,6 +1,8 @@
 """Aggregating predictions into metrics, tables, plots and a manifest.
 
-Writes into the run folder: ``metrics.json`` (per condition: means with bootstrap 95% CIs;
+Pure functions over prediction rows (read by :mod:`ragehr.eval.predictions`); the metric names,
+aggregations and directions come from :data:`ragehr.eval.metrics.REGISTRY`. Writes into the
+run folder: ``metrics.json`` (per condition: means with bootstrap 95% CIs;
 paired differences between strategies; expected-figure checks), ``summary.csv``,
 ``summary.md``, ``plots/*.png`` and ``manifest.json`` (config, ragehr version, git commit,
 package versions, seeds, model ids).
@@ -24,10 +26,17 @@ from ragehr import __version__
 from ragehr.eval.experiment import ExperimentConfig, Expectation
 from ragehr.fsutil import atomic_write_text
 
-METRICS = ("accuracy", "evidence_recall", "recall@10", "mrr", "ndcg@10", "rouge_l", "chrf",
-           "judge_accuracy", "judge_completeness", "judge_clarity")
-TAU_METRICS = ("accuracy", "rouge_l", "chrf", "judge_accuracy", "judge_completeness", "judge_clarity")
-COLUMNS = ("dataset", "strategy", "budget", "retriever", "backend")
+from ragehr.eval.metrics.registry import REGISTRY
+
+METRICS = tuple(REGISTRY)
+"""Every registered per-item metric, aggregated per condition when rows carry it."""
+TAU_METRICS = tuple(m.name for m in REGISTRY.values() if m.kind in ("answer", "text", "judge") and m.name != "abstained")
+COLUMNS = ("dataset", "strategy", "budget", "retriever", "backend", "order")
+AGE_BINS: tuple[tuple[str, float, float], ...] = (
+    ("< 3 months", 0, 91), ("3-12 months", 91, 365), ("1-3 years", 365, 3 * 365),
+    ("3-10 years", 3 * 365, 10 * 365), ("> 10 years", 10 * 365, float("inf")),
+)
+"""How far back the earliest gold evidence sits before the record's last event."""
 
 
 def _values(rows: list[dict], metric: str) -> list[float]:
@@ -43,13 +52,15 @@ def aggregate(rows: list[dict], resamples: int, seed: int) -> list[dict[str, Any
         groups[r["condition"]].append(r)
     def order(key: str) -> tuple:
         r = groups[key][0]
-        return (r["dataset"], r["strategy"], r.get("budget") or 10**9, r.get("retriever") or "", r["backend"])
+        return (r["dataset"], r["strategy"], r.get("budget") or 10**9, r.get("retriever") or "", r["backend"],
+                r.get("order") or "")
 
     out = []
     for key in sorted(groups, key=order):
         g = groups[key]
         first = g[0]
         s: dict[str, Any] = {c: first.get(c) for c in COLUMNS}
+        s["order"] = s.get("order") or "chronological"
         s["condition"] = key
         s["n"] = len(g)
         s["errors"] = sum(1 for r in g if r.get("error"))
@@ -71,6 +82,46 @@ def aggregate(rows: list[dict], resamples: int, seed: int) -> list[dict[str, Any
     return out
 
 
+def _arm(r: dict) -> str:
+    arm = r["strategy"] + (f"/{r['retriever']}" if r.get("retriever") else "")
+    order = r.get("order") or "chronological"
+    return arm if order == "chronological" else f"{arm}/{order}"
+
+
+def _age_bin(days: float | None) -> str | None:
+    if days is None:
+        return None
+    for label, lo, hi in AGE_BINS:
+        if lo <= days < hi:
+            return label
+    return None
+
+
+def breakdown(rows: list[dict], by: str, metrics: tuple[str, ...] = ("accuracy", "evidence_recall", "abstained")) -> list[dict[str, Any]]:
+    """Per condition and per group (``by="category"``: question type; ``by="age"``: how far
+    back the evidence sits, :data:`AGE_BINS`): n and the mean of each metric."""
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in rows:
+        if r.get("error"):
+            continue
+        g = r.get("category") if by == "category" else _age_bin(r.get("evidence_age_days"))
+        if g is None:
+            continue
+        groups[(r["condition"], g)].append(r)
+    order = {label: i for i, (label, _, _) in enumerate(AGE_BINS)}
+    out = []
+    for (cond, g), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], 0), kv[0][1])):
+        first = rs[0]
+        d: dict[str, Any] = {c: first.get(c) for c in COLUMNS}
+        d.update({"condition": cond, by: g, "n": len(rs)})
+        for m in metrics:
+            vals = _values(rs, m)
+            d[m] = statistics.fmean(vals) if vals else None
+            d[f"{m}_n"] = len(vals)
+        out.append(d)
+    return out
+
+
 def paired_differences(rows: list[dict], resamples: int, seed: int) -> list[dict[str, Any]]:
     """For each (dataset, budget, backend), every strategy/retriever against ``recent``
     (MedAlign's truncation baseline) on the same items: paired bootstrap of the difference."""
@@ -78,8 +129,7 @@ def paired_differences(rows: list[dict], resamples: int, seed: int) -> list[dict
 
     by: dict[tuple, dict[str, dict[str, dict]]] = defaultdict(lambda: defaultdict(dict))
     for r in rows:
-        arm = r["strategy"] + (f"/{r['retriever']}" if r.get("retriever") else "")
-        by[(r["dataset"], r.get("budget"), r["backend"])][arm][r["item_id"]] = r
+        by[(r["dataset"], r.get("budget"), r["backend"])][_arm(r)][r["item_id"]] = r
     out = []
     for (ds, budget, backend), arms in sorted(by.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0, kv[0][2])):
         base = arms.get("recent")
@@ -100,8 +150,8 @@ def paired_differences(rows: list[dict], resamples: int, seed: int) -> list[dict
 
 
 def check_expectations(summary: list[dict], expected: tuple[Expectation, ...]) -> list[dict[str, Any]]:
-    ops = {">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
-           "<": lambda a, b: a < b, "==": lambda a, b: abs(a - b) < 1e-9}
+    ops = {">=": lambda a, b, t: a >= b, "<=": lambda a, b, t: a <= b, ">": lambda a, b, t: a > b,
+           "<": lambda a, b, t: a < b, "==": lambda a, b, t: abs(a - b) <= t}
     results = []
     for e in expected:
         matching = [s for s in summary if all(str(s.get(k)) == str(v) for k, v in e.where.items())]
@@ -110,7 +160,7 @@ def check_expectations(summary: list[dict], expected: tuple[Expectation, ...]) -
             continue
         for s in matching:
             v = s.get(e.metric)
-            ok = v is not None and ops[e.op](float(v), e.value)
+            ok = v is not None and ops[e.op](float(v), e.value, e.tol)
             results.append({"expectation": e.model_dump(), "condition": s["condition"], "value": v, "ok": ok})
     return results
 
@@ -186,13 +236,17 @@ def summary_markdown(
     lines = [f"# {cfg.name}", ""]
     if cfg.description:
         lines += [cfg.description.strip(), ""]
-    head = "| dataset | strategy | budget | retriever | backend | n | accuracy | evidence recall | recall@10 | ROUGE-L | prompt tokens | latency s |"
+    head = ("| dataset | strategy | budget | retriever | backend | n | accuracy | abstained | evidence recall "
+            "| recall@10 | ROUGE-L | prompt tokens | latency s |")
     lines += [head, "|" + "---|" * (head.count("|") - 1)]
     for s in summary:
         errs = f" ({s['errors']} err)" if s["errors"] else ""
+        ret = s["retriever"] or "-"
+        if s.get("order") not in (None, "chronological"):
+            ret = f"{ret}/{s['order']}"
         lines.append(
-            f"| {s['dataset']} | {s['strategy']} | {s['budget'] or 'window'} | {s['retriever'] or '-'} | {s['backend']} "
-            f"| {s['n']}{errs} | {_fmt(s.get('accuracy'), s.get('accuracy_ci'))} "
+            f"| {s['dataset']} | {s['strategy']} | {s['budget'] or 'window'} | {ret} | {s['backend']} "
+            f"| {s['n']}{errs} | {_fmt(s.get('accuracy'), s.get('accuracy_ci'))} | {_fmt(s.get('abstained'))} "
             f"| {_fmt(s.get('evidence_recall'), s.get('evidence_recall_ci'))} | {_fmt(s.get('recall@10'))} "
             f"| {_fmt(s.get('rouge_l'))} | {s.get('prompt_tokens', 0):.0f} | {s.get('latency_s', 0):.3f} |"
         )
@@ -258,7 +312,7 @@ def make_plots(summary: list[dict], out_dir: Path) -> list[str]:
                 if s["budget"] is None:
                     full.append(s[metric])
                     continue
-                arm = s["strategy"] + (f"/{s['retriever']}" if s.get("retriever") else "")
+                arm = _arm(s)
                 arms[arm].append((s["budget"], s[metric], s.get(f"{metric}_ci") or [s[metric]] * 2))
             for arm, pts in sorted(arms.items()):
                 pts.sort()
@@ -302,9 +356,82 @@ def make_plots(summary: list[dict], out_dir: Path) -> list[str]:
     return written
 
 
+def pivot_markdown(rows: list[dict], by: str, budget: int, metric: str) -> str:
+    """A table of ``metric`` by group (rows) and arm (columns) at one budget, one backend per
+    table; ``full`` (whole window) is included as its own column."""
+    table = [d for d in breakdown(rows, by) if d.get("budget") in (budget, None)]
+    out = []
+    for dataset, backend in sorted({(d["dataset"], d["backend"]) for d in table}):
+        sub = [d for d in table if d["backend"] == backend and d["dataset"] == dataset]
+        arms = sorted({_arm(d) for d in sub})
+        groups = list(dict.fromkeys(d[by] for d in sub))
+        cell = {(d[by], _arm(d)): d for d in sub}
+        out += [f"{metric.replace('_', ' ')} by {'question type' if by == 'category' else 'evidence age'}, "
+                f"{dataset}, {backend}, budget {budget} (full: whole window); n per cell in brackets", "",
+                "| " + by + " | " + " | ".join(arms) + " |", "|---" * (len(arms) + 1) + "|"]
+        for g in groups:
+            vals = []
+            for a in arms:
+                d = cell.get((g, a))
+                vals.append("-" if d is None or d.get(metric) is None else f"{d[metric]:.2f} ({d[f'{metric}_n']})")
+            out.append(f"| {g} | " + " | ".join(vals) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def plot_by_evidence_age(rows: list[dict], out_dir: Path, budget: int) -> str | None:
+    """Evidence recall and accuracy against how far back the evidence sits, one line per arm,
+    at one budget: one row of two panels per dataset (first backend with rows there)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = [d for d in breakdown(rows, "age") if d.get("budget") in (budget, None)]
+    if not table:
+        return None
+    backend = sorted({d["backend"] for d in table})[0]
+    table = [d for d in table if d["backend"] == backend]
+    datasets = sorted({d["dataset"] for d in table})
+    labels = [label for label, _, _ in AGE_BINS]
+    fig, axes = plt.subplots(len(datasets), 2, figsize=(11, 3.8 * len(datasets)), squeeze=False)
+    for row_axes, ds in zip(axes, datasets):
+        sub = [d for d in table if d["dataset"] == ds]
+        for ax, metric in zip(row_axes, ("evidence_recall", "accuracy")):
+            for arm in sorted({_arm(d) for d in sub}):
+                pts = {d["age"]: d.get(metric) for d in sub if _arm(d) == arm and d.get(metric) is not None}
+                xs = [i for i, label in enumerate(labels) if label in pts]
+                if xs:
+                    ax.plot(xs, [pts[labels[i]] for i in xs], marker="o", label=arm)
+            ax.set_xticks(range(len(labels)), labels, fontsize=7)
+            ax.set_xlabel("earliest gold evidence, before the record's last event")
+            ax.set_ylabel(metric.replace("_", " "))
+            ax.set_ylim(-0.02, 1.02)
+            ax.set_title(f"{ds} / {backend}, budget {budget}", fontsize=9)
+            ax.legend(fontsize=6)
+    fig.tight_layout()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    p = out_dir / "by_evidence_age.png"
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    return p.name
+
+
+def _rows_csv(table: list[dict]) -> str:
+    if not table:
+        return ""
+    cols = list(dict.fromkeys(k for d in table for k in d))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols)
+    w.writeheader()
+    w.writerows(table)
+    return buf.getvalue()
+
+
 def write_reports(
     cfg: ExperimentConfig,
     run_dir: Path,
+    rows: list[dict],
     items: list,
     problems: list[str],
     *,
@@ -312,21 +439,33 @@ def write_reports(
     config_text: str | None,
     backends: dict[str, str],
 ) -> dict[str, Any]:
-    from ragehr.eval.runner import iter_predictions
-
-    rows = list(iter_predictions(run_dir))
+    """Write every report of ``rows`` into ``run_dir``; returns what ``metrics.json`` holds."""
     summary = aggregate(rows, cfg.bootstrap_resamples, cfg.seed)
     diffs = paired_differences(rows, cfg.bootstrap_resamples, cfg.seed)
     checks = check_expectations(summary, cfg.expected)
-    metrics = {"summary": summary, "paired_differences": diffs, "expected": checks, "problems": problems}
+    by_category = breakdown(rows, "category")
+    by_age = breakdown(rows, "age")
+    metrics = {"summary": summary, "paired_differences": diffs, "expected": checks, "problems": problems,
+               "by_category": by_category, "by_evidence_age": by_age}
     if cfg.ratings:
         metrics["rating_correlations"] = rating_correlations(rows, cfg.data_path() / cfg.ratings)
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1, default=str) + "\n")
     atomic_write_text(run_dir / "summary.csv", summary_csv(summary))
-    atomic_write_text(
-        run_dir / "summary.md", summary_markdown(cfg, summary, diffs, checks, metrics.get("rating_correlations"))
-    )
+    atomic_write_text(run_dir / "by_category.csv", _rows_csv(by_category))
+    atomic_write_text(run_dir / "by_evidence_age.csv", _rows_csv(by_age))
+    md = summary_markdown(cfg, summary, diffs, checks, metrics.get("rating_correlations"))
+    ref_budget = 2048 if 2048 in cfg.budgets else cfg.budgets[0]
+    if by_category:
+        md += f"\n## By question type (budget {ref_budget})\n\n" + pivot_markdown(rows, "category", ref_budget, "accuracy")
+        md += "\n" + pivot_markdown(rows, "category", ref_budget, "evidence_recall")
+    if by_age:
+        md += f"\n## By evidence age (budget {ref_budget})\n\n" + pivot_markdown(rows, "age", ref_budget, "evidence_recall")
+        md += "\n" + pivot_markdown(rows, "age", ref_budget, "accuracy")
+    atomic_write_text(run_dir / "summary.md", md)
     plots = make_plots(summary, run_dir / "plots")
+    age_plot = plot_by_evidence_age(rows, run_dir / "plots", ref_budget)
+    if age_plot:
+        plots.append(age_plot)
     manifest = {
         "name": cfg.name,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -1,29 +1,38 @@
 """The ablation runner: ``ragehr eval CONFIG.yaml``.
 
 For every dataset item and every condition of the grid (strategy x budget x retriever x
-backend), it packs the context, generates (through the generation cache), checks grounding and
-scores the answer, appending one line to ``results/<run>/predictions.jsonl``. A killed run
+evidence order x backend), :func:`run_one` packs the context, generates (through the
+generation cache), checks grounding and scores the answer into one row; :func:`run_experiment`
+appends the rows to ``results/<run>/predictions.jsonl`` (:mod:`ragehr.eval.predictions`) and
+then writes the reports (:mod:`ragehr.eval.report`, pure functions of the rows). A killed run
 continues where it stopped: conditions already in ``predictions.jsonl`` are not run again, and
-generations come back from the cache. Then it aggregates (:mod:`ragehr.eval.report`).
+generations come back from the cache.
+
+:func:`run_one` depends only on its arguments (an item, a condition, the opened index, the
+backend, the experiment config), so a batch or distributed runner can call it anywhere.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 from ragehr.errors import ConfigError, RagehrError
 from ragehr.eval.datasets import EvalItem, generated_items, jsonl_items, medalign_items
 from ragehr.eval.experiment import BackendSpec, ExperimentConfig
+from ragehr.eval.predictions import PredictionsFile, read_rows
 from ragehr.index.build import NullProgress, Progress, build_indexes
 from ragehr.index.search import PatientIndex, load_patient_index, search
 
 log = logging.getLogger(__name__)
+
+__all__ = ["Condition", "ConditionJob", "conditions", "gold_texts", "prepare", "run_condition", "run_experiment", "run_one"]
 
 
 @dataclass(frozen=True)
@@ -34,27 +43,38 @@ class Condition:
     """The context window; ``None`` for ``full`` (the backend's whole window)."""
     retriever: str | None
     backend: str
+    order: str = "chronological"
 
     @property
     def key(self) -> str:
-        return f"{self.dataset}|{self.strategy}|{self.budget or 'window'}|{self.retriever or '-'}|{self.backend}"
+        base = f"{self.dataset}|{self.strategy}|{self.budget or 'window'}|{self.retriever or '-'}|{self.backend}"
+        return base if self.order == "chronological" else f"{base}|{self.order}"
 
     def as_dict(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "strategy": self.strategy, "budget": self.budget,
-                "retriever": self.retriever, "backend": self.backend}
+                "retriever": self.retriever, "backend": self.backend, "order": self.order}
 
 
 def conditions(cfg: ExperimentConfig) -> list[Condition]:
+    """The grid. ``full`` runs once per backend at its whole window; retrievers and the
+    ``orders`` axis apply to ``rag`` (the other strategies show their pieces in time order,
+    as MedAlign's baselines do, unless ``order`` says otherwise)."""
     out = []
     for ds in cfg.datasets:
         for be in cfg.backends:
             for strategy in cfg.strategies:
                 budgets: list[int | None] = [None] if strategy == "full" else list(be.budgets or cfg.budgets)
                 retrievers: list[str | None] = list(be.retrievers or cfg.retrievers) if strategy == "rag" else [None]
+                orders = list(cfg.orders or (cfg.order,)) if strategy == "rag" else [cfg.order]
                 for b in budgets:
                     for r in retrievers:
-                        out.append(Condition(ds.name, strategy, b, r, be.key))
+                        for o in orders:
+                            out.append(Condition(ds.name, strategy, b, r, be.key, o))
     return out
+
+
+def _dataset_files(ds: Any, base: Path) -> list[Path]:
+    return [Path(r) if Path(r).is_absolute() or r.startswith("./") else base / r for r in ds.records]
 
 
 def prepare(cfg: ExperimentConfig, progress: Progress | None = None) -> tuple[list[EvalItem], list[str]]:
@@ -68,12 +88,10 @@ def prepare(cfg: ExperimentConfig, progress: Progress | None = None) -> tuple[li
             ds_items, files, probs = medalign_items(ds, base)
             problems += probs
         else:
-            files = [base / r for r in ds.records]
+            files = _dataset_files(ds, base)
             ds_items = []
         summaries = build_indexes(files, index_dir, cfg.index, progress=progress) if files else []
-        failed = [s.message for s in summaries if s.status == "failed"]
-        if failed:
-            problems += failed
+        problems += [s.message for s in summaries if s.status == "failed"]
         if ds.type == "generated":
             records = [load_patient_index(index_dir, s.patient_id, need_dense=False).stored.record
                        for s in summaries if s.status != "failed"]
@@ -81,53 +99,223 @@ def prepare(cfg: ExperimentConfig, progress: Progress | None = None) -> tuple[li
         elif ds.type == "jsonl":
             ds_items = jsonl_items(ds, base)
         if ds.limit is not None and len(ds_items) > ds.limit:
-            import random
-
-            rng = random.Random(cfg.seed)
-            ds_items = sorted(rng.sample(ds_items, ds.limit), key=lambda it: it.item_id)
+            ds_items = _stratified_sample(ds_items, ds.limit, cfg.seed)
         items += ds_items
     return items, problems
 
 
-def _read_done(path: Path) -> set[tuple[str, str]]:
-    done: set[tuple[str, str]] = set()
-    if not path.is_file():
-        return done
-    good_lines = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            obj = json.loads(line)
-            done.add((obj["item_id"], obj["condition"]))
-            good_lines.append(line)
-        except (ValueError, KeyError):
-            continue  # a line cut by a kill: dropped and redone
-    if len(good_lines) != len(path.read_text(encoding="utf-8").splitlines()):
-        path.write_text("".join(line + "\n" for line in good_lines), encoding="utf-8")
-    return done
+def _stratified_sample(items: list[EvalItem], n: int, seed: int) -> list[EvalItem]:
+    """``n`` items spread over categories (question types) and patients: round-robin over
+    (category, patient) strata in a seeded order, so a limit keeps every question type."""
+    rng = random.Random(seed)
+    strata: dict[tuple[str, str], list[EvalItem]] = {}
+    for it in sorted(items, key=lambda it: it.item_id):
+        strata.setdefault((it.category or "", it.patient_id), []).append(it)
+    for v in strata.values():
+        rng.shuffle(v)
+    by_cat: dict[str, list[list[EvalItem]]] = {}
+    for (cat, _), v in sorted(strata.items()):
+        by_cat.setdefault(cat, []).append(v)
+    for v in by_cat.values():
+        rng.shuffle(v)
+    picked: list[EvalItem] = []
+    while len(picked) < n and any(any(s) for ss in by_cat.values() for s in ss):
+        for cat in sorted(by_cat):
+            for s in by_cat[cat]:
+                if s:
+                    picked.append(s.pop())
+                    break
+            if len(picked) >= n:
+                break
+    return sorted(picked, key=lambda it: it.item_id)
+
+
+def _recipe(spec: BackendSpec, cache_dir: Path) -> Any:
+    """How to build a grid backend: the same path as the CLI's (``backend_from_config``),
+    with the generation cache (never for ``fake``)."""
+    from ragehr.config import LLMConfig
+    from ragehr.pipeline.batch import BackendRecipe
+
+    return BackendRecipe(LLMConfig(backend=spec.name.strip().lower(), settings=spec.settings), cache_dir=str(cache_dir))
 
 
 def _backend(spec: BackendSpec, cache_dir: Path):
-    from ragehr.llm.cache import CachedBackend
-    from ragehr.llm.registry import make_backend
-
-    be = make_backend(spec.name, **spec.settings)
-    return be if spec.name == "fake" else CachedBackend(be, cache_dir)
+    return _recipe(spec, cache_dir).build()
 
 
-def score_prediction(item: EvalItem, answer: str, packed_event_ids: set[str], text_metrics: tuple[str, ...]) -> dict[str, Any]:
-    from ragehr.eval.metrics import chrf_pp, evidence_recall, rouge_l, score_answer
+def gold_texts(index: PatientIndex, event_ids: tuple[str, ...]) -> list[str]:
+    """The gold facts' own text as the index renders them: each structured event's line (as
+    the chunker writes it); for a note, its text. Events not in the record are left out."""
+    from ragehr.ehr.render import event_header
+    from ragehr.types import EventKind
+
+    cache = index.memo.setdefault("eval_event_lines", {})
+    assert isinstance(cache, dict)
+    if not cache:
+        for e in index.stored.record.events:
+            cache[e.event_id] = e.text if e.kind is EventKind.NOTE and e.text else event_header(e)
+    return [cache[e] for e in event_ids if e in cache]
+
+
+def _evidence_age_days(item: EvalItem) -> float | None:
+    """Days between the record's last event and the earliest gold evidence (how far back the
+    evidence sits); ``None`` without dated evidence."""
+    qa = item.qa
+    if qa is None or not qa.evidence_dates or not qa.anchor_time:
+        return None
+    try:
+        anchor = datetime.fromisoformat(qa.anchor_time).date()
+        days = []
+        for d in qa.evidence_dates:
+            parts = [int(x) for x in d.split("-")] + [1, 1]
+            days.append(date(parts[0], parts[1], parts[2]))
+    except ValueError:
+        return None
+    return float((anchor - min(days)).days)
+
+
+def score_prediction(
+    item: EvalItem, answer: str, packed_text: str, gold: list[str], text_metrics: tuple[str, ...]
+) -> dict[str, Any]:
+    """The per-item metrics of one answer (see :data:`ragehr.eval.metrics.REGISTRY`)."""
+    from ragehr.eval.metrics import REGISTRY, evidence_recall, is_abstention, score_answer
 
     out: dict[str, Any] = {}
     if item.evidence_event_ids:
-        out["evidence_recall"] = evidence_recall(packed_event_ids, item.evidence_event_ids)
+        out["evidence_recall"] = evidence_recall(packed_text, gold) if gold else 0.0
     if item.qa is not None:
         out.update(score_answer(answer, item.qa))
+    else:
+        out["abstained"] = float(is_abstention(answer))
     if item.reference:
-        if "rouge_l" in text_metrics:
-            out["rouge_l"] = rouge_l(answer, item.reference)
-        if "chrf" in text_metrics:
-            out["chrf"] = chrf_pp(answer, item.reference)
+        for name in text_metrics:
+            batch = REGISTRY[name].batch
+            assert batch is not None
+            out[name] = batch([answer], [item.reference])[0]
     return out
+
+
+def run_one(
+    item: EvalItem,
+    condition: Condition,
+    index: PatientIndex,
+    backend: Any,
+    cfg: ExperimentConfig,
+    judge_backend: Any = None,
+) -> dict[str, Any]:
+    """One item under one condition: pack, generate, check grounding, score. Returns the row
+    written to ``predictions.jsonl`` (an ``error`` row when the context cannot be built, e.g.
+    ``full`` on a record longer than the window: kept out of the means, counted in the
+    summary)."""
+    from ragehr.eval.metrics import mrr, ndcg_at_k, recall_at_k
+    from ragehr.pipeline.ask import ask
+    from ragehr.pipeline.spec import ContextSpec
+
+    row: dict[str, Any] = {"item_id": item.item_id, "condition": condition.key, **condition.as_dict(),
+                           "patient_id": item.patient_id, "category": item.category}
+    if item.qa is not None:
+        row["depth"] = item.qa.depth
+        row["evidence_age_days"] = _evidence_age_days(item)
+    t0 = time.perf_counter()
+    try:
+        spec = ContextSpec(strategy=condition.strategy, budget=condition.budget or backend.context_window,
+                           retriever=condition.retriever or "hybrid", order=condition.order,
+                           max_new_tokens=cfg.max_new_tokens, retrieval=cfg.retrieval)
+        r = ask(index, item.question, backend, spec, seed=cfg.seed)
+    except RagehrError as exc:
+        row.update({"error": str(exc).split(";")[0][:200], "latency_s": round(time.perf_counter() - t0, 4)})
+        return row
+    packed = r.context.packed
+    block = packed.block()
+    row.update(
+        {
+            "model": r.generation.model,
+            "answer": r.generation.text,
+            "packed_chunk_ids": [p.chunk_id for p in packed.items],
+            "n_pieces": len(packed.items),
+            "budget_tokens": packed.budget_tokens,
+            "used_tokens": packed.used_tokens,
+            "prompt_tokens": r.prompt_tokens,
+            "completion_tokens": r.generation.completion_tokens,
+            "latency_s": round(time.perf_counter() - t0, 4),
+            "generate_s": round(r.generation.seconds, 4),
+            "cached": r.generation.cached,
+            "grounded": r.grounding.ok,
+            "unsupported": list(r.grounding.unsupported),
+        }
+    )
+    gold = gold_texts(index, item.evidence_event_ids) if item.evidence_event_ids else []
+    row.update(score_prediction(item, r.generation.text, block, gold, cfg.text_metrics))
+    if judge_backend is not None:
+        from ragehr.eval.judge import judge
+
+        row.update(judge(judge_backend, item.question, r.generation.text, block, item.reference))
+    if condition.strategy == "rag" and item.evidence_event_ids and condition.order == (cfg.orders or (cfg.order,))[0]:
+        hits, _ = search(index, item.question, config=cfg.retrieval, k=10, retriever=condition.retriever or "hybrid")
+        ranked = [h.chunk.event_ids for h in hits]
+        row["recall@10"] = recall_at_k(ranked, item.evidence_event_ids, 10)
+        row["mrr"] = mrr(ranked, item.evidence_event_ids)
+        row["ndcg@10"] = ndcg_at_k(ranked, item.evidence_event_ids, 10)
+    return row
+
+
+def _need_dense(cfg: ExperimentConfig) -> bool:
+    return any(r != "bm25" for r in cfg.retrievers) and "rag" in cfg.strategies
+
+
+def _predict_all(
+    cfg: ExperimentConfig, todo: list[tuple[Condition, EvalItem]], open_index: Any, backend_of: Any, judge_backend: Any
+) -> Iterator[dict[str, Any]]:
+    """Rows for ``todo`` in order; consecutive items of one condition whose backend takes
+    concurrent requests (``concurrency > 1``, a served model) have that many in flight
+    (indexes are opened on this thread)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    i = 0
+    while i < len(todo):
+        c = todo[i][0]
+        be = backend_of(c.backend)
+        n = max(1, getattr(be, "concurrency", 1))
+        j = i
+        while j < len(todo) and todo[j][0] == c:
+            j += 1
+        run = todo[i:j]
+        if n == 1:
+            for c_, it in run:
+                yield run_one(it, c_, open_index(it.patient_id), be, cfg, judge_backend)
+        else:
+            with ThreadPoolExecutor(max_workers=n, thread_name_prefix="ragehr-eval") as pool:
+                futures = [pool.submit(run_one, it, c_, open_index(it.patient_id), be, cfg, judge_backend)
+                           for c_, it in run]
+                for f in futures:
+                    yield f.result()
+        i = j
+
+
+@dataclass(frozen=True)
+class ConditionJob:
+    """One grid condition's items: the unit of work ``ragehr eval --ray`` sends to a worker."""
+
+    cfg: ExperimentConfig
+    condition: Condition
+    items: tuple[EvalItem, ...]
+
+
+def run_condition(job: ConditionJob) -> list[dict[str, Any]]:
+    """Rows of one condition, computed in this process with its per-process backends and
+    index cache (models load once per worker)."""
+    from ragehr.pipeline.batch import shared_backend, worker_indexes
+
+    cfg = job.cfg
+    cache_dir = Path(cfg.index_dir) / ".cache" / "generations"
+    specs = {b.key: b for b in cfg.backends}
+    cache = worker_indexes(cfg.index_dir)
+    judge_backend = shared_backend(_recipe(cfg.judge, cache_dir)) if cfg.judge else None
+    todo = [(job.condition, it) for it in job.items]
+    return list(_predict_all(
+        cfg, todo, lambda pid: cache.get(pid, _need_dense(cfg)),
+        lambda key: shared_backend(_recipe(specs[key], cache_dir)), judge_backend,
+    ))
 
 
 def run_experiment(
@@ -136,93 +324,62 @@ def run_experiment(
     *,
     progress: Progress | None = None,
     config_text: str | None = None,
+    mapper: Any = None,
 ) -> dict[str, Any]:
-    """Run (or resume) the grid into ``run_dir``; returns the aggregated metrics."""
-    from ragehr.eval.metrics import mrr, ndcg_at_k, recall_at_k
+    """Run (or resume) the grid into ``run_dir``; returns the aggregated metrics. With
+    ``mapper`` (e.g. :func:`ragehr.distributed.ray_map`) each condition runs as one task there
+    (:func:`run_condition`); rows are written here as tasks finish. A condition whose task
+    fails is reported in ``problems`` and left for the next run."""
     from ragehr.eval.report import write_reports
-    from ragehr.pipeline.ask import ask
-    from ragehr.pipeline.spec import ContextSpec
 
     progress = progress or NullProgress()
     run_dir.mkdir(parents=True, exist_ok=True)
     items, problems = prepare(cfg, progress)
     if not items:
         raise ConfigError(f"experiment {cfg.name}: no items ({'; '.join(problems) or 'datasets are empty'})")
-    preds_path = run_dir / "predictions.jsonl"
-    done = _read_done(preds_path)
+    preds = PredictionsFile(run_dir)
+    done = preds.done()
     conds = conditions(cfg)
-    by_ds: dict[str, list[EvalItem]] = {}
-    for it in items:
-        by_ds.setdefault(it.dataset, []).append(it)
-    todo = [(c, it) for c in conds for it in by_ds.get(c.dataset, []) if (it.item_id, c.key) not in done]
-    backends = {b.key: _backend(b, Path(cfg.index_dir) / ".cache" / "generations") for b in cfg.backends}
-    judge_backend = _backend(cfg.judge, Path(cfg.index_dir) / ".cache" / "generations") if cfg.judge else None
-    indexes: dict[str, PatientIndex] = {}
-    need_dense = any(r != "bm25" for r in cfg.retrievers) and "rag" in cfg.strategies
+    # patient by patient (one patient's index stays hot, scale records are large), and within a
+    # patient condition by condition (so a served backend gets its items concurrently)
+    rank = {c.key: i for i, c in enumerate(conds)}
+    todo = [(c, it) for it in items for c in conds if c.dataset == it.dataset and (it.item_id, c.key) not in done]
+    todo.sort(key=lambda ci: (ci[1].patient_id, rank[ci[0].key]))
+    cache_dir = Path(cfg.index_dir) / ".cache" / "generations"
+    backends = {b.key: _backend(b, cache_dir) for b in cfg.backends}
     progress.start("eval", len(todo))
     t_start = time.perf_counter()
-    with open(preds_path, "a", encoding="utf-8") as out:
-        for c, it in todo:
-            if it.patient_id not in indexes:
-                indexes[it.patient_id] = load_patient_index(cfg.index_dir, it.patient_id, need_dense=need_dense)
-            idx = indexes[it.patient_id]
-            be = backends[c.backend]
-            row: dict[str, Any] = {"item_id": it.item_id, "condition": c.key, **c.as_dict(),
-                                   "patient_id": it.patient_id, "category": it.category}
-            t0 = time.perf_counter()
-            try:
-                spec = ContextSpec(strategy=c.strategy, budget=c.budget or be.context_window,
-                                   retriever=c.retriever or "hybrid", order=cfg.order,
-                                   max_new_tokens=cfg.max_new_tokens, retrieval=cfg.retrieval)
-                r = ask(idx, it.question, be, spec, seed=cfg.seed)
-            except RagehrError as exc:
-                # e.g. `full` on a record longer than the window: reported as an error, kept
-                # out of the means (summary.md shows the count next to n).
-                row.update({"error": str(exc).split(";")[0][:200], "latency_s": time.perf_counter() - t0})
-                out.write(json.dumps(row) + "\n")
-                out.flush()
-                progress.advance("eval")
-                continue
-            packed = r.context.packed
-            packed_events = {e for p in packed.items for e in p.event_ids}
-            row.update(
-                {
-                    "model": r.generation.model,
-                    "answer": r.generation.text,
-                    "packed_chunk_ids": [p.chunk_id for p in packed.items],
-                    "n_pieces": len(packed.items),
-                    "budget_tokens": packed.budget_tokens,
-                    "used_tokens": packed.used_tokens,
-                    "prompt_tokens": r.prompt_tokens,
-                    "completion_tokens": r.generation.completion_tokens,
-                    "latency_s": round(time.perf_counter() - t0, 4),
-                    "generate_s": round(r.generation.seconds, 4),
-                    "cached": r.generation.cached,
-                    "grounded": r.grounding.ok,
-                    "unsupported": list(r.grounding.unsupported),
-                }
-            )
-            row.update(score_prediction(it, r.generation.text, packed_events, cfg.text_metrics))
-            if judge_backend is not None:
-                from ragehr.eval.judge import judge
+    with preds:
 
-                row.update(judge(judge_backend, it.question, r.generation.text, packed.block(), it.reference))
-            if c.strategy == "rag" and it.evidence_event_ids:
-                hits, _ = search(idx, it.question, config=cfg.retrieval, k=10, retriever=c.retriever or "hybrid")
-                ranked = [h.chunk.event_ids for h in hits]
-                row["recall@10"] = recall_at_k(ranked, it.evidence_event_ids, 10)
-                row["mrr"] = mrr(ranked, it.evidence_event_ids)
-                row["ndcg@10"] = ndcg_at_k(ranked, it.evidence_event_ids, 10)
-            out.write(json.dumps(row, default=str) + "\n")
-            out.flush()
+        def write(row: dict[str, Any]) -> None:
+            preds.append(row)
             progress.advance("eval")
+
+        if mapper is None:
+            judge_backend = _backend(cfg.judge, cache_dir) if cfg.judge else None
+            indexes: dict[str, PatientIndex] = {}
+            need_dense = _need_dense(cfg)
+
+            def open_index(pid: str) -> PatientIndex:
+                if pid not in indexes:
+                    indexes.clear()  # one open index at a time: scale records are large
+                    indexes[pid] = load_patient_index(cfg.index_dir, pid, need_dense=need_dense)
+                return indexes[pid]
+
+            for row in _predict_all(cfg, todo, open_index, backends.__getitem__, judge_backend):
+                write(row)
+        else:
+            grouped: dict[str, list[tuple[Condition, EvalItem]]] = {}
+            for c, it in todo:
+                grouped.setdefault(c.key, []).append((c, it))
+            jobs = [ConditionJob(cfg, g[0][0], tuple(it for _, it in g)) for g in grouped.values()]
+            for i, result in mapper(run_condition, jobs):
+                if isinstance(result, BaseException):
+                    msg = str(result).splitlines()[0][:200] if isinstance(result, RagehrError) else type(result).__name__
+                    problems.append(f"condition {jobs[i].condition.key} failed in a worker ({msg}); rerun to retry it")
+                    continue
+                for row in result:
+                    write(row)
     elapsed = time.perf_counter() - t_start
-    return write_reports(cfg, run_dir, items, problems, run_seconds=elapsed, config_text=config_text,
-                         backends={k: getattr(b, "model", k) for k, b in backends.items()})
-
-
-def iter_predictions(run_dir: Path) -> Iterator[dict[str, Any]]:
-    p = run_dir / "predictions.jsonl"
-    for line in p.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            yield json.loads(line)
+    return write_reports(cfg, run_dir, read_rows(run_dir), items, problems, run_seconds=elapsed,
+                         config_text=config_text, backends={k: getattr(b, "model", k) for k, b in backends.items()})

@@ -4,9 +4,18 @@ parse -> merge the files of each patient (exact duplicate events removed) -> chu
 embed (through the embedding cache) -> dense -> write to a temporary folder -> swap it in.
 
 Re-indexing unchanged files with the same config is a no-op decided from sha256s alone, with
-no parsing. Files that carry a patient id already indexed are merged into that patient's
+no parsing (after checking the index's own files against its manifest: sizes and mtimes, then
+sha256s where they differ). An index is written and swapped in under its patient's lock
+(:func:`store.patient_lock`), and only into a folder that is absent or a ragehr index
+(:func:`store.check_replaceable`): anything else is a failed summary, never touched. Files
+that carry a patient id already indexed are merged into that patient's
 index together with its earlier sources that are still on disk. One bad file is reported and
 skipped; the others are indexed.
+
+Cohort folders (a FHIR Bulk Data export, OMOP CDM tables; :mod:`ragehr.ehr.cohort`) are split
+into one slice per patient by a first pass that keeps only positions; each slice's content
+fingerprint stands in for a file's sha256, so a re-run rebuilds only the patients whose data
+changed, and patients are parsed one at a time (``workers`` at a time with ``workers > 1``).
 """
 
 from __future__ import annotations
@@ -14,8 +23,8 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
@@ -24,7 +33,8 @@ from ragehr import __version__
 from ragehr.chunking import chunk_record
 from ragehr.config import IndexConfig
 from ragehr.ehr import load_record
-from ragehr.errors import InputError, RagehrError
+from ragehr.ehr.cohort import SLICE_MARK, PatientSlice, inside_any, select, split_cohorts
+from ragehr.errors import InputError, NotAnIndexError, RagehrError, show_id
 from ragehr.index import store
 from ragehr.tokens import EstimateCounter
 from ragehr.types import BuildSummary, Demographics, IndexManifest, PatientRecord, SourceFile
@@ -108,6 +118,7 @@ def merge_records(records: Sequence[PatientRecord]) -> tuple[PatientRecord, int]
         demographics=Demographics(**demo),
         events=tuple(events),
         sources=tuple(s for r in records for s in r.sources),
+        warnings=tuple(w for r in records for w in r.warnings),
     )
     return merged, removed
 
@@ -130,43 +141,106 @@ def build_indexes(
     cache_dir: str | Path | None = None,
     progress: Progress | None = None,
     embedder=None,
+    patients: Collection[str] | None = None,
+    parsed: Mapping[Path, PatientRecord] | None = None,
+    slices: Sequence[PatientSlice] = (),
+    embedding_cache=None,
 ) -> list[BuildSummary]:
     """Index record files and folders; one summary per patient, and one per failed file
-    (``status="failed"``, ``patient_id=""``)."""
+    (``status="failed"``, ``patient_id=""``). ``patients``: index only these ids (a cohort
+    patient also by its FHIR resource id); an id found nowhere is a failed summary.
+
+    For a caller that spreads the work (:mod:`ragehr.distributed`, Ray): ``parsed``, records of
+    some of ``paths`` it already parsed (by path as given), not parsed again; ``slices``,
+    cohort patients it already scanned, indexed as if their cohort folder had been given;
+    ``embedding_cache``, an opened :class:`~ragehr.embeddings.cache.EmbeddingCache` to use
+    instead of opening ``cache_dir`` (a worker keeps one across its tasks)."""
     config = config or IndexConfig()
     progress = progress or NullProgress()
     index_dir = Path(index_dir)
-    files, missing = expand_paths(paths)
+    store.check_index_dir(index_dir)
+    cohorts, paths = split_cohorts(paths)
+    files, missing = expand_paths(paths) if paths else ([], [])
+    files = [f for f in files if not inside_any(f, cohorts)]
     summaries = [
-        BuildSummary(patient_id="", index_path=str(p), status="failed", message=f"{p}: {why}") for p, why in missing
+        BuildSummary(patient_id="", index_path=str(p), status="failed", message=f"{p}: {why}", exit_code=2)
+        for p, why in missing
     ]
     t0 = time.perf_counter()
-    sources = {f: _source_file(f) for f in files}
+    given_slices = slices
+    slices: dict[str, PatientSlice] = {sl.source_path: sl for sl in select(given_slices, patients)}
+    for c in cohorts:
+        progress.start("scanning", c.n_files())
+        scan = c.scan(on_file=lambda _f: progress.advance("scanning"))
+        summaries.extend(
+            BuildSummary(patient_id="", index_path=str(c.folder), status="failed", message=m, exit_code=2)
+            for m in scan.problems
+        )
+        slices.update((sl.source_path, sl) for sl in select(scan.slices, patients))
+    sources: dict[Path | str, SourceFile] = {}
+    for f in files:
+        try:
+            sources[f] = _source_file(f)
+        except OSError as exc:
+            summaries.append(
+                BuildSummary(
+                    patient_id="", index_path=str(f), status="failed", exit_code=2,
+                    message=f"{f}: cannot be read ({exc.strerror or type(exc).__name__})",
+                )
+            )
+    files = [f for f in files if f in sources]
+    sources.update(
+        (k, SourceFile(path=k, sha256=sl.fingerprint, size=sl.size)) for k, sl in slices.items()
+    )
     # Which patient is each file? Known sha256s answer without parsing.
     manifests = {m.patient_id: m for m in store.list_manifests(index_dir)}
     by_sha = {s.sha256: pid for pid, m in manifests.items() for s in m.sources}
-    parsed: dict[Path, PatientRecord] = {}
+    given = {Path(f): r for f, r in (parsed or {}).items()}
+    parsed = {}
     patient_of: dict[Path, str] = {}
-    to_parse = [f for f in files if sources[f].sha256 not in by_sha or force]
     for f in files:
-        if f not in to_parse:
+        if f in given:
+            parsed[f] = given[f]
+            patient_of[f] = given[f].patient_id
+    to_parse = [f for f in files if (sources[f].sha256 not in by_sha or force) and f not in given]
+    for f in files:
+        if f not in to_parse and f not in given:
             patient_of[f] = by_sha[sources[f].sha256]
-    progress.start("files", len(to_parse))
+    if files:
+        progress.start("files", len(to_parse))
     for f, result in _parse_all(to_parse, workers):
         progress.advance("files")
         if isinstance(result, RagehrError):
-            summaries.append(BuildSummary(patient_id="", index_path=str(f), status="failed", message=str(result)))
+            summaries.append(
+                BuildSummary(
+                    patient_id="", index_path=str(f), status="failed", message=str(result), exit_code=result.exit_code
+                )
+            )
         else:
             parsed[f] = result
             patient_of[f] = result.patient_id
     t_parse = time.perf_counter() - t0
 
-    groups: dict[str, list[Path]] = {}
+    groups: dict[str, list[Path | str]] = {}
     for f in files:
         if f in patient_of:
             groups.setdefault(patient_of[f], []).append(f)
+    for k, sl in slices.items():
+        groups.setdefault(sl.patient_id, []).append(k)
+    if patients is not None:
+        alias = {a: sl.patient_id for sl in slices.values() for a in sl.aliases}
+        groups = {pid: g for pid, g in groups.items() if pid in {alias.get(p, p) for p in patients}}
+        summaries.extend(
+            BuildSummary(
+                patient_id=p, index_path="", status="failed", exit_code=2,
+                message=f"patient {show_id(p)}: not found in the given sources",
+            )
+            for p in sorted(set(patients)) if alias.get(p, p) not in groups
+        )
+    progress.start("patients", len(groups))
     emb = None
     cache = None
+    todo: list[tuple[str, tuple[SourceFile, ...], Path]] = []
     for pid, given in groups.items():
         old = manifests.get(pid)
         # The patient's sources: those given now, plus earlier ones still on disk.
@@ -176,10 +250,22 @@ def build_indexes(
                 p = Path(s.path)
                 if s.path not in srcs and p.is_file():
                     srcs[s.path] = _source_file(p)
+                elif s.path not in srcs and SLICE_MARK in s.path:
+                    log.warning("patient %s: earlier source %s not given now; dropped from the index", pid, s.path)
                 elif s.path not in srcs:
                     log.warning("patient %s: earlier source %s no longer exists; dropped from the index", pid, s.path)
         wanted = tuple(sorted(srcs.values(), key=lambda s: s.path))
         folder = store.patient_dir(index_dir, pid)
+        try:
+            with store.patient_lock(index_dir, folder.name):
+                store.recover(index_dir, folder.name)
+                store.check_replaceable(folder)
+        except NotAnIndexError as exc:
+            summaries.append(
+                BuildSummary(patient_id=pid, index_path=str(folder), status="failed", message=str(exc), exit_code=3)
+            )
+            progress.advance("patients")
+            continue
         if (
             not force
             and old is not None
@@ -195,35 +281,98 @@ def build_indexes(
                     duplicates_removed=old.counts.get("duplicates_removed", 0),
                 )
             )
+            progress.advance("patients")
             continue
-        records = []
-        failed = None
-        for s in wanted:
-            p = Path(s.path)
-            rec = next((r for f, r in parsed.items() if str(f.resolve()) == s.path), None)
-            if rec is None:
-                try:
-                    rec = load_record(p)
-                except InputError as exc:
-                    failed = str(exc)
-                    break
-            if rec.patient_id != pid:
-                failed = f"{p}: now holds patient {rec.patient_id!r}, not {pid!r}"
-                break
-            records.append(rec)
+        todo.append((pid, wanted, folder))
+
+    for pid, wanted, folder, records, failed in _load_groups(todo, parsed, slices, workers):
         if failed:
-            summaries.append(BuildSummary(patient_id=pid, index_path=str(folder), status="failed", message=failed))
+            summaries.append(
+                BuildSummary(patient_id=pid, index_path=str(folder), status="failed", message=failed, exit_code=2)
+            )
+            progress.advance("patients")
             continue
         if emb is None:
             from ragehr.embeddings import load_embedder
             from ragehr.embeddings.cache import EmbeddingCache
 
             emb = embedder or load_embedder(config.embedder)
-            cache = EmbeddingCache(Path(cache_dir) if cache_dir else index_dir / ".cache" / "embeddings")
-        summaries.append(
-            _build_one(pid, records, wanted, index_dir, config, emb, cache, progress, t_parse / max(1, len(groups)))
-        )
+            cache = embedding_cache or EmbeddingCache(Path(cache_dir) if cache_dir else index_dir / ".cache" / "embeddings")
+        try:
+            summaries.append(
+                _build_one(pid, records, wanted, index_dir, config, emb, cache, progress, t_parse / max(1, len(groups)))
+            )
+        except NotAnIndexError as exc:  # appeared while this patient was being built
+            summaries.append(
+                BuildSummary(patient_id=pid, index_path=str(folder), status="failed", message=str(exc), exit_code=3)
+            )
+        except OSError as exc:
+            raise store.write_failed(exc, pid, index_dir) from exc
+        progress.advance("patients")
     return summaries
+
+
+def _load_one(pid: str, wanted: tuple[SourceFile, ...], parsed: dict[Path, PatientRecord],
+              slices: dict[str, PatientSlice], ready: dict[str, PatientRecord | str]):
+    """The records of a patient's sources, or a failure message."""
+    records = []
+    for s in wanted:
+        p = Path(s.path)
+        if s.path in slices:
+            rec = ready.pop(s.path, None) or _load_slice(slices[s.path])
+            if isinstance(rec, str):
+                return None, rec
+        else:
+            rec = next((r for f, r in parsed.items() if str(f.resolve()) == s.path), None)
+            if rec is None:
+                try:
+                    rec = load_record(p)
+                except InputError as exc:
+                    return None, str(exc)
+        if rec.patient_id != pid:
+            return None, f"{p}: now holds patient {show_id(rec.patient_id)}, not {show_id(pid)}"
+        records.append(rec)
+    return records, None
+
+
+def _load_slice(sl: PatientSlice) -> PatientRecord | str:
+    """A cohort patient's record, or why not (a string: it crosses process boundaries). One
+    patient's failure never stops the others."""
+    from ragehr.ehr.times import collect_time_warnings
+
+    try:
+        with collect_time_warnings() as warned:
+            rec = sl.load()
+        if warned:
+            rec = rec.model_copy(update={"warnings": rec.warnings + warned.summary()})
+        return rec
+    except InputError as exc:
+        return str(exc)
+    except Exception as exc:  # a bug on one patient's data: report it, index the rest
+        log.debug("patient %s: parsing failed", sl.patient_id, exc_info=True)
+        return f"{sl.source_path}: internal error while parsing ({type(exc).__name__}); rerun with --debug"
+
+
+def _load_groups(todo, parsed, slices, workers: int) -> Iterator[tuple]:
+    """(pid, sources, folder, records, failure) for each patient to build, in order. Cohort
+    patients are read and parsed here, one at a time, or ``workers`` processes ahead: never
+    more than ``2 * workers`` patients are held at once."""
+    needed = [[s.path for s in wanted if s.path in slices] for _, wanted, _ in todo]
+    if workers <= 1 or sum(map(len, needed)) <= 1:
+        for pid, wanted, folder in todo:
+            records, failed = _load_one(pid, wanted, parsed, slices, {})
+            yield pid, wanted, folder, records, failed
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        ahead: dict[int, list[tuple[str, Future]]] = {}
+        nxt = 0
+        for i, (pid, wanted, folder) in enumerate(todo):
+            while nxt < len(todo) and nxt < i + 2 * workers:
+                ahead[nxt] = [(k, pool.submit(_load_slice, slices[k])) for k in needed[nxt]]
+                nxt += 1
+            ready = {k: fut.result() for k, fut in ahead.pop(i, [])}
+            records, failed = _load_one(pid, wanted, parsed, slices, ready)
+            yield pid, wanted, folder, records, failed
 
 
 class _CountingEmbedder:
@@ -241,11 +390,15 @@ class _CountingEmbedder:
 
 
 def _intact(folder: Path) -> bool:
+    """Whether the index's files are still the ones its manifest lists (cheap when untouched)."""
     try:
         m = store.read_manifest(folder)
     except RagehrError:
         return False
-    return all((folder / rel).is_file() for rel in m.files)
+    bad = store.verify_files(folder, m)
+    if bad is not None:
+        log.warning("%s/%s: does not match the index's manifest; rebuilding the index", folder, bad)
+    return bad is None
 
 
 def _parse_all(files: list[Path], workers: int):
@@ -312,6 +465,30 @@ def _build_one(
     seconds["embed"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    safe = store.safe_dirname(pid)
+    with store.patient_lock(index_dir, safe):
+        store.recover(index_dir, safe)
+        store.check_replaceable(index_dir / safe)
+        final = _write_and_swap(pid, record, chunks, bm25, dense, sources, removed, counter, index_dir, config,
+                                embedder, seconds, t)
+    return BuildSummary(
+        patient_id=pid,
+        index_path=str(final),
+        status="built",
+        n_sources=len(sources),
+        n_events=len(record.events),
+        n_chunks=len(chunks),
+        duplicates_removed=removed,
+        n_embedded=n_new,
+        seconds={k: round(v, 4) for k, v in seconds.items()},
+    )
+
+
+def _write_and_swap(pid, record, chunks, bm25, dense, sources, removed, counter, index_dir, config, embedder,
+                    seconds, t) -> Path:
+    """Write the index into a temporary folder, seal it (0600/0700, stat stamp) and swap it in;
+    call with the patient's lock held. On any failure the temporary folder is removed and the
+    previous index is untouched."""
     tmp = store.new_tmp_dir(index_dir, pid)
     try:
         (tmp / "record.json").write_text(record.model_dump_json(), encoding="utf-8")
@@ -339,18 +516,9 @@ def _build_one(
         seconds["write"] = time.perf_counter() - t
         manifest = manifest.model_copy(update={"build_seconds": {k: round(v, 4) for k, v in seconds.items()}})
         store.write_manifest(tmp, manifest)
+        store.seal(tmp)
         final = store.swap_in(tmp, index_dir, pid)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return BuildSummary(
-        patient_id=pid,
-        index_path=str(final),
-        status="built",
-        n_sources=len(sources),
-        n_events=len(record.events),
-        n_chunks=len(chunks),
-        duplicates_removed=removed,
-        n_embedded=n_new,
-        seconds={k: round(v, 4) for k, v in seconds.items()},
-    )
+    return final

@@ -52,6 +52,11 @@ class LLMBackend(abc.ABC):
         the cache key."""
         return {}
 
+    concurrency: int = 1
+    """How many :meth:`generate` calls a caller may have in flight at once (batch mode and
+    the eval runner use a thread pool this size). Served models batch concurrent requests;
+    an in-process model answers one at a time."""
+
     supports_streaming: bool = False
     """Whether :meth:`_generate` calls ``on_token`` as text is produced. Backends that do not
     stream have their whole answer passed to ``on_token`` once, at the end."""

@@ -88,6 +88,10 @@ class CachedBackend(LLMBackend):
     def context_window(self) -> int:  # type: ignore[override]
         return self.inner.context_window
 
+    @property
+    def concurrency(self) -> int:  # type: ignore[override]
+        return self.inner.concurrency
+
     def token_counter(self) -> TokenCounter:
         return self.inner.token_counter()
 

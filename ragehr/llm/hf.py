@@ -105,6 +105,8 @@ class TransformersBackend(LLMBackend):
 
     name = "transformers"
     supports_streaming = True
+    thread_safe = True
+    """``generate`` may be called from several threads: one generation runs at a time (a lock)."""
 
     def __init__(
         self,

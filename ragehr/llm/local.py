@@ -82,6 +82,8 @@ class LlamaCppBackend(LLMBackend):
 
     name = "llamacpp"
     supports_streaming = True
+    thread_safe = True
+    """``generate`` may be called from several threads: one generation runs at a time (a lock)."""
 
     def __init__(
         self,

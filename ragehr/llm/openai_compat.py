@@ -12,6 +12,13 @@ Patient text leaves the machine only if you configure a non-loopback ``base_url`
 request to each such host in a process logs a WARNING naming the host. Loopback requests
 bypass any proxy set in the environment; HTTP redirects are never followed.
 
+Concurrency: ``concurrency`` (default 4) is this backend's
+:attr:`~ragehr.llm.base.LLMBackend.concurrency`; batch mode (:mod:`ragehr.pipeline.batch`) and
+the eval runner keep that many requests in flight from a thread pool, and a per-URL semaphore
+holds every thread of the process to it (servers such as vLLM, llama.cpp's server and Ollama
+batch concurrent requests). ``timeout`` bounds each attempt's every blocking socket operation;
+a request that still fails after its retries raises for that question only.
+
 This module does not stream, does not call tools or functions, and does not count the chat
 template's own tokens (see :meth:`OpenAICompatBackend.token_counter`).
 """

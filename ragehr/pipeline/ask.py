@@ -16,11 +16,11 @@ from ragehr.llm.base import LLMBackend
 from ragehr.index.search import PatientIndex
 from ragehr.pipeline.context import ContextResult, context_json
 from ragehr.pipeline.grounding import Grounding, check_grounding
-from ragehr.pipeline.spec import ContextSpec, effective_window, prepare_context
+from ragehr.pipeline.spec import ContextSpec, PreparedContext, effective_window, prepare_context
 from ragehr.prompts import Budget, build_messages, prompt_tokens
 from ragehr.types import Generation, GenerationRequest
 
-__all__ = ["DEFAULT_MAX_NEW_TOKENS", "AskResult", "ask", "effective_window"]
+__all__ = ["DEFAULT_MAX_NEW_TOKENS", "AskResult", "answer_prepared", "ask", "effective_window"]
 
 DEFAULT_MAX_NEW_TOKENS = 256
 
@@ -84,7 +84,25 @@ def ask(
         raise TypeError("give either a ContextSpec or its fields, not both")
     t0 = time.perf_counter()
     prep = prepare_context(index, question, spec, backend)
-    ctx, b, counter = prep.context, prep.budget, prep.counter
+    return answer_prepared(
+        prep, question, index.patient_id, backend, seed=seed, on_token=on_token,
+        context_seconds=time.perf_counter() - t0,
+    )
+
+
+def answer_prepared(
+    prep: PreparedContext,
+    question: str,
+    patient_id: str,
+    backend: LLMBackend,
+    *,
+    seed: int = 0,
+    on_token: Callable[[str], None] | None = None,
+    context_seconds: float = 0.0,
+) -> AskResult:
+    """Generate and check the answer for a context already prepared (the second half of
+    :func:`ask`). Touches no index, so batch mode runs it on several threads at once."""
+    ctx, b, counter, spec = prep.context, prep.budget, prep.counter, prep.spec
     t1 = time.perf_counter()
     messages = build_messages(question, ctx.packed.block())
     n_prompt = prompt_tokens(messages, counter)
@@ -98,11 +116,11 @@ def ask(
     t3 = time.perf_counter()
     return AskResult(
         question=question,
-        patient_id=index.patient_id,
+        patient_id=patient_id,
         budget=b,
         context=ctx,
         generation=gen,
         grounding=grounding,
         prompt_tokens=gen.prompt_tokens or n_prompt,
-        timings={"context": round(t1 - t0, 4), "generate": round(t2 - t1, 4), "grounding": round(t3 - t2, 4)},
+        timings={"context": round(context_seconds, 4), "generate": round(t2 - t1, 4), "grounding": round(t3 - t2, 4)},
     )

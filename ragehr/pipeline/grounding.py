@@ -3,39 +3,24 @@ cites. Those that do not are reported as unsupported, never silently shown as fa
 
 Dates are compared as calendar dates whatever their format (``2018-10-08``, ``10/08/2018``,
 ``October 8, 2018``, ``Oct 8 2018``); numbers as numbers (``1,000`` = ``1000``, ``98.20`` =
-``98.2``). Citation markers ``[n]`` are not numbers. An answer that cites nothing is checked
+``98.2``). Citation markers (``[n]``, ``[1, 2]``, ``[1-3]``; at most 3 digits, so a note's
+``MRN: [1234555]`` is a number, not a citation) are not numbers. The patterns are
+:mod:`ragehr.patterns`, shared with the evaluation metrics. An answer that cites nothing is checked
 against all the evidence it was given, and says so.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import date
 
 from pydantic import BaseModel, ConfigDict
 
+from ragehr.patterns import CITATION_MARKER, citation_numbers, find_dates, strip_markers
+from ragehr.patterns import find_numbers as _find_numbers
 from ragehr.types import EvidenceItem
 
-_MONTHS = {
-    m: i
-    for i, names in enumerate(
-        [("jan", "january"), ("feb", "february"), ("mar", "march"), ("apr", "april"), ("may",), ("jun", "june"),
-         ("jul", "july"), ("aug", "august"), ("sep", "sept", "september"), ("oct", "october"), ("nov", "november"),
-         ("dec", "december")],
-        start=1,
-    )
-    for m in names
-}
-_MON = "|".join(sorted(_MONTHS, key=len, reverse=True))
-_DATE_PATTERNS = [
-    (re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b"), ("y", "m", "d")),
-    (re.compile(r"\b(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})\b"), ("m", "d", "y")),
-    (re.compile(rf"\b({_MON})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{4}})\b", re.I), ("M", "d", "y")),
-    (re.compile(rf"\b(\d{{1,2}})\s+({_MON})\.?,?\s+(\d{{4}})\b", re.I), ("d", "M", "y")),
-]
-_MARKER = re.compile(r"\[\d+(?:\s*,\s*\d+)*\]")
-_NUMBER = re.compile(r"(?<![\w.])[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?|(?<![\w.])[-+]?\d+(?:\.\d+)?")
+__all__ = ["Grounding", "check_grounding", "find_dates", "find_numbers", "unsupported_spans"]
 
 
 class Grounding(BaseModel):
@@ -57,40 +42,9 @@ class Grounding(BaseModel):
         return not self.unsupported and not self.unknown_citations
 
 
-def _year(y: str) -> int:
-    n = int(y)
-    return n + (2000 if n < 50 else 1900) if len(y) == 2 else n
-
-
-def find_dates(text: str) -> list[tuple[date, tuple[int, int]]]:
-    """Calendar dates in ``text`` with their character spans."""
-    out = []
-    for rx, order in _DATE_PATTERNS:
-        for m in rx.finditer(text):
-            parts = dict(zip(order, m.groups()))
-            try:
-                month = _MONTHS[parts["M"].lower().rstrip(".")] if "M" in parts else int(parts["m"])
-                out.append((date(_year(parts["y"]), month, int(parts["d"])), m.span()))
-            except (ValueError, KeyError):
-                continue
-    return sorted(out, key=lambda ds: ds[1])
-
-
-def _norm_number(s: str) -> str:
-    s = s.replace(",", "").lstrip("+")
-    if "." in s:
-        s = s.rstrip("0").rstrip(".")
-    return s or "0"
-
-
 def find_numbers(text: str, skip: list[tuple[int, int]]) -> list[str]:
-    nums = []
-    for m in _NUMBER.finditer(text):
-        a, b = m.span()
-        if any(a < e and s < b for s, e in skip):
-            continue
-        nums.append(_norm_number(m.group(0)))
-    return nums
+    """Normalised numbers of ``text`` outside the ``skip`` spans (see :mod:`ragehr.patterns`)."""
+    return [n for n, _ in _find_numbers(text, skip)]
 
 
 def _facts(text: str) -> tuple[set[date], set[str]]:
@@ -103,9 +57,24 @@ def _facts(text: str) -> tuple[set[date], set[str]]:
     return {d for d, _ in dates}, numbers
 
 
+def unsupported_spans(answer: str, grounding: Grounding) -> list[tuple[int, int]]:
+    """Character spans of ``answer`` holding the numbers and dates ``grounding`` reports as
+    unsupported (for marking them where the answer is shown). Spans index ``answer`` itself:
+    citation markers are blanked to spaces of the same length, never removed."""
+    if not grounding.unsupported:
+        return []
+    bad = set(grounding.unsupported)
+    body = strip_markers(answer, keep_length=True)
+    dates = find_dates(body)
+    date_spans = [span for _, span in dates]
+    out = [(a, b) for _, (a, b) in dates if body[a:b] in bad]
+    out += [span for n, span in _find_numbers(body, date_spans) if n in bad]
+    return sorted(out)
+
+
 def check_grounding(answer: str, evidence: Sequence[EvidenceItem]) -> Grounding:
     by_marker = {it.marker: it for it in evidence}
-    cited_all = [int(n) for m in _MARKER.finditer(answer) for n in re.findall(r"\d+", m.group(0))]
+    cited_all = [n for m in CITATION_MARKER.finditer(answer) for n in citation_numbers(m.group(0))]
     cited = tuple(sorted({n for n in cited_all if n in by_marker}))
     unknown = tuple(sorted({n for n in cited_all if n not in by_marker}))
     pool = [by_marker[n] for n in cited] if cited else list(evidence)
@@ -117,7 +86,7 @@ def check_grounding(answer: str, evidence: Sequence[EvidenceItem]) -> Grounding:
         ev_numbers |= n
         if it.start is not None:
             ev_dates.add(it.start.date())
-    body = _MARKER.sub(" ", answer)
+    body = strip_markers(answer)
     ans_dates = find_dates(body)
     spans = [span for _, span in ans_dates]
     unsupported: list[str] = []

@@ -23,7 +23,7 @@ from ragehr.tokens import TokenCounter
 __all__ = ["ORDERS", "RETRIEVERS", "ContextSpec", "PreparedContext", "prepare_context"]
 
 RETRIEVERS = ("hybrid", "bm25", "dense")
-ORDERS = ("chronological", "relevance")
+ORDERS = ("chronological", "relevance", "edges")
 MAX_BUDGET = 1 << 20
 """No model has a window of a million tokens; a larger --budget is a typo."""
 

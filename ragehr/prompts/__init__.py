@@ -1,7 +1,10 @@
 """The one prompt template every strategy shares, and the token budget it leaves for evidence.
 
 The record's text goes inside ``<ehr>...</ehr>``; the system message says that text is data,
-not instructions, and evidence can never close the block (:func:`ragehr.packing.sanitize`).
+not instructions, and evidence can never close or reopen the block: every variant of the tags
+(any case, inner whitespace, Unicode lookalikes, entities) is neutralised by
+:func:`ragehr.packing.sanitize`, which the packers apply to each piece and
+:func:`build_messages` applies again to the whole block (a no-op on packed evidence).
 Only the selection of evidence differs between strategies, never the wording around it.
 """
 
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ragehr.packing import sanitize
 from ragehr.tokens import TokenCounter
 from ragehr.types import Message
 
@@ -35,7 +39,7 @@ conservative allowance, since the exact number depends on the model's template."
 def build_messages(question: str, evidence_block: str) -> tuple[Message, ...]:
     return (
         Message(role="system", content=SYSTEM),
-        Message(role="user", content=USER.format(evidence=evidence_block, question=question)),
+        Message(role="user", content=USER.format(evidence=sanitize(evidence_block), question=question)),
     )
 
 

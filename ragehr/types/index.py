@@ -63,3 +63,5 @@ class BuildSummary(BaseModel):
     """Chunks embedded by the model in this build (the rest came from the cache)."""
     seconds: dict[str, float] = {}
     message: str | None = None
+    exit_code: int = 0
+    """For ``failed``: the exit status its error calls for (2 bad input, 3 index problem)."""

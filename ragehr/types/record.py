@@ -175,6 +175,9 @@ class PatientRecord(BaseModel):
     events: tuple[Event, ...] = ()
     sources: tuple[str, ...] = ()
     """The files the record was read from."""
+    warnings: tuple[str, ...] = ()
+    """What the parser could not read as written (an invalid time kept at its valid
+    precision, ...): shown by ``ragehr inspect``; never note text."""
 
     @model_validator(mode="after")
     def _time_ordered(self) -> PatientRecord:
@@ -218,3 +221,5 @@ class RecordSummary(BaseModel):
     n_tokens_estimate: int
     """Length of the record's canonical rendering, in tokens, by ``tokenizer``."""
     tokenizer: str
+    warnings: tuple[str, ...] = ()
+    """See :attr:`PatientRecord.warnings`."""

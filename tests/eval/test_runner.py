@@ -9,7 +9,7 @@ import os
 import pytest
 
 from ragehr.eval.experiment import ExperimentConfig
-from ragehr.eval.runner import conditions, run_experiment
+from ragehr.eval.runner import Condition, conditions, run_experiment, run_one
 
 from tests.conftest import REPO
 
@@ -35,6 +35,7 @@ def test_every_expected_figure_is_ok(smoke):
 def test_artifacts(smoke):
     cfg, run_dir, metrics = smoke
     for name in ("predictions.jsonl", "metrics.json", "summary.md", "summary.csv", "manifest.json",
+                 "by_category.csv", "by_evidence_age.csv", "plots/by_evidence_age.png",
                  "plots/accuracy_by_budget.png", "plots/evidence_recall_by_budget.png", "plots/cost_by_condition.png"):
         assert (run_dir / name).is_file(), name
     manifest = json.loads((run_dir / "manifest.json").read_text())
@@ -46,7 +47,10 @@ def test_artifacts(smoke):
     ok = [r for r in rows if not r.get("error")]
     assert all({"packed_chunk_ids", "answer", "prompt_tokens", "latency_s"} <= set(r) for r in ok)
     assert n_items > 30 and len(conditions(cfg)) == 36
-    assert "| synthea-qa | rag | 512 | bm25 | extractive |" in (run_dir / "summary.md").read_text()
+    summary_md = (run_dir / "summary.md").read_text()
+    assert "| synthea-qa | rag | 512 | bm25 | extractive |" in summary_md
+    assert "## By question type" in summary_md and "## By evidence age" in summary_md
+    assert all("abstained" in r and "depth" in r for r in ok if r["dataset"] == "synthea-qa")
 
 
 def test_resume_after_a_kill(smoke, tmp_path):
@@ -83,4 +87,40 @@ def test_notebook_reproduces_the_tables(smoke):
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     markdown = "".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
     assert "| synthea-qa | rag | 512 | bm25 | extractive |" in markdown
-    assert sum("image/png" in o.get("data", {}) for o in outputs) == 3
+    text = "".join(o.get("text", "") for o in outputs)
+    assert "independent check: OK" in text  # recomputed without report.aggregate
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 4
+
+
+def test_run_one_is_a_pure_function_of_its_arguments(smoke):
+    """run_one returns the same row (but timings) for the same item and condition, without
+    touching the run folder: a batch or distributed runner can call it anywhere."""
+    from ragehr.eval.runner import _backend, prepare
+    from ragehr.index.search import load_patient_index
+    from pathlib import Path
+
+    cfg, run_dir, _ = smoke
+    before = (run_dir / "predictions.jsonl").read_text()
+    items, _ = prepare(cfg)
+    item = next(it for it in items if it.dataset == "synthea-qa" and it.evidence_event_ids)
+    cond = Condition("synthea-qa", "rag", 512, "bm25", "extractive")
+    idx = load_patient_index(cfg.index_dir, item.patient_id, need_dense=False)
+    be = _backend(cfg.backends[0], Path(cfg.index_dir) / ".cache" / "generations")
+    drop = ("latency_s", "generate_s", "cached")
+    a, b = (run_one(item, cond, idx, be, cfg) for _ in range(2))
+    assert {k: v for k, v in a.items() if k not in drop} == {k: v for k, v in b.items() if k not in drop}
+    assert a["condition"] == cond.key and 0.0 <= a["evidence_recall"] <= 1.0
+    assert (run_dir / "predictions.jsonl").read_text() == before
+
+
+def test_a_limit_keeps_every_question_type():
+    from ragehr.eval.datasets import EvalItem
+    from ragehr.eval.runner import _stratified_sample
+
+    items = [EvalItem(item_id=f"{c}{p}{i}", dataset="d", patient_id=f"p{p}", question="q?", category=c)
+             for c in ("a", "b", "c") for p in range(3) for i in range(10 if c == "a" else 2)]
+    picked = _stratified_sample(items, 9, seed=0)
+    assert len(picked) == 9 and len({it.item_id for it in picked}) == 9
+    assert {it.category for it in picked} == {"a", "b", "c"}
+    assert sum(it.category == "b" for it in picked) == 3 and len({it.patient_id for it in picked}) >= 2
+    assert _stratified_sample(items, 9, seed=0) == picked  # seeded

@@ -71,10 +71,13 @@ def test_recency_prior_prefers_latest(built):
     assert window.recency and hits[0].chunk.start.year == 2022
 
 
-def test_unknown_patient_lists_how_to_index(built):
+def test_unknown_patient_says_how_many_never_which(built):
+    """Other patients' ids may be MRNs: the error counts them and says how to list them."""
     with pytest.raises(IndexNotFoundError) as info:
         load_patient_index(built, "nobody")
-    assert "ragehr index" in str(info.value) and "sample" in str(info.value)
+    msg = str(info.value)
+    assert "ragehr index" in msg and "1 patient(s)" in msg and "ragehr patients" in msg
+    assert "sample" not in msg.replace(str(built), "")
 
 
 @pytest.mark.parametrize("pid", ["../../etc", "..", ".", "a/b", "/abs", "x\\y", "", "ok-id_1.2"])

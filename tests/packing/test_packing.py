@@ -38,7 +38,7 @@ counters = st.sampled_from([EstimateCounter(), WordCounter()])
 
 
 @settings(max_examples=80, deadline=None)
-@given(chunk_lists, st.integers(0, 3000), counters, st.sampled_from(["chronological", "relevance"]))
+@given(chunk_lists, st.integers(0, 3000), counters, st.sampled_from(["chronological", "relevance", "edges"]))
 def test_packers_never_exceed_the_budget(chunks, budget, counter, order):
     for packer in (pack_ranked, pack_most_recent):
         p = packer(chunks, budget, counter, order)
@@ -111,3 +111,33 @@ def test_evidence_cannot_close_the_data_block():
 def test_pack_all_error_names_sizes():
     with pytest.raises(ContextTooLongError, match="budget for evidence is 10"):
         pack_all([chunk(0, "x " * 100, 1)], 10, EstimateCounter())
+
+
+def _lab_chunk() -> Chunk:
+    lines = [f"2020-01-01 08:00 | lab | Analyte {i}: {i}.5 mmol/L | LOINC {1000 + i}-1" for i in range(8)]
+    return Chunk(
+        chunk_id="labs", patient_id="p", kind=EventKind.LAB,
+        start=datetime(2020, 1, 1, 8, tzinfo=timezone.utc), end=None,
+        text="Lab results on 2020-01-01:\n" + "\n".join(lines), n_tokens=200,
+        event_ids=tuple(f"e{i}" for i in range(8)), sources=("f#/x",),
+    )
+
+
+def test_a_cut_piece_carries_only_the_events_it_still_shows():
+    """recent cuts the oldest piece to its newest tokens: the events whose lines were cut away
+    are no longer among the piece's event ids (they were all credited before)."""
+    labs = _lab_chunk()
+    newer = chunk(99, "x " * 10, hours=48)
+    counter = EstimateCounter()
+    whole = counter.count(f"[1] {labs.text}\n") + counter.count(f"[2] {newer.text}\n")
+    packed = pack_most_recent([labs, newer], whole - 60, counter)
+    cut = next(it for it in packed.items if it.chunk_id == "labs")
+    assert packed.truncated_chunk == "labs"
+    kept = {e for e in labs.event_ids if labs.text.split("\n")[1 + int(e[1:])] in cut.text}
+    assert set(cut.event_ids) == kept and 0 < len(kept) < 8 and "e7" in kept and "e0" not in kept
+
+
+def test_edges_order_puts_the_best_pieces_at_both_ends():
+    chunks = [chunk(i, f"piece {i}", hours=i) for i in range(5)]
+    packed = pack_ranked(chunks, 10_000, EstimateCounter(), order="edges")
+    assert [it.chunk_id for it in packed.items] == ["c0000", "c0002", "c0004", "c0003", "c0001"]

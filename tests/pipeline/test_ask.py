@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from ragehr.cli import app
 from ragehr.ehr.render import render_event
+from ragehr.errors import ConfigError
 from ragehr.index.build import build_indexes
 from ragehr.index.search import load_patient_index
 from ragehr.llm.extractive import ExtractiveBackend
@@ -53,7 +54,7 @@ def test_full_fits_a_big_window_and_refuses_a_small_one(idx):
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    question=st.text(min_size=1, max_size=300),
+    question=st.text(min_size=1, max_size=300).filter(str.strip),
     budget=st.integers(400, 6000),
     strategy=st.sampled_from(["rag", "visit-bm25", "recent"]),
     max_new=st.integers(1, 300),
@@ -67,6 +68,12 @@ def test_prompt_never_exceeds_the_window(idx, question, budget, strategy, max_ne
         return
     assert prompt_tokens(be.requests[-1].messages, EstimateCounter()) <= budget - max_new
     assert r.prompt_tokens <= budget - max_new
+
+
+@pytest.mark.parametrize("question", ["", "   ", "\n\t"])
+def test_an_empty_question_is_refused(idx, question):
+    with pytest.raises(ConfigError, match="the question is empty"):
+        ask(idx, question, FakeBackend(), strategy="rag", budget=2048)
 
 
 def test_visit_bm25_reproduces_the_visit_baseline(idx):

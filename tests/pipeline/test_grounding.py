@@ -61,3 +61,18 @@ def test_markers_are_not_numbers():
 def test_find_dates():
     found = [d for d, _ in find_dates("on 2019-03-02, 3/4/2020, Jan 5 2021 and 7 February 2022; 4/28/22")]
     assert found == [date(2019, 3, 2), date(2020, 3, 4), date(2021, 1, 5), date(2022, 2, 7), date(2022, 4, 28)]
+
+
+def test_bracketed_identifier_in_a_note_is_not_a_citation():
+    """A note's ``MRN: [1234555]`` quoted by the answer is a number of the evidence, not a
+    citation of piece 1234555 (which grounding used to flag as unknown)."""
+    ev = [item(1, "2019-01-02 | note | Admission\nPatient MRN: [1234555]. Potassium 4.1")]
+    g = check_grounding("The MRN is [1234555] [1].", ev)
+    assert g.ok and g.unknown_citations == () and g.cited == (1,), g
+    g = check_grounding("The MRN is [7654321] [1].", ev)
+    assert g.unsupported == ("7654321",) and g.unknown_citations == ()
+
+
+def test_citation_ranges_are_citations_not_numbers():
+    g = check_grounding("Yes [1-2].", EVIDENCE)
+    assert g.ok and g.cited == (1, 2) and g.checked == 0, g

@@ -1,0 +1,546 @@
+"""Batch mode: many questions about many patients in one process (``ragehr ask|context
+--questions Q.jsonl --out A.jsonl``).
+
+Each input line is a JSON object: ``question``, ``patient_id``, an optional ``id`` (default
+``line-N``) and optional per-line overrides of ``strategy``, ``budget``, ``retriever``,
+``order`` and ``max_new_tokens``. Each question gives one JSON line in the output: what
+``ragehr ask --json`` (or ``context --json``) prints, plus ``id`` and ``line``; a question that
+fails gives ``{"id", "line", "patient_id", "error", "exit_code"}`` instead.
+
+- Models load once: one backend, and one embedder per embedder spec per process
+  (:func:`shared_embedder`, :func:`shared_backend`), also in Ray workers.
+- Indexes open once per patient and stay in a bounded LRU cache (:class:`IndexCache`);
+  questions are taken patient by patient so each index is opened once.
+- Resumable: ids already answered in the output are skipped. A line cut by a kill and the
+  lines of failed questions are dropped from the output and redone.
+- A bad input line (not JSON, a missing field, an unknown strategy, a duplicate id) is
+  reported with its line number and skipped; the others still run.
+- Backends that take concurrent requests (``LLMBackend.concurrency > 1``, the ``openai``
+  backend) get that many generations in flight from a thread pool; contexts are prepared on
+  the calling thread (indexes and embedders are not shared between threads).
+
+The work itself can be handed to a ``mapper`` (e.g. :func:`ragehr.distributed.ray_map`) that runs
+:func:`answer_group` on each patient's questions elsewhere; the output is written here.
+This module never prints: it reports through callbacks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from ragehr.config import LLMConfig, stable_hash
+from ragehr.errors import ConfigError, RagehrError
+from ragehr.index.search import PatientIndex, load_patient_index
+from ragehr.llm.base import LLMBackend
+from ragehr.pipeline.spec import ContextSpec, prepare_context
+
+__all__ = [
+    "OVERRIDES",
+    "BackendRecipe",
+    "BatchQuestion",
+    "BatchSummary",
+    "IndexCache",
+    "LineError",
+    "answer_group",
+    "iter_answers",
+    "read_done",
+    "read_questions",
+    "read_questions_from_lines",
+    "run_batch",
+    "shared_backend",
+    "shared_embedder",
+    "worker_indexes",
+]
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["ask", "context"]
+OVERRIDES: dict[str, tuple[type, ...]] = {
+    "strategy": (str,),
+    "budget": (int,),
+    "retriever": (str,),
+    "order": (str,),
+    "max_new_tokens": (int,),
+}
+"""Per-line overrides of the command's :class:`ContextSpec`, with their JSON types."""
+_FIELDS = {"question", "patient_id", "id"} | set(OVERRIDES)
+
+
+# -- per-process model caches (one load per process, also per Ray worker) -------------------
+
+_lock = threading.Lock()
+_EMBEDDERS: dict[str, Any] = {}
+_BACKENDS: dict[str, LLMBackend] = {}
+
+
+def shared_embedder(spec: str) -> Any:
+    """The embedder named ``spec``, loaded once per process."""
+    with _lock:
+        emb = _EMBEDDERS.get(spec)
+        if emb is None:
+            from ragehr.embeddings import load_embedder
+
+            emb = _EMBEDDERS[spec] = load_embedder(spec)
+        return emb
+
+
+@dataclass(frozen=True)
+class BackendRecipe:
+    """How to build the answering backend, as plain data that can travel to another process
+    (the arguments of :func:`ragehr.llm.registry.backend_from_config`)."""
+
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    name: str | None = None
+    window: int | None = None
+    model_path: str | None = None
+    base_url: str | None = None
+    model: str | None = None
+    cache_dir: str | None = None
+
+    def key(self) -> str:
+        return stable_hash({**self.__dict__, "llm": self.llm.model_dump(mode="json")})
+
+    def build(self) -> LLMBackend:
+        from ragehr.llm.registry import backend_from_config
+
+        return backend_from_config(
+            self.llm, self.name, window=self.window, model_path=self.model_path,
+            base_url=self.base_url, model=self.model, cache_dir=self.cache_dir,
+        )
+
+
+def shared_backend(recipe: BackendRecipe) -> LLMBackend:
+    """The backend ``recipe`` describes, built once per process (a local model loads once
+    per worker, not once per task)."""
+    key = recipe.key()
+    with _lock:
+        be = _BACKENDS.get(key)
+        if be is None:
+            be = _BACKENDS[key] = recipe.build()
+        return be
+
+
+class IndexCache:
+    """Opened patient indexes, at most ``size`` of them, least recently used dropped first.
+    Every index shares the process's embedder (:func:`shared_embedder`)."""
+
+    def __init__(self, index_dir: str | Path, size: int = 8) -> None:
+        if size < 1:
+            raise ConfigError(f"the index cache holds at least 1 index, not {size}")
+        self.index_dir = Path(index_dir)
+        self.size = size
+        self.opened = 0
+        self._cache: OrderedDict[str, PatientIndex] = OrderedDict()
+
+    def get(self, patient_id: str, need_dense: bool) -> PatientIndex:
+        idx = self._cache.get(patient_id)
+        if idx is not None and (idx.dense is not None or not need_dense):
+            self._cache.move_to_end(patient_id)
+            return idx
+        embedder = None
+        if need_dense:
+            from ragehr.index import store
+
+            try:
+                m = store.read_manifest(store.patient_dir(self.index_dir, patient_id))
+                embedder = shared_embedder(m.config.get("embedder", "minilm"))
+            except RagehrError:
+                embedder = None  # load_patient_index raises the precise error
+        idx = load_patient_index(self.index_dir, patient_id, need_dense=need_dense, embedder=embedder)
+        self.opened += 1
+        self._cache[patient_id] = idx
+        self._cache.move_to_end(patient_id)
+        while len(self._cache) > self.size:
+            self._cache.popitem(last=False)
+        return idx
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+
+# -- input ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchQuestion:
+    line: int
+    id: str
+    question: str
+    patient_id: str
+    spec: ContextSpec
+
+
+@dataclass(frozen=True)
+class LineError:
+    """One question (or input line) that gave no answer."""
+
+    line: int
+    id: str | None
+    patient_id: str | None
+    message: str
+    exit_code: int = 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "line": self.line, "patient_id": self.patient_id,
+                "error": self.message, "exit_code": self.exit_code}
+
+    def __str__(self) -> str:
+        who = f" ({self.id})" if self.id else ""
+        return f"line {self.line}{who}: {self.message}"
+
+
+def _parse_line(n: int, text: str, base: ContextSpec) -> BatchQuestion:
+    try:
+        obj = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"not JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(obj, dict):
+        raise ConfigError("not a JSON object")
+    unknown = sorted(set(obj) - _FIELDS)
+    if unknown:
+        raise ConfigError(f"unknown field(s) {', '.join(unknown)} (valid: {', '.join(sorted(_FIELDS))})")
+    q, pid = obj.get("question"), obj.get("patient_id")
+    if not isinstance(q, str) or not q.strip():
+        raise ConfigError("`question` must be a non-empty string")
+    if not isinstance(pid, str) or not pid.strip():
+        raise ConfigError("`patient_id` must be a non-empty string")
+    qid = obj.get("id", f"line-{n}")
+    if isinstance(qid, bool) or not isinstance(qid, (str, int)) or str(qid) == "":
+        raise ConfigError("`id` must be a non-empty string or an integer")
+    changes: dict[str, Any] = {}
+    for name, types in OVERRIDES.items():
+        if name not in obj:
+            continue
+        v = obj[name]
+        if v is None and name == "budget":
+            changes[name] = None  # the backend's whole window
+            continue
+        if isinstance(v, bool) or not isinstance(v, types):
+            raise ConfigError(f"`{name}` must be {'an integer' if types == (int,) else 'a string'}")
+        changes[name] = v
+    spec = replace(base, **changes) if changes else base
+    return BatchQuestion(line=n, id=str(qid), question=q, patient_id=pid, spec=spec)
+
+
+def read_questions(path: str | Path, base: ContextSpec) -> tuple[list[BatchQuestion], list[LineError]]:
+    """The questions of a JSON-lines file, and one :class:`LineError` per bad line (blank
+    lines are skipped). A missing or unreadable file is a :class:`ConfigError`."""
+    p = Path(path)
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such questions file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read the questions file ({type(exc).__name__})") from None
+    return read_questions_from_lines(lines, base)
+
+
+def read_questions_from_lines(lines: Sequence[str], base: ContextSpec) -> tuple[list[BatchQuestion], list[LineError]]:
+    """:func:`read_questions` on lines already read (numbered from 1)."""
+    good: list[BatchQuestion] = []
+    bad: list[LineError] = []
+    seen: dict[str, int] = {}
+    for n, text in enumerate(lines, 1):
+        if not text.strip():
+            continue
+        try:
+            q = _parse_line(n, text, base)
+        except ConfigError as exc:
+            bad.append(LineError(n, None, None, str(exc), exc.exit_code))
+            continue
+        if q.id in seen:
+            bad.append(LineError(n, q.id, q.patient_id, f"duplicate id (first on line {seen[q.id]})", 2))
+            continue
+        seen[q.id] = n
+        good.append(q)
+    return good, bad
+
+
+def read_done(out: str | Path) -> set[str]:
+    """Ids already answered in ``out``. The file is rewritten without the lines that are not
+    complete answers (a line cut by a kill, errors), which are then redone."""
+    p = Path(out)
+    if not p.is_file():
+        return set()
+    raw = p.read_text(encoding="utf-8")
+    kept: list[str] = []
+    done: set[str] = set()
+    lines = raw.split("\n")
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        if i == len(lines) - 1:
+            continue  # no newline after it: cut by a kill
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(obj, dict) and "error" not in obj and isinstance(obj.get("id"), str):
+            done.add(obj["id"])
+            kept.append(line)
+    text = "".join(line + "\n" for line in kept)
+    if text != raw:
+        from ragehr.fsutil import atomic_write_text
+
+        atomic_write_text(p, text)
+    return done
+
+
+# -- the work -------------------------------------------------------------------------------
+
+
+def _error(q: BatchQuestion, exc: BaseException) -> LineError:
+    if isinstance(exc, RagehrError):
+        return LineError(q.line, q.id, q.patient_id, str(exc), exc.exit_code)
+    # a bug: name it without echoing data that may hold patient text
+    log.debug("question %s failed", q.id, exc_info=exc)
+    return LineError(q.line, q.id, q.patient_id, f"internal error ({type(exc).__name__})", 1)
+
+
+def _context_row(q: BatchQuestion, prep: Any) -> dict[str, Any]:
+    from ragehr.pipeline.context import context_json
+
+    return {"id": q.id, "line": q.line, "question": q.question, "patient_id": q.patient_id,
+            **context_json(prep.context, prep.window)}
+
+
+def _answer(q: BatchQuestion, prep: Any, backend: LLMBackend, seed: int, t_ctx: float) -> dict[str, Any]:
+    from ragehr.pipeline.ask import answer_prepared
+
+    r = answer_prepared(prep, q.question, q.patient_id, backend, seed=seed, context_seconds=t_ctx)
+    return {"id": q.id, "line": q.line, **r.to_json()}
+
+
+Result = tuple[BatchQuestion, "dict[str, Any] | LineError"]
+
+
+def iter_answers(
+    questions: Iterable[BatchQuestion],
+    indexes: IndexCache,
+    backend: LLMBackend,
+    mode: Mode = "ask",
+    *,
+    seed: int = 0,
+    concurrency: int | None = None,
+) -> Iterator[Result]:
+    """Answer (``ask``) or select context for (``context``) each question, yielding
+    ``(question, row or LineError)`` as each finishes (not necessarily in order). Never
+    raises for one question's failure. ``concurrency`` (default: the backend's) bounds the
+    generations in flight."""
+    n = max(1, concurrency or getattr(backend, "concurrency", 1)) if mode == "ask" else 1
+    pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="ragehr-gen") if n > 1 else None
+    pending: dict[Future, BatchQuestion] = {}
+
+    def drain(block: bool) -> Iterator[Result]:
+        if not pending:
+            return
+        done, _ = wait(list(pending), timeout=None if block else 0, return_when=FIRST_COMPLETED)
+        for fut in done:
+            q = pending.pop(fut)
+            exc = fut.exception()
+            yield (q, _error(q, exc)) if exc is not None else (q, fut.result())
+
+    try:
+        for q in questions:
+            t0 = time.perf_counter()
+            try:
+                idx = indexes.get(q.patient_id, q.spec.needs_dense)
+                prep = prepare_context(idx, q.question, q.spec, backend)
+            except Exception as exc:  # noqa: BLE001 - one question's failure is reported, not fatal
+                yield q, _error(q, exc)
+                continue
+            t_ctx = time.perf_counter() - t0
+            if mode == "context":
+                yield q, _context_row(q, prep)
+                continue
+            if pool is None:
+                try:
+                    yield q, _answer(q, prep, backend, seed, t_ctx)
+                except Exception as exc:  # noqa: BLE001
+                    yield q, _error(q, exc)
+                continue
+            pending[pool.submit(_answer, q, prep, backend, seed, t_ctx)] = q
+            yield from drain(block=len(pending) >= 2 * n)
+        while pending:
+            yield from drain(block=True)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass(frozen=True)
+class GroupJob:
+    """One unit of distributed batch work: some questions, and how to answer them."""
+
+    questions: tuple[BatchQuestion, ...]
+    index_dir: str
+    recipe: BackendRecipe
+    mode: Mode
+    seed: int = 0
+    cache_size: int = 8
+
+
+_WORKER_INDEXES: dict[str, IndexCache] = {}
+
+
+def worker_indexes(index_dir: str | Path, size: int = 8) -> IndexCache:
+    """This process's index cache for ``index_dir`` (kept across the tasks a worker runs)."""
+    key = str(index_dir)
+    with _lock:
+        cache = _WORKER_INDEXES.get(key)
+        if cache is None:
+            cache = _WORKER_INDEXES[key] = IndexCache(index_dir, size)
+        return cache
+
+
+def answer_group(job: GroupJob) -> list[Result]:
+    """Run ``job`` in this process with its per-process backend, embedder and index cache
+    (the function a Ray task runs)."""
+    try:
+        backend = shared_backend(job.recipe)
+    except Exception as exc:  # noqa: BLE001 - reported per question
+        return [(q, _error(q, exc)) for q in job.questions]
+    cache = worker_indexes(job.index_dir, job.cache_size)
+    return list(iter_answers(job.questions, cache, backend, job.mode, seed=job.seed))
+
+
+class Mapper(Protocol):
+    """Runs ``fn`` on each payload somewhere else; yields ``(position, result)`` as each
+    finishes, with an exception as the result of a payload that failed."""
+
+    def __call__(self, fn: Callable[[Any], Any], payloads: Sequence[Any]) -> Iterator[tuple[int, Any]]: ...
+
+
+class Progress(Protocol):
+    def start(self, task: str, total: int) -> None: ...
+
+    def advance(self, task: str, n: int = 1) -> None: ...
+
+
+@dataclass
+class BatchSummary:
+    total: int
+    """Well-formed questions in the file."""
+    bad_lines: int
+    skipped: int
+    """Already answered in the output by an earlier run."""
+    answered: int
+    failures: list[LineError]
+    seconds: float
+    indexes_opened: int | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """0 when nothing failed; the failures' exit code when they share one, else 1."""
+        codes = {f.exit_code for f in self.failures}
+        if not codes:
+            return 0
+        return codes.pop() if len(codes) == 1 else 1
+
+    def line(self) -> str:
+        rate = self.answered / self.seconds if self.seconds > 0 else 0.0
+        return (
+            f"{self.answered} answered, {len(self.failures)} failed, {self.skipped} already done "
+            f"(of {self.total} questions; {self.bad_lines} bad line(s)) in {self.seconds:.1f}s ({rate:.2f}/s)"
+        )
+
+
+def _by_patient(questions: Sequence[BatchQuestion]) -> list[list[BatchQuestion]]:
+    groups: dict[str, list[BatchQuestion]] = {}
+    for q in questions:
+        groups.setdefault(q.patient_id, []).append(q)
+    return list(groups.values())
+
+
+def run_batch(
+    questions_path: str | Path,
+    out_path: str | Path,
+    *,
+    index_dir: str | Path,
+    base_spec: ContextSpec,
+    recipe: BackendRecipe,
+    mode: Mode = "ask",
+    seed: int = 0,
+    cache_size: int = 8,
+    concurrency: int | None = None,
+    mapper: Mapper | None = None,
+    progress: Progress | None = None,
+    on_error: Callable[[LineError], None] | None = None,
+) -> BatchSummary:
+    """Answer every question of ``questions_path`` into ``out_path`` (appending; resuming a
+    killed run). With ``mapper`` each patient's questions run as one job there (e.g. a Ray
+    task); else here. Bad lines and failed questions go to ``on_error`` and the summary."""
+    t0 = time.perf_counter()
+    good, bad = read_questions(questions_path, base_spec)
+    failures: list[LineError] = []
+
+    def fail(e: LineError) -> None:
+        failures.append(e)
+        if on_error is not None:
+            on_error(e)
+
+    for e in bad:
+        fail(e)
+    out = Path(out_path)
+    if out.is_dir():
+        raise ConfigError(f"{out}: is a directory; give a file name for --out")
+    done = read_done(out)
+    todo = [q for q in good if q.id not in done]
+    if recipe.window is not None and todo:
+        # a backend that sizes its window up front (local) must fit the largest line's budget
+        budgets = [q.spec.budget for q in todo]
+        recipe = replace(recipe, window=None if None in budgets else max(budgets))
+    groups = _by_patient(todo)
+    if progress is not None:
+        progress.start("questions", len(todo))
+    answered = 0
+    indexes_opened = None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "a", encoding="utf-8") as fh:
+
+        def write(q: BatchQuestion, result: dict[str, Any] | LineError) -> None:
+            nonlocal answered
+            if isinstance(result, LineError):
+                fail(result)
+                row = result.to_json()
+            else:
+                answered += 1
+                row = result
+            fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+            fh.flush()
+            if progress is not None:
+                progress.advance("questions")
+
+        if mapper is None:
+            if todo:
+                backend = recipe.build()
+                cache = IndexCache(index_dir, cache_size)
+                ordered = [q for g in groups for q in g]
+                for q, result in iter_answers(ordered, cache, backend, mode, seed=seed, concurrency=concurrency):
+                    write(q, result)
+                indexes_opened = cache.opened
+        else:
+            if todo:
+                recipe.build()  # a bad backend option is one error here, not one per question there
+            jobs = [GroupJob(tuple(g), str(index_dir), recipe, mode, seed, cache_size) for g in groups]
+            for i, result in mapper(answer_group, jobs):
+                if isinstance(result, BaseException):
+                    msg = f"worker failed ({str(result).splitlines()[0][:200] if str(result) else type(result).__name__})"
+                    for q in jobs[i].questions:
+                        write(q, LineError(q.line, q.id, q.patient_id, msg, 1))
+                    continue
+                for q, r in result:
+                    write(q, r)
+    return BatchSummary(
+        total=len(good), bad_lines=len(bad), skipped=len(good) - len(todo), answered=answered, failures=failures,
+        seconds=time.perf_counter() - t0, indexes_opened=indexes_opened,
+    )
