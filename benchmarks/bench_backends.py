@@ -5,8 +5,9 @@ decode tokens/s, peak memory, and how often the greedy answers are identical.
     .venv/bin/python benchmarks/bench_backends.py [--questions 2] [--max-new-tokens 32]
         [--threads 1] [--sizes 1024,2048,8192] [--out benchmarks/results/backends.json]
 
-Prompts: MedAlign's public sample instructions asked of its public sample record (shared
-data), packed by the `recent` strategy to fill each window (prompt + answer), counted with the
+Prompts: MedAlign's public sample instructions asked of a Synthea patient of the shared data
+(`--record`; long enough to fill an 8k window, which MedAlign's sample record is not), packed by
+the `recent` strategy to fill each window (prompt + answer), counted with the
 model's tokenizer (both backends' tokenizers give the same counts: tests/llm/test_hf.py), laid
 out by the model's own chat template. Each measurement runs in its own child process, one
 backend at a time (never both at once), so peak memory (the child's max RSS) is that backend's:
@@ -103,7 +104,7 @@ def run_child(backend: str, cache_dir: Path, prompts: Path | None, args: argpars
 # --- parent ---------------------------------------------------------------------------------
 
 
-def build_prompts(cache_dir: Path, sizes: list[int], n_questions: int, max_new: int, data: Path) -> list[dict]:
+def build_prompts(cache_dir: Path, sizes: list[int], n_questions: int, max_new: int, record: Path) -> list[dict]:
     from ragehr.config import IndexConfig
     from ragehr.index.build import build_indexes
     from ragehr.index.search import load_patient_index
@@ -114,7 +115,7 @@ def build_prompts(cache_dir: Path, sizes: list[int], n_questions: int, max_new: 
     counter_backend = TransformersBackend(cache_dir=cache_dir, context_window=max(sizes))
     tok = counter_backend.tokenizer()  # the tokenizer only (the weights stay in the children)
     with tempfile.TemporaryDirectory() as tmp:
-        [s] = build_indexes([data / "medalign" / "sample-ehr-clean.xml"], Path(tmp), IndexConfig(embedder="hashing"))
+        [s] = build_indexes([record], Path(tmp), IndexConfig(embedder="hashing"))
         idx = load_patient_index(Path(tmp), s.patient_id, need_dense=False)
         prompts = []
         for size in sizes:
@@ -148,6 +149,8 @@ def main() -> int:
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("RAGEHR_SHARED_DATA", REPO.parent / "shared" / "data")))
+    ap.add_argument("--record", default="synthea/fhir/exafluence_CA_2b8f6690-5ebd-45ef-ba61-152e08c9f38a.json",
+                    help="a record under --data")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--child")
     ap.add_argument("--cache-dir")
@@ -165,7 +168,7 @@ def main() -> int:
         hf_cold = run_child("transformers", cache, None, args)
         print("llama.cpp, cold ...", file=sys.stderr, flush=True)
         ll_cold = run_child("llamacpp", cache, None, args)
-        prompts = build_prompts(cache, sizes, args.questions, args.max_new_tokens, args.data)
+        prompts = build_prompts(cache, sizes, args.questions, args.max_new_tokens, args.data / args.record)
         pfile = Path(tmp) / "prompts.json"
         pfile.write_text(json.dumps(prompts), encoding="utf-8")
         print(f"{len(prompts)} prompts; llama.cpp, warm ...", file=sys.stderr, flush=True)
@@ -201,11 +204,11 @@ def main() -> int:
     doc = {
         "command": " ".join(["python", "benchmarks/bench_backends.py", *sys.argv[1:]]),
         "machine": {"platform": platform.platform(), "cores": os.cpu_count(), "loadavg_at_end": loadavg},
-        "threads": args.threads, "max_new_tokens": args.max_new_tokens, "load": load, "rows": rows,
+        "record": args.record, "threads": args.threads, "max_new_tokens": args.max_new_tokens, "load": load, "rows": rows,
         "runs": {"llamacpp": ll["runs"], "transformers": hf["runs"]},
     }
     print(f"\nSmolLM2-135M-Instruct Q4_1, {args.threads} thread(s), {args.max_new_tokens} new tokens, "
-          f"{args.questions} question(s) per size; load average at end {loadavg}")
+          f"{args.questions} question(s) per size, record {args.record}; load average at end {loadavg}")
     print("\n| | llama.cpp | transformers | ratio (llama/tf) |\n|---|---|---|---|")
     for key, label in (("cold_s", "load, cold (s)"), ("warm_s", "load, warm (s)"), ("import_s", "import (s)"), ("peak_rss_mb", "peak RSS (MB)")):
         a, b = load["llamacpp"][key], load["transformers"][key]

@@ -37,18 +37,19 @@ ask() {
   echo "----------------------------------------------------------------------------"
   echo "Q ($1, backend $2): $3"
   echo "----------------------------------------------------------------------------"
-  "$R" ask "$3" --patient "$1" --backend "$2" --budget 2048 --index-dir "$IDX"
+  "$R" ask "$3" --patient "$1" --backend "$2" --budget 2048 --max-new-tokens 128 --index-dir "$IDX"
 }
 
 echo
 echo "== 3. Asking MedAlign's public sample instructions (local SmolLM2-135M via transformers, then extractive)"
 # Verbatim from medalign/instructions-sample.csv (ids 2016485838, 27057354, 1296158817).
+# The model answers two of them (each answer takes a while on a CPU); extractive all three.
 for q in "Were any complications reported during this patient's last MRI exam?" \
-         "Has she ever been on a statin before?" \
-         "Please show the patient's vital signs over the past 6 months"; do
+         "Has she ever been on a statin before?"; do
   ask sample-ehr-clean transformers "$q"
   ask sample-ehr-clean extractive "$q"
 done
+ask sample-ehr-clean extractive "Please show the patient's vital signs over the past 6 months"
 ask "$P" extractive "What is the patient's vaccination history for COVID"
 ask "$P" transformers "Summarize all blood work the patient had in the past year."
 
