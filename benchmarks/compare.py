@@ -92,8 +92,9 @@ def hit(ranked_event_ids: list[tuple[str, ...]], gold: list[str]) -> float:
     return 1.0 if any(g & set(ids) for ids in ranked_event_ids[:10]) else 0.0
 
 
-def run_ragehr(path: Path, work: Path, embedder: Any, cache_dir: Path | None = None) -> tuple[dict, Any]:
-    cfg = IndexConfig(embedder="minilm")
+def run_ragehr(path: Path, work: Path, embedder: Any, cache_dir: Path | None = None,
+               embedder_name: str = "minilm") -> tuple[dict, Any]:
+    cfg = IndexConfig(embedder=embedder_name)
     with PeakRSS() as mem:
         t = time.perf_counter()
         [s] = build_indexes([path], work / "idx", cfg, cache_dir=cache_dir or work / "cache", embedder=embedder)
@@ -263,11 +264,13 @@ def main() -> int:
     ap.add_argument("--no-budgets", action="store_true", help="skip evidence recall by budget")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--cache-dir", type=Path, help="reuse an embedding cache (build times then exclude embedding)")
+    ap.add_argument("--embedder", default="minilm", help="ragehr's (and the llama-index pipeline's) embedder: minilm or static")
     args = ap.parse_args()
 
     from ragehr.embeddings import load_embedder
+    from ragehr.embeddings.static import default_models_dir
 
-    embedder = load_embedder("minilm")
+    embedder = load_embedder(args.embedder, models_dir=default_models_dir())
     embedder.embed(["warm up"])
     result: dict[str, Any] = {
         "command": " ".join(["python", *sys.argv]),
@@ -282,7 +285,7 @@ def main() -> int:
         record = load_record(path)
         facts = load_facts(path, record)
         print(f"\n## {path.name}: {len(record.events)} events, {len(facts)} planted-fact questions", flush=True)
-        r, idx = run_ragehr(path, work, embedder, args.cache_dir)
+        r, idx = run_ragehr(path, work, embedder, args.cache_dir, args.embedder)
         r.update(query_ragehr(idx, facts))
         r["bm25_only"] = query_ragehr(idx, facts, "bm25")
         r.update(answer_all(idx, facts))

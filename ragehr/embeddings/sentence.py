@@ -13,12 +13,13 @@ thread count (torch's default, one thread per core, is kept).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,27 @@ def folder_model_id(folder: Path) -> str:
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", folder.resolve().name) or "model"
     return f"{safe}@{h.hexdigest()[:12]}"
 
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Keep transformers' load-time warnings (the multi-line "LOAD REPORT" table for MiniLM's
+    unused ``position_ids``) off stderr while a model loads: a command's failures are one line,
+    and its output is the CLI's. ``--debug`` shows them."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        yield
+        return
+    if logging.getLogger().isEnabledFor(logging.DEBUG):
+        yield
+        return
+    previous = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(previous)
 
 class SentenceTransformerEmbedder:
     """A sentence-transformers model read from ``folder``, run on the CPU.
@@ -104,12 +126,13 @@ class SentenceTransformerEmbedder:
                     f"sentence-transformers is not installed ({exc}): {_INSTALL_HINT}"
                 ) from exc
             try:
-                model = SentenceTransformer(
-                    str(self.folder),
-                    device="cpu",
-                    local_files_only=True,
-                    trust_remote_code=False,
-                )
+                with quiet_transformers():
+                    model = SentenceTransformer(
+                        str(self.folder),
+                        device="cpu",
+                        local_files_only=True,
+                        trust_remote_code=False,
+                    )
             except Exception as exc:  # a broken folder can fail in many library-specific ways
                 raise EmbedderError(
                     f"cannot load the model in {self.folder}: {type(exc).__name__}: {exc}"

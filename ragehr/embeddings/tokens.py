@@ -36,7 +36,10 @@ def load_minilm_token_model() -> Any:
         from sentence_transformers import SentenceTransformer
     except ImportError as exc:
         raise ModelNotFoundError(f"sentence-transformers is not installed ({exc})") from exc
-    model = SentenceTransformer(str(folder), device="cpu", local_files_only=True, trust_remote_code=False)
+    from ragehr.embeddings.sentence import quiet_transformers
+
+    with quiet_transformers():
+        model = SentenceTransformer(str(folder), device="cpu", local_files_only=True, trust_remote_code=False)
     model.eval()
     return model
 

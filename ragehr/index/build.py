@@ -293,11 +293,7 @@ def build_indexes(
             progress.advance("patients")
             continue
         if emb is None:
-            from ragehr.embeddings import load_embedder
-            from ragehr.embeddings.cache import EmbeddingCache
-
-            emb = embedder or load_embedder(config.embedder)
-            cache = embedding_cache or EmbeddingCache(Path(cache_dir) if cache_dir else index_dir / ".cache" / "embeddings")
+            emb, cache = _open_embedder(embedder, config, index_dir, cache_dir, progress, embedding_cache)
         try:
             summaries.append(
                 _build_one(pid, records, wanted, index_dir, config, emb, cache, progress, t_parse / max(1, len(groups)))
@@ -310,6 +306,30 @@ def build_indexes(
             raise store.write_failed(exc, pid, index_dir) from exc
         progress.advance("patients")
     return summaries
+
+
+def _open_embedder(embedder, config: IndexConfig, index_dir: Path, cache_dir, progress: Progress, embedding_cache=None):
+    """The build's embedder and embedding cache. A static embedder not distilled yet is
+    distilled here, once, with its own progress bar (``distilling``), before any chunk is
+    embedded."""
+    from ragehr.embeddings import load_embedder
+    from ragehr.embeddings.cache import EmbeddingCache
+    from ragehr.embeddings.static import default_models_dir
+
+    emb = embedder or load_embedder(config.embedder, models_dir=default_models_dir(index_dir))
+    prepare = getattr(emb, "prepare", None)
+    if callable(prepare):
+        done = [0]
+
+        def on_distil(n: int, total: int) -> None:
+            if n == 0 and done[0] == 0:
+                progress.start("distilling", total)
+            progress.advance("distilling", n - done[0])
+            done[0] = n
+
+        prepare(progress=on_distil)
+    cache = embedding_cache or EmbeddingCache(Path(cache_dir) if cache_dir else index_dir / ".cache" / "embeddings")
+    return emb, cache
 
 
 def _load_one(pid: str, wanted: tuple[SourceFile, ...], parsed: dict[Path, PatientRecord],

@@ -91,9 +91,12 @@ def load_patient_index(
 
         dense = DenseIndex.load(stored.folder / "dense", expected_model_id=stored.manifest.embedder_id)
         if embedder is None:
-            from ragehr.embeddings import load_embedder
+            from ragehr.embeddings import QueryLRU, load_embedder
+            from ragehr.embeddings.static import default_models_dir
 
-            embedder = load_embedder(stored.manifest.config.get("embedder", "minilm"))
+            embedder = QueryLRU(load_embedder(
+                stored.manifest.config.get("embedder", "minilm"), models_dir=default_models_dir(index_dir)
+            ))
         if embedder.model_id != stored.manifest.embedder_id:
             raise StaleIndexError(
                 f"index of {patient_id!r} was embedded with {stored.manifest.embedder_id}, "

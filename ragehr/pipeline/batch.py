@@ -82,14 +82,19 @@ _EMBEDDERS: dict[str, Any] = {}
 _BACKENDS: dict[str, LLMBackend] = {}
 
 
-def shared_embedder(spec: str) -> Any:
-    """The embedder named ``spec``, loaded once per process."""
-    with _lock:
-        emb = _EMBEDDERS.get(spec)
-        if emb is None:
-            from ragehr.embeddings import load_embedder
+def shared_embedder(spec: str, index_dir: str | Path | None = None) -> Any:
+    """The embedder named ``spec``, loaded once per process (``static`` from the models
+    folder of ``index_dir``, see :func:`ragehr.embeddings.static.default_models_dir`)."""
+    from ragehr.embeddings.static import default_models_dir
 
-            emb = _EMBEDDERS[spec] = load_embedder(spec)
+    models_dir = default_models_dir(index_dir)
+    key = f"{spec}\0{models_dir}"
+    with _lock:
+        emb = _EMBEDDERS.get(key)
+        if emb is None:
+            from ragehr.embeddings import QueryLRU, load_embedder
+
+            emb = _EMBEDDERS[key] = QueryLRU(load_embedder(spec, models_dir=models_dir))
         return emb
 
 
@@ -152,7 +157,7 @@ class IndexCache:
 
             try:
                 m = store.read_manifest(store.patient_dir(self.index_dir, patient_id))
-                embedder = shared_embedder(m.config.get("embedder", "minilm"))
+                embedder = shared_embedder(m.config.get("embedder", "minilm"), self.index_dir)
             except RagehrError:
                 embedder = None  # load_patient_index raises the precise error
         idx = load_patient_index(self.index_dir, patient_id, need_dense=need_dense, embedder=embedder)

@@ -143,15 +143,31 @@ class DenseIndex:
             raise ValueError("query vector holds NaN or infinite values")
         return np.ascontiguousarray(_unit_rows(q[None, :], "query vector"), dtype=np.float32)
 
+    def mask(self, allowed: Iterable[str]) -> np.ndarray:
+        """Boolean mask over :attr:`ids` of the chunk ids in ``allowed`` (others ignored)."""
+        if isinstance(allowed, str):
+            raise ValueError("allowed must be a collection of chunk ids, not one string")
+        out = np.zeros(len(self._ids), dtype=bool)
+        get = self._pos.get
+        idx = [i for i in map(get, allowed) if i is not None]
+        if idx:
+            out[np.asarray(idx, dtype=np.int64)] = True
+        return out
+
     def search(
-        self, query_vector: np.ndarray, k: int, allowed: Iterable[str] | None = None
+        self,
+        query_vector: np.ndarray,
+        k: int,
+        allowed: Iterable[str] | np.ndarray | None = None,
     ) -> list[ScoredId]:
         """The top ``k`` chunks by cosine with ``query_vector``, best first, ties by chunk id.
 
         ``k`` larger than the candidates returns them all; ``k <= 0`` returns nothing. With
-        ``allowed``, only those chunk ids are candidates (ids not in the index are ignored)
-        and the result is the exact top ``k`` among them. A query that is not of unit norm is
-        normalised."""
+        ``allowed``, only those chunks are candidates and the result is the exact top ``k``
+        among them: either chunk ids (ids not in the index are ignored) or a boolean mask over
+        :attr:`ids` (see :meth:`mask`). The restriction is applied inside FAISS's scan (a
+        bitmap selector), before the top-k cut, so no allowed chunk is lost to disallowed
+        ones however few are allowed. A query that is not of unit norm is normalised."""
         q = self._query(query_vector)
         if k <= 0 or len(self) == 0:
             return []
@@ -160,17 +176,25 @@ class DenseIndex:
         if allowed is None:
             n_candidates = len(self)
         else:
-            positions = sorted({self._pos[c] for c in allowed if c in self._pos})
-            if not positions:
+            if isinstance(allowed, np.ndarray):
+                if allowed.dtype != np.bool_ or allowed.shape != (len(self),):
+                    raise ValueError(
+                        f"an allowed mask must be bool of shape ({len(self)},), "
+                        f"got {allowed.dtype} {allowed.shape}"
+                    )
+                mask = allowed
+            else:
+                mask = self.mask(allowed)
+            n_candidates = int(np.count_nonzero(mask))
+            if not n_candidates:
                 return []
-            n_candidates = len(positions)
             if n_candidates < len(self):
                 import faiss
 
-                keep_alive = np.asarray(positions, dtype=np.int64)
-                selector = faiss.IDSelectorBatch(keep_alive)
+                bits = np.packbits(mask, bitorder="little")
+                selector = faiss.IDSelectorBitmap(len(self), faiss.swig_ptr(bits))
                 params = faiss.SearchParameters(sel=selector)
-                keep_alive = (keep_alive, selector)
+                keep_alive = (bits, selector)  # FAISS holds raw pointers into these
         index = self._index()
         want = min(k, n_candidates)
         fetch = want

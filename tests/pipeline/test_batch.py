@@ -154,7 +154,7 @@ def test_models_load_once_per_process(sample_index_dir, monkeypatch):
     import ragehr.embeddings as emb
 
     real = emb.load_embedder
-    monkeypatch.setattr(emb, "load_embedder", lambda spec: calls.append(spec) or real(spec))
+    monkeypatch.setattr(emb, "load_embedder", lambda spec, **kw: calls.append(spec) or real(spec, **kw))
     monkeypatch.setattr(batch_mod, "_EMBEDDERS", {})
     monkeypatch.setattr(batch_mod, "_BACKENDS", {})
     monkeypatch.setattr(batch_mod, "_WORKER_INDEXES", {})

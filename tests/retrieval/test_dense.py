@@ -253,3 +253,32 @@ def test_importing_dense_does_not_import_faiss() -> None:
         cwd=Path(__file__).resolve().parents[2],
     ).stdout.split()
     assert out == ["False", "True"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 300), k=st.integers(1, 50),
+       fraction=st.floats(0.0, 1.0))
+def test_a_boolean_mask_gives_the_same_hits_as_the_ids(seed: int, n: int, k: int, fraction: float) -> None:
+    """The mask path (FAISS bitmap selector) and the id path agree, and both match brute force;
+    n up to 300 crosses byte boundaries of the packed bitmap at every offset."""
+    rng = np.random.default_rng(seed)
+    vecs = _unit(rng, n, 16)
+    ids = _ids(n)
+    index = DenseIndex.build(vecs, ids, "m")
+    q = _unit(rng, 1, 16)[0]
+    allowed = {c for c in ids if rng.random() < fraction}
+    mask = index.mask(allowed | {"not-in-index"})
+    assert mask.dtype == np.bool_ and int(mask.sum()) == len(allowed)
+    assert index.search(q, k, allowed=mask) == index.search(q, k, allowed=allowed)
+    _check_against_brute_force(index, vecs, ids, q, k, allowed)
+
+
+def test_a_malformed_mask_is_refused() -> None:
+    index = DenseIndex.build(_unit(np.random.default_rng(0), 5, 4), _ids(5), "m")
+    q = np.ones(4, dtype=np.float32)
+    with pytest.raises(ValueError, match="mask"):
+        index.search(q, 3, allowed=np.ones(4, dtype=bool))
+    with pytest.raises(ValueError, match="mask"):
+        index.search(q, 3, allowed=np.ones(5, dtype=np.int64))
+    with pytest.raises(ValueError):
+        index.mask("c0001")
