@@ -638,8 +638,10 @@ def ask(
     streamed: list[str] = []
 
     def show(piece: str) -> None:
-        if not streamed:
+        if not streamed:  # nothing shown yet: leading whitespace is dropped, as the plain print does
             piece = piece.lstrip()
+            if not piece:
+                return
         streamed.append(piece)
         sys.stdout.write(piece)
         sys.stdout.flush()
