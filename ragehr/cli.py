@@ -561,7 +561,7 @@ def context(
     if batch:
         from ragehr.pipeline.batch import BackendRecipe
 
-        recipe = BackendRecipe(cfg.llm, backend, window=spec.budget)
+        recipe = BackendRecipe(cfg.llm, backend, window=spec.budget, model_cache_dir=str(index_dir / ".cache" / "models"))
         _run_batch("context", questions, out, spec=spec, recipe=recipe, index_dir=index_dir, ray=ray,
                    workers=workers, cache_size=cache_size)
         return
@@ -623,6 +623,7 @@ def ask(
         recipe = BackendRecipe(
             cfg.llm, backend, window=spec.budget, model_path=str(model_path) if model_path else None,
             base_url=base_url, model=model, cache_dir=None if no_cache else str(index_dir / ".cache" / "generations"),
+            model_cache_dir=str(index_dir / ".cache" / "models"),
         )
         _run_batch("ask", questions, out, spec=spec, recipe=recipe, index_dir=index_dir, ray=ray,
                    workers=workers, cache_size=cache_size)
