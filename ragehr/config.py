@@ -134,9 +134,11 @@ class LLMConfig(BaseModel):
 
     model_config = _FROZEN
 
-    backend: str = "local"
-    """``local`` (llama.cpp with a GGUF; SmolLM2-135M-Instruct by default), ``openai`` (any
-    OpenAI-compatible server), ``extractive`` (no model: quotes the evidence) or ``fake``."""
+    backend: str = "transformers"
+    """``transformers`` (a GGUF or Hugging Face model through transformers + torch;
+    SmolLM2-135M-Instruct by default), ``llamacpp`` (the same GGUF through llama.cpp, faster;
+    the ``local-fast`` extra; alias ``local``), ``openai`` (any OpenAI-compatible server),
+    ``extractive`` (no model: quotes the evidence) or ``fake``."""
     settings: dict[str, Any] = {}
     """Passed to the backend: ``model_path``, ``context_window``, ``base_url``, ``model``, ..."""
     max_new_tokens: int = Field(256, ge=1)

@@ -3,8 +3,10 @@
 #   1. parse and summarize every record;
 #   2. index the MedAlign sample and one Synthea patient from two sources (C-CDA + FHIR,
 #      merged into one index);
-#   3. ask a few of MedAlign's public sample instructions with the local model (SmolLM2-135M)
-#      and with the extractive backend, showing answers with dated, cited evidence.
+#   3. ask a few of MedAlign's public sample instructions with the local model (SmolLM2-135M
+#      through transformers: no compiler needed; its first use converts the weights once) and
+#      with the extractive backend, showing answers with dated, cited evidence;
+#   4. `ragehr doctor`: what works on this machine.
 set -euo pipefail
 DATA=${DATA:-../shared/data}
 BIN=${BIN:-.venv/bin}
@@ -35,20 +37,25 @@ ask() {
   echo "----------------------------------------------------------------------------"
   echo "Q ($1, backend $2): $3"
   echo "----------------------------------------------------------------------------"
-  "$R" ask "$3" --patient "$1" --backend "$2" --budget 2048 --index-dir "$IDX"
+  "$R" ask "$3" --patient "$1" --backend "$2" --budget 2048 --max-new-tokens 128 --index-dir "$IDX"
 }
 
 echo
-echo "== 3. Asking MedAlign's public sample instructions (local SmolLM2-135M, then extractive)"
+echo "== 3. Asking MedAlign's public sample instructions (local SmolLM2-135M via transformers, then extractive)"
 # Verbatim from medalign/instructions-sample.csv (ids 2016485838, 27057354, 1296158817).
+# The model answers two of them (each answer takes a while on a CPU); extractive all three.
 for q in "Were any complications reported during this patient's last MRI exam?" \
-         "Has she ever been on a statin before?" \
-         "Please show the patient's vital signs over the past 6 months"; do
-  ask sample-ehr-clean local "$q"
+         "Has she ever been on a statin before?"; do
+  ask sample-ehr-clean transformers "$q"
   ask sample-ehr-clean extractive "$q"
 done
+ask sample-ehr-clean extractive "Please show the patient's vital signs over the past 6 months"
 ask "$P" extractive "What is the patient's vaccination history for COVID"
-ask "$P" local "Summarize all blood work the patient had in the past year."
+ask "$P" transformers "Summarize all blood work the patient had in the past year."
+
+echo
+echo "== 4. What works on this machine (ragehr doctor; llamacpp is an optional extra: make local-fast)"
+"$R" doctor --index-dir "$IDX" --backend transformers --backend extractive --no-embedder
 echo
 echo "== Done. Tiny local models hallucinate: numbers and dates not found in the cited evidence"
 echo "   are flagged UNSUPPORTED. Point ragehr at a served model with --backend openai --base-url ..."

@@ -136,7 +136,10 @@ def _recipe(spec: BackendSpec, cache_dir: Path) -> Any:
     from ragehr.config import LLMConfig
     from ragehr.pipeline.batch import BackendRecipe
 
-    return BackendRecipe(LLMConfig(backend=spec.name.strip().lower(), settings=spec.settings), cache_dir=str(cache_dir))
+    return BackendRecipe(
+        LLMConfig(backend=spec.name.strip().lower(), settings=spec.settings), cache_dir=str(cache_dir),
+        model_cache_dir=str(Path(cache_dir).parent / "models"),
+    )
 
 
 def _backend(spec: BackendSpec, cache_dir: Path):

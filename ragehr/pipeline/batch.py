@@ -110,6 +110,8 @@ class BackendRecipe:
     base_url: str | None = None
     model: str | None = None
     cache_dir: str | None = None
+    model_cache_dir: str | None = None
+    """Where ``transformers`` keeps converted weights (the index dir's ``.cache/models``)."""
 
     def key(self) -> str:
         return stable_hash({**self.__dict__, "llm": self.llm.model_dump(mode="json")})
@@ -120,6 +122,7 @@ class BackendRecipe:
         return backend_from_config(
             self.llm, self.name, window=self.window, model_path=self.model_path,
             base_url=self.base_url, model=self.model, cache_dir=self.cache_dir,
+            model_cache_dir=self.model_cache_dir,
         )
 
 

@@ -25,7 +25,7 @@ from ragehr.errors import ConfigError, IndexNotFoundError
 from ragehr.index.search import PatientIndex, load_patient_index
 from ragehr.index.store import list_manifests
 from ragehr.llm.base import LLMBackend
-from ragehr.llm.registry import BACKENDS, backend_from_config
+from ragehr.llm.registry import BACKENDS, backend_from_config, canonical_name
 from ragehr.pipeline.ask import AskResult, ask
 from ragehr.pipeline.context import STRATEGIES
 from ragehr.pipeline.spec import ORDERS, RETRIEVERS, ContextSpec, PreparedContext, prepare_context
@@ -37,7 +37,8 @@ MAX_QUESTION_CHARS = 2000
 """A question longer than this is refused (a clinician's question is a sentence or two)."""
 BUDGET_CHOICES = (1024, 2048, 4096, 8192, 16384, 32768)
 """The budgets the page offers; the API takes any budget ContextSpec accepts."""
-THREAD_SAFE_BACKENDS = frozenset({"fake", "extractive", "openai", "local"})
+THREAD_SAFE_BACKENDS = frozenset({"fake", "extractive", "openai"})
+"""Backends without a ``thread_safe`` attribute that may answer several requests at once."""
 """Backends whose ``generate`` may be called from several threads at once (``local`` holds its
 own run lock; ``openai`` its per-server semaphore). Any other backend gets a lock of its own
 here, so two questions never drive it at the same time."""
@@ -65,12 +66,28 @@ class ServeOptions:
     workers: int = 4
     """Threads answering questions at the same time."""
 
+    def __post_init__(self) -> None:
+        # aliases (local = llamacpp, hf = transformers) are offered under their canonical names;
+        # unknown names are left for check() to report
+        def canon(name: str) -> str:
+            try:
+                return canonical_name(name)
+            except ConfigError:
+                return name.strip().lower()
+
+        object.__setattr__(self, "backends", tuple(dict.fromkeys(canon(b) for b in self.backends)))
+        if self.backend:
+            object.__setattr__(self, "backend", canon(self.backend))
+
     @property
     def default_backend(self) -> str:
         """``backend`` when given, else the config's when offered, else the first offered."""
         if self.backend:
             return self.backend.strip().lower()
-        configured = self.config.llm.backend.strip().lower()
+        try:
+            configured = canonical_name(self.config.llm.backend)
+        except ConfigError:
+            configured = self.config.llm.backend.strip().lower()
         return configured if configured in self.backends else self.backends[0]
 
     def check(self) -> None:
@@ -217,6 +234,10 @@ class Service:
 
     def backend(self, name: str | None, spec: ContextSpec) -> _Backend:
         chosen = (name or self.options.default_backend).strip().lower()
+        try:
+            chosen = canonical_name(chosen)
+        except ConfigError:
+            pass  # reported just below, with the offered names
         if chosen not in self.options.backends:
             raise ConfigError(f"backend must be one of {', '.join(self.options.backends)}")
         o = self.options
@@ -225,7 +246,7 @@ class Service:
         def build() -> _Backend:
             be = backend_from_config(
                 o.config.llm, chosen, window=spec.budget, model_path=o.model_path, base_url=o.base_url,
-                model=o.model, cache_dir=cache_dir,
+                model=o.model, cache_dir=cache_dir, model_cache_dir=o.index_dir / ".cache" / "models",
             )
             safe = getattr(be, "thread_safe", chosen in THREAD_SAFE_BACKENDS)
             return _Backend(be, None if safe else threading.Lock())

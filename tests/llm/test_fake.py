@@ -63,7 +63,7 @@ def test_interface() -> None:
 def test_registry_builds_fake_and_rejects_unknowns() -> None:
     fake = make_backend("fake", context_window=100, answer=None)
     assert isinstance(fake, FakeBackend) and fake.context_window == 100
-    with pytest.raises(ConfigError, match="fake, extractive, local, openai"):
+    with pytest.raises(ConfigError, match="fake, extractive, transformers, llamacpp, openai .aliases: local=llamacpp"):
         make_backend("gpt-17")
     with pytest.raises(ConfigError, match="unknown setting"):
         make_backend("fake", temprature=0.5)

