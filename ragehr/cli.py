@@ -372,14 +372,14 @@ def _kinds(value: str | None) -> list[Any] | None:
     return out
 
 
-def _date(value: str | None, flag: str) -> Any:
+def _date(value: str | None, flag: str, *, end: bool = False) -> Any:
     from ragehr.errors import ConfigError
     from ragehr.retrieval.timefilter import parse_date_option
 
     if value is None:
         return None
     try:
-        return parse_date_option(value)
+        return parse_date_option(value, end=end)
     except ValueError as exc:
         raise ConfigError(f"{flag}: {exc}") from None
 
@@ -410,7 +410,7 @@ def retrieve(
         raise ConfigError(f"--retriever must be hybrid, bm25 or dense, not {retriever!r}")
     if not question.strip():
         raise ConfigError("the question is empty")
-    since_dt, until_dt = _date(since, "--since"), _date(until, "--until")
+    since_dt, until_dt = _date(since, "--since"), _date(until, "--until", end=True)
     if since_dt is not None and until_dt is not None and since_dt > until_dt:
         raise ConfigError(f"--since {since} is after --until {until}; nothing can match")
     kind_list = _kinds(kinds)
@@ -419,10 +419,12 @@ def retrieve(
         idx, question, config=cfg.retrieval, k=k, retriever=retriever, since=since_dt, until=until_dt, kinds=kind_list,
     )
     if as_json:
-        typer.echo(json.dumps([h.to_json() for h in hits], ensure_ascii=False, indent=1))
+        typer.echo(json.dumps([{**h.to_json(), "time_fallback": window.fallback} for h in hits], ensure_ascii=False, indent=1))
         return
     if window.phrase:
         typer.echo(f"(time from the question: {window.phrase!r})", err=True)
+    if window.fallback:
+        typer.echo(f"(note: {window.fallback})", err=True)
     if not hits:
         typer.echo("no matching evidence")
     for h in hits:
@@ -573,6 +575,8 @@ def context(
         typer.echo(json.dumps(context_json(prep.context, prep.window), ensure_ascii=False, indent=1))
         return
     p = prep.context.packed
+    if prep.context.time_fallback:
+        typer.echo(f"(note: {prep.context.time_fallback})", err=True)
     typer.echo(
         f"{spec.strategy}: {len(p.items)} pieces, {p.used_tokens}/{p.budget_tokens} evidence tokens "
         f"(window {prep.window}, {prep.counter.name})", err=True
@@ -664,6 +668,8 @@ def ask(
     shown = [it for it in items if it.marker in set(g.cited)] if g.cited else list(items)[:5]
     more = "" if g.cited or len(items) <= 5 else f", first 5 of {len(items)}"
     typer.echo("\nEvidence" + (" cited:" if g.cited else f" given (the answer cites none{more}):"))
+    if r.context.time_fallback:
+        typer.echo(f"  (note: {r.context.time_fallback})")
     from ragehr.ehr.times import format_time
 
     for it in shown:

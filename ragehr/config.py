@@ -33,8 +33,12 @@ class ChunkingConfig(BaseModel):
     """Upper bound on a chunk's length, by the estimate counter (:mod:`ragehr.tokens`)."""
     overlap_tokens: int = Field(32, ge=0)
     """Tokens of a note's previous sentences repeated at the start of its next chunk."""
-    version: int = 1
-    """Bumped whenever the chunking algorithm changes, so old indexes are rebuilt."""
+    series: bool = True
+    """Also index one compact dated table per measured concept (per year, split by rows when
+    long): "most recent", "trend" and "how many" then read one small chunk."""
+    version: int = 2
+    """Bumped whenever the chunking algorithm changes, so old indexes are rebuilt (2: series
+    chunks)."""
 
     def config_hash(self) -> str:
         return stable_hash(self.model_dump(mode="json"))
@@ -119,8 +123,10 @@ class RetrievalConfig(BaseModel):
     candidates: int = Field(100, ge=1)
     """How many hits each retriever contributes to fusion."""
     k: int = Field(10, ge=1)
-    recency_prior: float = Field(0.5, ge=0)
-    """Extra weight for recent chunks when the question asks for the latest or most recent."""
+    relevant_fraction: float = Field(0.5, gt=0, le=1)
+    """For time-shaped questions ("most recent X", "first X", "X on May 5, 2019", "how many X"):
+    a chunk is about X when its BM25 score for X is at least this fraction of the best one;
+    those chunks are then ordered by time (newest, oldest, nearest the date, or as a series)."""
 
 
 class LLMConfig(BaseModel):

@@ -28,7 +28,8 @@ from ragehr.config import RetrievalConfig
 from ragehr.errors import ConfigError
 from ragehr.index.search import PatientIndex, RetrievedChunk, load_patient_index
 from ragehr.index.search import search as ragehr_search
-from ragehr.retrieval.timefilter import TimeWindow, parse_date_option
+from ragehr.retrieval.intent import QuestionPlan
+from ragehr.retrieval.timefilter import parse_date_option
 from ragehr.types import EventKind
 
 __all__ = ["METADATA_KEYS", "VISIBLE_METADATA_KEYS", "RagehrRetriever", "to_node"]
@@ -83,14 +84,14 @@ def to_node(rc: RetrievedChunk, visible_keys: Iterable[str] = VISIBLE_METADATA_K
     return NodeWithScore(node=node, score=h.score)
 
 
-def _as_datetime(value: datetime | str | None, name: str) -> datetime | None:
+def _as_datetime(value: datetime | str | None, name: str, *, end: bool = False) -> datetime | None:
     """A bound as given, or parsed like ``--since``/``--until``; naive times are read as UTC,
     as the CLI reads dates."""
     if value is None:
         return None
     if isinstance(value, str):
         try:
-            return parse_date_option(value)
+            return parse_date_option(value, end=end)
         except ValueError as exc:
             raise ConfigError(f"{name}: {exc}") from None
     if isinstance(value, datetime):
@@ -171,7 +172,7 @@ class RagehrRetriever(BaseRetriever):
         self.k = k or self.config.k
         self.retriever = name
         self.since = _as_datetime(since, "since")
-        self.until = _as_datetime(until, "until")
+        self.until = _as_datetime(until, "until", end=True)
         self.kinds = _as_kinds(kinds)
         self.use_question_time = use_question_time
         self.metadata_visible_keys = visible
@@ -201,9 +202,9 @@ class RagehrRetriever(BaseRetriever):
     def patient_id(self) -> str:
         return self.index.patient_id
 
-    def search(self, query: str) -> tuple[list[RetrievedChunk], TimeWindow]:
+    def search(self, query: str) -> tuple[list[RetrievedChunk], QuestionPlan]:
         """ragehr's own result for ``query`` under this retriever's options: the ranked
-        chunks and the time window applied (for callers who want the window too)."""
+        chunks and the plan applied (intent, time window, fallback)."""
         return ragehr_search(
             self.index,
             query,

@@ -6,6 +6,12 @@
 - Structured events are grouped by (calendar day, kind) into chunks of canonical lines
   ("Lab results on 2021-03-02:" then one line per result), split when over ``max_tokens``.
 
+- Measured events (labs, vitals, observations with a value) are also gathered per concept
+  (same system and code, or the same normalised name when uncoded) into compact dated tables,
+  one per year, split by rows when long (:func:`chunk_series`); each row is one event, and the
+  chunk's ``event_ids`` and ``sources`` run parallel to its rows. Off with
+  ``ChunkingConfig(series=False)`` (the long-context baselines use that: no repeats).
+
 Every event lands in at least one chunk, and chunk ids are stable for the same record and
 config. This module does not index, embed or rank anything.
 """
@@ -18,7 +24,8 @@ from collections.abc import Iterable, Sequence
 from datetime import date
 
 from ragehr.config import ChunkingConfig
-from ragehr.ehr.render import event_header
+from ragehr.ehr.render import event_header, format_value
+from ragehr.ehr.times import format_time
 from ragehr.tokens import EstimateCounter, TokenCounter
 from ragehr.types import Chunk, Event, EventKind, PatientRecord
 
@@ -237,10 +244,115 @@ def group_events(events: Iterable[Event]) -> list[list[Event]]:
     return list(groups.values())
 
 
+_MEASURED = (EventKind.LAB, EventKind.VITAL, EventKind.OBSERVATION)
+_TRAILING_UNIT = re.compile(r"\s*[\(\[][^\(\)\[\]]*[\)\]]\s*$")
+
+
+def concept_key(e: Event) -> str:
+    """Which series a measured event belongs to: its coding (``LOINC 2345-7``) when coded,
+    else its name, case-folded, whitespace collapsed, without a trailing bracketed unit."""
+    if e.code:
+        return f"{e.system or 'code'} {e.code}"
+    name = " ".join((e.text or "").split())
+    return _TRAILING_UNIT.sub("", name).casefold()
+
+
+def _row(e: Event, with_unit: bool, with_clock: bool) -> str:
+    """One table row: the date (and the clock time when the day has several rows), the value
+    (with its unit unless the title states the one unit of every row), a status if any."""
+    when = format_time(e.start, e.precision)
+    if not with_clock:
+        when = when[:10]
+    out = f"{when} | {format_value(e.value)}" + (f" {e.unit}" if with_unit and e.unit else "")
+    if e.status is not None:
+        out += f" | {e.status.value}"
+    return out
+
+
+def chunk_series(
+    events: Sequence[Event], patient_id: str, config: ChunkingConfig, counter: TokenCounter | None = None
+) -> list[Chunk]:
+    """Per-concept time-series chunks: for each measured concept with values on two or more
+    occasions, a dated table per calendar year (split by rows when over ``max_tokens``)::
+
+        Glucose [Mass/volume] in Blood (LOINC 2339-0): lab values in mg/dL in 2019, rows 1-14 of 14:
+        2019-01-03 | 98
+        2019-01-24 09:40 | 131
+        2019-01-24 16:05 | 188
+
+    The unit goes in the title when every row shares it; a row shows its clock time only when
+    its day has several rows. Each row is one event; ``event_ids``/``sources`` are in row
+    order."""
+    counter = counter or EstimateCounter()
+    groups: dict[str, list[Event]] = {}
+    for e in events:
+        if e.kind in _MEASURED and e.value is not None and e.start is not None and (e.text or e.code):
+            groups.setdefault(concept_key(e), []).append(e)
+    chunks: list[Chunk] = []
+    for key in sorted(groups):
+        evs = sorted(groups[key], key=lambda e: (e.start, e.event_id))
+        if len({e.start for e in evs}) < 2:
+            continue
+        names: dict[str, int] = {}
+        for e in evs:
+            nm = " ".join((e.text or e.code or "").split())
+            names[nm] = names.get(nm, 0) + 1
+        name = max(names, key=lambda nm: (names[nm], nm))
+        code = f" ({evs[0].system} {evs[0].code})" if evs[0].code and evs[0].system else (f" ({evs[0].code})" if evs[0].code else "")
+        by_year: dict[int, list[Event]] = {}
+        for e in evs:
+            by_year.setdefault(e.start.year, []).append(e)  # type: ignore[union-attr]
+        units = {e.unit for e in evs}
+        one_unit = len(units) == 1 and None not in units
+        unit = f" in {evs[0].unit}" if one_unit else ""
+        per_day: dict[object, int] = {}
+        for e in evs:
+            per_day[e.start.date()] = per_day.get(e.start.date(), 0) + 1  # type: ignore[union-attr]
+        for year, yevs in sorted(by_year.items()):
+            rows = [(_row(e, not one_unit, per_day[e.start.date()] > 1), e) for e in yevs]  # type: ignore[union-attr]
+            probe = f"{name}{code}: {evs[0].kind.value} values{unit} in {year}, rows 9999-9999 of 9999:"
+            room = max(8, config.max_tokens - counter.count(probe) - 1)
+            pieces: list[list[tuple[str, Event]]] = [[]]
+            used = 0
+            for line, e in rows:
+                n = counter.count(line) + 1
+                if pieces[-1] and used + n > room:
+                    pieces.append([])
+                    used = 0
+                pieces[-1].append((line, e))
+                used += n
+            first_row = 1
+            for ordinal, piece in enumerate(pieces):
+                last_row = first_row + len(piece) - 1
+                title = f"{name}{code}: {evs[0].kind.value} values{unit} in {year}, rows {first_row}-{last_row} of {len(rows)}:"
+                first_row = last_row + 1
+                text = title + "\n" + "\n".join(line for line, _ in piece)
+                pevs = [e for _, e in piece]
+                eids = tuple(e.event_id for e in pevs)
+                chunks.append(
+                    Chunk(
+                        chunk_id=_chunk_id(config.config_hash(), patient_id, ("series", key, *eids), ordinal, text),
+                        patient_id=patient_id,
+                        kind=evs[0].kind,
+                        start=pevs[0].start,
+                        end=max((e.end or e.start) for e in pevs),  # type: ignore[type-var]
+                        text=text,
+                        n_tokens=counter.count(text),
+                        event_ids=eids,
+                        sources=tuple(str(e.source) for e in pevs),
+                        title=name,
+                        ordinal=ordinal,
+                        concept=key,
+                    )
+                )
+    return chunks
+
+
 def chunk_record(
     record: PatientRecord, config: ChunkingConfig | None = None, counter: TokenCounter | None = None
 ) -> list[Chunk]:
-    """All chunks of a record, in the record's time order (notes and day groups interleaved)."""
+    """All chunks of a record: notes and day groups interleaved in the record's time order,
+    then the per-concept series chunks (unless ``config.series`` is off)."""
     config = config or ChunkingConfig()
     counter = counter or EstimateCounter()
     # The same event twice (same content, same source locator) is chunked once.
@@ -261,4 +373,6 @@ def chunk_record(
         if key not in seen_groups:
             seen_groups.add(key)
             chunks.extend(chunk_events(groups[key], record.patient_id, config, counter))
+    if config.series:
+        chunks.extend(chunk_series(events, record.patient_id, config, counter))
     return chunks

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ragehr.ehr.medalign import patient_id_from_path
 from ragehr.errors import ConfigError, InputError
@@ -54,6 +54,19 @@ class DatasetSpec(BaseModel):
     """JSONL file (type jsonl)."""
     per_type: int = Field(3, ge=1)
     """Generated QA: items per question type per patient."""
+    qtypes: tuple[str, ...] | None = None
+    """Generated QA: which question types (default: ``ragehr.eval.generated.QTYPES``; the
+    time-stress types are in ``TIME_QTYPES``)."""
+
+    @field_validator("qtypes")
+    @classmethod
+    def _known_qtypes(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        from ragehr.eval.generated import ALL_QTYPES
+
+        bad = [q for q in v or () if q not in ALL_QTYPES]
+        if bad:
+            raise ValueError(f"unknown question type(s) {', '.join(bad)}; use any of {', '.join(ALL_QTYPES)}")
+        return v
     limit: int | None = Field(None, ge=1)
     """Keep N items, picked round-robin over question types (categories) and patients in a
     seeded order, so a limit keeps every question type (``runner._stratified_sample``)."""
@@ -140,7 +153,7 @@ def generated_items(spec: DatasetSpec, records: Sequence[Any], seed: int) -> lis
 
     items = []
     for rec in records:
-        for qa in generate_qa(rec, seed=seed, per_type=spec.per_type):
+        for qa in generate_qa(rec, seed=seed, per_type=spec.per_type, qtypes=spec.qtypes):
             items.append(
                 EvalItem(
                     item_id=f"{spec.name}:{qa.item_id}", dataset=spec.name, patient_id=rec.patient_id,

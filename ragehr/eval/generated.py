@@ -50,6 +50,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, timedelta
 from pathlib import Path
@@ -77,7 +78,38 @@ QTYPES: tuple[str, ...] = (
     "allergies",
     "condition_status",
 )
-"""Every question type, in the order :func:`generate_qa` emits them."""
+"""The default question types, in the order :func:`generate_qa` emits them."""
+
+TIME_QTYPES: tuple[str, ...] = (
+    "value_on_written_date",
+    "most_recent_value",
+    "first_value",
+    "value_count",
+    "max_in_year",
+)
+"""Question types that stress time on records where the same measurement repeats dozens of
+times (opt in with ``generate_qa(..., qtypes=...)``):
+
+``value_on_written_date``
+    "What was the patient's <name> on <date>?" with the date written in one of
+    :data:`DATE_FORMATS` (rotating), for days with exactly one distinct value.
+``most_recent_value``
+    "What was the patient's most recent / latest / last <name>?" (rotating wording), for names
+    measured on at least 5 days.
+``first_value``
+    "What was the first recorded <name>?" (names measured on at least 5 days).
+``value_count``
+    "How many times was <name> measured?": the number of measurements; every one is evidence.
+``max_in_year``
+    "What was the highest <name> in <year>?" (numeric, at least 3 values that year): every value
+    of that year is evidence.
+"""
+
+ALL_QTYPES: tuple[str, ...] = QTYPES + TIME_QTYPES
+
+DATE_FORMATS: tuple[str, ...] = ("long", "iso", "us", "us_short", "day_month", "ordinal")
+"""How ``value_on_written_date`` writes a day: ``May 5, 2019``, ``2019-05-05``,
+``05/05/2019``, ``5/5/19``, ``5 May 2019``, ``the 5th of May, 2019``."""
 
 MAX_LIST = 6
 """The longest list answer asked for."""
@@ -124,7 +156,7 @@ class QAItem(BaseModel):
     patient_id: str
     question: str
     qtype: str
-    """One of :data:`QTYPES`."""
+    """One of :data:`ALL_QTYPES`."""
     answer: str
     """The gold short answer as text: ``165 mmHg``, ``2019-03-02``, ``yes``, ``3``, or list items
     joined with ``"; "``."""
@@ -600,7 +632,117 @@ def _q_condition_status(ctx: _Ctx, n: int) -> list[QAItem]:
     return out
 
 
+def written_date(d: date, style: str) -> str:
+    """A day as people write it (see :data:`DATE_FORMATS`)."""
+    month = d.strftime("%B")
+    if style == "long":
+        return f"{month} {d.day}, {d.year}"
+    if style == "iso":
+        return d.isoformat()
+    if style == "us":
+        return f"{d.month:02d}/{d.day:02d}/{d.year}"
+    if style == "us_short":
+        return f"{d.month}/{d.day}/{d.year % 100:02d}"
+    if style == "day_month":
+        return f"{d.day} {month} {d.year}"
+    if style == "ordinal":
+        suffix = "th" if 11 <= d.day % 100 <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(d.day % 10, "th")
+        return f"the {d.day}{suffix} of {month}, {d.year}"
+    raise ValueError(f"unknown date style {style!r}")
+
+
+def _q_value_on_written_date(ctx: _Ctx, n: int) -> list[QAItem]:
+    cands: list[tuple[float, tuple[str, list[Event]]]] = []
+    groups = _valued(ctx)
+    for key in sorted(groups):
+        by_day = _group(groups[key], _day)
+        for d in sorted(by_day):
+            evs = by_day[d]
+            if len({_value_key(e) for e in evs}) == 1:
+                cands.append((_ts(evs[0]), (display_name(evs[0]), evs)))
+    out = []
+    for i, (_, (name, evs)) in enumerate(stratified_pick(cands, n, ctx.rng("value_on_written_date"))):
+        e = evs[0]
+        answer, atype, value = _answer_for_value(e)
+        when = written_date(_day(e), DATE_FORMATS[i % len(DATE_FORMATS)])
+        q = f"What was the patient's {name} on {when}?"
+        out.append(ctx.item("value_on_written_date", q, answer, atype, value, evs, unit=e.unit))
+    return out
+
+
+def _series(ctx: _Ctx, min_days: int) -> list[tuple[str, list[Event]]]:
+    """Valued names measured on at least ``min_days`` days, each with its events in time order.
+    Names that differ only by invisible format characters (Synthea writes some with a
+    zero-width space) are one series: "the first recorded X" must not depend on them."""
+    groups: dict[str, list[Event]] = {}
+    for key, evs in _valued(ctx).items():
+        groups.setdefault("".join(ch for ch in key if unicodedata.category(ch) != "Cf"), []).extend(evs)
+    out = []
+    for key, evs in sorted(groups.items()):
+        if len({_day(e) for e in evs}) >= min_days:
+            out.append((key, sorted(evs, key=lambda e: (_ts(e), ctx.order[id(e)]))))
+    return out
+
+
+def _q_most_recent_value(ctx: _Ctx, n: int) -> list[QAItem]:
+    cands = []
+    for _, evs in _series(ctx, 5):
+        latest = evs[-1]
+        if len({_value_key(e) for e in evs if _day(e) == _day(latest)}) == 1:
+            cands.append((_ts(latest), (display_name(latest), latest)))
+    wording = ("most recent", "latest", "last")
+    out = []
+    for i, (_, (name, e)) in enumerate(stratified_pick(cands, n, ctx.rng("most_recent_value"))):
+        answer, atype, value = _answer_for_value(e)
+        q = f"What was the patient's {wording[i % 3]} {name}?"
+        out.append(ctx.item("most_recent_value", q, answer, atype, value, [e], unit=e.unit))
+    return out
+
+
+def _q_first_value(ctx: _Ctx, n: int) -> list[QAItem]:
+    cands = []
+    for _, evs in _series(ctx, 5):
+        first = evs[0]
+        if len({_value_key(e) for e in evs if _day(e) == _day(first)}) == 1:
+            cands.append((_ts(first), (display_name(first), first)))
+    out = []
+    for _, (name, e) in stratified_pick(cands, n, ctx.rng("first_value")):
+        answer, atype, value = _answer_for_value(e)
+        out.append(ctx.item("first_value", f"What was the first recorded {name}?", answer, atype, value, [e], unit=e.unit))
+    return out
+
+
+def _q_value_count(ctx: _Ctx, n: int) -> list[QAItem]:
+    cands = [(_ts(evs[0]), (display_name(evs[0]), evs)) for _, evs in _series(ctx, 3)]
+    out = []
+    for _, (name, evs) in stratified_pick(cands, n, ctx.rng("value_count")):
+        q = f"How many times was {name} measured?"
+        out.append(ctx.item("value_count", q, str(len(evs)), "count", len(evs), evs))
+    return out
+
+
+def _q_max_in_year(ctx: _Ctx, n: int) -> list[QAItem]:
+    cands = []
+    for _, evs in _series(ctx, 3):
+        for year, yevs in sorted(_group(evs, lambda e: _day(e).year).items()):
+            nums = [e for e in yevs if isinstance(e.value, (int, float)) and not isinstance(e.value, bool)]
+            if len(nums) >= 3 and len(nums) == len(yevs) and len({e.unit for e in nums}) == 1:
+                cands.append((_ts(nums[0]), (display_name(nums[0]), year, nums)))
+    out = []
+    for _, (name, year, evs) in stratified_pick(cands, n, ctx.rng("max_in_year")):
+        top = max(evs, key=lambda e: e.value)  # type: ignore[arg-type, return-value]
+        answer, atype, value = _answer_for_value(top)
+        q = f"What was the highest {name} in {year}?"
+        out.append(ctx.item("max_in_year", q, answer, atype, value, evs, unit=top.unit))
+    return out
+
+
 _GENERATORS: dict[str, Callable[[_Ctx, int], list[QAItem]]] = {
+    "value_on_written_date": _q_value_on_written_date,
+    "most_recent_value": _q_most_recent_value,
+    "first_value": _q_first_value,
+    "value_count": _q_value_count,
+    "max_in_year": _q_max_in_year,
     "latest_value": _q_latest_value,
     "value_on_date": _q_value_on_date,
     "first_diagnosis_date": _q_first_diagnosis_date,
@@ -615,15 +757,22 @@ _GENERATORS: dict[str, Callable[[_Ctx, int], list[QAItem]]] = {
 }
 
 
-def generate_qa(record: PatientRecord, *, seed: int = 0, per_type: int = 3) -> list[QAItem]:
-    """Up to ``per_type`` items of each type in :data:`QTYPES` (one ``allergies`` item), in that
-    order; deterministic for (record, seed, per_type). Types without material are skipped."""
+def generate_qa(
+    record: PatientRecord, *, seed: int = 0, per_type: int = 3, qtypes: Sequence[str] | None = None
+) -> list[QAItem]:
+    """Up to ``per_type`` items of each type in ``qtypes`` (default :data:`QTYPES`; see also
+    :data:`TIME_QTYPES`; one ``allergies`` item), in that order; deterministic for (record,
+    seed, per_type, qtypes). Types without material are skipped."""
     if per_type < 0:
         raise ValueError("per_type must be >= 0")
+    chosen = QTYPES if qtypes is None else tuple(qtypes)
+    unknown = [q for q in chosen if q not in _GENERATORS]
+    if unknown:
+        raise ValueError(f"unknown question type(s) {', '.join(unknown)}; use any of {', '.join(ALL_QTYPES)}")
     ctx = _Ctx(record, seed)
     out: list[QAItem] = []
     seen: set[str] = set()
-    for qtype in QTYPES:
+    for qtype in chosen:
         for item in _GENERATORS[qtype](ctx, per_type):
             if item.item_id not in seen:
                 seen.add(item.item_id)
@@ -657,7 +806,11 @@ def read_jsonl(path: str | Path) -> list[QAItem]:
 
 
 __all__ = [
+    "ALL_QTYPES",
     "COMMON_DRUGS",
+    "DATE_FORMATS",
+    "TIME_QTYPES",
+    "written_date",
     "MAX_LIST",
     "QAItem",
     "QTYPES",

@@ -1,9 +1,17 @@
 """Searching a patient's index: BM25, dense, or both fused, under time and kind filters.
 
 ``PatientIndex`` is an opened index with its retrievers; ``search`` is the one entry point
-the CLI, the packer and the adapters call. Relative time in the question ("last 6 months",
-"in 2019", "most recent") is read against the record's last event and applied as a filter,
-or, for "latest"-style questions, as a recency run fused with the others.
+the CLI, the packer and the adapters call. The question is first read into a plan
+(:func:`ragehr.retrieval.intent.plan_question`: intent, time window, concept). Then:
+
+1. the retrievers rank chunks for the concept text (the question without its time phrase)
+   under the kind filter and the time window (calendar windows compare chunk dates);
+2. for time-shaped intents, the chunks *about* the concept (BM25 score at least
+   ``relevant_fraction`` of the best: :func:`relevant_ids`) are ordered by time
+   (:func:`order_by_intent`): newest first for "latest", oldest first for "first", state at
+   the record's end for "current", per-concept series chunks first for "series";
+3. when a window holds nothing about the concept, the nearest dated relevant evidence is used
+   and the plan says so (``plan.fallback``).
 """
 
 from __future__ import annotations
@@ -19,8 +27,13 @@ from ragehr.config import RetrievalConfig
 from ragehr.errors import ConfigError, StaleIndexError
 from ragehr.index.store import StoredIndex, open_index, reindex_hint
 from ragehr.retrieval.fusion import rrf, weighted
-from ragehr.retrieval.timefilter import TimeWindow, overlaps, parse_time_expression
-from ragehr.types import Chunk, EventKind, Hit, ScoredId
+from ragehr.retrieval.intent import QuestionPlan, plan_question
+from ragehr.retrieval.timefilter import TimeWindow, overlaps
+from ragehr.types import Chunk, EventKind, Hit, ScoredId, Status
+
+
+_STATE_KINDS = (EventKind.MEDICATION, EventKind.CONDITION, EventKind.ALLERGY)
+_CURRENT_KINDS = (EventKind.MEDICATION, EventKind.CONDITION, EventKind.ALLERGY, EventKind.NOTE)
 
 
 class RetrievedChunk(BaseModel):
@@ -75,6 +88,48 @@ class PatientIndex:
             self._chunks = self.stored.chunk_by_id()
         return self._chunks[chunk_id]
 
+    def latest_note_ids(self, allowed: Collection[str] | None = None) -> set[str]:
+        """The chunks of the newest dated note (under ``allowed``, when given)."""
+        notes = [
+            c for c in self.stored.chunks
+            if c.kind is EventKind.NOTE and c.start is not None and (allowed is None or c.chunk_id in allowed)
+        ]
+        if not notes:
+            return set()
+        newest = max(c.start for c in notes)  # type: ignore[type-var]
+        return {c.chunk_id for c in notes if c.start == newest}
+
+    def row_times(self, c: Chunk) -> list[datetime]:
+        """A series chunk's row times (one per event, in row order); empty for other chunks."""
+        if c.concept is None:
+            return []
+        times = self.memo.get("event-starts")
+        if times is None:
+            times = self.memo["event-starts"] = {e.event_id: e.start for e in self.stored.record.events}
+        return [t for t in (times.get(eid) for eid in c.event_ids) if t is not None]  # type: ignore[union-attr]
+
+    def series_ids(self) -> frozenset[str]:
+        """Ids of the per-concept series chunks (computed once per opened index)."""
+        got = self.memo.get("series-chunks")
+        if got is None:
+            got = self.memo["series-chunks"] = frozenset(c.chunk_id for c in self.stored.chunks if c.concept is not None)
+        return got  # type: ignore[return-value]
+
+    def ongoing_ids(self) -> frozenset[str]:
+        """Chunks holding a medication, condition or allergy marked active with no end: state
+        that still holds at the record's end (computed once per opened index). An order with
+        no status is not assumed to last (a one-off dose in the emergency room has none)."""
+        key = "ongoing-chunks"
+        got = self.memo.get(key)
+        if got is None:
+            live = {
+                e.event_id
+                for e in self.stored.record.events
+                if e.kind in _STATE_KINDS and e.end is None and e.status is Status.ACTIVE
+            }
+            got = self.memo[key] = frozenset(c.chunk_id for c in self.stored.chunks if live.intersection(c.event_ids))
+        return got  # type: ignore[return-value]
+
 
 def load_patient_index(
     index_dir: str | Path, patient_id: str, *, need_dense: bool = True, embedder=None, verify: bool = True
@@ -111,6 +166,8 @@ def allowed_ids(
     since: datetime | None,
     until: datetime | None,
     kinds: Collection[EventKind] | None,
+    *,
+    by_date: bool = False,
 ) -> set[str] | None:
     """Chunk ids passing the time and kind filters, or ``None`` when there is no filter."""
     if since is None and until is None and not kinds:
@@ -118,8 +175,81 @@ def allowed_ids(
     return {
         c.chunk_id
         for c in chunks
-        if (not kinds or c.kind in kinds) and overlaps(c.start, c.end, since, until)
+        if (not kinds or c.kind in kinds) and overlaps(c.start, c.end, since, until, by_date=by_date)
     }
+
+
+def relevant_ids(scores: dict[str, float], fraction: float, series: Collection[str] = ()) -> set[str]:
+    """The chunks about the question's concept: a score at least ``fraction`` of the best
+    positive score of their population. Series chunks (ids in ``series``) and the others are
+    two populations: a short table that names a concept once scores far above a long day
+    chunk that holds it among thirty results, and both are about it. Empty when nothing
+    scores above zero."""
+    out: set[str] = set()
+    for in_series in (True, False):
+        pop = {cid: s for cid, s in scores.items() if (cid in series) is in_series}
+        best = max(pop.values(), default=0.0)
+        if best > 0:
+            out.update(cid for cid, s in pop.items() if s >= best * fraction)
+    return out
+
+
+def _when(c: Chunk, newest: bool) -> float:
+    t = (c.end or c.start) if newest else c.start
+    return t.timestamp() if t is not None else (float("-inf") if newest else float("inf"))
+
+
+def _window_distance(start: datetime | None, end: datetime | None, window: TimeWindow) -> float:
+    """Days from [start, end]'s dates to the window (0 inside; undated: infinitely far)."""
+    if start is None:
+        return float("inf")
+    lo, hi = start.date(), (end or start).date()
+    if window.since is not None and hi < window.since.date():
+        return float((window.since.date() - hi).days)
+    if window.until is not None and lo > window.until.date():
+        return float((lo - window.until.date()).days)
+    return 0.0
+
+
+def order_by_intent(
+    plan: QuestionPlan,
+    relevant: Sequence[Chunk],
+    score: dict[str, float],
+    *,
+    end_time: datetime | None = None,
+    ongoing: Collection[str] = (),
+) -> list[Chunk]:
+    """The chunks about the concept, in the order the intent asks for (pure; ties by score,
+    then chunk id). ``end_time`` and ``ongoing`` serve "current": a chunk with state still
+    active at the end counts as of ``end_time``."""
+
+    def s(c: Chunk) -> float:
+        return -score.get(c.chunk_id, 0.0)
+
+    if plan.intent == "latest":
+        return sorted(relevant, key=lambda c: (-_when(c, True), s(c), c.chunk_id))
+    if plan.intent == "first":
+        return sorted(relevant, key=lambda c: (_when(c, False), s(c), c.chunk_id))
+    if plan.intent == "current":
+        end = end_time.timestamp() if end_time is not None else float("inf")
+
+        def as_of(c: Chunk) -> float:
+            return end if c.chunk_id in ongoing else _when(c, True)
+
+        # notes and state kinds first, newest first; then anything else about the concept
+        return sorted(relevant, key=lambda c: (c.kind not in _CURRENT_KINDS, -as_of(c), s(c), c.ordinal, c.chunk_id))
+    if plan.intent == "series":
+        # Whole series first, concept by concept (the best-scoring concept first), each in
+        # time order; then the other chunks about the concept by score.
+        best: dict[str, float] = {}
+        for c in relevant:
+            if c.concept is not None:
+                best[c.concept] = min(best.get(c.concept, 0.0), s(c))
+        return sorted(
+            relevant,
+            key=lambda c: (c.concept is None, best.get(c.concept or "", 0.0), c.concept or "", _when(c, False), s(c), c.chunk_id),
+        )
+    return sorted(relevant, key=lambda c: (s(c), c.chunk_id))
 
 
 def search(
@@ -133,47 +263,142 @@ def search(
     until: datetime | None = None,
     kinds: Collection[EventKind] | None = None,
     use_question_time: bool = True,
-) -> tuple[list[RetrievedChunk], TimeWindow]:
+) -> tuple[list[RetrievedChunk], QuestionPlan]:
     """Rank a patient's chunks for a question. Explicit ``since``/``until`` win over time read
-    from the question. Returns the hits and the time window that was applied."""
+    from the question. Returns the hits and the plan that was applied (intent, window,
+    ``fallback`` when the window held nothing about the concept)."""
     config = config or RetrievalConfig()
     k = k or config.k
     retriever = retriever or config.retriever
     if retriever not in ("hybrid", "bm25", "dense"):
         raise ConfigError(f"unknown retriever {retriever!r}; use hybrid, bm25 or dense")
-    window = TimeWindow(since=since, until=until)
-    if since is None and until is None and use_question_time:
-        window = parse_time_expression(question, index.last_time)
-    allowed = allowed_ids(index.stored.chunks, window.since, window.until, kinds)
-    if allowed is not None and not allowed:
-        return [], window
+    plan = plan_question(question, index.last_time, since=since, until=until, use_question_time=use_question_time)
+    if plan.event_anchor is not None:
+        plan = _anchor_on_event(index, plan)
+    window = plan.window
+    text = plan.concept if (plan.intent != "none" or window.span is not None) else question
+    chunks = index.stored.chunks
+    in_window = allowed_ids(chunks, window.since, window.until, kinds, by_date=window.calendar)
+    if in_window and window.is_filter:
+        # A series chunk is inside only when one of its rows is (its span may straddle a gap).
+        in_window = {
+            cid for cid in in_window
+            if index.chunk(cid).concept is None
+            or any(overlaps(t, t, window.since, window.until, by_date=window.calendar) for t in index.row_times(index.chunk(cid)))
+        }
+    kind_ok = allowed_ids(chunks, None, None, kinds)
     n = max(k, config.candidates)
+    hits = _fused(index, text, retriever, config, n, in_window)
+    if plan.intent == "none" and not window.is_filter:
+        return _wrap(index, hits[:k]), plan
+
+    # Chunks about the concept, by BM25 over the whole record (under the kind filter).
+    if retriever == "dense":
+        about = {h.chunk_id: h.score for h in hits[: max(10, k)]}
+        rel_scores = {cid: s for cid, s in about.items()}
+        relevant = set(about)
+    else:
+        raw = index.bm25.score_all(text)
+        rel_scores = {
+            cid: float(raw[i]) for i, cid in enumerate(index.bm25.ids) if raw[i] > 0 and (kind_ok is None or cid in kind_ok)
+        }
+        relevant = relevant_ids(rel_scores, config.relevant_fraction, index.series_ids())
+    if plan.intent == "current" and plan.state_list:
+        # State at the record's end (or as of the window's end): the latest note then is read
+        # whole (its medication list or plan need not use the question's words).
+        relevant |= index.latest_note_ids(in_window if in_window is not None else kind_ok)
+    fused_score = {h.chunk_id: h.score for h in hits}
+    score = {cid: fused_score.get(cid, 0.0) + rel_scores.get(cid, 0.0) * 1e-6 for cid in relevant}
+    inside = relevant if in_window is None else relevant & in_window
+    if window.is_filter and window.span is not None and not inside and relevant:
+        # Nothing about the concept in the window read from the question: the nearest dated
+        # evidence about it (explicit since/until stay hard filters).
+        def nearest(c: Chunk) -> tuple[float, str]:
+            """Days outside the window and the date of the chunk's nearest evidence."""
+            spans = [(t, t) for t in index.row_times(c)] or [(c.start, c.end)]
+            best = min(spans, key=lambda se: _window_distance(se[0], se[1], window))
+            d = _window_distance(best[0], best[1], window)
+            return d, (best[0].date().isoformat() if best[0] is not None else "undated")
+
+        near = sorted((index.chunk(cid) for cid in relevant), key=lambda c: (nearest(c)[0], -score.get(c.chunk_id, 0.0), c.chunk_id))
+        d, when = nearest(near[0])
+        plan = plan.with_fallback(
+            f"no evidence about {plan.concept!r} within {window.phrase or 'the requested period'!r}; "
+            f"the nearest dated evidence is shown ({when}, {d:.0f} days outside)"
+        )
+        ordered = near if plan.intent in ("point", "none") else order_by_intent(
+            plan, near[: max(k, 20)], score, end_time=index.last_time, ongoing=index.ongoing_ids()
+        )
+        return _wrap(index, [_hit(c, i, score) for i, c in enumerate(ordered[:k], 1)]), plan
+    first = order_by_intent(
+        plan, [index.chunk(cid) for cid in inside], score, end_time=window.until or index.last_time,
+        ongoing=index.ongoing_ids(),
+    )
+    seen = {c.chunk_id for c in first}
+    rest = [h for h in hits if h.chunk_id not in seen]
+    out = [_hit(c, i, score) for i, c in enumerate(first, 1)]
+    out += [h.model_copy(update={"rank": len(out) + j}) for j, h in enumerate(rest, 1)]
+    return _wrap(index, out[:k]), plan
+
+
+_ANCHOR_KINDS = (EventKind.CONDITION, EventKind.PROCEDURE, EventKind.MEDICATION, EventKind.ENCOUNTER)
+
+
+def _anchor_on_event(index: PatientIndex, plan: QuestionPlan) -> QuestionPlan:
+    """Resolve "since her stroke" / "before starting metformin": the first date of a
+    condition, procedure, medication or encounter about those words (BM25, at least half the
+    best score) becomes the window's start (or end). Left as is when nothing matches."""
+    from dataclasses import replace
+
+    from ragehr.retrieval.timefilter import day_end, day_start
+
+    direction, words = plan.event_anchor  # type: ignore[misc]
+    raw = index.bm25.score_all(words)
+    scores = {
+        cid: float(raw[i]) for i, cid in enumerate(index.bm25.ids)
+        if raw[i] > 0 and index.chunk(cid).kind in _ANCHOR_KINDS and index.chunk(cid).start is not None
+    }
+    about = relevant_ids(scores, 0.5)
+    if not about:
+        return plan
+    first = min((index.chunk(cid) for cid in about), key=lambda c: (c.start, c.chunk_id))
+    d = first.start.date()  # type: ignore[union-attr]
+    phrase = f"{direction} {words} ({d.isoformat()})"
+    if direction == "since":
+        window = TimeWindow(since=day_start(d), phrase=phrase, calendar=True, span=(0, 0))
+    else:
+        window = TimeWindow(until=day_end(d), phrase=phrase, calendar=True, span=(0, 0))
+    intent = "series" if plan.intent == "none" and direction == "since" else plan.intent
+    return replace(plan, window=window, intent=intent)
+
+
+def _hit(c: Chunk, rank: int, score: dict[str, float]) -> Hit:
+    return Hit(chunk_id=c.chunk_id, rank=rank, score=score.get(c.chunk_id, 0.0), components={"about": score.get(c.chunk_id, 0.0)})
+
+
+def _wrap(index: PatientIndex, hits: Sequence[Hit]) -> list[RetrievedChunk]:
+    return [RetrievedChunk(hit=h, chunk=index.chunk(h.chunk_id)) for h in hits]
+
+
+def _fused(
+    index: PatientIndex, text: str, retriever: str, config: RetrievalConfig, n: int, allowed: set[str] | None
+) -> list[Hit]:
+    """The retrievers' runs for ``text`` under ``allowed``, fused (one run: as is)."""
+    if allowed is not None and not allowed:
+        return []
     runs: dict[str, list[ScoredId]] = {}
     if retriever in ("hybrid", "bm25"):
         # a boolean mask is much faster for bm25 than a large set of ids
-        runs["bm25"] = index.bm25.search(question, n, allowed=None if allowed is None else index.bm25.mask(allowed))
+        runs["bm25"] = index.bm25.search(text, n, allowed=None if allowed is None else index.bm25.mask(allowed))
     if retriever in ("hybrid", "dense"):
         if index.dense is None or index.embedder is None:
             raise ConfigError("this index was opened without its dense side; open it with need_dense=True")
-        qv = index.embedder.embed([question])[0]
+        qv = index.embedder.embed([text])[0]
         runs["dense"] = index.dense.search(qv, n, allowed=allowed)
     weights = {name: config.weights.get(name, 1.0) for name in runs}
-    if window.recency and config.recency_prior > 0:
-        pool = {s.chunk_id for run in runs.values() for s in run}
-        ranked = sorted(
-            (index.chunk(cid) for cid in pool),
-            key=lambda c: (-(c.end or c.start).timestamp() if c.start else float("inf"), c.chunk_id),
-        )
-        runs["recency"] = [
-            ScoredId(chunk_id=c.chunk_id, score=float((c.end or c.start).timestamp()) if c.start else 0.0)
-            for c in ranked
-        ]
-        weights["recency"] = config.recency_prior
     if len(runs) == 1:
         name, run = next(iter(runs.items()))
-        hits = [Hit(chunk_id=s.chunk_id, rank=i, score=s.score, components={name: s.score}) for i, s in enumerate(run, 1)]
-    elif config.fusion == "rrf":
-        hits = rrf(runs, k=config.rrf_k, weights=weights)
-    else:
-        hits = weighted(runs, weights=weights)
-    return [RetrievedChunk(hit=h, chunk=index.chunk(h.chunk_id)) for h in hits[:k]], window
+        return [Hit(chunk_id=s.chunk_id, rank=i, score=s.score, components={name: s.score}) for i, s in enumerate(run, 1)]
+    if config.fusion == "rrf":
+        return rrf(runs, k=config.rrf_k, weights=weights)
+    return weighted(runs, weights=weights)

@@ -26,7 +26,7 @@ from ragehr.tokens import TokenCounter
 from ragehr.types import Chunk, Event, EventKind, PatientRecord
 
 STRATEGIES = ("rag", "visit-bm25", "recent", "full")
-_WHOLE = ChunkingConfig(max_tokens=8192, overlap_tokens=0)
+_WHOLE = ChunkingConfig(max_tokens=8192, overlap_tokens=0, series=False)
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,11 @@ class ContextResult:
     retriever: str | None
     packed: Packed
     time_phrase: str | None = None
+    intent: str | None = None
+    """``rag`` only: what the question asked of time (see :mod:`ragehr.retrieval.intent`)."""
+    time_fallback: str | None = None
+    """``rag`` only: set when nothing about the question fell in its time window and the
+    nearest dated evidence was packed instead (a sentence saying so)."""
 
 
 def record_pieces(record: PatientRecord) -> list[Chunk]:
@@ -114,9 +119,9 @@ def build_context(
         )
     record = index.stored.record
     if strategy == "rag":
-        hits, window = search(index, question, config=retrieval, k=max(200, (retrieval or RetrievalConfig()).k), retriever=retriever)
+        hits, plan = search(index, question, config=retrieval, k=max(200, (retrieval or RetrievalConfig()).k), retriever=retriever)
         packed = pack_ranked([h.chunk for h in hits], budget_tokens, counter, order)
-        return ContextResult(strategy, retriever, packed, window.phrase)
+        return ContextResult(strategy, retriever, packed, plan.phrase, plan.intent, plan.fallback)
     if strategy == "visit-bm25":
         if "visits" not in index.memo:
             index.memo["visits"] = visit_documents(record)
@@ -139,6 +144,8 @@ def context_json(result: ContextResult, window: int | None = None) -> dict:
         "budget_tokens": p.budget_tokens,
         "used_tokens": p.used_tokens,
         "time_phrase": result.time_phrase,
+        "intent": result.intent,
+        "time_fallback": result.time_fallback,
         "truncated_chunk": p.truncated_chunk,
         "chunks": [
             {

@@ -311,6 +311,8 @@ class ContextOut(BaseModel):
     budget_tokens: int
     used_tokens: int
     time_phrase: str | None
+    intent: str | None = None
+    time_fallback: str | None = None
     truncated_chunk: str | None
     chunks: list[ChunkOut]
 

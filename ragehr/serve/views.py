@@ -242,6 +242,8 @@ def evidence_html(r: AskResult | None = None, items: Sequence[EvidenceItem] | No
         )
     n_cited = len(cited & {it.marker for it in items})
     head = f'<p class="ev-count">{len(items)} pieces packed, {n_cited} cited.</p>'
+    if r is not None and r.context.time_fallback:
+        head += f'<p class="warn time-fallback">{escape(r.context.time_fallback)}</p>'
     return head + '<ol class="evidence-list">' + "".join(lis) + "</ol>"
 
 

@@ -37,6 +37,10 @@ class Chunk(BaseModel):
     title: str | None = None
     ordinal: int = 0
     """Position of this piece within its note or (day, kind) group."""
+    concept: str | None = None
+    """Set on per-concept time-series chunks (:func:`ragehr.chunking.chunk_series`): the
+    concept's key (``LOINC 2345-7`` or the normalised name). ``event_ids`` and ``sources``
+    then run parallel to the table's rows."""
 
 
 class ScoredId(BaseModel):

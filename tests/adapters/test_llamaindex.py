@@ -139,7 +139,7 @@ def test_question_time_is_read_unless_disabled(index):
     assert all(n.node.metadata["start"].startswith("2022") for n in with_time)
     without = RagehrRetriever(index, use_question_time=False).retrieve(q)
     assert _ids_scores(without) == _expected(index, q, use_question_time=False)
-    assert len(without) > len(with_time)
+    assert any(not (n.node.metadata["start"] or "").startswith("2022") for n in without)
 
 
 def test_search_method_returns_window(index):

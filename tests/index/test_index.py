@@ -64,11 +64,13 @@ def test_search_and_filters(built):
     assert [h.hit.rank for h in bm25_only] == list(range(1, len(bm25_only) + 1))
 
 
-def test_recency_prior_prefers_latest(built):
+def test_most_recent_puts_the_newest_relevant_chunk_first(built):
     idx = load_patient_index(built, "sample")
-    cfg = RetrievalConfig(recency_prior=5.0)
-    hits, window = search(idx, "most recent NIHSS", config=cfg, k=1, kinds=[EventKind.LAB])
-    assert window.recency and hits[0].chunk.start.year == 2022
+    hits, plan = search(idx, "most recent NIHSS", k=5, kinds=[EventKind.LAB])
+    assert plan.intent == "latest" and plan.recency
+    about = [c for c in idx.stored.chunks if c.kind is EventKind.LAB and "nihss" in c.text.lower()]
+    newest = max(c.end or c.start for c in about)
+    assert hits[0].chunk.end == newest and "nihss" in hits[0].chunk.text.lower()
 
 
 def test_unknown_patient_says_how_many_never_which(built):

@@ -182,3 +182,34 @@ def test_grounding_flags_an_invented_number_end_to_end(idx):
     r = ask(idx, "What was the systolic blood pressure?", FakeBackend(answer="It was 999 on 2018-10-08 [1]."),
             strategy="rag", budget=2048)
     assert "999" in r.grounding.unsupported and not r.to_json()["grounded"]
+
+
+def test_cli_until_a_year_keeps_that_whole_year(sample_index_dir):
+    r = runner.invoke(app, ["retrieve", "NIHSS", "--patient", "sample", "--index-dir", str(sample_index_dir),
+                            "--retriever", "bm25", "--until", "2022", "--k", "50", "--json"])
+    assert r.exit_code == 0, r.output
+    starts = [h["start"] for h in json.loads(r.output)]
+    assert any(s and s.startswith("2022") for s in starts)  # 2022 is inside "until 2022"
+    r = runner.invoke(app, ["retrieve", "NIHSS", "--patient", "sample", "--index-dir", str(sample_index_dir),
+                            "--retriever", "bm25", "--until", "2021", "--k", "50", "--json"])
+    assert r.exit_code == 0 and all(not (h["start"] or "").startswith("2022") for h in json.loads(r.output))
+
+
+def test_cli_context_says_when_the_date_asked_has_no_evidence(sample_index_dir):
+    r = runner.invoke(app, ["context", "What was the NIHSS on March 3, 2020?", "--patient", "sample", "--index-dir",
+                            str(sample_index_dir), "--backend", "extractive", "--json", "--budget", "1024"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["intent"] == "point" and "nearest dated evidence" in out["time_fallback"]
+    assert any("NIHSS" in c["text"] for c in out["chunks"])
+
+
+def test_medalign_sample_current_medications_pack_the_2022_note(shared_data, tmp_path):
+    """MedAlign's sample: the 2022 neurology note names the current anticoagulant (eliquis)."""
+    path = shared_data / "medalign" / "sample-ehr-clean.xml"
+    [s] = build_indexes([path], tmp_path / "idx", HASHING)
+    idx = load_patient_index(tmp_path / "idx", s.patient_id)
+    for budget in (1024, 2048):  # a 512 window leaves ~100 evidence tokens after the prompt and answer
+        r = ask(idx, "What medications is she currently on?", FakeBackend(answer="ok"), strategy="rag", budget=budget)
+        assert r.context.intent == "current"
+        assert any("eliquis" in it.text.lower() and it.start.year == 2022 for it in r.context.packed.items), budget

@@ -84,3 +84,17 @@ def test_unsupported_spans_are_exactly_the_unsupported_figures(answer):
         ds = find_dates(m)
         norm.add(m if ds else m.replace(",", "").lstrip("+").rstrip("0").rstrip(".") if "." in m else m.replace(",", "").lstrip("+"))
     assert norm == set(g.unsupported), (answer, marked, g.unsupported)
+
+
+def test_evidence_header_says_when_the_date_asked_has_no_evidence(serve_index_dir):
+    from ragehr.index.search import load_patient_index
+    from ragehr.llm.fake import FakeBackend
+    from ragehr.pipeline.ask import ask
+    from ragehr.serve.views import evidence_html
+
+    idx = load_patient_index(serve_index_dir, "sample")
+    r = ask(idx, "What was the NIHSS on March 3, 2020?", FakeBackend(answer="ok"), strategy="rag", budget=2048)
+    assert r.context.time_fallback and "nearest dated evidence" in r.context.time_fallback
+    assert 'class="warn time-fallback"' in evidence_html(r)
+    r = ask(idx, "What was the NIHSS on October 8, 2018?", FakeBackend(answer="ok"), strategy="rag", budget=2048)
+    assert r.context.time_fallback is None and "time-fallback" not in evidence_html(r)
