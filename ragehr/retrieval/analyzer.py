@@ -23,6 +23,12 @@ Splitting rules, in order (see :func:`_split`):
 3. A term whose ``-``-separated parts are all alphabetic is split there (``follow-up`` ->
    ``follow``, ``up``); codes and dates with digits stay whole.
 4. Terms with no letter or digit are dropped.
+5. (version 2) A name compounded with ``/`` or ``.`` from alphanumeric parts of three or more
+   characters, at least one of them a word, is kept whole AND followed by its parts:
+   ``A1c/Hemoglobin.total`` -> ``a1c/hemoglobin.total``, ``a1c``, ``hemoglobin``, ``total``, so
+   a question's "A1c" matches a lab named ``Hemoglobin A1c/Hemoglobin.total in Blood``. Units
+   and codes keep their single term (``mg/dL``, ``I63.5``, ``10*3/uL``, ``mL/min/1.73m2``: a
+   part is short or not alphanumeric). Version 1 (indexes built before) does not do this.
 """
 
 from __future__ import annotations
@@ -79,9 +85,10 @@ class AnalyzerConfig(BaseModel):
     units are never stemmed."""
     stopwords: tuple[str, ...] = DEFAULT_STOPWORDS
     """Terms dropped, compared in lowercase before stemming."""
-    version: Literal[1] = 1
+    version: Literal[1, 2] = 2
     """Version of the splitting rules in this module. Bump it when they change, so an index
-    built under the old rules is not silently queried under the new ones."""
+    built under the old rules is not silently queried under the new ones: an index saved with
+    version 1 is still read and queried with version 1's rules."""
 
 
 class Analyzer:
@@ -99,6 +106,7 @@ class Analyzer:
         self._lock = threading.Lock()
         self._cache: dict[str, str | None] = {}
         """Split term -> index term (None: dropped). A memo of a pure function."""
+        self._parts = self._config.version >= 2
 
     @property
     def config(self) -> AnalyzerConfig:
@@ -117,7 +125,7 @@ class Analyzer:
         """The terms of ``text``, in order (duplicates kept: term frequency matters)."""
         cache = self._cache
         out: list[str] = []
-        for raw in _split(text):
+        for raw in _split(text, compound=self._parts):
             term = cache.get(raw, _MISSING)
             if term is _MISSING:
                 term = self._analyze(raw)
@@ -162,9 +170,9 @@ class Analyzer:
         return term
 
 
-def _split(text: str) -> list[str]:
+def _split(text: str, compound: bool = True) -> list[str]:
     """Terms of ``text`` before case folding, stopwords and stemming (rules in the module
-    docstring)."""
+    docstring; ``compound``: rule 5)."""
     text = unicodedata.normalize("NFKC", text)
     if _TRANSLATED.search(text):
         text = text.translate(_TRANSLATE)
@@ -187,7 +195,22 @@ def _split(text: str) -> list[str]:
                     out.extend(sub)
                     continue
             out.append(term)
+            if compound and ("/" in term or "." in term):
+                out.extend(_compound_parts(term))
     return out
+
+
+_COMPOUND = re.compile(r"[/.]")
+
+
+def _compound_parts(term: str) -> list[str]:
+    """The parts of a compound name (rule 5), or ``[]`` when ``term`` is a unit or code."""
+    pieces = _COMPOUND.split(term)
+    if len(pieces) < 2 or not all(len(x) >= 3 and x.isalnum() for x in pieces):
+        return []
+    if not any(sum(c.isalpha() for c in x) >= 3 for x in pieces):
+        return []
+    return pieces
 
 
 def _strip(part: str) -> str:

@@ -77,6 +77,33 @@ def test_other_shapes(analyzer: Analyzer) -> None:
     assert analyzer.tokenize("2018\u201310\u201308") == ["2018-10-08"]  # en dashes
 
 
+@pytest.mark.parametrize(
+    ("raw", "terms"),
+    [
+        ("A1c/Hemoglobin.total", ["a1c/hemoglobin.total", "a1c", "hemoglobin", "total"]),
+        ("Cholesterol.total", ["cholesterol.total", "cholesterol", "total"]),
+        ("HDL/LDL", ["hdl/ldl", "hdl", "ldl"]),
+        ("mL/min/1.73m2", ["ml/min/1.73m2"]),
+        ("10*3/uL", ["10*3/ul"]),
+        ("I63.5", ["i63.5"]),
+        ("120/80", ["120/80"]),
+        ("mg/dL", ["mg/dl"]),
+        ("163.5", ["163.5"]),
+    ],
+)
+def test_compound_names_also_give_their_parts(analyzer: Analyzer, raw: str, terms: list[str]) -> None:
+    assert analyzer.tokenize(raw) == terms
+
+
+def test_latest_a1c_matches_the_synthea_lab_name(analyzer: Analyzer) -> None:
+    """The question's "A1c" is a term of the lab's name (it was not under version 1)."""
+    name = analyzer.tokenize("Hemoglobin A1c/Hemoglobin.total in Blood")
+    assert "a1c" in name and set(analyzer.tokenize("latest A1c?")) <= set(name) | {"latest"}
+    v1 = Analyzer(AnalyzerConfig(version=1))
+    assert "a1c" not in v1.tokenize("Hemoglobin A1c/Hemoglobin.total in Blood")
+    assert Analyzer.from_json(v1.to_json()).tokenize("HDL/LDL") == ["hdl/ldl"]
+
+
 def test_config_switches() -> None:
     raw = Analyzer(AnalyzerConfig(lowercase=False, stem=False, stopwords=()))
     assert raw.tokenize("The Pressures of I63.5.") == ["The", "Pressures", "of", "I63.5"]
@@ -91,7 +118,7 @@ def test_json_round_trip_and_hash(analyzer: Analyzer) -> None:
     assert len(analyzer.config_hash()) == 64
 
 
-@pytest.mark.parametrize("bad", [{"version": 2}, {"unknown": 1}, {"stem": "maybe"}])
+@pytest.mark.parametrize("bad", [{"version": 3}, {"unknown": 1}, {"stem": "maybe"}])
 def test_from_json_rejects_bad_config(bad: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
         Analyzer.from_json(bad)
