@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from ragehr.errors import ConfigError, CorruptIndexError
 from ragehr.fsutil import atomic_write_text
 from ragehr.retrieval.analyzer import Analyzer
+from ragehr.retrieval.ids import id_mask
 from ragehr.types.retrieval import ScoredId
 
 
@@ -242,14 +243,7 @@ class BM25Index:
 
     def mask(self, allowed: Collection[str]) -> np.ndarray:
         """Boolean mask over :attr:`ids` of the chunk ids in ``allowed`` (others ignored)."""
-        if isinstance(allowed, str):
-            raise ValueError("allowed must be a collection of chunk ids, not one string")
-        out = np.zeros(len(self._ids), dtype=bool)
-        get = self._pos.get
-        idx = [i for i in map(get, allowed) if i is not None]
-        if idx:
-            out[np.asarray(idx, dtype=np.int64)] = True
-        return out
+        return id_mask(self._pos, len(self._ids), allowed)
 
     def _score_terms(self, terms: list[str]) -> np.ndarray:
         n = len(self._ids)

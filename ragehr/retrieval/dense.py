@@ -31,6 +31,7 @@ import numpy as np
 from ragehr.fsutil import atomic_save_npy
 from ragehr.errors import CorruptIndexError, StaleIndexError
 from ragehr.fsutil import atomic_write_text
+from ragehr.retrieval.ids import id_mask
 from ragehr.types.retrieval import ScoredId
 
 __all__ = ["DENSE_FORMAT", "NORM_TOLERANCE", "DenseIndex"]
@@ -145,14 +146,7 @@ class DenseIndex:
 
     def mask(self, allowed: Iterable[str]) -> np.ndarray:
         """Boolean mask over :attr:`ids` of the chunk ids in ``allowed`` (others ignored)."""
-        if isinstance(allowed, str):
-            raise ValueError("allowed must be a collection of chunk ids, not one string")
-        out = np.zeros(len(self._ids), dtype=bool)
-        get = self._pos.get
-        idx = [i for i in map(get, allowed) if i is not None]
-        if idx:
-            out[np.asarray(idx, dtype=np.int64)] = True
-        return out
+        return id_mask(self._pos, len(self._ids), allowed)
 
     def search(
         self,
