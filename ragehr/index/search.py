@@ -307,6 +307,13 @@ def search(
         # State at the record's end (or as of the window's end): the latest note then is read
         # whole (its medication list or plan need not use the question's words).
         relevant |= index.latest_note_ids(in_window if in_window is not None else kind_ok)
+    if in_window is not None and retriever != "dense":
+        # Inside a window, "about the concept" is judged against the window's own best match:
+        # a day chunk listing the month's procedures is about "procedures" even when a long
+        # note elsewhere in the record scores higher. Only a window where nothing matches the
+        # concept at all falls back to the nearest dated evidence.
+        window_scores = {cid: sc for cid, sc in rel_scores.items() if cid in in_window}
+        relevant |= relevant_ids(window_scores, config.relevant_fraction, index.series_ids())
     fused_score = {h.chunk_id: h.score for h in hits}
     score = {cid: fused_score.get(cid, 0.0) + rel_scores.get(cid, 0.0) * 1e-6 for cid in relevant}
     inside = relevant if in_window is None else relevant & in_window

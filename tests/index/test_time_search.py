@@ -185,3 +185,37 @@ def test_windows_anchored_on_a_clinical_event(idx):
     # an event the record does not have leaves the question unfiltered
     _, plan = search(idx, "potassium since her stroke", k=3)
     assert not plan.is_filter
+
+
+def test_a_window_finds_its_weak_matches_before_falling_back(tmp_path):
+    """Inside a window, "about the concept" is judged against the window's own best match: a
+    day chunk listing one procedure is the answer to "which procedures between X and Y" even
+    when a long note elsewhere says "procedures performed" over and over (the ablation's
+    procedures_in_period questions fell back to that note and packed nothing in the window)."""
+    base = datetime(2014, 1, 3, 9, 0, tzinfo=UTC)
+    events = [
+        Event(kind=EventKind.PROCEDURE, start=base + timedelta(days=22), text="Assessment of anxiety (procedure)",
+              system="SNOMED", code="710841007", source=SourceLocator(file="t", path="proc/1")),
+        Event(kind=EventKind.NOTE, start=base + timedelta(days=300), note_type="operation note",
+              text="Procedures performed: procedure one performed, procedure two performed. All procedures performed "
+                   "without complication; procedures performed under general anesthesia.",
+              source=SourceLocator(file="t", path="note/1")),
+    ]
+    for i in range(40):  # other days, other kinds, inside and outside the window
+        events.append(Event(kind=EventKind.LAB, start=base + timedelta(days=9 * i), system="LOINC", code="2823-3",
+                            text="Potassium [Moles/volume] in Serum or Plasma", value=4.0 + i / 100, unit="mmol/L",
+                            source=SourceLocator(file="t", path=f"lab/{i}")))
+    record = PatientRecord(patient_id="window", format="medalign-xml", events=tuple(sorted(events, key=lambda e: e.start)))
+    path = tmp_path / "window.xml"
+    path.write_text(write_medalign_xml(record), encoding="utf-8")
+    [s] = build_indexes([path], tmp_path / "idx", IndexConfig(embedder="hashing"))
+    idx = load_patient_index(tmp_path / "idx", s.patient_id)
+    proc = next(e for e in idx.stored.record.events if e.kind is EventKind.PROCEDURE)
+    for retriever in ("hybrid", "bm25"):
+        hits, plan = search(idx, "Which procedures were performed between 2014-01-01 and 2014-01-31?", k=20, retriever=retriever)
+        assert plan.fallback is None
+        assert proc.event_id in hits[0].chunk.event_ids
+        assert all(h.chunk.start is not None and h.chunk.start.year == 2014 and h.chunk.start.month == 1 for h in hits)
+    # a window where nothing is about the concept still falls back, and says so
+    hits, plan = search(idx, "Which procedures were performed between 2014-03-01 and 2014-03-31?", k=5)
+    assert plan.fallback and "nearest dated evidence" in plan.fallback and hits
