@@ -186,11 +186,16 @@ def relevant_ids(scores: dict[str, float], fraction: float, series: Collection[s
     chunk that holds it among thirty results, and both are about it. Empty when nothing
     scores above zero."""
     out: set[str] = set()
+    best_of: dict[bool, float] = {}
     for in_series in (True, False):
         pop = {cid: s for cid, s in scores.items() if (cid in series) is in_series}
-        best = max(pop.values(), default=0.0)
+        best = best_of[in_series] = max(pop.values(), default=0.0)
         if best > 0:
             out.update(cid for cid, s in pop.items() if s >= best * fraction)
+    if best_of[True] < best_of[False] * fraction:
+        # The series tables' best is far below the other chunks': they match the question's
+        # incidental words ("10", "MG"), not its concept (a drug has no series table).
+        out -= set(series)
     return out
 
 

@@ -56,7 +56,10 @@ _SERIES = re.compile(
     r"\b(?:how many(?: times)?|how often|number of (?:times|measurements|readings|results|values)|"
     r"count of|highest|lowest|maximum|minimum|peak|max|min|trends?|trending|over time|"
     r"changed?|changes|changing|progress(?:ed|ion)?|history of|all (?:the |of (?:the|her|his) )?"
-    r"(?:values|readings|results|measurements)|every|each time|average|mean|range of|"
+    r"(?:values|readings|results|measurements)|every|each time|average|"
+    # "mean" asks for a series, except inside a measurement's own name (Mean Arterial
+    # Pressure, MCV "Entitic mean volume", mean platelet/cell/corpuscular volume)
+    r"mean(?!\s+(?:arterial|corpuscular|cell|platelet|blood\s+pressure|volume|hemoglobin|hgb|MAP)\b)|range of|"
     r"summari[sz]e|improv(?:ed|ing)|worsen(?:ed|ing)|increas(?:ed|ing)|decreas(?:ed|ing))\b",
     re.I,
 )

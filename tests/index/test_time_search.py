@@ -219,3 +219,18 @@ def test_a_window_finds_its_weak_matches_before_falling_back(tmp_path):
     # a window where nothing is about the concept still falls back, and says so
     hits, plan = search(idx, "Which procedures were performed between 2014-03-01 and 2014-03-31?", k=5)
     assert plan.fallback and "nearest dated evidence" in plan.fallback and hits
+
+
+def test_series_tables_matching_only_incidental_words_are_not_about_the_concept():
+    """'When was empagliflozin 10 MG Oral Tablet first prescribed?': a lab table holding a
+    "10" scores a little for that question, far below the medication's day chunk; ordered
+    oldest first it came before the drug. Series count as relevant only when their best is
+    within the fraction of the other chunks' best."""
+    from ragehr.index.search import relevant_ids
+
+    scores = {"med-day": 9.0, "other-day": 1.0, "lab-series-a": 1.5, "lab-series-b": 1.2}
+    series = {"lab-series-a", "lab-series-b"}
+    assert relevant_ids(scores, 0.5, series) == {"med-day"}
+    # a concept whose table scores high (a short table naming it once) keeps both populations
+    scores = {"k-day-1": 4.0, "k-day-2": 3.0, "k-series": 9.0, "other-series": 1.0}
+    assert relevant_ids(scores, 0.5, {"k-series", "other-series"}) == {"k-day-1", "k-day-2", "k-series"}

@@ -41,6 +41,10 @@ ANCHOR = datetime(2022, 5, 18, 14, 30, tzinfo=timezone.utc)
         ("What anticoagulant is she on now?", "current"),
         ("Does the patient have a penicillin allergy?", "none"),
         ("labs in 2019", "none"),
+        # cue words inside a measurement's own name are not cues
+        ("What is the most recent Mean Arterial Pressure?", "latest"),
+        ("MCV [Entitic mean volume] on 2019-05-05", "point"),
+        ("What was her mean glucose in 2021?", "series"),
     ],
 )
 def test_intent(question, intent):
@@ -108,3 +112,7 @@ def test_event_anchors(question, anchor):
 @pytest.mark.parametrize("question", ["take after meals", "labs before 2019", "potassium since May 2019", "after 2 weeks"])
 def test_not_event_anchors(question):
     assert plan_question(question, ANCHOR).event_anchor is None
+
+
+def test_a_measurement_named_with_a_cue_word_keeps_its_name():
+    assert plan_question("What is the most recent Mean Arterial Pressure?", ANCHOR).concept == "Mean Arterial Pressure"
