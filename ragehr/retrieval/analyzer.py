@@ -26,7 +26,9 @@ Splitting rules, in order (see :func:`_split`):
 5. (version 2) A name compounded with ``/`` or ``.`` from alphanumeric parts of three or more
    characters, at least one of them a word, is kept whole AND followed by its parts:
    ``A1c/Hemoglobin.total`` -> ``a1c/hemoglobin.total``, ``a1c``, ``hemoglobin``, ``total``, so
-   a question's "A1c" matches a lab named ``Hemoglobin A1c/Hemoglobin.total in Blood``. Units
+   a question's "A1c" matches a lab named ``Hemoglobin A1c/Hemoglobin.total in Blood``; a
+   hyphenated name with digits also gives its words of three letters or more (``COVID-19`` ->
+   ``covid-19``, ``covid``), so "COVID" finds the vaccine. Units
    and codes keep their single term (``mg/dL``, ``I63.5``, ``10*3/uL``, ``mL/min/1.73m2``: a
    part is short or not alphanumeric). Version 1 (indexes built before) does not do this.
 """
@@ -193,6 +195,10 @@ def _split(text: str, compound: bool = True) -> list[str]:
                 sub = term.split("-")
                 if all(x.isalpha() for x in sub):
                     out.extend(sub)
+                    continue
+                if compound:  # rule 5: COVID-19 also gives covid, SARS-CoV-2 sars and cov
+                    out.append(term)
+                    out.extend(x for x in sub if len(x) >= 3 and x.isalpha())
                     continue
             out.append(term)
             if compound and ("/" in term or "." in term):

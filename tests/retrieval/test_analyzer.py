@@ -68,7 +68,9 @@ def test_negation_kept_and_stopwords_dropped(analyzer: Analyzer) -> None:
 
 def test_other_shapes(analyzer: Analyzer) -> None:
     assert analyzer.tokenize("follow-up") == ["follow", "up"]
-    assert analyzer.tokenize("COVID-19") == ["covid-19"]
+    assert analyzer.tokenize("COVID-19") == ["covid-19", "covid"]
+    assert analyzer.tokenize("SARS-CoV-2") == ["sars-cov-2", "sar", "cov"]  # parts are stemmed like words
+    assert Analyzer(AnalyzerConfig(version=1)).tokenize("COVID-19") == ["covid-19"]
     assert analyzer.tokenize(".5 mg") == ["0.5", "mg"]
     assert analyzer.tokenize("1,000 at 10:30") == ["1,000", "10:30"]
     assert analyzer.tokenize("BP:120/80") == ["bp", "120/80"]
