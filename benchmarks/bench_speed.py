@@ -46,7 +46,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from compare import PeakRSS, load_facts, pct, run_bm25_peers  # noqa: E402
+from compare import PeakRSS, llamaindex_embedding, load_facts, pct, run_bm25_peers  # noqa: E402
 
 from ragehr.config import IndexConfig, RetrievalConfig  # noqa: E402
 from ragehr.eval.generated import generate_qa  # noqa: E402
@@ -160,27 +160,11 @@ def breakdown(idx: Any, questions: list[str]) -> dict:
 def run_llamaindex(idx: Any, qs: dict[str, list[tuple[str, list[str]]]], embedder: Any, depth: int) -> dict:
     import faiss
     from llama_index.core import StorageContext, VectorStoreIndex
-    from llama_index.core.base.embeddings.base import BaseEmbedding
     from llama_index.core.llms import MockLLM
     from llama_index.core.retrievers import QueryFusionRetriever
     from llama_index.core.schema import TextNode
     from llama_index.retrievers.bm25 import BM25Retriever
     from llama_index.vector_stores.faiss import FaissVectorStore
-
-    class Wrapped(BaseEmbedding):
-        """ragehr's embedder object behind llama-index's API (same model, same vectors)."""
-
-        def _get_query_embedding(self, query: str) -> list[float]:
-            return embedder.embed([query])[0].tolist()
-
-        async def _aget_query_embedding(self, query: str) -> list[float]:
-            return self._get_query_embedding(query)
-
-        def _get_text_embedding(self, text: str) -> list[float]:
-            return embedder.embed([text])[0].tolist()
-
-        def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-            return embedder.embed(texts, batch_size=32).tolist()
 
     chunks = idx.stored.chunks
     events = {c.chunk_id: c.event_ids for c in chunks}
@@ -191,7 +175,7 @@ def run_llamaindex(idx: Any, qs: dict[str, list[tuple[str, list[str]]]], embedde
         store = FaissVectorStore(faiss_index=faiss.IndexFlatIP(embedder.dim))
         vindex = VectorStoreIndex(
             nodes, storage_context=StorageContext.from_defaults(vector_store=store),
-            embed_model=Wrapped(embed_batch_size=32), show_progress=False,
+            embed_model=llamaindex_embedding(embedder), show_progress=False,
         )
         bm25 = BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=depth)
         fusion = QueryFusionRetriever(

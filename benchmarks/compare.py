@@ -134,27 +134,12 @@ def answer_all(idx: Any, facts: list[dict]) -> dict:
     return {"ask_p50_ms": pct(lat, 0.5), "ask_p95_ms": pct(lat, 0.95), "answer_quotes_fact": statistics.fmean(quoted)}
 
 
-def run_llamaindex(idx: Any, facts: list[dict], embedder: Any) -> dict:
-    """llama-index's QueryFusionRetriever (vector + BM25, reciprocal rank fusion) over the same
-    chunks and the same MiniLM model object, in two settings, both reported:
-
-    - ``same_depth`` (the headline): each sub-retriever returns as many candidates as ragehr
-      fuses (``RetrievalConfig.candidates``, 100), fused to the top 10, as ragehr does;
-    - ``defaults``: llama-index's usual setting, the top 10 of each sub-retriever.
-
-    The top-level figures are ``same_depth``'s; ``defaults`` is nested under its name."""
-    import faiss
-    from llama_index.core import StorageContext, VectorStoreIndex
+def llamaindex_embedding(embedder: Any) -> Any:
+    """ragehr's embedder object (same model, same vectors) behind llama-index's embedding API,
+    so a comparison measures the pipelines, not two copies of one model."""
     from llama_index.core.base.embeddings.base import BaseEmbedding
-    from llama_index.core.llms import MockLLM
-    from llama_index.core.retrievers import QueryFusionRetriever
-    from llama_index.core.schema import TextNode
-    from llama_index.retrievers.bm25 import BM25Retriever
-    from llama_index.vector_stores.faiss import FaissVectorStore
 
-    class MiniLM(BaseEmbedding):
-        """The same all-MiniLM-L6-v2 model object ragehr uses, behind llama-index's API."""
-
+    class Wrapped(BaseEmbedding):
         def _get_query_embedding(self, query: str) -> list[float]:
             return embedder.embed([query])[0].tolist()
 
@@ -167,6 +152,26 @@ def run_llamaindex(idx: Any, facts: list[dict], embedder: Any) -> dict:
         def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
             return embedder.embed(texts, batch_size=32).tolist()
 
+    return Wrapped(embed_batch_size=32)
+
+
+def run_llamaindex(idx: Any, facts: list[dict], embedder: Any) -> dict:
+    """llama-index's QueryFusionRetriever (vector + BM25, reciprocal rank fusion) over the same
+    chunks and the same MiniLM model object, in two settings, both reported:
+
+    - ``same_depth`` (the headline): each sub-retriever returns as many candidates as ragehr
+      fuses (``RetrievalConfig.candidates``, 100), fused to the top 10, as ragehr does;
+    - ``defaults``: llama-index's usual setting, the top 10 of each sub-retriever.
+
+    The top-level figures are ``same_depth``'s; ``defaults`` is nested under its name."""
+    import faiss
+    from llama_index.core import StorageContext, VectorStoreIndex
+    from llama_index.core.llms import MockLLM
+    from llama_index.core.retrievers import QueryFusionRetriever
+    from llama_index.core.schema import TextNode
+    from llama_index.retrievers.bm25 import BM25Retriever
+    from llama_index.vector_stores.faiss import FaissVectorStore
+
     chunks = idx.stored.chunks
     events = {c.chunk_id: c.event_ids for c in chunks}
     nodes = [TextNode(id_=c.chunk_id, text=c.text) for c in chunks]
@@ -175,7 +180,7 @@ def run_llamaindex(idx: Any, facts: list[dict], embedder: Any) -> dict:
         store = FaissVectorStore(faiss_index=faiss.IndexFlatIP(embedder.dim))
         vindex = VectorStoreIndex(
             nodes, storage_context=StorageContext.from_defaults(vector_store=store),
-            embed_model=MiniLM(embed_batch_size=32), show_progress=False,
+            embed_model=llamaindex_embedding(embedder), show_progress=False,
         )
         depth = min(RetrievalConfig().candidates, len(nodes))
         fusions = {}

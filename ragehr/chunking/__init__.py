@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date
+from typing import TypeVar
 
 from ragehr.config import ChunkingConfig
 from ragehr.ehr.render import event_header, format_value
@@ -180,6 +181,24 @@ def _day(e: Event) -> date | None:
     return e.start.date() if e.start is not None else None
 
 
+
+T = TypeVar("T")
+
+
+def _fill(items: Sequence[T], room: int, counter: TokenCounter, line_of: Callable[[T], str]) -> list[list[T]]:
+    """``items`` cut greedily into pieces of at most ``room`` tokens, each line counted with
+    its newline; a line longer than ``room`` gets a piece of its own (never an empty piece)."""
+    pieces: list[list[T]] = [[]]
+    used = 0
+    for item in items:
+        n = counter.count(line_of(item)) + 1
+        if pieces[-1] and used + n > room:
+            pieces.append([])
+            used = 0
+        pieces[-1].append(item)
+        used += n
+    return pieces
+
 def chunk_events(
     events: Sequence[Event],
     patient_id: str,
@@ -194,18 +213,11 @@ def chunk_events(
     day = _day(events[0])
     title = f"{KIND_TITLES[kind]} on {day.isoformat()}:" if day else f"{KIND_TITLES[kind]} (undated):"
     room = config.max_tokens - counter.count(title) - 1
-    pieces: list[list[tuple[Event, str]]] = [[]]
-    used = 0
+    lines: list[tuple[Event, str]] = []
     for e in events:
         line = event_header(e)
-        lines = [line] if counter.count(line) <= room else _split_long(line, room, counter)
-        for ln in lines:
-            n = counter.count(ln) + 1
-            if pieces[-1] and used + n > room:
-                pieces.append([])
-                used = 0
-            pieces[-1].append((e, ln))
-            used += n
+        lines += [(e, ln) for ln in ([line] if counter.count(line) <= room else _split_long(line, room, counter))]
+    pieces = _fill(lines, room, counter, lambda item: item[1])
     chunks = []
     for ordinal, piece in enumerate(pieces):
         evs: list[Event] = []
@@ -312,15 +324,7 @@ def chunk_series(
             rows = [(_row(e, not one_unit, per_day[e.start.date()] > 1), e) for e in yevs]  # type: ignore[union-attr]
             probe = f"{name}{code}: {evs[0].kind.value} values{unit} in {year}, rows 9999-9999 of 9999:"
             room = max(8, config.max_tokens - counter.count(probe) - 1)
-            pieces: list[list[tuple[str, Event]]] = [[]]
-            used = 0
-            for line, e in rows:
-                n = counter.count(line) + 1
-                if pieces[-1] and used + n > room:
-                    pieces.append([])
-                    used = 0
-                pieces[-1].append((line, e))
-                used += n
+            pieces = _fill(rows, room, counter, lambda item: item[0])
             first_row = 1
             for ordinal, piece in enumerate(pieces):
                 last_row = first_row + len(piece) - 1

@@ -426,16 +426,22 @@ def _q_latest_value(ctx: _Ctx, n: int) -> list[QAItem]:
     return out
 
 
-def _q_value_on_date(ctx: _Ctx, n: int) -> list[QAItem]:
+def _single_value_days(ctx: _Ctx) -> list[tuple[float, tuple[str, list[Event]]]]:
+    """(time, (name, events)) for every valued name's day with one value (a day with two
+    different values is ambiguous), the candidates of the "value on a date" questions."""
     cands: list[tuple[float, tuple[str, list[Event]]]] = []
     groups = _valued(ctx)
     for key in sorted(groups):
         by_day = _group(groups[key], _day)
         for d in sorted(by_day):
             evs = by_day[d]
-            if len({_value_key(e) for e in evs}) != 1:
-                continue  # two different values that day: ambiguous
-            cands.append((_ts(evs[0]), (display_name(evs[0]), evs)))
+            if len({_value_key(e) for e in evs}) == 1:
+                cands.append((_ts(evs[0]), (display_name(evs[0]), evs)))
+    return cands
+
+
+def _q_value_on_date(ctx: _Ctx, n: int) -> list[QAItem]:
+    cands = _single_value_days(ctx)
     out = []
     for _, (name, evs) in stratified_pick(cands, n, ctx.rng("value_on_date")):
         e = evs[0]
@@ -652,14 +658,7 @@ def written_date(d: date, style: str) -> str:
 
 
 def _q_value_on_written_date(ctx: _Ctx, n: int) -> list[QAItem]:
-    cands: list[tuple[float, tuple[str, list[Event]]]] = []
-    groups = _valued(ctx)
-    for key in sorted(groups):
-        by_day = _group(groups[key], _day)
-        for d in sorted(by_day):
-            evs = by_day[d]
-            if len({_value_key(e) for e in evs}) == 1:
-                cands.append((_ts(evs[0]), (display_name(evs[0]), evs)))
+    cands = _single_value_days(ctx)
     out = []
     for i, (_, (name, evs)) in enumerate(stratified_pick(cands, n, ctx.rng("value_on_written_date"))):
         e = evs[0]
