@@ -68,9 +68,16 @@ class ExperimentConfig(BaseModel):
     strategies: tuple[Literal["rag", "visit-bm25", "recent", "full"], ...]
     budgets: tuple[int, ...] = (2048,)
     """Context windows in tokens (prompt + answer); ``full`` uses each backend's whole window."""
+    strategy_budgets: dict[Literal["rag", "visit-bm25", "recent"], tuple[int, ...]] = {}
+    """A strategy's budgets when not the experiment's (nor a backend's): e.g. ``recent`` at
+    both the small window and the model's whole window, ``rag`` only at the small one."""
     retrievers: tuple[Literal["hybrid", "bm25", "dense"], ...] = ("hybrid",)
     backends: tuple[BackendSpec, ...]
     max_new_tokens: int = Field(256, ge=1)
+    question_reserve: int | None = Field(None, ge=1)
+    """Tokens set aside for every question (see :class:`ragehr.pipeline.spec.ContextSpec`):
+    ``recent`` and ``full`` then pack the same evidence for all of a record's questions, which
+    a prefix cache (the ``llamacpp`` backend's ``reuse_prefix``) computes once."""
     order: Literal["chronological", "relevance", "edges"] = "chronological"
     """How packed pieces are shown (every strategy; see :mod:`ragehr.packing`)."""
     orders: tuple[Literal["chronological", "relevance", "edges"], ...] | None = None
@@ -99,6 +106,14 @@ class ExperimentConfig(BaseModel):
     def _budgets(cls, v: tuple[int, ...]) -> tuple[int, ...]:
         if any(b < 128 for b in v):
             raise ValueError("budgets are context windows and must be at least 128 tokens")
+        return v
+
+    @field_validator("strategy_budgets")
+    @classmethod
+    def _strategy_budgets(cls, v: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+        for strategy, budgets in v.items():
+            if not budgets or any(b < 128 for b in budgets):
+                raise ValueError(f"strategy_budgets.{strategy}: give context windows of at least 128 tokens")
         return v
 
     def data_path(self) -> Path:

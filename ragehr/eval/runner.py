@@ -56,14 +56,18 @@ class Condition:
 
 
 def conditions(cfg: ExperimentConfig) -> list[Condition]:
-    """The grid. ``full`` runs once per backend at its whole window; retrievers and the
+    """The grid. ``full`` runs once per backend at its whole window; a strategy runs at its
+    ``strategy_budgets`` if given, else the backend's budgets, else the experiment's; retrievers and the
     ``orders`` axis apply to ``rag`` (the other strategies show their pieces in time order,
     as MedAlign's baselines do, unless ``order`` says otherwise)."""
     out = []
     for ds in cfg.datasets:
         for be in cfg.backends:
             for strategy in cfg.strategies:
-                budgets: list[int | None] = [None] if strategy == "full" else list(be.budgets or cfg.budgets)
+                budgets: list[int | None] = (
+                    [None] if strategy == "full"
+                    else list(cfg.strategy_budgets.get(strategy) or be.budgets or cfg.budgets)  # type: ignore[call-overload]
+                )
                 retrievers: list[str | None] = list(be.retrievers or cfg.retrievers) if strategy == "rag" else [None]
                 orders = list(cfg.orders or (cfg.order,)) if strategy == "rag" else [cfg.order]
                 for b in budgets:
@@ -223,7 +227,8 @@ def run_one(
     try:
         spec = ContextSpec(strategy=condition.strategy, budget=condition.budget or backend.context_window,
                            retriever=condition.retriever or "hybrid", order=condition.order,
-                           max_new_tokens=cfg.max_new_tokens, retrieval=cfg.retrieval)
+                           max_new_tokens=cfg.max_new_tokens, retrieval=cfg.retrieval,
+                           question_reserve=cfg.question_reserve)
         r = ask(index, item.question, backend, spec, seed=cfg.seed)
     except RagehrError as exc:
         row.update({"error": str(exc).split(";")[0][:200], "latency_s": round(time.perf_counter() - t0, 4)})

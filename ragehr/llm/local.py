@@ -4,8 +4,14 @@ This is the only module of ragehr that imports ``llama_cpp``, and it does so on 
 building a :class:`LlamaCppBackend` reads the GGUF file's header (for its trained context
 length; no weights) and nothing else. The weights load on the first :meth:`generate` or
 token count, once per backend; generation is serialised by a lock (a llama.cpp context is
-not thread-safe) and starts each time from an empty KV cache, so an answer does not depend
-on the requests before it.
+not thread-safe) and by default starts each time from an empty KV cache, so an answer does
+not depend on the requests before it. ``reuse_prefix=True`` keeps the KV cache of the
+tokens a prompt shares with the previous one (llama.cpp's prefix match): the evidence comes
+before the question, so questions about one record under ``recent`` or ``full`` (whose
+evidence does not depend on the question) pay for the record once. The ablation uses it
+to run the model at its whole window on a CPU; ``benchmarks/bench_backends.py --prefix``
+measures how often answers differ from a fresh cache (the suffix is computed in other batch
+shapes, so floating-point sums may differ in their last bits).
 
 The prompt is laid out by the chat template stored in the GGUF file (``chat_format=None``),
 or by a llama-cpp-python chat format named in ``chat_format``. Sampling is llama.cpp's: with
@@ -78,7 +84,8 @@ class LlamaCppBackend(LLMBackend):
     ``context_window``: the ``n_ctx`` given to llama.cpp; by default the model's trained
     context capped at :data:`DEFAULT_CONTEXT`. ``n_threads``: llama.cpp's default (half the
     cores) when None; when set, also the prompt-processing threads. ``seed``: the context's seed (each request also passes its own).
-    ``chat_format``: None uses the template stored in the GGUF file."""
+    ``chat_format``: None uses the template stored in the GGUF file. ``reuse_prefix``: keep
+    the KV cache of a prompt's shared prefix with the previous request (see the module)."""
 
     name = "llamacpp"
     supports_streaming = True
@@ -92,6 +99,7 @@ class LlamaCppBackend(LLMBackend):
         n_threads: int | None = None,
         seed: int = 0,
         chat_format: str | None = None,
+        reuse_prefix: bool = False,
     ) -> None:
         path = Path(model_path).expanduser()
         if not path.is_file():
@@ -116,6 +124,7 @@ class LlamaCppBackend(LLMBackend):
         self.n_threads = n_threads
         self.seed = seed
         self.chat_format = chat_format
+        self.reuse_prefix = bool(reuse_prefix)
         self.load_seconds: float | None = None
         self._size = path.stat().st_size
         self._llm: Any = None
@@ -133,6 +142,7 @@ class LlamaCppBackend(LLMBackend):
             "context_window": self.context_window,
             "chat_format": self.chat_format,
             "seed": self.seed,
+            **({"reuse_prefix": True} if self.reuse_prefix else {}),
         }
 
     @property
@@ -170,7 +180,8 @@ class LlamaCppBackend(LLMBackend):
         llm = self.load()
         messages = [{"role": m.role, "content": m.content} for m in request.messages]
         with self._run_lock:
-            llm.reset()  # start from an empty KV cache: answers do not depend on earlier calls
+            if not self.reuse_prefix:
+                llm.reset()  # start from an empty KV cache: answers do not depend on earlier calls
             try:
                 resp = llm.create_chat_completion(
                     messages=messages,

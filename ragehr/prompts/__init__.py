@@ -57,16 +57,20 @@ class Budget:
         return self.window - self.max_new_tokens - self.template_tokens - self.question_tokens
 
 
-def compute_budget(question: str, window: int, max_new_tokens: int, counter: TokenCounter) -> Budget:
+def compute_budget(
+    question: str, window: int, max_new_tokens: int, counter: TokenCounter, question_reserve: int | None = None
+) -> Budget:
     """Budget for EHR content = window - max new tokens - prompt template - question, all
-    counted with one tokenizer (the generating model's when it has one)."""
+    counted with one tokenizer (the generating model's when it has one). With
+    ``question_reserve`` the question takes that many tokens, or its own count if larger (so
+    the evidence budget is the same for every question that fits)."""
     empty = build_messages("", "")
     template = sum(counter.count(m.content) for m in empty) + MESSAGE_OVERHEAD * len(empty)
     return Budget(
         window=window,
         max_new_tokens=max_new_tokens,
         template_tokens=template,
-        question_tokens=counter.count(question),
+        question_tokens=max(counter.count(question), question_reserve or 0),
     )
 
 

@@ -124,3 +124,24 @@ def test_a_limit_keeps_every_question_type():
     assert {it.category for it in picked} == {"a", "b", "c"}
     assert sum(it.category == "b" for it in picked) == 3 and len({it.patient_id for it in picked}) >= 2
     assert _stratified_sample(items, 9, seed=0) == picked  # seeded
+
+
+def test_strategy_budgets_give_one_strategy_its_own_windows():
+    """The local-model grid: rag at the small window only, recent at both, full at the
+    model's window; the budgets of other strategies are untouched, and a bad one is refused."""
+    import pydantic
+
+    from ragehr.eval.experiment import ExperimentConfig
+    from ragehr.eval.runner import conditions
+
+    base = {"name": "t", "datasets": [{"name": "d", "type": "generated", "records": ["x"]}],
+            "strategies": ["rag", "recent", "full"], "budgets": [2048], "orders": ["chronological", "edges"],
+            "backends": [{"name": "extractive", "settings": {"context_window": 8192}}]}
+    grid = conditions(ExperimentConfig(**base, strategy_budgets={"recent": [2048, 8192]}))
+    got = sorted((c.strategy, c.budget or 0, c.order) for c in grid)
+    assert got == [("full", 0, "chronological"), ("rag", 2048, "chronological"), ("rag", 2048, "edges"),
+                   ("recent", 2048, "chronological"), ("recent", 8192, "chronological")]
+    assert len(conditions(ExperimentConfig(**base))) == 4  # without it: recent at 2048 only
+    for bad in ({"recent": []}, {"recent": [64]}, {"full": [8192]}):
+        with pytest.raises(pydantic.ValidationError):
+            ExperimentConfig(**base, strategy_budgets=bad)

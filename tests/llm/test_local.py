@@ -71,6 +71,16 @@ def test_local_is_an_alias_of_llamacpp(tmp_path: Path) -> None:
         assert backend.supports_streaming and not backend.loaded
 
 
+def test_reuse_prefix_is_a_setting_and_part_of_the_cache_key(tmp_path: Path) -> None:
+    """``reuse_prefix`` reaches the backend through ``make_backend`` and changes ``params()``
+    (the generation cache's key) only when on, so caches written without it stay valid."""
+    gguf = str(_gguf(tmp_path / "a.gguf", 8192))
+    off, on = make_backend("llamacpp", model_path=gguf), make_backend("llamacpp", model_path=gguf, reuse_prefix=True)
+    assert not off.reuse_prefix and on.reuse_prefix
+    assert "reuse_prefix" not in off.params() and on.params()["reuse_prefix"] is True
+    assert {k: v for k, v in on.params().items() if k != "reuse_prefix"} == off.params()
+
+
 def _llama_installed() -> None:
     import importlib.util
 

@@ -213,3 +213,32 @@ def test_medalign_sample_current_medications_pack_the_2022_note(shared_data, tmp
         r = ask(idx, "What medications is she currently on?", FakeBackend(answer="ok"), strategy="rag", budget=budget)
         assert r.context.intent == "current"
         assert any("eliquis" in it.text.lower() and it.start.year == 2022 for it in r.context.packed.items), budget
+
+
+def test_a_question_reserve_packs_the_same_recent_evidence_for_every_question(idx):
+    """With ``question_reserve`` the evidence of ``recent`` (and so the prompt up to the
+    question) does not depend on the question's length: what a prefix cache needs. Without
+    it, a longer question leaves less room and the oldest piece changes."""
+    from ragehr.pipeline.spec import ContextSpec, prepare_context
+    from ragehr.prompts import build_messages
+
+    short, long_q = "Latest A1c?", "What were all of the blood pressure readings recorded at her visits " * 3
+    be = FakeBackend(context_window=8192)
+
+    def block(q: str, reserve: int | None) -> tuple[str, int]:
+        spec = ContextSpec(strategy="recent", budget=1024, max_new_tokens=64, question_reserve=reserve)
+        p = prepare_context(idx, q, spec, be)
+        return p.context.packed.block(), p.budget.question_tokens
+
+    (a, na), (b, nb) = block(short, None), block(long_q, None)
+    assert a != b and na < nb  # the baseline: evidence depends on the question
+    (a, na), (b, nb) = block(short, 96), block(long_q, 96)
+    assert a == b and na == nb == 96
+    msgs_a, msgs_b = build_messages(short, a), build_messages(long_q, b)
+    assert msgs_a[1].content.split("Question:")[0] == msgs_b[1].content.split("Question:")[0]
+    (_, n_over) = block(long_q * 3, 32)  # a question longer than the reserve takes its own count
+    assert n_over > 32
+    r = ask(idx, long_q * 3, be, ContextSpec(strategy="recent", budget=1024, max_new_tokens=64, question_reserve=32))
+    assert r.prompt_tokens <= 1024 - 64
+    with pytest.raises(ConfigError, match="question_reserve"):
+        ContextSpec(question_reserve=0)
