@@ -43,6 +43,13 @@ log = logging.getLogger(__name__)
 
 RECORD_SUFFIXES = {".xml", ".json", ".ndjson", ".jsonl", ".ccd", ".ccda", ".cda", ".fhir"}
 
+KEEP_PARSED_EVENTS = 50_000
+"""How many parsed events the first pass keeps for building (about four MedAlign-median
+records). Files must all be parsed before any patient is built (a patient's files are known
+only once every file's patient id is), so beyond this the records are dropped after the pass
+and parsed again when their patient is built: a cohort's peak memory is this much plus one
+patient's build, whatever the cohort's size (``benchmarks/bench_memory.py``)."""
+
 
 class Progress(Protocol):
     """What the builder reports; the CLI draws bars, tests pass nothing."""
@@ -208,6 +215,8 @@ def build_indexes(
             patient_of[f] = by_sha[sources[f].sha256]
     if files:
         progress.start("files", len(to_parse))
+    kept_events = 0
+    dropped = 0
     for f, result in _parse_all(to_parse, workers):
         progress.advance("files")
         if isinstance(result, RagehrError):
@@ -217,8 +226,15 @@ def build_indexes(
                 )
             )
         else:
-            parsed[f] = result
             patient_of[f] = result.patient_id
+            if kept_events + len(result.events) <= KEEP_PARSED_EVENTS:
+                parsed[f] = result
+                kept_events += len(result.events)
+            else:  # parsed again when its patient is built: memory stays bounded
+                dropped += 1
+        del result
+    if dropped:
+        log.info("%d of %d files will be parsed again when built (keeps memory bounded)", dropped, len(to_parse))
     t_parse = time.perf_counter() - t0
 
     groups: dict[str, list[Path | str]] = {}
@@ -285,6 +301,9 @@ def build_indexes(
             continue
         todo.append((pid, wanted, folder))
 
+    building = {pid for pid, _, _ in todo}
+    for f in [f for f in parsed if patient_of.get(f) not in building]:
+        del parsed[f]  # unchanged or refused patients: not needed
     for pid, wanted, folder, records, failed in _load_groups(todo, parsed, slices, workers):
         if failed:
             summaries.append(
@@ -304,6 +323,10 @@ def build_indexes(
             )
         except OSError as exc:
             raise store.write_failed(exc, pid, index_dir) from exc
+        finally:
+            del records
+            for f in groups.get(pid, ()):  # built: its records are not needed any more
+                parsed.pop(f, None)  # type: ignore[call-overload]
         progress.advance("patients")
     return summaries
 
@@ -382,6 +405,7 @@ def _load_groups(todo, parsed, slices, workers: int) -> Iterator[tuple]:
         for pid, wanted, folder in todo:
             records, failed = _load_one(pid, wanted, parsed, slices, {})
             yield pid, wanted, folder, records, failed
+            del records  # not held while the next patient is read
         return
     with ProcessPoolExecutor(max_workers=workers) as pool:
         ahead: dict[int, list[tuple[str, Future]]] = {}
@@ -393,6 +417,7 @@ def _load_groups(todo, parsed, slices, workers: int) -> Iterator[tuple]:
             ready = {k: fut.result() for k, fut in ahead.pop(i, [])}
             records, failed = _load_one(pid, wanted, parsed, slices, ready)
             yield pid, wanted, folder, records, failed
+            del records, ready
 
 
 class _CountingEmbedder:

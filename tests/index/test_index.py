@@ -193,3 +193,57 @@ def test_merge_records_keeps_first_and_counts():
     rec = load_record(SAMPLE)
     merged, removed = merge_records([rec, rec])
     assert removed == len(rec.events) and merged.events == rec.events
+
+
+@pytest.mark.parametrize("keep", [0, 130, 10**9])
+def test_a_cohort_is_built_without_holding_every_parsed_record(tmp_path, monkeypatch, keep):
+    """Past ``KEEP_PARSED_EVENTS`` the first pass drops what it parsed and the patient's
+    files are parsed again when it is built; a built patient's records are let go before the
+    next is read. The indexes are the same whatever the budget (a patient split over two
+    files included)."""
+    import gc
+    import weakref
+
+    from ragehr.index import build as build_mod
+
+    monkeypatch.setattr(build_mod, "KEEP_PARSED_EVENTS", keep)
+    files = []
+    for i in range(4):
+        f = tmp_path / "in" / f"EHR_{i}.xml"
+        f.parent.mkdir(exist_ok=True)
+        shutil.copy(SAMPLE, f)
+        files.append(f)
+    (tmp_path / "in2").mkdir()
+    files.append(tmp_path / "in2" / "3.xml")  # patient 3's second file
+    shutil.copy(SAMPLE, files[-1])
+    parsed_paths: list[str] = []
+    alive: list[weakref.ref] = []
+    real = build_mod.load_record
+
+    def counting(path):
+        rec = real(path)
+        parsed_paths.append(Path(path).name)
+        alive.append(weakref.ref(rec))
+        return rec
+
+    monkeypatch.setattr(build_mod, "load_record", counting)
+    seen_alive: list[int] = []
+    real_build_one = build_mod._build_one
+
+    def watching(pid, records, *a, **kw):
+        gc.collect()
+        seen_alive.append(sum(1 for r in alive if r() is not None))
+        return real_build_one(pid, records, *a, **kw)
+
+    monkeypatch.setattr(build_mod, "_build_one", watching)
+    summaries = build_indexes(files, tmp_path / f"idx{keep}", CFG)
+    assert sorted((s.status, s.patient_id, s.n_sources) for s in summaries) == [
+        ("built", "0", 1), ("built", "1", 1), ("built", "2", 1), ("built", "3", 2)]
+    per_event = 60  # the sample record's events
+    kept_files = min(len(files), keep // per_event)
+    assert len(parsed_paths) == len(files) + (len(files) - kept_files)  # the dropped ones twice
+    if keep == 0:
+        # only the patient being built is held: 1 record, or 2 for the patient with two files
+        assert max(seen_alive) <= 2 and seen_alive[:3] == [1, 1, 1]
+    chunks = {s.patient_id: json.loads((Path(s.index_path) / "manifest.json").read_text())["counts"] for s in summaries}
+    assert chunks["3"]["duplicates_removed"] == 60 and chunks["0"] == chunks["1"] == chunks["2"]
