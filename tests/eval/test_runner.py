@@ -145,3 +145,35 @@ def test_strategy_budgets_give_one_strategy_its_own_windows():
     for bad in ({"recent": []}, {"recent": [64]}, {"full": [8192]}):
         with pytest.raises(pydantic.ValidationError):
             ExperimentConfig(**base, strategy_budgets=bad)
+
+
+def test_ablation_figures_expected_block_round_trips_with_an_order_axis(tmp_path, capsys):
+    """scripts/ablation_figures.py prints an ``expected:`` block; read back as the config's
+    expectations, every line must be OK on the run it came from, and each must match one
+    condition (an evidence-order axis must not make a line match three)."""
+    import runpy
+
+    import yaml
+
+    from ragehr.eval.experiment import Expectation
+    from ragehr.eval.report import check_expectations
+
+    def row(strategy, budget, order, er, acc):
+        key = f"d|{strategy}|{budget or 'window'}|{'hybrid' if strategy == 'rag' else '-'}|local"
+        return {"dataset": "d", "strategy": strategy, "budget": budget, "retriever": "hybrid" if strategy == "rag" else None,
+                "backend": "local", "order": order, "n": 60, "errors": 0 if strategy != "full" else 40,
+                "condition": key if order == "chronological" else f"{key}|{order}",
+                "evidence_recall": er, "accuracy": acc, "abstained": 0.1}
+
+    summary = [row("rag", 2048, o, 0.9 - i / 10, 0.3 + i / 10) for i, o in enumerate(("chronological", "relevance", "edges"))]
+    summary += [row("recent", 2048, "chronological", 0.1, 0.05), row("recent", 8192, "chronological", 0.3, 0.1),
+                row("full", None, "chronological", 1.0, 0.2)]
+    (tmp_path / "metrics.json").write_text(json.dumps({"summary": summary}))
+    main = runpy.run_path(str(REPO / "scripts" / "ablation_figures.py"))["main"]
+    assert main([str(tmp_path), "--backend", "local", "--budgets", "2048,8192"]) == 0
+    out = capsys.readouterr().out
+    assert "| rag (hybrid), relevance order | 0.80 / 0.40 / 0.10 | - |" in out
+    assert "| full (whole window) | 1.00 / 0.20 / 0.10 (n=20) |" in out
+    block = yaml.safe_load(out[out.index("expected:"):])["expected"]
+    checks = check_expectations(summary, tuple(Expectation(**e) for e in block))
+    assert len(block) == 6 * 3 and len(checks) == len(block) and all(c["ok"] for c in checks)
