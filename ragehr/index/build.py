@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 RECORD_SUFFIXES = {".xml", ".json", ".ndjson", ".jsonl", ".ccd", ".ccda", ".cda", ".fhir"}
 
 KEEP_PARSED_EVENTS = 50_000
-"""How many parsed events the first pass keeps for building (about four MedAlign-median
+"""How many parsed events the first pass keeps for building (three MedAlign-median
 records). Files must all be parsed before any patient is built (a patient's files are known
 only once every file's patient id is), so beyond this the records are dropped after the pass
 and parsed again when their patient is built: a cohort's peak memory is this much plus one
