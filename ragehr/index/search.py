@@ -18,9 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from ragehr.config import RetrievalConfig
@@ -59,6 +60,81 @@ class RetrievedChunk(BaseModel):
             "event_ids": list(c.event_ids),
             "components": self.hit.components,
         }
+
+
+_EPOCH_NAIVE = datetime(1970, 1, 1)
+_EPOCH_AWARE = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_US = timedelta(microseconds=1)
+
+
+def _micros(t: datetime) -> int:
+    """Microseconds since the epoch, exactly (naive times against a naive epoch: the order
+    is the one ``<`` gives, which never mixes naive and aware times)."""
+    return (t - (_EPOCH_NAIVE if t.tzinfo is None else _EPOCH_AWARE)) // _US
+
+
+@dataclass(frozen=True)
+class _TimeTable:
+    """The chunks' times and kinds as arrays in ``ids`` order, so a time or kind filter is a
+    few vector comparisons instead of a Python call per chunk (same answers as
+    :func:`ragehr.retrieval.timefilter.overlaps`)."""
+
+    ids: tuple[str, ...]
+    dated: np.ndarray
+    start_us: np.ndarray
+    end_us: np.ndarray
+    start_day: np.ndarray
+    end_day: np.ndarray
+    kinds: np.ndarray
+    series_rows: dict[str, tuple[np.ndarray, np.ndarray]]
+    """Series chunk id -> its row times (microseconds, day ordinals)."""
+
+    @classmethod
+    def of(cls, chunks: Sequence[Chunk], event_start: dict[str, datetime | None]) -> _TimeTable:
+        n = len(chunks)
+        dated = np.zeros(n, dtype=bool)
+        start_us = np.zeros(n, dtype=np.int64)
+        end_us = np.zeros(n, dtype=np.int64)
+        start_day = np.zeros(n, dtype=np.int64)
+        end_day = np.zeros(n, dtype=np.int64)
+        kinds = np.array([c.kind.value for c in chunks], dtype=object)
+        series: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for i, c in enumerate(chunks):
+            if c.start is not None:
+                end = c.end or c.start
+                dated[i] = True
+                start_us[i], end_us[i] = _micros(c.start), _micros(end)
+                start_day[i], end_day[i] = c.start.date().toordinal(), end.date().toordinal()
+            if c.concept is not None:
+                times = [t for t in (event_start.get(e) for e in c.event_ids) if t is not None]
+                series[c.chunk_id] = (np.array([_micros(t) for t in times], dtype=np.int64),
+                                      np.array([t.date().toordinal() for t in times], dtype=np.int64))
+        return cls(tuple(c.chunk_id for c in chunks), dated, start_us, end_us, start_day, end_day, kinds, series)
+
+    def mask(self, since: datetime | None, until: datetime | None, kinds: Collection[EventKind] | None,
+             by_date: bool = False) -> np.ndarray:
+        ok = np.ones(len(self.ids), dtype=bool)
+        if kinds:
+            ok &= np.isin(self.kinds, [k.value for k in kinds])
+        if since is not None or until is not None:
+            ok &= self.dated
+            lo, hi = (self.start_day, self.end_day) if by_date else (self.start_us, self.end_us)
+            if since is not None:
+                ok &= hi >= (since.date().toordinal() if by_date else _micros(since))
+            if until is not None:
+                ok &= lo <= (until.date().toordinal() if by_date else _micros(until))
+        return ok
+
+    def row_in(self, chunk_id: str, since: datetime | None, until: datetime | None, by_date: bool) -> bool:
+        """Whether one of a series chunk's rows lies in [since, until]."""
+        us, days = self.series_rows[chunk_id]
+        t = days if by_date else us
+        ok = np.ones(len(t), dtype=bool)
+        if since is not None:
+            ok &= t >= (since.date().toordinal() if by_date else _micros(since))
+        if until is not None:
+            ok &= t <= (until.date().toordinal() if by_date else _micros(until))
+        return bool(ok.any())
 
 
 @dataclass
@@ -107,6 +183,31 @@ class PatientIndex:
         if times is None:
             times = self.memo["event-starts"] = {e.event_id: e.start for e in self.stored.record.events}
         return [t for t in (times.get(eid) for eid in c.event_ids) if t is not None]  # type: ignore[union-attr]
+
+    def time_table(self) -> _TimeTable:
+        """The chunks' times and kinds as arrays (computed once per opened index)."""
+        got = self.memo.get("time-table")
+        if got is None:
+            starts = {e.event_id: e.start for e in self.stored.record.events}
+            got = self.memo["time-table"] = _TimeTable.of(self.stored.chunks, starts)
+        return got  # type: ignore[return-value]
+
+    def allowed(
+        self, since: datetime | None, until: datetime | None, kinds: Collection[EventKind] | None, *,
+        by_date: bool = False, series_rows: bool = False,
+    ) -> set[str] | None:
+        """:func:`allowed_ids` over this index's chunks, vectorised. With ``series_rows`` a
+        series chunk passes a time filter only when one of its rows does (its span may
+        straddle a gap)."""
+        if since is None and until is None and not kinds:
+            return None
+        table = self.time_table()
+        ok = table.mask(since, until, kinds, by_date)
+        ids = table.ids
+        out = {ids[i] for i in np.flatnonzero(ok).tolist()}
+        if series_rows and (since is not None or until is not None):
+            out = {cid for cid in out if cid not in table.series_rows or table.row_in(cid, since, until, by_date)}
+        return out
 
     def series_ids(self) -> frozenset[str]:
         """Ids of the per-concept series chunks (computed once per opened index)."""
@@ -282,16 +383,9 @@ def search(
         plan = _anchor_on_event(index, plan)
     window = plan.window
     text = plan.concept if (plan.intent != "none" or window.span is not None) else question
-    chunks = index.stored.chunks
-    in_window = allowed_ids(chunks, window.since, window.until, kinds, by_date=window.calendar)
-    if in_window and window.is_filter:
-        # A series chunk is inside only when one of its rows is (its span may straddle a gap).
-        in_window = {
-            cid for cid in in_window
-            if index.chunk(cid).concept is None
-            or any(overlaps(t, t, window.since, window.until, by_date=window.calendar) for t in index.row_times(index.chunk(cid)))
-        }
-    kind_ok = allowed_ids(chunks, None, None, kinds)
+    # A series chunk is inside a window read from the question only when one of its rows is.
+    in_window = index.allowed(window.since, window.until, kinds, by_date=window.calendar, series_rows=window.is_filter)
+    kind_ok = index.allowed(None, None, kinds)
     n = max(k, config.candidates)
     hits = _fused(index, text, retriever, config, n, in_window)
     if plan.intent == "none" and not window.is_filter:
@@ -304,8 +398,10 @@ def search(
         relevant = set(about)
     else:
         raw = index.bm25.score_all(text)
+        nz = np.flatnonzero(raw > 0)
+        ids = index.bm25.ids
         rel_scores = {
-            cid: float(raw[i]) for i, cid in enumerate(index.bm25.ids) if raw[i] > 0 and (kind_ok is None or cid in kind_ok)
+            ids[i]: sc for i, sc in zip(nz.tolist(), raw[nz].tolist()) if kind_ok is None or ids[i] in kind_ok
         }
         relevant = relevant_ids(rel_scores, config.relevant_fraction, index.series_ids())
     if plan.intent == "current" and plan.state_list:
@@ -349,7 +445,8 @@ def search(
     seen = {c.chunk_id for c in first}
     rest = [h for h in hits if h.chunk_id not in seen]
     out = [_hit(c, i, score) for i, c in enumerate(first, 1)]
-    out += [h.model_copy(update={"rank": len(out) + j}) for j, h in enumerate(rest, 1)]
+    out += [Hit.model_construct(chunk_id=h.chunk_id, rank=len(out) + j, score=h.score, components=h.components)
+            for j, h in enumerate(rest, 1)]
     return _wrap(index, out[:k]), plan
 
 
@@ -385,11 +482,13 @@ def _anchor_on_event(index: PatientIndex, plan: QuestionPlan) -> QuestionPlan:
 
 
 def _hit(c: Chunk, rank: int, score: dict[str, float]) -> Hit:
-    return Hit(chunk_id=c.chunk_id, rank=rank, score=score.get(c.chunk_id, 0.0), components={"about": score.get(c.chunk_id, 0.0)})
+    sc = float(score.get(c.chunk_id, 0.0))
+    return Hit.model_construct(chunk_id=c.chunk_id, rank=rank, score=sc, components={"about": sc})
 
 
 def _wrap(index: PatientIndex, hits: Sequence[Hit]) -> list[RetrievedChunk]:
-    return [RetrievedChunk(hit=h, chunk=index.chunk(h.chunk_id)) for h in hits]
+    # built from validated parts: no need to validate them again on every query
+    return [RetrievedChunk.model_construct(hit=h, chunk=index.chunk(h.chunk_id)) for h in hits]
 
 
 def _fused(
@@ -410,7 +509,8 @@ def _fused(
     weights = {name: config.weights.get(name, 1.0) for name in runs}
     if len(runs) == 1:
         name, run = next(iter(runs.items()))
-        return [Hit(chunk_id=s.chunk_id, rank=i, score=s.score, components={name: s.score}) for i, s in enumerate(run, 1)]
+        return [Hit.model_construct(chunk_id=s.chunk_id, rank=i, score=s.score, components={name: s.score})
+                for i, s in enumerate(run, 1)]
     if config.fusion == "rrf":
         return rrf(runs, k=config.rrf_k, weights=weights)
     return weighted(runs, weights=weights)

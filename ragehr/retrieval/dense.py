@@ -194,9 +194,7 @@ class DenseIndex:
         fetch = want
         while True:
             scores, labels = index.search(q, fetch, params=params)
-            pairs = [
-                (float(s), int(lab)) for s, lab in zip(scores[0], labels[0]) if lab >= 0
-            ]
+            pairs = [(s, lab) for s, lab in zip(scores[0].tolist(), labels[0].tolist()) if lab >= 0]
             # Ties at the k-th score may continue past what was fetched: fetch more until the
             # last fetched score is strictly worse than the k-th, or nothing is left.
             if (

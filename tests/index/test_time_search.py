@@ -234,3 +234,29 @@ def test_series_tables_matching_only_incidental_words_are_not_about_the_concept(
     # a concept whose table scores high (a short table naming it once) keeps both populations
     scores = {"k-day-1": 4.0, "k-day-2": 3.0, "k-series": 9.0, "other-series": 1.0}
     assert relevant_ids(scores, 0.5, {"k-series", "other-series"}) == {"k-day-1", "k-day-2", "k-series"}
+
+
+def test_the_vectorised_filter_agrees_with_overlaps_chunk_by_chunk(idx):
+    """``PatientIndex.allowed`` (arrays, once per index) against the reference
+    :func:`allowed_ids` (``overlaps`` per chunk) and a row-by-row series check, on random
+    windows: instants, calendar days, open ends, kinds."""
+    from ragehr.index.search import allowed_ids
+    from ragehr.retrieval.timefilter import overlaps
+
+    rng = random.Random(3)
+    chunks = idx.stored.chunks
+    kinds_choices = [None, {EventKind.LAB}, {EventKind.NOTE, EventKind.MEDICATION}]
+    for _ in range(200):
+        a = START + timedelta(days=rng.uniform(-30, 760), hours=rng.uniform(0, 24))
+        b = a + timedelta(days=rng.choice([0, 0.2, 1, 14, 90, 400]))
+        since, until = rng.choice([(a, b), (a, None), (None, b), (None, None)])
+        kinds = rng.choice(kinds_choices)
+        by_date = rng.random() < 0.5
+        got = idx.allowed(since, until, kinds, by_date=by_date)
+        assert got == allowed_ids(chunks, since, until, kinds, by_date=by_date)
+        if got is None or (since is None and until is None):
+            continue
+        rows = idx.allowed(since, until, kinds, by_date=by_date, series_rows=True)
+        want = {cid for cid in got if idx.chunk(cid).concept is None
+                or any(overlaps(t, t, since, until, by_date=by_date) for t in idx.row_times(idx.chunk(cid)))}
+        assert rows == want
