@@ -97,6 +97,29 @@ def test_embeddings_are_the_normalised_mean_of_token_vectors(tiny: StaticEmbedde
         np.testing.assert_allclose(row, mean / np.linalg.norm(mean), atol=2e-3)
 
 
+def test_pieces_without_letters_are_zero_so_numbers_and_dates_do_not_move_a_vector(tiny: StaticEmbedder) -> None:
+    """The ``words1`` recipe: a chunk's vector is the mean of its word pieces that carry
+    words; digits, punctuation and dates leave it where it was (BM25 still matches them)."""
+    from safetensors.numpy import load_file
+
+    from ragehr.embeddings.static import RECIPE, non_word_pieces
+
+    meta = json.loads((tiny.folder / META_FILE).read_text())
+    assert meta["recipe"] == RECIPE and f"/{RECIPE}/" in tiny.model_id and tiny.folder.name.endswith(RECIPE)
+    table = load_file(str(tiny.folder / "model.safetensors"))["embeddings"]
+    vocab = tiny._model.tokenizer.get_vocab()
+    zero = non_word_pieces(vocab)
+    assert meta["non_word_pieces_zeroed"] == len(zero) > 100
+    assert not table[zero].any() and np.abs(table[vocab["potassium"]]).sum() > 0
+    assert {vocab[t] for t in ("4", ".", "##3", "/", "2019", "-")} <= set(zero)
+    assert not {vocab[t] for t in ("potassium", "##ol", "a1c" if "a1c" in vocab else "mg", "[UNK]")} & set(zero)
+    a, b, c = tiny.embed(["Potassium 4.1 mmol/L on 2019-03-03", "Potassium mmol L on", "Potassium 5.9 mmol/L on 2021-11-30"])
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    np.testing.assert_allclose(a, c, atol=1e-6)
+    only_numbers = tiny.embed(["120/80 2019-03-03"])[0]
+    assert np.linalg.norm(only_numbers) == pytest.approx(1.0, abs=1e-5)
+
+
 def test_rows_are_unit_and_deterministic_and_long_texts_are_not_truncated(tiny: StaticEmbedder) -> None:
     texts = ["", "x", "influenza vaccine given", "a " * 5000 + "metformin"]
     out = tiny.embed(texts)
