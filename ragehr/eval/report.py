@@ -364,7 +364,8 @@ def pivot_markdown(rows: list[dict], by: str, budget: int, metric: str) -> str:
     for dataset, backend in sorted({(d["dataset"], d["backend"]) for d in table}):
         sub = [d for d in table if d["backend"] == backend and d["dataset"] == dataset]
         arms = sorted({_arm(d) for d in sub})
-        groups = list(dict.fromkeys(d[by] for d in sub))
+        age_order = {label: i for i, (label, _, _) in enumerate(AGE_BINS)}
+        groups = sorted({d[by] for d in sub}, key=lambda g: (age_order.get(g, 0), g))  # youngest first / a-z
         cell = {(d[by], _arm(d)): d for d in sub}
         out += [f"{metric.replace('_', ' ')} by {'question type' if by == 'category' else 'evidence age'}, "
                 f"{dataset}, {backend}, budget {budget} (full: whole window); n per cell in brackets", "",
