@@ -26,11 +26,12 @@ and the finished folder is renamed into place atomically (a folder that is alrea
 kept, the later copy discarded). A half-written model is therefore never seen.
 
 After distilling, the rows of word pieces made only of digits and punctuation (``4``, ``.``,
-``##3``, ``/``: 1,311 of the 29,525 model2vec keeps) are set to zero, so a text's vector is the mean of
-its word pieces that carry words. A chunk of lab lines is mostly numbers and dates; averaged
-in, they drowned the analytes' names (dense recall@10 on the median record's planted facts
-0.12 with them, 0.28 without; generated questions 0.54 and 0.80; hybrid evidence recall at 2k
-on generated questions 0.857 and 0.882: ``benchmarks/RESULTS.md`` section 10). Numbers still match through BM25. A text with no word piece left gets the unit
+``##3``, ``/``: 1,311 of the 29,525 model2vec keeps) are set to zero, so a text's vector is
+the mean of its word pieces that carry words. A chunk of lab lines is mostly numbers and
+dates; averaged in, they drowned the analytes' names (dense recall@10 on the median record's
+planted facts 0.12 with them, 0.28 without; generated questions 0.54 and 0.80; hybrid
+evidence recall at 2k on generated questions 0.857 and 0.882: ``benchmarks/RESULTS.md``
+section 10). Numbers still match through BM25. A text with no word piece left gets the unit
 vector of the first dimension, like the empty text.
 
 The model id names the source model (and a hash of its folder), the vocabulary (size and
