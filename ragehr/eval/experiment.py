@@ -27,10 +27,14 @@ class BackendSpec(BaseModel):
     label: str | None = None
     """How the backend is named in results (default: its name)."""
     budgets: tuple[int, ...] | None = None
-    """This backend's budgets, when not the experiment's (a slow local model on a CPU may
-    run a subset)."""
+    """This backend's budgets, when not the experiment's or the strategy's (a slow local model
+    on a CPU may run a subset)."""
     retrievers: tuple[Literal["hybrid", "bm25", "dense"], ...] | None = None
     """This backend's retrievers for ``rag``, when not the experiment's."""
+    strategies: tuple[Literal["rag", "visit-bm25", "recent", "full"], ...] | None = None
+    """This backend's strategies (a subset of the experiment's), when not all of them."""
+    orders: tuple[Literal["chronological", "relevance", "edges"], ...] | None = None
+    """This backend's evidence orders for ``rag``, when not the experiment's."""
 
     @property
     def key(self) -> str:

@@ -56,20 +56,24 @@ class Condition:
 
 
 def conditions(cfg: ExperimentConfig) -> list[Condition]:
-    """The grid. ``full`` runs once per backend at its whole window; a strategy runs at its
-    ``strategy_budgets`` if given, else the backend's budgets, else the experiment's; retrievers and the
-    ``orders`` axis apply to ``rag`` (the other strategies show their pieces in time order,
-    as MedAlign's baselines do, unless ``order`` says otherwise)."""
+    """The grid. ``full`` runs once per backend at its whole window. Each setting comes from
+    the most specific place that gives it: a strategy runs at the backend's ``budgets``, else
+    its ``strategy_budgets``, else the experiment's; a backend runs its own ``strategies``
+    (else all), and ``rag`` its own ``retrievers`` and ``orders`` (else the experiment's; the
+    other strategies show their pieces in time order, as MedAlign's baselines do, unless
+    ``order`` says otherwise)."""
     out = []
     for ds in cfg.datasets:
         for be in cfg.backends:
             for strategy in cfg.strategies:
+                if be.strategies is not None and strategy not in be.strategies:
+                    continue
                 budgets: list[int | None] = (
                     [None] if strategy == "full"
-                    else list(cfg.strategy_budgets.get(strategy) or be.budgets or cfg.budgets)  # type: ignore[call-overload]
+                    else list(be.budgets or cfg.strategy_budgets.get(strategy) or cfg.budgets)  # type: ignore[call-overload]
                 )
                 retrievers: list[str | None] = list(be.retrievers or cfg.retrievers) if strategy == "rag" else [None]
-                orders = list(cfg.orders or (cfg.order,)) if strategy == "rag" else [cfg.order]
+                orders = list(be.orders or cfg.orders or (cfg.order,)) if strategy == "rag" else [cfg.order]
                 for b in budgets:
                     for r in retrievers:
                         for o in orders:

@@ -177,3 +177,22 @@ def test_ablation_figures_expected_block_round_trips_with_an_order_axis(tmp_path
     block = yaml.safe_load(out[out.index("expected:"):])["expected"]
     checks = check_expectations(summary, tuple(Expectation(**e) for e in block))
     assert len(block) == 6 * 3 and len(checks) == len(block) and all(c["ok"] for c in checks)
+
+
+def test_a_slow_backend_runs_a_subset_of_the_grid():
+    """A second, slower backend in the same experiment: its own strategies, budgets and
+    orders; the first backend keeps the experiment's (and the strategy's) settings."""
+    from ragehr.eval.experiment import ExperimentConfig
+    from ragehr.eval.runner import conditions
+
+    cfg = ExperimentConfig(
+        name="t", datasets=[{"name": "d", "type": "generated", "records": ["x"]}],
+        strategies=["rag", "recent", "full"], budgets=[2048], strategy_budgets={"recent": [2048, 8192]},
+        orders=["chronological", "relevance"],
+        backends=[{"name": "extractive"},
+                  {"name": "fake", "label": "slow", "budgets": [2048], "strategies": ["rag", "recent"],
+                   "orders": ["relevance"]}],
+    )
+    grid = sorted((c.backend, c.strategy, c.budget or 0, c.order) for c in conditions(cfg))
+    assert [g for g in grid if g[0] == "slow"] == [("slow", "rag", 2048, "relevance"), ("slow", "recent", 2048, "chronological")]
+    assert len([g for g in grid if g[0] == "extractive"]) == 2 + 2 + 1  # rag x 2 orders, recent x 2 budgets, full
