@@ -46,7 +46,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from compare import PeakRSS, llamaindex_embedding, load_facts, pct, run_bm25_peers  # noqa: E402
+from compare import PeakRSS, llamaindex_fusions, load_facts, pct, run_bm25_peers  # noqa: E402
 
 from ragehr.config import IndexConfig, RetrievalConfig  # noqa: E402
 from ragehr.eval.generated import generate_qa  # noqa: E402
@@ -158,31 +158,8 @@ def breakdown(idx: Any, questions: list[str]) -> dict:
 
 
 def run_llamaindex(idx: Any, qs: dict[str, list[tuple[str, list[str]]]], embedder: Any, depth: int) -> dict:
-    import faiss
-    from llama_index.core import StorageContext, VectorStoreIndex
-    from llama_index.core.llms import MockLLM
-    from llama_index.core.retrievers import QueryFusionRetriever
-    from llama_index.core.schema import TextNode
-    from llama_index.retrievers.bm25 import BM25Retriever
-    from llama_index.vector_stores.faiss import FaissVectorStore
-
-    chunks = idx.stored.chunks
-    events = {c.chunk_id: c.event_ids for c in chunks}
-    by_text = {c.text: c.chunk_id for c in chunks}  # this record's own map (no stale global)
-    nodes = [TextNode(id_=c.chunk_id, text=c.text) for c in chunks]
-    with PeakRSS() as mem:
-        t = time.perf_counter()
-        store = FaissVectorStore(faiss_index=faiss.IndexFlatIP(embedder.dim))
-        vindex = VectorStoreIndex(
-            nodes, storage_context=StorageContext.from_defaults(vector_store=store),
-            embed_model=llamaindex_embedding(embedder), show_progress=False,
-        )
-        bm25 = BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=depth)
-        fusion = QueryFusionRetriever(
-            [vindex.as_retriever(similarity_top_k=depth), bm25], llm=MockLLM(), num_queries=1,
-            mode="reciprocal_rerank", similarity_top_k=10, use_async=False,
-        )
-        build_s = time.perf_counter() - t
+    fusions, build_s, mb, ids_of = llamaindex_fusions(idx.stored.chunks, embedder, {"fusion": depth})
+    fusion = fusions["fusion"]
     lat = []
     rec: dict[str, list[float]] = {g: [] for g in qs}
     for group, items in qs.items():
@@ -190,9 +167,8 @@ def run_llamaindex(idx: Any, qs: dict[str, list[tuple[str, list[str]]]], embedde
             t = time.perf_counter()
             res = fusion.retrieve(question)
             lat.append(_ms(t))
-            ids = [events.get(n.node.node_id) or events.get(by_text.get(n.node.get_content(), ""), ()) for n in res]
-            rec[group].append(recall_at_k(ids[:10], gold, 10) or 0.0)
-    return {"build_s": build_s, "build_peak_rss_mb": mem.mb, "p50_ms": pct(lat, 0.5), "p95_ms": pct(lat, 0.95),
+            rec[group].append(recall_at_k(ids_of(res)[:10], gold, 10) or 0.0)
+    return {"build_s": build_s, "build_peak_rss_mb": mb, "p50_ms": pct(lat, 0.5), "p95_ms": pct(lat, 0.95),
             **{f"recall@10_{g}": statistics.fmean(v) if v else None for g, v in rec.items()}}
 
 

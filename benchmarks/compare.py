@@ -155,6 +155,47 @@ def llamaindex_embedding(embedder: Any) -> Any:
     return Wrapped(embed_batch_size=32)
 
 
+def llamaindex_fusions(chunks: Any, embedder: Any, depths: dict[str, int]) -> tuple[dict[str, Any], float, float, Any]:
+    """The llama-index pipeline a user would build over ragehr's ``chunks``: one
+    VectorStoreIndex (FAISS IndexFlatIP) embedded with ``embedder``, and for each name in
+    ``depths`` a QueryFusionRetriever (vector + BM25, each asked for that many candidates,
+    reciprocal rank fusion to the top 10, one query). Returns the retrievers, the build
+    seconds and peak RSS growth, and ``ids_of(results)``: the event ids of each result."""
+    import faiss
+    from llama_index.core import StorageContext, VectorStoreIndex
+    from llama_index.core.llms import MockLLM
+    from llama_index.core.retrievers import QueryFusionRetriever
+    from llama_index.core.schema import TextNode
+    from llama_index.retrievers.bm25 import BM25Retriever
+    from llama_index.vector_stores.faiss import FaissVectorStore
+
+    nodes = [TextNode(id_=c.chunk_id, text=c.text) for c in chunks]
+    with PeakRSS() as mem:
+        t = time.perf_counter()
+        store = FaissVectorStore(faiss_index=faiss.IndexFlatIP(embedder.dim))
+        vindex = VectorStoreIndex(
+            nodes, storage_context=StorageContext.from_defaults(vector_store=store),
+            embed_model=llamaindex_embedding(embedder), show_progress=False,
+        )
+        fusions = {
+            name: QueryFusionRetriever(
+                [vindex.as_retriever(similarity_top_k=k), BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=k)],
+                llm=MockLLM(), num_queries=1, mode="reciprocal_rerank", similarity_top_k=10, use_async=False,
+            )
+            for name, k in depths.items()
+        }
+        build = time.perf_counter() - t
+    # FAISS-backed nodes come back with the store's own ids; map by text when needed. The map
+    # is this record's (it was a module-level cache filled once, stale from the second record).
+    events = {c.chunk_id: c.event_ids for c in chunks}
+    by_text = {c.text: c.chunk_id for c in chunks}
+
+    def ids_of(results: Any) -> list[tuple[str, ...]]:
+        return [events.get(n.node.node_id) or events.get(by_text.get(n.node.get_content(), "")) or () for n in results]
+
+    return fusions, build, mem.mb, ids_of
+
+
 def run_llamaindex(idx: Any, facts: list[dict], embedder: Any) -> dict:
     """llama-index's QueryFusionRetriever (vector + BM25, reciprocal rank fusion) over the same
     chunks and the same MiniLM model object, in two settings, both reported:
@@ -164,49 +205,24 @@ def run_llamaindex(idx: Any, facts: list[dict], embedder: Any) -> dict:
     - ``defaults``: llama-index's usual setting, the top 10 of each sub-retriever.
 
     The top-level figures are ``same_depth``'s; ``defaults`` is nested under its name."""
-    import faiss
-    from llama_index.core import StorageContext, VectorStoreIndex
-    from llama_index.core.llms import MockLLM
-    from llama_index.core.retrievers import QueryFusionRetriever
-    from llama_index.core.schema import TextNode
-    from llama_index.retrievers.bm25 import BM25Retriever
-    from llama_index.vector_stores.faiss import FaissVectorStore
-
-    chunks = idx.stored.chunks
-    events = {c.chunk_id: c.event_ids for c in chunks}
-    nodes = [TextNode(id_=c.chunk_id, text=c.text) for c in chunks]
-    with PeakRSS() as mem:
-        t = time.perf_counter()
-        store = FaissVectorStore(faiss_index=faiss.IndexFlatIP(embedder.dim))
-        vindex = VectorStoreIndex(
-            nodes, storage_context=StorageContext.from_defaults(vector_store=store),
-            embed_model=llamaindex_embedding(embedder), show_progress=False,
-        )
-        depth = min(RetrievalConfig().candidates, len(nodes))
-        fusions = {}
-        for name, k in (("same_depth", depth), ("defaults", min(10, len(nodes)))):
-            fusions[name] = QueryFusionRetriever(
-                [vindex.as_retriever(similarity_top_k=k), BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=k)],
-                llm=MockLLM(), num_queries=1, mode="reciprocal_rerank", similarity_top_k=10, use_async=False,
-            )
-        build = time.perf_counter() - t
-    # FAISS-backed nodes come back with the store's own ids; map by text when needed. The map
-    # is this record's (it was a module-level cache filled once, stale from the second record).
-    by_text = {c.text: c.chunk_id for c in chunks}
-    out: dict[str, Any] = {"build_s": build, "build_peak_rss_mb": mem.mb, "candidates_per_retriever": depth}
+    n = len(idx.stored.chunks)
+    depth = min(RetrievalConfig().candidates, n)
+    fusions, build, mb, ids_of = llamaindex_fusions(
+        idx.stored.chunks, embedder, {"same_depth": depth, "defaults": min(10, n)}
+    )
+    out: dict[str, Any] = {"build_s": build, "build_peak_rss_mb": mb, "candidates_per_retriever": depth}
     for name, fusion in fusions.items():
         lat, rec = [], []
         for f in facts:
             t = time.perf_counter()
             res = fusion.retrieve(f["question"])
             lat.append((time.perf_counter() - t) * 1000)
-            ids = [events.get(n.node.node_id) or events.get(by_text.get(n.node.get_content(), "")) or () for n in res]
-            rec.append(hit(ids, f["gold"]))
+            rec.append(hit(ids_of(res), f["gold"]))
         figures = {"p50_ms": pct(lat, 0.5), "p95_ms": pct(lat, 0.95), "recall@10": statistics.fmean(rec)}
         if name == "same_depth":
             out.update(figures)
         else:
-            out[name] = {**figures, "candidates_per_retriever": min(10, len(nodes))}
+            out[name] = {**figures, "candidates_per_retriever": min(10, n)}
     return out
 
 
