@@ -179,17 +179,21 @@ class PatientIndex:
         """A series chunk's row times (one per event, in row order); empty for other chunks."""
         if c.concept is None:
             return []
+        times = self._event_starts()
+        return [t for t in (times.get(eid) for eid in c.event_ids) if t is not None]
+
+    def _event_starts(self) -> dict[str, datetime | None]:
+        """Event id -> start time (computed once per opened index)."""
         times = self.memo.get("event-starts")
         if times is None:
             times = self.memo["event-starts"] = {e.event_id: e.start for e in self.stored.record.events}
-        return [t for t in (times.get(eid) for eid in c.event_ids) if t is not None]  # type: ignore[union-attr]
+        return times  # type: ignore[return-value]
 
     def time_table(self) -> _TimeTable:
         """The chunks' times and kinds as arrays (computed once per opened index)."""
         got = self.memo.get("time-table")
         if got is None:
-            starts = {e.event_id: e.start for e in self.stored.record.events}
-            got = self.memo["time-table"] = _TimeTable.of(self.stored.chunks, starts)
+            got = self.memo["time-table"] = _TimeTable.of(self.stored.chunks, self._event_starts())
         return got  # type: ignore[return-value]
 
     def allowed(
