@@ -274,7 +274,10 @@ def allowed_ids(
     *,
     by_date: bool = False,
 ) -> set[str] | None:
-    """Chunk ids passing the time and kind filters, or ``None`` when there is no filter."""
+    """Chunk ids passing the time and kind filters, or ``None`` when there is no filter: the
+    plain per-chunk definition, for any list of chunks. An opened index filters with
+    :meth:`PatientIndex.allowed` (the same answers from arrays; a test checks them against
+    this)."""
     if since is None and until is None and not kinds:
         return None
     return {
