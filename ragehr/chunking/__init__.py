@@ -25,6 +25,7 @@ from datetime import date
 from typing import TypeVar
 
 from ragehr.config import ChunkingConfig
+from ragehr.ehr.codes import concept_key
 from ragehr.ehr.render import event_header, format_value
 from ragehr.ehr.times import format_time
 from ragehr.tokens import EstimateCounter, TokenCounter
@@ -257,16 +258,6 @@ def group_events(events: Iterable[Event]) -> list[list[Event]]:
 
 
 _MEASURED = (EventKind.LAB, EventKind.VITAL, EventKind.OBSERVATION)
-_TRAILING_UNIT = re.compile(r"\s*[\(\[][^\(\)\[\]]*[\)\]]\s*$")
-
-
-def concept_key(e: Event) -> str:
-    """Which series a measured event belongs to: its coding (``LOINC 2345-7``) when coded,
-    else its name, case-folded, whitespace collapsed, without a trailing bracketed unit."""
-    if e.code:
-        return f"{e.system or 'code'} {e.code}"
-    name = " ".join((e.text or "").split())
-    return _TRAILING_UNIT.sub("", name).casefold()
 
 
 def _row(e: Event, with_unit: bool, with_clock: bool) -> str:

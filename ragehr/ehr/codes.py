@@ -3,6 +3,10 @@ code read from two formats compares equal (``("SNOMED", "44054006")``)."""
 
 from __future__ import annotations
 
+import re
+
+from ragehr.types import Event
+
 # name -> (OIDs, URIs)
 _SYSTEMS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "LOINC": (("2.16.840.1.113883.6.1",), ("http://loinc.org",)),
@@ -41,3 +45,18 @@ def system_name(oid_or_uri: str | None, fallback_name: str | None = None) -> str
     if not oid_or_uri:
         return fallback_name or None
     return _BY_KEY.get(oid_or_uri.strip().lower(), fallback_name or oid_or_uri.strip())
+
+
+_TRAILING_UNIT = re.compile(r"\s*[\(\[][^\(\)\[\]]*[\)\]]\s*$")
+
+
+def concept_key(e: Event) -> str:
+    """Which concept an event belongs to (one lab analyte, vital, drug, condition, ...): its
+    coding (``LOINC 2345-7``) when coded, else its name, case-folded, whitespace collapsed,
+    without a trailing bracketed unit. The per-concept series chunks
+    (:func:`ragehr.chunking.chunk_series`), concept resolution
+    (:mod:`ragehr.retrieval.concepts`) and computed answers all group events by it."""
+    if e.code:
+        return f"{e.system or 'code'} {e.code}"
+    name = " ".join((e.text or "").split())
+    return _TRAILING_UNIT.sub("", name).casefold()

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict
 from ragehr.config import RetrievalConfig
 from ragehr.errors import ConfigError, StaleIndexError
 from ragehr.index.store import StoredIndex, open_index, reindex_hint
+from ragehr.retrieval.concepts import RecordLexicon
 from ragehr.retrieval.fusion import rrf, weighted
 from ragehr.retrieval.intent import QuestionPlan, plan_question
 from ragehr.retrieval.timefilter import TimeWindow, overlaps
@@ -212,6 +213,14 @@ class PatientIndex:
         if series_rows and (since is not None or until is not None):
             out = {cid for cid in out if cid not in table.series_rows or table.row_in(cid, since, until, by_date)}
         return out
+
+    def lexicon(self) -> RecordLexicon:
+        """The record's concepts (:class:`ragehr.retrieval.concepts.RecordLexicon`), built
+        once per opened index."""
+        got = self.memo.get("lexicon")
+        if got is None:
+            got = self.memo["lexicon"] = RecordLexicon.of(self.stored.record)
+        return got  # type: ignore[return-value]
 
     def series_ids(self) -> frozenset[str]:
         """Ids of the per-concept series chunks (computed once per opened index)."""
