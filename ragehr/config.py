@@ -127,6 +127,9 @@ class RetrievalConfig(BaseModel):
     """For time-shaped questions ("most recent X", "first X", "X on May 5, 2019", "how many X"):
     a chunk is about X when its BM25 score for X is at least this fraction of the best one;
     those chunks are then ordered by time (newest, oldest, nearest the date, or as a series)."""
+    day_first: bool = False
+    """How numeric dates in questions are read: ``False`` (US, the default) reads ``5/6/24`` as
+    May 6, 2024; ``True`` as 5 June 2024. A first number above 12 is a day either way."""
 
 
 class LLMConfig(BaseModel):

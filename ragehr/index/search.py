@@ -394,7 +394,10 @@ def search(
     retriever = retriever or config.retriever
     if retriever not in ("hybrid", "bm25", "dense"):
         raise ConfigError(f"unknown retriever {retriever!r}; use hybrid, bm25 or dense")
-    plan = plan_question(question, index.last_time, since=since, until=until, use_question_time=use_question_time)
+    plan = plan_question(
+        question, index.last_time, since=since, until=until, use_question_time=use_question_time,
+        day_first=config.day_first,
+    )
     if plan.event_anchor is not None:
         plan = _anchor_on_event(index, plan)
     window = plan.window

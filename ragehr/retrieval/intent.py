@@ -202,14 +202,17 @@ def plan_question(
     since: datetime | None = None,
     until: datetime | None = None,
     use_question_time: bool = True,
+    day_first: bool = False,
 ) -> QuestionPlan:
     """Read a question's intent, time window and concept. Explicit ``since``/``until`` win
     over time read from the question (the question's time phrase is then left in the text).
-    ``anchor`` is the record's last event (for relative time)."""
+    ``anchor`` is the record's last event (for relative time); ``day_first`` reads numeric
+    dates as day/month/year (``retrieval.day_first`` in the configuration). Total: any string
+    gives a plan, never an exception."""
     if since is not None or until is not None:
         window = TimeWindow(since=since, until=until)
     elif use_question_time:
-        window = parse_time_expression(question, anchor)
+        window = parse_time_expression(question, anchor, day_first=day_first)
     else:
         window = TimeWindow()
     rest = strip_phrase(question, window) if window.span else question
