@@ -88,7 +88,7 @@ _CURRENT_WORDS = re.compile(
     re.I,
 )
 _GENERIC = re.compile(
-    r"\b(?:what|which|when|was|were|is|are|the|a|an|patient'?s?|pt'?s?|her|his|their|value|values|"
+    r"\b(?:what|which|when|how|was|were|is|are|the|a|an|patient'?s?|pt'?s?|her|his|their|value|values|"
     r"level|levels|result|results|reading|readings|measurement|measurements|measured|test|tests|"
     r"recorded|documented|noted|record|chart|date|time|times|did|does|do|has|have|had|she|he|"
     r"they|of|on|in|for|with|there|been|show|shows|tell|me|give|please|value\(s\))\b",

@@ -62,7 +62,7 @@ MIN_TIME = datetime.min.replace(tzinfo=UTC)
 MAX_TIME = datetime.max.replace(tzinfo=UTC)
 """The latest instant a window can hold: 9999-12-31T23:59:59.999999 UTC."""
 
-_F = re.I | re.A  # ASCII: "\d" is 0-9 only, and no Unicode case folding ("ſept" is not "sept")
+_F = re.IGNORECASE | re.ASCII  # ASCII: "\d" is 0-9 only, and no Unicode case folding ("ſept" is not "sept")
 
 _UNITS = {
     "hour": timedelta(hours=1),
@@ -79,8 +79,13 @@ _NUM_WORDS = {
 _NUM = r"(\d+|" + "|".join(sorted(_NUM_WORDS, key=len, reverse=True)) + ")"
 _LAST_N = re.compile(rf"\b(?:last|past|previous|prior|recent)\s+(?:{_NUM}\s+)?(hour|day|week|month|year)s?\b", _F)
 _WITHIN = re.compile(rf"\bwithin\s+(?:the\s+)?(?:last\s+|past\s+)?{_NUM}\s+(hour|day|week|month|year)s?\b", _F)
+# A number followed by a unit is an amount, not a year ("in 2000 mL", "May 5, 1000 mg").
+_NO_UNIT = (
+    r"(?!\s*(?:%|(?:mg|mcg|ug|g|kg|lbs?|ml|l|dl|units?|iu|meq|mmol|mosm|cc|mm|cm|tabs?|tablets?|caps?|capsules?"
+    r"|puffs?|drops?|doses?|times)\b))"
+)
 # A bare year must look like one (19xx, 20xx); "the year N" may be any number (clamped).
-_YEARISH = r"(?:(?:the\s+)?year\s+(?P<yy>\d+)|(?P<y>(?:19|20)\d{2}))(?!\d)"
+_YEARISH = r"(?:(?:the\s+)?year\s+(?P<yy>\d+)|(?P<y>(?:19|20)\d{2}))(?!\d)" + _NO_UNIT
 _IN_YEAR = re.compile(rf"\b(?:in|during|of|for|throughout)\s+{_YEARISH}", _F)
 _SINCE_YEAR = re.compile(rf"\b(?:since|after|from)\s+{_YEARISH}", _F)
 _BEFORE_YEAR = re.compile(rf"\b(?:before|prior to|until)\s+{_YEARISH}", _F)
@@ -95,8 +100,8 @@ _MON_NAME = r"(?P<mon>" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")
 _MON = _MON_NAME + r"\.?"
 _DAY = r"(?P<d>\d{1,2})(?P<ord>st|nd|rd|th)?"
 # The year of a full date (1000-9999 or 'yy), and of a month or period (19xx, 20xx or 'yy).
-_YD = r"(?:(?P<y>[1-9]\d{3})|['\u2019](?P<y2>\d{2}))(?!\w)"
-_YP = r"(?:(?P<y>(?:19|20)\d{2})|['\u2019](?P<y2>\d{2}))(?!\w)"
+_YD = r"(?:(?P<y>[1-9]\d{3})|['\u2019](?P<y2>\d{2}))(?!\w)" + _NO_UNIT
+_YP = r"(?:(?P<y>(?:19|20)\d{2})|['\u2019](?P<y2>\d{2}))(?!\w)" + _NO_UNIT
 _WEEKDAYS = {d.lower(): i for i, d in enumerate(calendar.day_name)}
 _WEEKDAY_ABBR = {d.lower(): i for i, d in enumerate(calendar.day_abbr)}
 _NOT_AFTER = r"(?![A-Za-z0-9_]|[-/.]\d)"  # a number ends here (a full stop may follow)
@@ -235,10 +240,10 @@ def _year(m: re.Match[str]) -> int:
     return int(m["y"]) if m["y"] else _year2(m["y2"])
 
 
-def _back(anchor: datetime, delta: timedelta | int, unit: str | None = None) -> datetime:
-    """``anchor`` minus ``delta`` (or ``delta`` units), clamped to the calendar's first instant."""
+def _back(anchor: datetime, n: int, unit: str) -> datetime:
+    """``anchor`` minus ``n`` units, clamped to the calendar's first instant."""
     try:
-        return anchor - (delta * _UNITS[unit] if unit else delta)
+        return anchor - n * _UNITS[unit]
     except OverflowError:
         return MIN_TIME if anchor.tzinfo is not None else datetime.min
 
@@ -285,6 +290,9 @@ class _Mention:
     start: int
     end: int
     target: date | None
+    hold: bool = False
+    """A day written in full that does not exist ("31 April 2020"): not a window, but it holds
+    its place, so no shorter reading inside it ("April 2020") becomes one."""
 
 
 def _day_mentions(q: str, anchor: date | None, day_first: bool = False) -> list[_Mention]:
@@ -292,15 +300,17 @@ def _day_mentions(q: str, anchor: date | None, day_first: bool = False) -> list[
     the longer one ("mid-May 2021" over "May 2021")."""
     cands: list[_Mention] = []
 
-    def add(m: re.Match[str], span: tuple[date, date, date | None] | None) -> None:
+    def add(m: re.Match[str], span: tuple[date, date, date | None] | None, *, hold: bool = False) -> None:
         if span is not None:
             cands.append(_Mention(span[0], span[1], m.start(), m.end(), span[2]))
+        elif hold:
+            cands.append(_Mention(date.min, date.min, m.start(), m.end(), None, hold=True))
 
     def day(d: date | None) -> tuple[date, date, date] | None:
         return (d, d, d) if d else None
 
     for m in _ISO_DAY.finditer(q):
-        add(m, day(_safe(int(m["y"]), int(m["mo"]), int(m["d"]))))
+        add(m, day(_safe(int(m["y"]), int(m["mo"]), int(m["d"]))), hold=True)
     for m in _COMPACT_DAY.finditer(q):
         add(m, day(_safe(int(m["y"]), int(m["mo"]), int(m["d"]))))
     for m in _NUM_DAY.finditer(q):
@@ -308,13 +318,13 @@ def _day_mentions(q: str, anchor: date | None, day_first: bool = False) -> list[
         mo, dd = (b, a) if day_first else (a, b)
         if mo > 12:
             mo, dd = dd, mo
-        add(m, day(_safe(y, mo, dd)))
+        add(m, day(_safe(y, mo, dd)), hold=True)
     for m in _MDY_TEXT.finditer(q):
-        add(m, day(_safe(_year(m), _MONTHS[m["mon"].lower()], int(m["d"]))))
+        add(m, day(_safe(_year(m), _MONTHS[m["mon"].lower()], int(m["d"]))), hold=True)
     for m in _DMY_TEXT.finditer(q):
-        add(m, day(_safe(_year(m), _MONTHS[m["mon"].lower()], int(m["d"]))))
+        add(m, day(_safe(_year(m), _MONTHS[m["mon"].lower()], int(m["d"]))), hold=True)
     for m in _DMY_DASH.finditer(q):
-        add(m, day(_safe(_year2(m["y"]), _MONTHS[m["mon"].lower()], int(m["d"]))))
+        add(m, day(_safe(_year2(m["y"]), _MONTHS[m["mon"].lower()], int(m["d"]))), hold=True)
     for m in _MONTH_YEAR.finditer(q):
         add(m, _period(_year(m), _MONTHS[m["mon"].lower()], 1))
     for rx in (_NUM_MONTH, _ISO_MONTH):
@@ -352,8 +362,8 @@ def _day_mentions(q: str, anchor: date | None, day_first: bool = False) -> list[
         add(m, _period(_year(m), _PART_OF_YEAR[m["p"].split()[0].lower()], 4))
     for m in _DECADE.finditer(q):  # the 2010s; early (0-3), mid (4-6), late (7-9) 2010s: no target day
         y, part = int(m["y"]), (m["p"] or "").lower()
-        lo, hi = {"early": (0, 3), "mid": (4, 6), "late": (7, 9)}.get(part, (0, 9))
-        cands.append(_Mention(date(y + lo, 1, 1), date(y + hi, 12, 31), m.start(), m.end(), None))
+        y_lo, y_hi = {"early": (0, 3), "mid": (4, 6), "late": (7, 9)}.get(part, (0, 9))
+        cands.append(_Mention(date(y + y_lo, 1, 1), date(y + y_hi, 12, 31), m.start(), m.end(), None))
     if anchor is not None:
         for m in _MD_TEXT.finditer(q):
             mon = m["mon"].lower()
@@ -377,8 +387,7 @@ def _day_mentions(q: str, anchor: date | None, day_first: bool = False) -> list[
     for c in sorted(cands, key=lambda c: (c.start - c.end, c.start)):
         if not any(c.start < f.end and f.start < c.end for f in found):
             found.append(c)
-    found.sort(key=lambda x: x.start)
-    return found
+    return sorted((f for f in found if not f.hold), key=lambda x: x.start)
 
 
 def _year_of(m: re.Match[str]) -> int:
@@ -406,16 +415,16 @@ def parse_time_expression(question: str, anchor: datetime | None, *, day_first: 
             span=(a.start, b.end),
         )
     if mentions:
-        m = mentions[0]
-        before = q[: m.start]
-        phrase = q[m.start : m.end]
+        mn = mentions[0]
+        before = q[: mn.start]
+        phrase = q[mn.start : mn.end]
         if _OPEN_SINCE.search(before):
-            return TimeWindow(since=day_start(m.first), phrase=phrase, calendar=True, span=(m.start, m.end))
+            return TimeWindow(since=day_start(mn.first), phrase=phrase, calendar=True, span=(mn.start, mn.end))
         if _OPEN_UNTIL.search(before):
-            return TimeWindow(until=day_end(m.last), phrase=phrase, calendar=True, span=(m.start, m.end))
+            return TimeWindow(until=day_end(mn.last), phrase=phrase, calendar=True, span=(mn.start, mn.end))
         return TimeWindow(
-            since=day_start(m.first), until=day_end(m.last), phrase=phrase, calendar=True,
-            target=day_start(m.target) if m.target else None, span=(m.start, m.end),
+            since=day_start(mn.first), until=day_end(mn.last), phrase=phrase, calendar=True,
+            target=day_start(mn.target) if mn.target else None, span=(mn.start, mn.end),
         )
     if anchor is not None:
         for rx in (_WITHIN, _LAST_N):
