@@ -115,7 +115,9 @@ _ISO_DAY = re.compile(  # with an ISO time of day, if any: 2019-05-05T10:30:00Z
 _COMPACT_DAY = re.compile(
     r"(?<![\w/.#-])(?P<y>(?:19|20)\d{2})(?P<mo>0[1-9]|1[0-2])(?P<d>0[1-9]|[12]\d|3[01])" + _NOT_AFTER, _F
 )
-_NUM_DAY = re.compile(r"(?<![\w/.-])(?P<a>\d{1,2})(?P<sep>[/.-])(?P<b>\d{1,2})(?P=sep)(?P<y>\d{4}|\d{2})(?!\d|[/.-]\d)", _F)
+_NUM_DAY = re.compile(
+    r"(?<![\w/.-])(?P<a>\d{1,2})(?P<sep>[/.-])(?P<b>\d{1,2})(?P=sep)(?P<y>\d{4}|\d{2})(?!\d|[/.-]\d)", _F
+)
 _MDY_TEXT = re.compile(rf"\b{_MON}(?:\s+|-){_DAY}\b(?:,?\s+|,\s*|-){_YD}", _F)
 _DMY_TEXT = re.compile(rf"\b(?:the\s+)?{_DAY}\s+(?:of\s+)?{_MON},?\s+{_YD}", _F)
 _DMY_DASH = re.compile(  # 6-May-2024, 06-MAY-24, 6/May/24, 06MAY2024
