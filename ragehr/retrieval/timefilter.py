@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import calendar
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
@@ -172,6 +173,14 @@ _OPEN_SINCE = re.compile(r"\b(?:since|after|from|starting|beginning)\s+(?:on\s+|
 _OPEN_UNTIL = re.compile(r"\b(?:before|prior\s+to|until|till|up\s+to|by)\s+(?:on\s+|in\s+)?$", _F)
 _BETWEEN = re.compile(r"\b(?:between|from)\s+$", _F)
 _LEAD_PREP = re.compile(r"\b(?:on|in|during|since|after|before|from|until|by|of|between|at|as of)\s+$", re.I)
+_DIGIT_HINT = re.compile(r"\d", re.ASCII)
+_YEAR_HINT = re.compile(r"(?:19|20)\d\d|['\u2019]\d\d", re.ASCII)
+_MONTH_HINT = re.compile(r"jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec", _F)
+
+
+def _ends_with(rx: re.Pattern[str], text: str) -> re.Match[str] | None:
+    """``rx`` (ending in ``$``) at the end of ``text``, looking only at its last 40 characters."""
+    return rx.search(text, max(0, len(text) - 40))
 
 
 @dataclass(frozen=True)
@@ -311,43 +320,58 @@ def _day_mentions(q: str, anchor: date | None, day_first: bool = False) -> list[
     def day(d: date | None) -> tuple[date, date, date] | None:
         return (d, d, d) if d else None
 
-    for m in _ISO_DAY.finditer(q):
+    # Cheap hints first: most patterns need a digit, a year-like number or a month word, and
+    # most questions have none of them (half the cost of a question without a date).
+    digit = _DIGIT_HINT.search(q) is not None
+    year = digit and _YEAR_HINT.search(q) is not None
+    month = _MONTH_HINT.search(q) is not None
+    low = q.lower() if year else ""
+    quarter = "q" in low
+    half = "half" in low or "h1" in low or "h2" in low
+    season = any(w in low for w in ("spring", "summer", "fall", "autumn", "winter"))
+    part = any(w in low for w in ("early", "mid", "late", "beginning", "start", "end"))
+    decade = "0s" in low or "0's" in low
+
+    def scan(rx: re.Pattern[str], ok: bool) -> Iterator[re.Match[str]]:
+        return rx.finditer(q) if ok else iter(())
+
+    for m in scan(_ISO_DAY, digit):
         add(m, day(_safe(int(m["y"]), int(m["mo"]), int(m["d"]))), hold=True)
-    for m in _COMPACT_DAY.finditer(q):
+    for m in scan(_COMPACT_DAY, year):
         add(m, day(_safe(int(m["y"]), int(m["mo"]), int(m["d"]))))
-    for m in _NUM_DAY.finditer(q):
+    for m in scan(_NUM_DAY, digit):
         a, b, y = int(m["a"]), int(m["b"]), _year2(m["y"])
         mo, dd = (b, a) if day_first else (a, b)
         if mo > 12:
             mo, dd = dd, mo
         add(m, day(_safe(y, mo, dd)), hold=True)
-    for m in _MDY_TEXT.finditer(q):
+    for m in scan(_MDY_TEXT, digit and month):
         add(m, day(_safe(_year(m), _MONTHS[m["mon"].lower()], int(m["d"]))), hold=True)
-    for m in _DMY_TEXT.finditer(q):
+    for m in scan(_DMY_TEXT, digit and month):
         add(m, day(_safe(_year(m), _MONTHS[m["mon"].lower()], int(m["d"]))), hold=True)
-    for m in _DMY_DASH.finditer(q):
+    for m in scan(_DMY_DASH, digit and month):
         add(m, day(_safe(_year2(m["y"]), _MONTHS[m["mon"].lower()], int(m["d"]))), hold=True)
-    for m in _MONTH_YEAR.finditer(q):
+    for m in scan(_MONTH_YEAR, year and month):
         add(m, _period(_year(m), _MONTHS[m["mon"].lower()], 1))
     for rx in (_NUM_MONTH, _ISO_MONTH):
-        for m in rx.finditer(q):
+        for m in scan(rx, year):
             mo = int(m["mo"])
             if 1 <= mo <= 12:
                 add(m, _period(int(m["y"]), mo, 1))
-    for m in _PART_MONTH.finditer(q):
+    for m in scan(_PART_MONTH, part and month):
         y, mo = _year(m), _MONTHS[m["mon"].lower()]
         lo_d, hi_d = _PART_OF_MONTH[m["p"].split()[0].lower()]
         lo, hi = date(y, mo, lo_d), date(y, mo, min(hi_d, calendar.monthrange(y, mo)[1]))
         add(m, (lo, hi, lo + (hi - lo) // 2))
     for rx in (_QUARTER, _QUARTER_AFTER):
-        for m in rx.finditer(q):
+        for m in scan(rx, quarter):
             n = int(m["q"]) if m["q"] else _ORDINAL[m["qw"].lower()]
             add(m, _period(_year(m) if rx is _QUARTER else int(m["y"]), 3 * n - 2, 3))
     for rx in (_HALF, _HALF_AFTER):
-        for m in rx.finditer(q):
+        for m in scan(rx, half):
             second = m["h"] == "2" if m["h"] else m["hw"].lower() in ("second", "2nd", "latter")
             add(m, _period(_year(m) if rx is _HALF else int(m["y"]), 7 if second else 1, 6))
-    for m in _SEASON.finditer(q):
+    for m in scan(_SEASON, season):
         y, season = _year(m), m["s"].lower()
         if season == "winter":
             # "winter 2021": the winter whose January is in 2021; "winter 2020-21": the same one.
@@ -360,19 +384,19 @@ def _day_mentions(q: str, anchor: date | None, day_first: bool = False) -> list[
             add(m, _period(y - 1, 12, 3))
         elif m["y_end"] is None:
             add(m, _period(y, _SEASON_MONTHS[season], 3))
-    for m in _PART_YEAR.finditer(q):
+    for m in scan(_PART_YEAR, part):
         add(m, _period(_year(m), _PART_OF_YEAR[m["p"].split()[0].lower()], 4))
-    for m in _DECADE.finditer(q):  # the 2010s; early (0-3), mid (4-6), late (7-9) 2010s: no target day
+    for m in scan(_DECADE, decade):  # the 2010s; early (0-3), mid (4-6), late (7-9) 2010s: no target day
         y, part = int(m["y"]), (m["p"] or "").lower()
         y_lo, y_hi = {"early": (0, 3), "mid": (4, 6), "late": (7, 9)}.get(part, (0, 9))
         cands.append(_Mention(date(y + y_lo, 1, 1), date(y + y_hi, 12, 31), m.start(), m.end(), None))
     if anchor is not None:
-        for m in _MD_TEXT.finditer(q):
+        for m in scan(_MD_TEXT, digit and month):
             mon = m["mon"].lower()
-            if mon == "may" and not m["ord"] and not _MAY_VERB_OK.search(q[: m.start()]):
+            if mon == "may" and not m["ord"] and not _ends_with(_MAY_VERB_OK, q[: m.start()]):
                 continue  # "may 5" could be the verb
             add(m, day(_latest_on_or_before(_MONTHS[mon], int(m["d"]), anchor)))
-        for m in _DM_TEXT.finditer(q):
+        for m in scan(_DM_TEXT, digit and month):
             if not (m["ord"] or m["of"] or m["lead"]):
                 continue  # a bare number before a month word is too often something else
             add(m, day(_latest_on_or_before(_MONTHS[m["mon"].lower()], int(m["d"]), anchor)))
@@ -409,7 +433,7 @@ def parse_time_expression(question: str, anchor: datetime | None, *, day_first: 
     q = question
     anchor_day = anchor.date() if anchor is not None else None
     mentions = _day_mentions(q, anchor_day, day_first)
-    if len(mentions) >= 2 and _BETWEEN.search(q[: mentions[0].start]):
+    if len(mentions) >= 2 and _ends_with(_BETWEEN, q[: mentions[0].start]):
         a, b = mentions[0], mentions[1]
         lo, hi = min(a.first, b.first), max(a.last, b.last)
         return TimeWindow(
@@ -420,9 +444,9 @@ def parse_time_expression(question: str, anchor: datetime | None, *, day_first: 
         mn = mentions[0]
         before = q[: mn.start]
         phrase = q[mn.start : mn.end]
-        if _OPEN_SINCE.search(before):
+        if _ends_with(_OPEN_SINCE, before):
             return TimeWindow(since=day_start(mn.first), phrase=phrase, calendar=True, span=(mn.start, mn.end))
-        if _OPEN_UNTIL.search(before):
+        if _ends_with(_OPEN_UNTIL, before):
             return TimeWindow(until=day_end(mn.last), phrase=phrase, calendar=True, span=(mn.start, mn.end))
         return TimeWindow(
             since=day_start(mn.first), until=day_end(mn.last), phrase=phrase, calendar=True,
@@ -458,7 +482,10 @@ def strip_phrase(question: str, window: TimeWindow) -> str:
     if window.span is None:
         return question
     s, e = window.span
-    head = _LEAD_PREP.sub("", question[:s])
+    head = question[:s]
+    m = _ends_with(_LEAD_PREP, head)
+    if m:
+        head = head[: m.start()]
     return " ".join((head + " " + question[e:]).split())
 
 
