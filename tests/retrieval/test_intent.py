@@ -116,3 +116,22 @@ def test_not_event_anchors(question):
 
 def test_a_measurement_named_with_a_cue_word_keeps_its_name():
     assert plan_question("What is the most recent Mean Arterial Pressure?", ANCHOR).concept == "Mean Arterial Pressure"
+
+
+@pytest.mark.parametrize(
+    "question,intent,concept",
+    [
+        ("What was her potassium on 6-May-2024?", "point", "potassium"),
+        ("Potassium 06-MAY-24", "point", "Potassium"),
+        ("What was the LDL cholesterol on the 6th of May 2024?", "point", "LDL cholesterol"),
+        ("What was her A1c in Q2 2024?", "point", "A1c"),
+        ("What was her weight in spring of 2021?", "point", "weight"),
+        ("Highest creatinine in mid-2021?", "series", "creatinine"),
+        ("How many times was INR measured in the first half of 2022?", "series", "INR"),
+        ("How has her weight changed since May 2020?", "series", "weight"),
+        ("Most recent A1c in late 2020", "latest", "A1c"),
+    ],
+)
+def test_new_date_forms_leave_the_concept_and_keep_the_intent(question, intent, concept):
+    p = plan_question(question, ANCHOR)
+    assert (p.intent, p.concept) == (intent, concept) and p.is_filter
