@@ -57,7 +57,8 @@ def _time_phrase(rng: random.Random) -> str:
         f"on {d.day} {MON[d.month - 1]} '{y2}", f"on {d.year}/{d.month:02d}/{d.day:02d}",
         f"on {d.year}{d.month:02d}{d.day:02d}", f"in Q{(d.month - 1) // 3 + 1} {d.year}",
         f"in the {('first', 'second')[d.month > 6]} half of {d.year}", f"in spring of {d.year}",
-        f"in mid-{d.year}", f"in early {d.year}", f"in {MON[d.month - 1]}-{d.year}", f"in {MONTH[d.month - 1]} {d.year}",
+        f"in mid-{d.year}", f"in early {d.year}", f"in {MON[d.month - 1]}-{d.year}",
+        f"in {MONTH[d.month - 1]} {d.year}",
         f"since {MONTH[d.month - 1]} {d.year}", "in the last 6 months", "over the past 2 years", "in " + str(d.year),
     ]
     return rng.choice(forms)
@@ -130,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     t_new: list[int] = []
     t_old: list[int] = []
     for r in range(a.rounds):
-        for plan, acc in ((plan_question, t_new), (old, t_old)) if r % 2 == 0 else ((old, t_old), (plan_question, t_new)):
+        order = ((plan_question, t_new), (old, t_old))
+        for plan, acc in order if r % 2 == 0 else order[::-1]:
             acc.extend(_times(plan, texts))
     dated = [q for q, has in qs if has]
     read_new = sum(plan_question(q, ANCHOR).window.is_filter for q in dated) / len(dated)
@@ -158,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         if want is not None:
             passed = good(got, want)
             ok &= passed
-            print(f"{'OK' if passed else 'FAIL'} {name}: {got:.3f} (expected {'<=' if name != 'dated_read_as_window' else '>='} {want})")
+            sign = ">=" if name == "dated_read_as_window" else "<="
+            print(f"{'OK' if passed else 'FAIL'} {name}: {got:.3f} (expected {sign} {want})")
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")

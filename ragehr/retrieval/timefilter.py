@@ -24,8 +24,11 @@ Recognised in a question (case-insensitive), the longest match first:
   ``winter 2020-21`` says the same);
 - a third of a year: ``early 2020`` / ``the beginning of 2020`` (January-April), ``mid-2021`` /
   ``the middle of 2021`` (May-August), ``late 2020`` / ``the end of 2020`` (September-December);
-- relative spans: ``last 6 months``, ``past 24 hours``, ``within 2 weeks``;
+- relative spans: ``last 6 months``, ``past 24 hours``, ``within 2 weeks``; ``this year``,
+  ``this month``, ``this week`` (from the first day of the record end's year, month or week,
+  Monday first);
 - a year: ``in 2019``, ``during 2019``, ``since 2019``, ``before 2019``, ``since the year 1``;
+  years: ``between 2019 and 2021``, ``from 2019 to 2021``, ``2019-2021``, ``2019 through 2021``;
   a decade: ``the 2010s``, ``the early 2000s`` (2000-2003), ``mid-1990s`` (1994-1996),
   ``late 1990s`` (1997-1999). Years and decades name no day, so a question about one alone is
   not a "what was it on ..." question.
@@ -152,6 +155,14 @@ _SEASON = re.compile(
     r"(?:\s*[-/]\s*(?P<y_end>(?:19|20)?\d{2})(?!\d))?",
     _F,
 )
+_YEAR_RANGE = re.compile(  # between 2019 and 2021, from 2019 to 2021, 2019-2021, 2019 through 2021
+    r"\b(?:(?:between|from)\s+(?:the\s+years?\s+)?(?P<a1>(?:19|20)\d{2})"
+    r"\s*(?:\s(?:and|to|through|thru|until)\s|-|\u2013)"
+    r"|(?P<a2>(?:19|20)\d{2})(?:\s*(?:-|\u2013)\s*|\s+(?:to|through|thru)\s+))"
+    r"\s*(?P<b>(?:19|20)\d{2})(?!\w)" + _NO_UNIT,
+    _F,
+)
+_THIS = re.compile(r"\b(?:this|the\s+current)\s+(?P<unit>year|month|week)\b", _F)
 _DECADE = re.compile(r"\b(?:the\s+)?(?:(?P<p>early|mid|late)(?:\s+|\s*-\s*))?(?P<y>(?:19|20)\d0)'?s\b", _F)
 _SEASON_MONTHS = {"spring": 3, "summer": 6, "fall": 9, "autumn": 9, "winter": 12}
 _PART_YEAR = re.compile(
@@ -326,11 +337,11 @@ def _day_mentions(q: str, anchor: date | None, day_first: bool = False) -> list[
     year = digit and _YEAR_HINT.search(q) is not None
     month = _MONTH_HINT.search(q) is not None
     low = q.lower() if year else ""
-    quarter = "q" in low
-    half = "half" in low or "h1" in low or "h2" in low
-    season = any(w in low for w in ("spring", "summer", "fall", "autumn", "winter"))
-    part = any(w in low for w in ("early", "mid", "late", "beginning", "start", "end"))
-    decade = "0s" in low or "0's" in low
+    has_quarter = "q" in low
+    has_half = "half" in low or "h1" in low or "h2" in low
+    has_season = any(w in low for w in ("spring", "summer", "fall", "autumn", "winter"))
+    has_part = any(w in low for w in ("early", "mid", "late", "beginning", "start", "end"))
+    has_decade = "0s" in low or "0's" in low
 
     def scan(rx: re.Pattern[str], ok: bool) -> Iterator[re.Match[str]]:
         return rx.finditer(q) if ok else iter(())
@@ -358,20 +369,20 @@ def _day_mentions(q: str, anchor: date | None, day_first: bool = False) -> list[
             mo = int(m["mo"])
             if 1 <= mo <= 12:
                 add(m, _period(int(m["y"]), mo, 1))
-    for m in scan(_PART_MONTH, part and month):
+    for m in scan(_PART_MONTH, has_part and month):
         y, mo = _year(m), _MONTHS[m["mon"].lower()]
         lo_d, hi_d = _PART_OF_MONTH[m["p"].split()[0].lower()]
         lo, hi = date(y, mo, lo_d), date(y, mo, min(hi_d, calendar.monthrange(y, mo)[1]))
         add(m, (lo, hi, lo + (hi - lo) // 2))
     for rx in (_QUARTER, _QUARTER_AFTER):
-        for m in scan(rx, quarter):
+        for m in scan(rx, has_quarter):
             n = int(m["q"]) if m["q"] else _ORDINAL[m["qw"].lower()]
             add(m, _period(_year(m) if rx is _QUARTER else int(m["y"]), 3 * n - 2, 3))
     for rx in (_HALF, _HALF_AFTER):
-        for m in scan(rx, half):
+        for m in scan(rx, has_half):
             second = m["h"] == "2" if m["h"] else m["hw"].lower() in ("second", "2nd", "latter")
             add(m, _period(_year(m) if rx is _HALF else int(m["y"]), 7 if second else 1, 6))
-    for m in scan(_SEASON, season):
+    for m in scan(_SEASON, has_season):
         y, season = _year(m), m["s"].lower()
         if season == "winter":
             # "winter 2021": the winter whose January is in 2021; "winter 2020-21": the same one.
@@ -384,9 +395,12 @@ def _day_mentions(q: str, anchor: date | None, day_first: bool = False) -> list[
             add(m, _period(y - 1, 12, 3))
         elif m["y_end"] is None:
             add(m, _period(y, _SEASON_MONTHS[season], 3))
-    for m in scan(_PART_YEAR, part):
+    for m in scan(_PART_YEAR, has_part):
         add(m, _period(_year(m), _PART_OF_YEAR[m["p"].split()[0].lower()], 4))
-    for m in scan(_DECADE, decade):  # the 2010s; early (0-3), mid (4-6), late (7-9) 2010s: no target day
+    for m in scan(_YEAR_RANGE, year):  # whole years, no target day
+        a, b = int(m["a1"] or m["a2"]), int(m["b"])
+        cands.append(_Mention(date(min(a, b), 1, 1), date(max(a, b), 12, 31), m.start(), m.end(), None))
+    for m in scan(_DECADE, has_decade):  # the 2010s; early (0-3), mid (4-6), late (7-9) 2010s: no target day
         y, part = int(m["y"]), (m["p"] or "").lower()
         y_lo, y_hi = {"early": (0, 3), "mid": (4, 6), "late": (7, 9)}.get(part, (0, 9))
         cands.append(_Mention(date(y + y_lo, 1, 1), date(y + y_hi, 12, 31), m.start(), m.end(), None))
@@ -453,6 +467,13 @@ def parse_time_expression(question: str, anchor: datetime | None, *, day_first: 
             target=day_start(mn.target) if mn.target else None, span=(mn.start, mn.end),
         )
     if anchor is not None:
+        m = _THIS.search(q)
+        if m:  # this year / month / week: from its first day to the record's end
+            unit, end = m["unit"].lower(), anchor.date()
+            first = {"year": end.replace(month=1, day=1), "month": end.replace(day=1)}.get(unit)
+            if first is None:
+                first = end - timedelta(days=end.weekday()) if end.toordinal() > end.weekday() else date.min
+            return TimeWindow(since=day_start(first), phrase=m.group(0), calendar=True, span=m.span())
         for rx in (_WITHIN, _LAST_N):
             m = rx.search(q)
             if m:

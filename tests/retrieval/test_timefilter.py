@@ -579,3 +579,29 @@ def test_property_any_text_gives_a_window_and_a_plan(text, anchor, day_first):
         assert w.phrase == text[w.span[0] : w.span[1]]
     p = plan_question(text, anchor, day_first=day_first)
     assert isinstance(p, QuestionPlan) and isinstance(p.to_json(), dict)
+
+
+@pytest.mark.parametrize(
+    "q", ["labs between 2019 and 2021", "labs from 2019 to 2021", "labs 2019-2021", "labs 2019 through 2021",
+          "labs between the years 2021 and 2019"],
+)
+def test_year_ranges_are_whole_years(q):
+    w = parse_time_expression(q, ANCHOR)
+    assert _days(w) == (date(2019, 1, 1), date(2021, 12, 31)) and w.target is None
+    assert plan_question(q, ANCHOR).concept == "labs"
+
+
+def test_two_years_joined_by_and_are_not_a_range():
+    # "in 2019 and 2021" names two years, not the three between them: the first is read
+    assert _days(parse_time_expression("A1c in 2019 and 2021", ANCHOR)) == (date(2019, 1, 1), date(2019, 12, 31))
+
+
+@pytest.mark.parametrize(
+    "q,first",
+    [("Highest creatinine this year?", date(2022, 1, 1)), ("K this month", date(2022, 5, 1)),
+     ("K this week", date(2022, 5, 16)), ("K in the current year", date(2022, 1, 1))],
+)
+def test_this_year_month_week_run_from_their_first_day_to_the_record_end(q, first):
+    # the record ends on Wednesday 2022-05-18; weeks start on Monday
+    assert _days(parse_time_expression(q, ANCHOR)) == (first, None)
+    assert not parse_time_expression(q, None).is_filter  # relative: needs the record's end
