@@ -163,7 +163,7 @@ _YEAR_RANGE = re.compile(  # between 2019 and 2021, from 2019 to 2021, 2019-2021
     _F,
 )
 _THIS = re.compile(r"\b(?:this|the\s+current)\s+(?P<unit>year|month|week)\b", _F)
-_DECADE = re.compile(r"\b(?:the\s+)?(?:(?P<p>early|mid|late)(?:\s+|\s*-\s*))?(?P<y>(?:19|20)\d0)'?s\b", _F)
+_DECADE = re.compile(r"\b(?:the\s+)?(?:(?P<p>early|mid|late)(?:\s+|\s*-\s*))?(?P<y>(?:19|20)\d0)['\u2019]?s\b", _F)
 _SEASON_MONTHS = {"spring": 3, "summer": 6, "fall": 9, "autumn": 9, "winter": 12}
 _PART_YEAR = re.compile(
     rf"\b(?:the\s+)?(?P<p>early|mid|middle\s+of|late|beginning\s+of|start\s+of|end\s+of)"
@@ -341,7 +341,7 @@ def _day_mentions(q: str, anchor: date | None, day_first: bool = False) -> list[
     has_half = "half" in low or "h1" in low or "h2" in low
     has_season = any(w in low for w in ("spring", "summer", "fall", "autumn", "winter"))
     has_part = any(w in low for w in ("early", "mid", "late", "beginning", "start", "end"))
-    has_decade = "0s" in low or "0's" in low
+    has_decade = "0s" in low or "0's" in low or "0\u2019s" in low
 
     def scan(rx: re.Pattern[str], ok: bool) -> Iterator[re.Match[str]]:
         return rx.finditer(q) if ok else iter(())
