@@ -107,7 +107,7 @@ def main() -> int:
 
     page_url = f"{base}/patient?id={urllib.request.quote(pid, safe='')}"
     cold_page_ms, html = _timed(_get, page_url)
-    body = {"patient": pid, "strategy": "rag", "budget": 2048, "backend": "extractive"}
+    body = {"patient_id": pid, "strategy": "rag", "budget": 2048, "backend": "extractive"}
     cold_ask_ms, _ = _timed(_post, base + "/api/ask", {**body, "question": questions[0]})  # opens the dense side
 
     page, page_full, ask_stream, ask_json = [], [], [], []
@@ -129,7 +129,7 @@ def main() -> int:
         n_pieces.append(len(j["chunks"]))
 
     results = {
-        "record": str(args.record), "patient": pid, "events": summary.n_events, "chunks": summary.n_chunks,
+        "record": str(args.record), "patient_id": pid, "events": summary.n_events, "chunks": summary.n_chunks,
         "embedder": args.embedder, "backend": "extractive", "strategy": "rag", "budget": 2048,
         "page_html_bytes": len(html), "evidence_tokens_mean": statistics.fmean(n_tokens),
         "evidence_pieces_mean": statistics.fmean(n_pieces),

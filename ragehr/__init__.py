@@ -1,7 +1,74 @@
 """ragehr: retrieval-augmented question answering over a patient's EHR.
 
+The public API (see ``docs/python-api.md``)::
+
+    import ragehr
+
+    ragehr.index_records(["record.xml"], "indexes")           # ragehr index
+    patient = ragehr.open_index("indexes").patient("p1")       # ragehr patients
+    patient.retrieve("latest A1c?", k=5)                       # ragehr retrieve
+    patient.context("latest A1c?", budget=2048)                # ragehr context
+    patient.ask("latest A1c?", backend="extractive")           # ragehr ask
+    ragehr.run_eval("configs/experiments/smoke.yaml")          # ragehr eval
+
+Each result's ``to_json()`` is what the command prints with ``--json``. Only the names in
+``__all__`` are public; every submodule is internal and may change.
+
 ``import ragehr`` stays light: no torch, faiss or llama-index until a function that needs them
-is called.
+is called (the names below are loaded on first use).
 """
 
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from ragehr.api import (
+        Context,
+        EvalRun,
+        Indexes,
+        Patient,
+        PatientInfo,
+        Retrieval,
+        index_records,
+        open_index,
+        run_eval,
+    )
+    from ragehr.config import RagehrConfig
+    from ragehr.errors import RagehrError
+    from ragehr.pipeline.ask import AskResult
+    from ragehr.types import BuildSummary
+
+_LAZY = {
+    "Context": "ragehr.api",
+    "EvalRun": "ragehr.api",
+    "Indexes": "ragehr.api",
+    "Patient": "ragehr.api",
+    "PatientInfo": "ragehr.api",
+    "Retrieval": "ragehr.api",
+    "index_records": "ragehr.api",
+    "open_index": "ragehr.api",
+    "run_eval": "ragehr.api",
+    "AskResult": "ragehr.pipeline.ask",
+    "BuildSummary": "ragehr.types",
+    "RagehrConfig": "ragehr.config",
+    "RagehrError": "ragehr.errors",
+}
+
+__all__ = ["__version__", *sorted(_LAZY)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ragehr' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -121,7 +121,7 @@ def patient_page(
         budgets = sorted({*budgets, int(chosen["budget"])})  # type: ignore[arg-type]
     form = (
         f'<form id="ask-form" class="ask" method="post" action="{escape(patient_url(pid))}">'
-        f'<input type="hidden" name="patient" id="patient" value="{escape(pid)}">'
+        f'<input type="hidden" name="patient_id" id="patient_id" value="{escape(pid)}">'
         f'<label for="question" class="qlabel">Question</label>'
         f'<textarea id="question" name="question" rows="2" maxlength="2000" required '
         f'placeholder="e.g. What was the most recent hemoglobin A1c?">{escape(question)}</textarea>'
