@@ -25,22 +25,20 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-if TYPE_CHECKING:
-    from ragehr.api import (
-        Context,
-        EvalRun,
-        Indexes,
-        Patient,
-        PatientInfo,
-        Retrieval,
-        index_records,
-        open_index,
-        run_eval,
-    )
-    from ragehr.config import RagehrConfig
-    from ragehr.errors import RagehrError
-    from ragehr.pipeline.ask import AskResult
-    from ragehr.types import BuildSummary
+if TYPE_CHECKING:  # the names, for type checkers and IDEs (re-exported: `X as X`)
+    from ragehr.api import Context as Context
+    from ragehr.api import EvalRun as EvalRun
+    from ragehr.api import Indexes as Indexes
+    from ragehr.api import Patient as Patient
+    from ragehr.api import PatientInfo as PatientInfo
+    from ragehr.api import Retrieval as Retrieval
+    from ragehr.api import index_records as index_records
+    from ragehr.api import open_index as open_index
+    from ragehr.api import run_eval as run_eval
+    from ragehr.config import RagehrConfig as RagehrConfig
+    from ragehr.errors import RagehrError as RagehrError
+    from ragehr.pipeline.ask import AskResult as AskResult
+    from ragehr.types import BuildSummary as BuildSummary
 
 _LAZY = {
     "Context": "ragehr.api",

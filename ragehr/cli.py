@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 
@@ -257,7 +257,7 @@ class _RichProgress:
         self._progress.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self._progress.__exit__(*exc)
 
     def start(self, task: str, total: int) -> None:
@@ -499,7 +499,7 @@ def _single_or_batch(question: str | None, patient: str | None, questions: Path 
     return False
 
 
-def _run_batch(mode: str, questions: Path, out: Path, *, spec: Any, recipe: Any, index_dir: Path,
+def _run_batch(mode: Literal["ask", "context"], questions: Path | None, out: Path | None, *, spec: Any, recipe: Any, index_dir: Path,
                ray: str | None, workers: int | None, cache_size: int) -> None:
     """Batch mode of `context` and `ask`: one JSON line per question, a summary line, and a
     non-zero exit when any question failed."""
@@ -507,6 +507,7 @@ def _run_batch(mode: str, questions: Path, out: Path, *, spec: Any, recipe: Any,
 
     from ragehr.pipeline.batch import run_batch
 
+    assert questions is not None and out is not None  # _single_or_batch checked both
     mapper = None
     cluster: Any = nullcontext()
     if ray is not None:
@@ -567,6 +568,7 @@ def context(
         _run_batch("context", questions, out, spec=spec, recipe=recipe, index_dir=index_dir, ray=ray,
                    workers=workers, cache_size=cache_size)
         return
+    assert question is not None and patient is not None  # _single_or_batch checked both
     be = backend_from_config(cfg.llm, backend, window=spec.budget, model_cache_dir=index_dir / ".cache" / "models")
     _say_window(spec, be)
     idx = load_patient_index(index_dir, patient, need_dense=spec.needs_dense)
@@ -632,6 +634,7 @@ def ask(
         _run_batch("ask", questions, out, spec=spec, recipe=recipe, index_dir=index_dir, ray=ray,
                    workers=workers, cache_size=cache_size)
         return
+    assert question is not None and patient is not None  # _single_or_batch checked both
     be = backend_from_config(
         cfg.llm, backend, window=spec.budget, model_path=str(model_path) if model_path else None,
         base_url=base_url, model=model, cache_dir=None if no_cache else index_dir / ".cache" / "generations",

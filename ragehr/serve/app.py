@@ -20,6 +20,7 @@ import ipaddress
 import json
 import logging
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from http.cookies import SimpleCookie
@@ -29,7 +30,7 @@ from urllib.parse import parse_qs, quote, urlencode
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
@@ -160,7 +161,7 @@ class Guard:
             if scope.get("method") == "GET" and given and hmac.compare_digest(given.encode(), self.token.encode()):
                 rest = {k: v for k, v in query.items() if k != "token"}
                 target = path + ("?" + urlencode(rest, doseq=True) if rest else "")
-                resp = RedirectResponse(target, status_code=303)
+                resp: Response = RedirectResponse(target, status_code=303)
                 _set_cookie(resp, self.session, scope)  # type: ignore[arg-type]
                 await resp(scope, receive, send)
                 return
@@ -240,7 +241,7 @@ async def _too_large(scope: dict, receive: Any, send: Any, limit: int) -> None:
     await resp(scope, receive, send)
 
 
-def _set_cookie(resp: Any, value: str, scope: dict) -> None:
+def _set_cookie(resp: Any, value: str, scope: Mapping[str, Any]) -> None:
     resp.set_cookie(
         COOKIE, value, httponly=True, samesite="strict", secure=scope.get("scheme") == "https", path="/",
     )
@@ -366,7 +367,7 @@ class ErrorOut(BaseModel):
     error: str
 
 
-_ERRORS = {c: {"model": ErrorOut} for c in (400, 401, 404, 413, 422, 500, 502, 503)}
+_ERRORS: dict[int | str, dict[str, Any]] = {c: {"model": ErrorOut} for c in (400, 401, 404, 413, 422, 500, 502, 503)}
 
 
 def create_app(options: ServeOptions, token: str | None = None, *, loopback_only: bool = False) -> Any:

@@ -118,7 +118,7 @@ def patient_page(
     )
     budgets = list(budgets)
     if chosen.get("budget") not in budgets and chosen.get("budget") is not None:
-        budgets = sorted({*budgets, int(chosen["budget"])})  # type: ignore[arg-type]
+        budgets = sorted({*budgets, int(str(chosen["budget"]))})
     form = (
         f'<form id="ask-form" class="ask" method="post" action="{escape(patient_url(pid))}">'
         f'<input type="hidden" name="patient_id" id="patient_id" value="{escape(pid)}">'
