@@ -10,6 +10,7 @@ The public API (see ``docs/python-api.md``)::
     patient.context("latest A1c?", budget=2048)                # ragehr context
     patient.ask("latest A1c?", backend="extractive")           # ragehr ask
     ragehr.run_eval("configs/experiments/smoke.yaml")          # ragehr eval
+    ragehr.load_run("results/smoke").report()                  # its tables and plots, recomputed
 
 Each result's ``to_json()`` is what the command prints with ``--json``. Only the names in
 ``__all__`` are public; every submodule is internal and may change.
@@ -32,7 +33,9 @@ if TYPE_CHECKING:  # the names, for type checkers and IDEs (re-exported: `X as X
     from ragehr.api import Patient as Patient
     from ragehr.api import PatientInfo as PatientInfo
     from ragehr.api import Retrieval as Retrieval
+    from ragehr.api import RunReport as RunReport
     from ragehr.api import index_records as index_records
+    from ragehr.api import load_run as load_run
     from ragehr.api import open_index as open_index
     from ragehr.api import run_eval as run_eval
     from ragehr.config import RagehrConfig as RagehrConfig
@@ -47,7 +50,9 @@ _LAZY = {
     "Patient": "ragehr.api",
     "PatientInfo": "ragehr.api",
     "Retrieval": "ragehr.api",
+    "RunReport": "ragehr.api",
     "index_records": "ragehr.api",
+    "load_run": "ragehr.api",
     "open_index": "ragehr.api",
     "run_eval": "ragehr.api",
     "AskResult": "ragehr.pipeline.ask",

@@ -53,7 +53,9 @@ __all__ = [
     "Patient",
     "PatientInfo",
     "Retrieval",
+    "RunReport",
     "index_records",
+    "load_run",
     "open_index",
     "run_eval",
 ]
@@ -206,8 +208,70 @@ class EvalRun:
         """The run's ``summary.md``."""
         return (self.run_dir / "summary.md").read_text(encoding="utf-8")
 
+    @property
+    def manifest(self) -> dict[str, Any]:
+        """The run's ``manifest.json``: config, versions, git commit, models, seed."""
+        import json
+
+        return json.loads((self.run_dir / "manifest.json").read_text(encoding="utf-8"))
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        """Every prediction of the run (``predictions.jsonl``), one dict per (item, condition)."""
+        from ragehr.eval.predictions import read_rows
+
+        return read_rows(self.run_dir)
+
+    def report(self, plots_dir: PathLike | None = None) -> RunReport:
+        """The run's tables and plots recomputed from its predictions alone (bootstrap CIs with
+        the config's seed), the plots written to ``plots_dir`` (default: a new temporary
+        folder). Equal to what ``ragehr eval`` wrote, for a finished run."""
+        import tempfile
+
+        from ragehr.eval.experiment import ExperimentConfig
+        from ragehr.eval.report import aggregate, make_plots, paired_differences, plot_by_evidence_age, summary_markdown
+
+        cfg = ExperimentConfig.model_validate(self.manifest["config"])
+        rows = self.rows
+        summary = aggregate(rows, cfg.bootstrap_resamples, cfg.seed)
+        diffs = paired_differences(rows, cfg.bootstrap_resamples, cfg.seed)
+        out = Path(plots_dir) if plots_dir is not None else Path(tempfile.mkdtemp(prefix="ragehr-report-"))
+        out.mkdir(parents=True, exist_ok=True)
+        names = make_plots(summary, out)
+        ref = 2048 if 2048 in cfg.budgets else cfg.budgets[0]
+        age = plot_by_evidence_age(rows, out, ref)
+        plots = [out / n for n in [*names, *([age] if age else [])]]
+        return RunReport(summary, diffs, summary_markdown(cfg, summary, diffs, []), plots)
+
     def to_json(self) -> dict[str, Any]:
         return {"run_dir": str(self.run_dir), **self.metrics}
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """A run's tables and plots, recomputed from its predictions (:meth:`EvalRun.report`)."""
+
+    summary: list[dict[str, Any]]
+    """Per condition: n, errors, and each metric's mean with its bootstrap 95% CI."""
+    paired_differences: list[dict[str, Any]]
+    """Each arm against ``recent`` on the same items (paired bootstrap)."""
+    markdown: str
+    """The tables as ``summary.md`` shows them."""
+    plots: list[Path]
+    """The PNG files written."""
+
+
+def load_run(run_dir: PathLike) -> EvalRun:
+    """A results folder written by ``ragehr eval`` (or :func:`run_eval`), to read its metrics,
+    predictions and manifest, or recompute its report."""
+    import json
+
+    d = Path(run_dir)
+    try:
+        metrics = json.loads((d / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise ConfigError(f"{d}: not a finished ragehr run (no readable metrics.json)") from None
+    return EvalRun(run_dir=d, metrics=metrics)
 
 
 # -- opening indexes -------------------------------------------------------------------

@@ -230,3 +230,13 @@ def test_run_eval_runs_a_config_and_checks_its_figures(shared_data, tmp_path):
     assert "rag" in run.summary
     again = ragehr.run_eval(cfg, fresh=True)  # its own run folder: removed and redone
     assert again.ok and again.checks == run.checks
+
+    loaded = ragehr.load_run(run.run_dir)
+    assert loaded.metrics == again.metrics and len(loaded.rows) == 2 and loaded.manifest["name"] == "tiny"
+    report = loaded.report(tmp_path / "plots")
+    strip = lambda summary: [(s["condition"], s.get("accuracy"), s.get("evidence_recall")) for s in summary]  # noqa: E731
+    assert strip(report.summary) == strip(loaded.metrics["summary"])
+    assert report.plots and all(p.is_file() and p.parent == tmp_path / "plots" for p in report.plots)
+    assert "| medalign-sample | rag | 512 | bm25 | fake |" in report.markdown
+    with pytest.raises(ragehr.RagehrError, match="not a finished ragehr run"):
+        ragehr.load_run(tmp_path)
