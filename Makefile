@@ -70,7 +70,7 @@ browser:
 	  && apt-get update && apt-get install -y chromium chromium-driver; } || echo "chromium or chromedriver missing: the browser tests skip (they fail in CI)"
 
 # ruff (lint + format check) and mypy over the package: zero errors, configured in pyproject.toml.
-LINT_PATHS := ragehr tests/test_api.py tests/test_layering.py tests/test_docs.py tests/test_wheel.py docs/conftest.py
+LINT_PATHS := ragehr conftest.py tests/test_api.py tests/test_layering.py tests/test_wheel.py
 lint: $(VENV)/.stamp-test
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)

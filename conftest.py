@@ -81,8 +81,12 @@ def run_bash(example) -> None:
     """A ```bash block: ``bash -e`` from the repository root; a non-zero exit fails the test
     with the block's output."""
     done = subprocess.run(
-        ["bash", "-e", "-c", example.parsed], cwd=REPO, env=os.environ.copy(),
-        capture_output=True, text=True, timeout=BASH_TIMEOUT_S,
+        ["bash", "-e", "-c", example.parsed],
+        cwd=REPO,
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=BASH_TIMEOUT_S,
     )
     if done.returncode != 0:
         raise AssertionError(

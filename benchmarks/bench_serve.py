@@ -30,8 +30,8 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from ragehr.config import IndexConfig  # noqa: E402
-from ragehr.index.build import build_indexes  # noqa: E402
+import ragehr  # noqa: E402
+from ragehr.config import IndexConfig, RagehrConfig  # noqa: E402
 
 TARGET_MS = 300.0
 
@@ -84,7 +84,9 @@ def main() -> int:
     facts = args.facts or args.record.with_suffix(".facts.jsonl")
     questions = [json.loads(line)["question"] for line in facts.read_text().splitlines() if line.strip()]
     t = time.perf_counter()
-    [summary] = build_indexes([args.record], args.index_dir, IndexConfig(embedder=args.embedder))
+    [summary] = ragehr.index_records(
+        [args.record], args.index_dir, RagehrConfig(index=IndexConfig(embedder=args.embedder)), progress=False
+    )
     index_s = time.perf_counter() - t
     if summary.status == "failed":
         print(summary.message, file=sys.stderr)

@@ -90,10 +90,10 @@ class PatientInfo:
     """One indexed patient, as ``ragehr patients --json`` prints it (no record text)."""
 
     patient_id: str
-    events: int
+    n_events: int
     """Events in the index (after duplicates across sources were removed)."""
-    chunks: int
-    sources: int
+    n_chunks: int
+    n_sources: int
     """Record files (or cohort slices) the index was built from."""
     first_time: str | None
     last_time: str | None
@@ -104,9 +104,9 @@ class PatientInfo:
     def from_manifest(cls, m: IndexManifest) -> PatientInfo:
         return cls(
             patient_id=m.patient_id,
-            events=m.counts.get("events", 0),
-            chunks=m.counts.get("chunks", 0),
-            sources=len(m.sources),
+            n_events=m.counts.get("events", 0),
+            n_chunks=m.counts.get("chunks", 0),
+            n_sources=len(m.sources),
             first_time=m.first_time,
             last_time=m.last_time,
             built_at=m.built_at,
@@ -117,9 +117,9 @@ class PatientInfo:
         """The line ``ragehr patients --json`` prints for this patient."""
         return {
             "patient_id": self.patient_id,
-            "events": self.events,
-            "chunks": self.chunks,
-            "sources": self.sources,
+            "n_events": self.n_events,
+            "n_chunks": self.n_chunks,
+            "n_sources": self.n_sources,
             "first_time": self.first_time,
             "last_time": self.last_time,
             "built_at": self.built_at,
@@ -317,8 +317,9 @@ class Indexes:
     def patient(self, patient_id: str) -> Patient:
         """One patient's index (checked now; an unknown id raises
         :class:`~ragehr.errors.IndexNotFoundError` without listing the others)."""
-        from ragehr.index.store import open_index as open_stored, patient_dir, read_manifest
         from ragehr.errors import RagehrError
+        from ragehr.index.store import open_index as open_stored
+        from ragehr.index.store import patient_dir, read_manifest
 
         try:
             m = read_manifest(patient_dir(self.index_dir, patient_id))
@@ -360,8 +361,12 @@ class Indexes:
         with self._lock:
             if key not in self._backends:
                 self._backends[key] = backend_from_config(
-                    self.config.llm, name, window=budget, model_path=str(model_path) if model_path else None,
-                    base_url=base_url, model=model,
+                    self.config.llm,
+                    name,
+                    window=budget,
+                    model_path=str(model_path) if model_path else None,
+                    base_url=base_url,
+                    model=model,
                     cache_dir=self.index_dir / ".cache" / "generations" if cache else None,
                     model_cache_dir=self.index_dir / ".cache" / "models",
                 )
@@ -483,7 +488,13 @@ class Patient:
         kind_list = _kind_list(kinds)
         idx = self.indexes._index(self.patient_id, retriever != "bm25")
         hits, plan = search(
-            idx, question, config=cfg.retrieval, k=k, retriever=retriever, since=since_dt, until=until_dt,
+            idx,
+            question,
+            config=cfg.retrieval,
+            k=k,
+            retriever=retriever,
+            since=since_dt,
+            until=until_dt,
             kinds=kind_list,
         )
         return Retrieval(question, self.patient_id, tuple(hits), plan.phrase, plan.fallback)
@@ -603,14 +614,28 @@ def index_records(
     if workers < 1:
         raise ConfigError(f"workers must be at least 1, not {workers}")
     return build_indexes(
-        [Path(p) for p in paths], _index_dir(index_dir), _config(config).index, force=force, workers=workers,
-        cache_dir=cache_dir, progress=_progress(progress), patients=list(patients) if patients is not None else None,
+        [Path(p) for p in paths],
+        _index_dir(index_dir),
+        _config(config).index,
+        force=force,
+        workers=workers,
+        cache_dir=cache_dir,
+        progress=_progress(progress),
+        patients=list(patients) if patients is not None else None,
     )
 
 
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_RUN_FILES = {"predictions.jsonl", "metrics.json", "summary.md", "summary.csv", "by_category.csv",
-              "by_evidence_age.csv", "manifest.json", "plots"}
+_RUN_FILES = {
+    "predictions.jsonl",
+    "metrics.json",
+    "summary.md",
+    "summary.csv",
+    "by_category.csv",
+    "by_evidence_age.csv",
+    "manifest.json",
+    "plots",
+}
 
 
 def _is_run_folder(run_dir: Path) -> bool:
@@ -666,4 +691,3 @@ def run_eval(
         _fresh_run_dir(run_dir)
     metrics = run_experiment(cfg, run_dir, progress=_progress(progress), config_text=text)
     return EvalRun(run_dir=run_dir, metrics=metrics)
-

@@ -15,7 +15,6 @@ import ragehr
 from ragehr.cli import app as cli_app
 from ragehr.config import IndexConfig, RagehrConfig
 from ragehr.errors import ConfigError, IndexNotFoundError
-
 from tests.conftest import FIXTURES, REPO
 
 SAMPLE = FIXTURES / "medalign" / "EHR_sample.xml"
@@ -94,8 +93,18 @@ def test_context_is_context_json(index_dir, patient, strategy):
     budget = {"full": 8192, "visit-bm25": 4096}.get(strategy, 1024)
     got = patient.context(Q, strategy=strategy, budget=budget, backend="extractive")
     want = _cli_json(
-        "context", Q, "--patient-id", "sample", "--strategy", strategy, "--budget", str(budget),
-        "--backend", "extractive", "--index-dir", str(index_dir),
+        "context",
+        Q,
+        "--patient-id",
+        "sample",
+        "--strategy",
+        strategy,
+        "--budget",
+        str(budget),
+        "--backend",
+        "extractive",
+        "--index-dir",
+        str(index_dir),
     )
     assert got.to_json() == want
     assert want["chunks"] and got.block().count("[") >= len(want["chunks"])
@@ -105,8 +114,21 @@ def test_context_is_context_json(index_dir, patient, strategy):
 def test_ask_is_ask_json(index_dir, patient, strategy, order):
     got = patient.ask(Q, strategy=strategy, order=order, budget=2048, backend="extractive", cache=False).to_json()
     want = _cli_json(
-        "ask", Q, "--patient-id", "sample", "--strategy", strategy, "--order", order, "--budget", "2048",
-        "--backend", "extractive", "--no-cache", "--index-dir", str(index_dir),
+        "ask",
+        Q,
+        "--patient-id",
+        "sample",
+        "--strategy",
+        strategy,
+        "--order",
+        order,
+        "--budget",
+        "2048",
+        "--backend",
+        "extractive",
+        "--no-cache",
+        "--index-dir",
+        str(index_dir),
     )
     for d in (got, want):
         d.pop("timings")
@@ -126,8 +148,18 @@ def test_options_have_the_cli_names():
     import typer.main
 
     commands = typer.main.get_command(cli_app).commands
-    cli_only = {"patient_id", "index_dir", "config", "json", "questions", "out", "ray", "workers", "cache_size",
-                "no_cache"}
+    cli_only = {
+        "patient_id",
+        "index_dir",
+        "config",
+        "json",
+        "questions",
+        "out",
+        "ray",
+        "workers",
+        "cache_size",
+        "no_cache",
+    }
     py_only = {"self", "cache", "on_token", "options"}
     for name in ("retrieve", "context", "ask"):
         cli = {p.opts[0].lstrip("-").replace("-", "_") for p in commands[name].params}
@@ -234,7 +266,7 @@ def test_run_eval_runs_a_config_and_checks_its_figures(shared_data, tmp_path):
     loaded = ragehr.load_run(run.run_dir)
     assert loaded.metrics == again.metrics and len(loaded.rows) == 2 and loaded.manifest["name"] == "tiny"
     report = loaded.report(tmp_path / "plots")
-    strip = lambda summary: [(s["condition"], s.get("accuracy"), s.get("evidence_recall")) for s in summary]  # noqa: E731
+    strip = lambda summary: [(s["condition"], s.get("accuracy"), s.get("evidence_recall")) for s in summary]
     assert strip(report.summary) == strip(loaded.metrics["summary"])
     assert report.plots and all(p.is_file() and p.parent == tmp_path / "plots" for p in report.plots)
     assert "| medalign-sample | rag | 512 | bm25 | fake |" in report.markdown

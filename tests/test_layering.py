@@ -102,8 +102,11 @@ def test_every_import_keeps_the_layering():
 
 
 def test_every_unit_has_a_layer():
-    units = {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir()
-             if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").is_file()}
+    units = {
+        p.stem if p.is_file() else p.name
+        for p in PACKAGE.iterdir()
+        if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").is_file()
+    }
     assert units == set(RANK)
 
 
@@ -114,8 +117,11 @@ def test_every_unit_has_a_layer():
         ("ragehr.index.store", "ragehr.index", "import ragehr.eval.runner\n"),
         ("ragehr.index.store", "ragehr.index", "from ragehr.packing import pack_all\n"),  # a sibling
         ("ragehr.ehr.fhir", "ragehr.ehr", "from ..chunking import chunk_record\n"),  # relative, upward
-        ("ragehr.types.record", "ragehr.types", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
-         "    from ragehr.config import RagehrConfig\n"),
+        (
+            "ragehr.types.record",
+            "ragehr.types",
+            "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ragehr.config import RagehrConfig\n",
+        ),
         ("ragehr.llm.hf", "ragehr.llm", "from ragehr import open_index\n"),
     ],
 )

@@ -94,8 +94,13 @@ def _version() -> str:
 def test_the_installed_wheel_runs_the_cli(built, tmp_path):
     env = _env(built)
     bin_ = built["venv"] / "bin"
-    where = _run(bin_ / "python", "-c", "import ragehr, ragehr.serve; print(ragehr.__file__, ragehr.__version__)",
-                 cwd=tmp_path, env=env)
+    where = _run(
+        bin_ / "python",
+        "-c",
+        "import ragehr, ragehr.serve; print(ragehr.__file__, ragehr.__version__)",
+        cwd=tmp_path,
+        env=env,
+    )
     path, version = where.split()
     assert Path(path).is_relative_to(built["purelib"]), f"ragehr imported from {path}, not the wheel"
     assert version == _version()
@@ -105,17 +110,49 @@ def test_the_installed_wheel_runs_the_cli(built, tmp_path):
     cfg = tmp_path / "fast.yaml"
     cfg.write_text("index:\n  embedder: hashing\nllm:\n  backend: extractive\n", encoding="utf-8")
     idx = tmp_path / "idx"
-    doctor = json.loads(_run(bin_ / "ragehr", "doctor", "--json", "--config", cfg, "--index-dir", idx,
-                             "--backend", "extractive", cwd=tmp_path, env=env))
+    doctor = json.loads(
+        _run(
+            bin_ / "ragehr",
+            "doctor",
+            "--json",
+            "--config",
+            cfg,
+            "--index-dir",
+            idx,
+            "--backend",
+            "extractive",
+            cwd=tmp_path,
+            env=env,
+        )
+    )
     assert doctor["configured_backend_generates"] and doctor["versions"]["ragehr"] == version
 
     _run(bin_ / "ragehr", "index", SAMPLE, "--index-dir", idx, "--config", cfg, cwd=tmp_path, env=env)
-    answer = json.loads(_run(bin_ / "ragehr", "ask", "What was the systolic blood pressure?", "--patient-id", "sample",
-                             "--backend", "extractive", "--index-dir", idx, "--json", cwd=tmp_path, env=env))
+    answer = json.loads(
+        _run(
+            bin_ / "ragehr",
+            "ask",
+            "What was the systolic blood pressure?",
+            "--patient-id",
+            "sample",
+            "--backend",
+            "extractive",
+            "--index-dir",
+            idx,
+            "--json",
+            cwd=tmp_path,
+            env=env,
+        )
+    )
     assert answer["patient_id"] == "sample" and answer["citations"] and answer["grounded"]
-    page_assets = _run(bin_ / "python", "-c", "from importlib import resources; "
-                       "print((resources.files('ragehr.serve') / 'static' / 'app.js').read_text()[:20])",
-                       cwd=tmp_path, env=env)
+    page_assets = _run(
+        bin_ / "python",
+        "-c",
+        "from importlib import resources; "
+        "print((resources.files('ragehr.serve') / 'static' / 'app.js').read_text()[:20])",
+        cwd=tmp_path,
+        env=env,
+    )
     assert page_assets.strip()
 
 
@@ -124,6 +161,13 @@ def test_the_sdist_holds_what_a_source_user_needs(built):
 
     with tarfile.open(built["sdist"]) as tar:
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
-    assert {"pyproject.toml", "README.md", "CHANGELOG.md", "LICENSE", "configs/default.yaml", "ragehr/py.typed",
-            "ragehr/serve/static/app.js"} <= names
+    assert {
+        "pyproject.toml",
+        "README.md",
+        "CHANGELOG.md",
+        "LICENSE",
+        "configs/default.yaml",
+        "ragehr/py.typed",
+        "ragehr/serve/static/app.js",
+    } <= names
     assert not [n for n in names if n.startswith(("indexes/", "results/", "benchmarks/data/"))]

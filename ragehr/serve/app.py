@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from ragehr import __version__
+from ragehr.api import PatientInfo
 from ragehr.errors import ConfigError, IndexNotFoundError, ModelNotFoundError, RagehrError
 from ragehr.llm.base import BackendError
 from ragehr.pipeline.context import STRATEGIES, context_json
@@ -300,12 +301,19 @@ class AskBody(BaseModel):
 
 
 class PatientOut(BaseModel):
+    """What ``ragehr patients --json`` prints for a patient, with the index's counts by kind
+    and its embedder."""
+
     patient_id: str
+    n_events: int
+    n_chunks: int
+    n_sources: int
     first_time: str | None
     last_time: str | None
+    built_at: str
+    ragehr_version: str
     counts: dict[str, int] = Field(description="events, chunks, duplicates_removed, and events per kind")
     embedder: str
-    built_at: str
 
 
 class PatientsOut(BaseModel):
@@ -529,8 +537,7 @@ def create_app(options: ServeOptions, token: str | None = None, *, loopback_only
         ms = await run_in_threadpool(service.manifests)
         return {
             "patients": [
-                {"patient_id": m.patient_id, "first_time": m.first_time, "last_time": m.last_time,
-                 "counts": m.counts, "embedder": m.embedder_id, "built_at": m.built_at}
+                {**PatientInfo.from_manifest(m).to_json(), "counts": m.counts, "embedder": m.embedder_id}
                 for m in ms.values()
             ],
             "backends": list(options.backends),

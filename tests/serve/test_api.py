@@ -57,6 +57,10 @@ def test_patients_lists_the_manifests(client, serve_index_dir):
     assert p["patient_id"] == "sample"
     assert p["first_time"].startswith("2018-10-08") and p["last_time"].startswith("2022-05-15")
     assert p["counts"]["events"] == 60 and p["counts"]["vital"] == 30
+    # one name per thing: each patient is the `patients --json` row, plus counts by kind
+    [row] = [json.loads(line) for line in CliRunner().invoke(
+        cli_app, ["patients", "--index-dir", str(serve_index_dir), "--json"]).stdout.splitlines()]
+    assert {k: p[k] for k in row} == row and row["n_events"] == 60
     assert j["default_backend"] == "extractive" and "fake" in j["backends"]
 
 
