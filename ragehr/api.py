@@ -430,8 +430,9 @@ def _ask_options(options: dict[str, Any]) -> dict[str, Any]:
         from ragehr.pipeline.ask import ask
 
         params = _inspect.signature(ask).parameters
+        taken = {"index", "question", "backend", "spec", "on_token"}  # given by Patient.ask itself
         _ASK_PARAMS = frozenset(
-            n for n, p in params.items() if p.kind is _inspect.Parameter.KEYWORD_ONLY and n not in ("on_token",)
+            n for n, p in params.items() if n not in taken and p.kind is not _inspect.Parameter.VAR_KEYWORD
         )
     unknown = sorted(set(options) - _ASK_PARAMS)
     if unknown:
