@@ -22,7 +22,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 LLAMA_FLAGS_HASH := $(shell printf '%s' '$(LLAMA_CMAKE_ARGS)' | $(PYTHON) -c 'import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest()[:8])')
 WHEELHOUSE ?= $(HOME)/.cache/ragehr/wheels/llama-cpp-python-$(LLAMA_VERSION)-avx2-$(LLAMA_FLAGS_HASH)
 
-.PHONY: test demo venv local-fast llama-wheel clean-venv browser ablation ablation-records
+.PHONY: test lint demo venv local-fast llama-wheel clean-venv browser ablation ablation-records wheel
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -69,8 +69,19 @@ browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { [ "$$(id -u)" = 0 ] \
 	  && apt-get update && apt-get install -y chromium chromium-driver; } || echo "chromium or chromedriver missing: the browser tests skip (they fail in CI)"
 
-test: $(VENV)/.stamp-test browser
+# ruff (lint + format check) and mypy over the package: zero errors, configured in pyproject.toml.
+LINT_PATHS := ragehr conftest.py tests/test_api.py tests/test_layering.py tests/test_wheel.py
+lint: $(VENV)/.stamp-test
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/mypy
+
+test: $(VENV)/.stamp-test browser lint
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest
+
+# sdist and wheel into dist/ (no network: build isolation off, the venv has setuptools)
+wheel: $(VENV)/.stamp-test
+	$(BIN)/python -m build --no-isolation --outdir dist .
 
 demo: $(VENV)/.stamp-demo
 	@DATA=$(DATA) BIN=$(BIN) bash scripts/demo.sh

@@ -30,8 +30,8 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from ragehr.config import IndexConfig  # noqa: E402
-from ragehr.index.build import build_indexes  # noqa: E402
+import ragehr  # noqa: E402
+from ragehr.config import IndexConfig, RagehrConfig  # noqa: E402
 
 TARGET_MS = 300.0
 
@@ -84,7 +84,9 @@ def main() -> int:
     facts = args.facts or args.record.with_suffix(".facts.jsonl")
     questions = [json.loads(line)["question"] for line in facts.read_text().splitlines() if line.strip()]
     t = time.perf_counter()
-    [summary] = build_indexes([args.record], args.index_dir, IndexConfig(embedder=args.embedder))
+    [summary] = ragehr.index_records(
+        [args.record], args.index_dir, RagehrConfig(index=IndexConfig(embedder=args.embedder)), progress=False
+    )
     index_s = time.perf_counter() - t
     if summary.status == "failed":
         print(summary.message, file=sys.stderr)
@@ -107,7 +109,7 @@ def main() -> int:
 
     page_url = f"{base}/patient?id={urllib.request.quote(pid, safe='')}"
     cold_page_ms, html = _timed(_get, page_url)
-    body = {"patient": pid, "strategy": "rag", "budget": 2048, "backend": "extractive"}
+    body = {"patient_id": pid, "strategy": "rag", "budget": 2048, "backend": "extractive"}
     cold_ask_ms, _ = _timed(_post, base + "/api/ask", {**body, "question": questions[0]})  # opens the dense side
 
     page, page_full, ask_stream, ask_json = [], [], [], []
@@ -129,7 +131,7 @@ def main() -> int:
         n_pieces.append(len(j["chunks"]))
 
     results = {
-        "record": str(args.record), "patient": pid, "events": summary.n_events, "chunks": summary.n_chunks,
+        "record": str(args.record), "patient_id": pid, "events": summary.n_events, "chunks": summary.n_chunks,
         "embedder": args.embedder, "backend": "extractive", "strategy": "rag", "budget": 2048,
         "page_html_bytes": len(html), "evidence_tokens_mean": statistics.fmean(n_tokens),
         "evidence_pieces_mean": statistics.fmean(n_pieces),

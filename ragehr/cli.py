@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 
@@ -257,7 +257,7 @@ class _RichProgress:
         self._progress.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self._progress.__exit__(*exc)
 
     def start(self, task: str, total: int) -> None:
@@ -295,7 +295,9 @@ RayOpt = Annotated[
 IndexDirOpt = Annotated[
     Path, typer.Option("--index-dir", help="Where per-patient indexes live.", envvar="RAGEHR_INDEX_DIR")
 ]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="A YAML config (see configs/default.yaml).")]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="A YAML config (see configs/default.yaml).", envvar="RAGEHR_CONFIG")
+]
 
 
 @app.command()
@@ -388,7 +390,7 @@ def _date(value: str | None, flag: str, *, end: bool = False) -> Any:
 @handle_errors
 def retrieve(
     question: Annotated[str, typer.Argument(help="The question.")],
-    patient: Annotated[str, typer.Option("--patient", help="Patient id (as `ragehr index` printed it).")],
+    patient: Annotated[str, typer.Option("--patient-id", "--patient", help="Patient id (as `ragehr index` printed it).")],
     k: Annotated[int | None, typer.Option("--k", min=1, help="How many hits (default: the config's, 10).")] = None,
     retriever: Annotated[str | None, typer.Option("--retriever", help="hybrid, bm25 or dense (default: the config's).")] = None,
     since: Annotated[str | None, typer.Option("--since", help="Only evidence on or after (YYYY[-MM[-DD]]).")] = None,
@@ -399,32 +401,28 @@ def retrieve(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of hits.")] = False,
 ) -> None:
     """Rank a patient's evidence for a question (no generation)."""
-    from ragehr.config import RagehrConfig
+    from ragehr.api import Patient, open_index
     from ragehr.errors import ConfigError
-    from ragehr.index.search import load_patient_index, search
 
-    cfg = RagehrConfig.from_file(config)
-    retriever = retriever or cfg.retrieval.retriever
-    k = k or cfg.retrieval.k
-    if retriever not in ("hybrid", "bm25", "dense"):
+    if retriever is not None and retriever not in ("hybrid", "bm25", "dense"):
         raise ConfigError(f"--retriever must be hybrid, bm25 or dense, not {retriever!r}")
     if not question.strip():
         raise ConfigError("the question is empty")
     since_dt, until_dt = _date(since, "--since"), _date(until, "--until", end=True)
     if since_dt is not None and until_dt is not None and since_dt > until_dt:
         raise ConfigError(f"--since {since} is after --until {until}; nothing can match")
-    kind_list = _kinds(kinds)
-    idx = load_patient_index(index_dir, patient, need_dense=retriever != "bm25")
-    hits, window = search(
-        idx, question, config=cfg.retrieval, k=k, retriever=retriever, since=since_dt, until=until_dt, kinds=kind_list,
+    # Patient(...) directly: retrieve opens (and checks) the index itself, once
+    window = Patient(open_index(index_dir, config), patient).retrieve(
+        question, k=k, retriever=retriever, since=since_dt, until=until_dt, kinds=_kinds(kinds),
     )
+    hits = window.hits
     if as_json:
-        typer.echo(json.dumps([{**h.to_json(), "time_fallback": window.fallback} for h in hits], ensure_ascii=False, indent=1))
+        typer.echo(json.dumps(window.to_json(), ensure_ascii=False, indent=1))
         return
-    if window.phrase:
-        typer.echo(f"(time from the question: {window.phrase!r})", err=True)
-    if window.fallback:
-        typer.echo(f"(note: {window.fallback})", err=True)
+    if window.time_phrase:
+        typer.echo(f"(time from the question: {window.time_phrase!r})", err=True)
+    if window.time_fallback:
+        typer.echo(f"(note: {window.time_fallback})", err=True)
     if not hits:
         typer.echo("no matching evidence")
     for h in hits:
@@ -457,7 +455,9 @@ def _spec(cfg: Any, **overrides: Any) -> Any:
 
 
 QuestionArg = Annotated[str | None, typer.Argument(help="The question (or give --questions).")]
-PatientOpt = Annotated[str | None, typer.Option("--patient", help="Patient id (as `ragehr index` printed it).")]
+PatientOpt = Annotated[
+    str | None, typer.Option("--patient-id", "--patient", help="Patient id (as `ragehr index` printed it).")
+]
 QuestionsOpt = Annotated[
     Path | None,
     typer.Option(
@@ -499,7 +499,7 @@ def _single_or_batch(question: str | None, patient: str | None, questions: Path 
     return False
 
 
-def _run_batch(mode: str, questions: Path, out: Path, *, spec: Any, recipe: Any, index_dir: Path,
+def _run_batch(mode: Literal["ask", "context"], questions: Path | None, out: Path | None, *, spec: Any, recipe: Any, index_dir: Path,
                ray: str | None, workers: int | None, cache_size: int) -> None:
     """Batch mode of `context` and `ask`: one JSON line per question, a summary line, and a
     non-zero exit when any question failed."""
@@ -507,6 +507,7 @@ def _run_batch(mode: str, questions: Path, out: Path, *, spec: Any, recipe: Any,
 
     from ragehr.pipeline.batch import run_batch
 
+    assert questions is not None and out is not None  # _single_or_batch checked both
     mapper = None
     cluster: Any = nullcontext()
     if ray is not None:
@@ -567,6 +568,7 @@ def context(
         _run_batch("context", questions, out, spec=spec, recipe=recipe, index_dir=index_dir, ray=ray,
                    workers=workers, cache_size=cache_size)
         return
+    assert question is not None and patient is not None  # _single_or_batch checked both
     be = backend_from_config(cfg.llm, backend, window=spec.budget, model_cache_dir=index_dir / ".cache" / "models")
     _say_window(spec, be)
     idx = load_patient_index(index_dir, patient, need_dense=spec.needs_dense)
@@ -632,6 +634,7 @@ def ask(
         _run_batch("ask", questions, out, spec=spec, recipe=recipe, index_dir=index_dir, ray=ray,
                    workers=workers, cache_size=cache_size)
         return
+    assert question is not None and patient is not None  # _single_or_batch checked both
     be = backend_from_config(
         cfg.llm, backend, window=spec.budget, model_path=str(model_path) if model_path else None,
         base_url=base_url, model=model, cache_dir=None if no_cache else index_dir / ".cache" / "generations",
@@ -754,27 +757,16 @@ def patients(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per patient.")] = False,
 ) -> None:
     """The patients indexed in INDEX_DIR, with their time span and counts (no record text)."""
-    from ragehr.index.store import check_index_dir, list_manifests
+    from ragehr.api import open_index
 
-    check_index_dir(index_dir)
-    manifests = list_manifests(index_dir)
-    for m in manifests:
-        row = {
-            "patient_id": m.patient_id,
-            "events": m.counts.get("events", 0),
-            "chunks": m.counts.get("chunks", 0),
-            "sources": len(m.sources),
-            "first_time": m.first_time,
-            "last_time": m.last_time,
-            "built_at": m.built_at,
-            "ragehr_version": m.ragehr_version,
-        }
+    rows = open_index(index_dir).patients()
+    for p in rows:
         if as_json:
-            typer.echo(json.dumps(row, ensure_ascii=False))
+            typer.echo(json.dumps(p.to_json(), ensure_ascii=False))
         else:
-            span = f"{(m.first_time or '-')[:10]} .. {(m.last_time or '-')[:10]}"
-            typer.echo(f"{_shown_id(m.patient_id):<24} {span}  {row['events']} events, {row['chunks']} chunks, {row['sources']} file(s)")
-    typer.echo(f"{len(manifests)} patient(s) indexed in {index_dir}", err=True)
+            span = f"{(p.first_time or '-')[:10]} .. {(p.last_time or '-')[:10]}"
+            typer.echo(f"{_shown_id(p.patient_id):<24} {span}  {p.n_events} events, {p.n_chunks} chunks, {p.n_sources} file(s)")
+    typer.echo(f"{len(rows)} patient(s) indexed in {index_dir}", err=True)
 
 
 @app.command("eval")

@@ -191,7 +191,7 @@ def _build_task(
         cache = _EMBEDDING_CACHES[root] = EmbeddingCache(Path(root))
     return build_indexes(
         files, index_dir, config, force=force, cache_dir=cache_dir, embedder=shared_embedder(config.embedder, index_dir),
-        parsed=dict(zip(parsed_files, records)), slices=slices, embedding_cache=cache,
+        parsed=dict(zip(map(Path, parsed_files), records)), slices=slices, embedding_cache=cache,
     )
 
 

@@ -40,7 +40,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from lxml import etree
 
@@ -59,7 +59,7 @@ from ragehr.types import (
 
 log = logging.getLogger(__name__)
 
-_El = etree._Element
+_El: TypeAlias = etree._Element
 _XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
 _SSN_OID = "2.16.840.1.113883.4.1"
 _TPL = "2.16.840.1.113883.10.20.22.4."
@@ -484,8 +484,8 @@ class _Parser:
             self.ref_text(_kid(el, "originalText")),
             *(_clean(t.get("displayName")) for t in translations),
         ]
-        names = [n for n in names if n]
-        out.display = next((n for n in names if n.lower() not in _VAGUE_NAMES), names[0] if names else None)
+        given = [n for n in names if n]
+        out.display = next((n for n in given if n.lower() not in _VAGUE_NAMES), given[0] if given else None)
         if out.code is None and placeholder and not out.display:
             out.display = _clean(el.get("displayName"))
         return out
@@ -877,7 +877,8 @@ class _Parser:
                 continue
             allergen = self.coded(_kid(pe, "code"))
             if not allergen.display:
-                allergen.display = _clean("".join(_kid(pe, "name").itertext())) if _kid(pe, "name") is not None else None
+                name_el = _kid(pe, "name")
+                allergen.display = _clean("".join(name_el.itertext())) if name_el is not None else None
             if allergen.code or allergen.display:
                 break
         kind_coded = self.coded(_present_or_text(_kid(obs, "value")))
@@ -980,12 +981,13 @@ class _Parser:
                 lo, hi = _present(_kid(v, "low")), _present(_kid(v, "high"))
                 lo_v = _clean(lo.get("value")) if lo is not None else None
                 hi_v = _clean(hi.get("value")) if hi is not None else None
-                unit = _unit((lo if lo is not None else hi).get("unit")) if (lo is not None or hi is not None) else None
+                edge = lo if lo is not None else hi
+                unit = _unit(edge.get("unit")) if edge is not None else None
                 if lo_v and hi_v:
                     return f"{lo_v}-{hi_v}", unit, None
-                if lo_v:
+                if lo_v and lo is not None:
                     return f">={lo_v}" if lo.get("inclusive", "true") != "false" else f">{lo_v}", unit, None
-                if hi_v:
+                if hi_v and hi is not None:
                     return f"<={hi_v}" if hi.get("inclusive", "true") != "false" else f"<{hi_v}", unit, None
             elif t in ("RTO", "RTO_PQ_PQ", "RTO_INT_INT", "RTO_QTY_QTY"):
                 n, d = _present(_kid(v, "numerator")), _present(_kid(v, "denominator"))
@@ -996,7 +998,8 @@ class _Parser:
                 if b:
                     return b, None, None
             elif t in ("TS", "IVL_TS"):
-                s = _clean(v.get("value")) or (_clean(_kid(v, "low").get("value")) if _kid(v, "low") is not None else None)
+                low = _kid(v, "low")
+                s = _clean(v.get("value")) or (_clean(low.get("value")) if low is not None else None)
                 if s:
                     return s, None, None
             else:  # ST, ED, SC, unknown: text content

@@ -346,7 +346,7 @@ def write_medalign_xml(record: PatientRecord) -> str:
             person.append(f"{label}: {escape(val)}")
     person.append("</person>")
     first_day = True
-    for visit_id, events in sorted(by_visit.items(), key=visit_order):
+    for _visit_id, events in sorted(by_visit.items(), key=visit_order):
         header = next(
             (e for e in events if e.kind is EventKind.ENCOUNTER and e.code is None and e.system is None),
             None,
@@ -365,7 +365,7 @@ def write_medalign_xml(record: PatientRecord) -> str:
             days.setdefault(e.start.date() if e.start else None, []).append(e)
         if not days and first_day:
             days[vstart.date() if vstart else None] = []
-        for day, devents in days.items():
+        for _day, devents in days.items():
             dstart = next((e for e in devents if e.start), None)
             dattr = f" start={quoteattr(_fmt(dstart.start, dstart.precision) or '')}" if dstart and dstart.start else ""
             out.append(f"    <day{dattr}>")

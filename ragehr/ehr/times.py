@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterator
 from contextvars import ContextVar
 from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
 
 from ragehr.types import TimePrecision
 
@@ -76,7 +77,7 @@ def _salvage(
     a warning when that is less than what was given. ``tz`` ``None``: an invalid offset, so
     the time of day is not trusted (the date as written is kept)."""
     y, mo, d, h, mi, sec, us = (list(parts) + [None] * 7)[:7]
-    levels: list[tuple[TimePrecision, tuple[int, ...], timezone]] = []
+    levels: list[tuple[TimePrecision, tuple[Any, ...], timezone]] = []
     if tz is not None and None not in (y, mo, d, h, mi):
         if sec is not None:
             levels.append((TimePrecision.SECOND, (y, mo, d, h, mi, sec, us or 0), tz))

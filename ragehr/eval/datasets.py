@@ -122,7 +122,10 @@ def medalign_items(spec: DatasetSpec, base: Path) -> tuple[list[EvalItem], list[
     if pair is not None and not pair.is_file():
         raise ConfigError(f"dataset {spec.name}: pair_with {pair} is not a file")
     ehr_dir = base / spec.ehr_dir if spec.ehr_dir else None
-    items, files, problems = [], [], []
+    items: list[EvalItem] = []
+    files: list[Path] = []
+    problems: list[str] = []
+    path: Path | None
     for r in rows:
         iid = (r.get("instruction_id") or "").strip()
         q = (r.get("question") or r.get("instruction") or "").strip()

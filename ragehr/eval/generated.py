@@ -625,6 +625,7 @@ def _q_condition_status(ctx: _Ctx, n: int) -> list[QAItem]:
         if len(answers) != 1 or None in answers:
             continue
         (ans,) = answers
+        assert ans is not None
         by_answer[ans].append((_ts(latest), (display_name(latest), latest)))
     rng = ctx.rng("condition_status")
     n_yes = min(len(by_answer["yes"]), (n + 1) // 2)

@@ -446,7 +446,7 @@ def write_reports(
     checks = check_expectations(summary, cfg.expected)
     by_category = breakdown(rows, "category")
     by_age = breakdown(rows, "age")
-    metrics = {"summary": summary, "paired_differences": diffs, "expected": checks, "problems": problems,
+    metrics: dict[str, Any] = {"summary": summary, "paired_differences": diffs, "expected": checks, "problems": problems,
                "by_category": by_category, "by_evidence_age": by_age}
     if cfg.ratings:
         metrics["rating_correlations"] = rating_correlations(rows, cfg.data_path() / cfg.ratings)

@@ -70,7 +70,7 @@ def conditions(cfg: ExperimentConfig) -> list[Condition]:
                     continue
                 budgets: list[int | None] = (
                     [None] if strategy == "full"
-                    else list(be.budgets or cfg.strategy_budgets.get(strategy) or cfg.budgets)  # type: ignore[call-overload]
+                    else list(be.budgets or cfg.strategy_budgets.get(strategy) or cfg.budgets)
                 )
                 retrievers: list[str | None] = list(be.retrievers or cfg.retrievers) if strategy == "rag" else [None]
                 orders = list(be.orders or cfg.orders or (cfg.order,)) if strategy == "rag" else [cfg.order]
@@ -99,7 +99,7 @@ def prepare(cfg: ExperimentConfig, progress: Progress | None = None) -> tuple[li
             files = _dataset_files(ds, base)
             ds_items = []
         summaries = build_indexes(files, index_dir, cfg.index, progress=progress) if files else []
-        problems += [s.message for s in summaries if s.status == "failed"]
+        problems += [s.message or f"{s.index_path}: indexing failed" for s in summaries if s.status == "failed"]
         if ds.type == "generated":
             records = [load_patient_index(index_dir, s.patient_id, need_dense=False).stored.record
                        for s in summaries if s.status != "failed"]
@@ -124,8 +124,8 @@ def _stratified_sample(items: list[EvalItem], n: int, seed: int) -> list[EvalIte
     by_cat: dict[str, list[list[EvalItem]]] = {}
     for (cat, _), v in sorted(strata.items()):
         by_cat.setdefault(cat, []).append(v)
-    for v in by_cat.values():
-        rng.shuffle(v)
+    for vs in by_cat.values():
+        rng.shuffle(vs)
     picked: list[EvalItem] = []
     while len(picked) < n and any(any(s) for ss in by_cat.values() for s in ss):
         for cat in sorted(by_cat):

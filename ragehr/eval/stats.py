@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -23,7 +23,7 @@ __all__ = ["bootstrap_ci", "paired_bootstrap_diff"]
 _NAN3 = (math.nan, math.nan, math.nan)
 
 
-def _present(v: Any) -> bool:
+def _present(v: Any) -> TypeGuard[float]:
     return v is not None and not (isinstance(v, (float, np.floating)) and math.isnan(v))
 
 

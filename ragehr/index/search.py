@@ -20,6 +20,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -143,11 +144,11 @@ class PatientIndex:
     """An opened index: stored chunks plus ready retrievers. Load once, query many times."""
 
     stored: StoredIndex
-    bm25: object
-    dense: object | None
-    embedder: object | None
+    bm25: Any  # BM25Index (retrieval/bm25.py, loaded lazily)
+    dense: Any | None  # DenseIndex (retrieval/dense.py, faiss), None when opened without it
+    embedder: Any | None
     _chunks: dict[str, Chunk] = field(default_factory=dict)
-    memo: dict[object, object] = field(default_factory=dict)
+    memo: dict[object, Any] = field(default_factory=dict)
     """Derived views of the record that later layers compute once per opened index (the
     long-context baselines' pieces, the visit documents)."""
 
@@ -188,14 +189,14 @@ class PatientIndex:
         times = self.memo.get("event-starts")
         if times is None:
             times = self.memo["event-starts"] = {e.event_id: e.start for e in self.stored.record.events}
-        return times  # type: ignore[return-value]
+        return times
 
     def time_table(self) -> _TimeTable:
         """The chunks' times and kinds as arrays (computed once per opened index)."""
         got = self.memo.get("time-table")
         if got is None:
             got = self.memo["time-table"] = _TimeTable.of(self.stored.chunks, self._event_starts())
-        return got  # type: ignore[return-value]
+        return got
 
     def allowed(
         self, since: datetime | None, until: datetime | None, kinds: Collection[EventKind] | None, *,
@@ -220,14 +221,14 @@ class PatientIndex:
         got = self.memo.get("lexicon")
         if got is None:
             got = self.memo["lexicon"] = RecordLexicon.of(self.stored.record)
-        return got  # type: ignore[return-value]
+        return got
 
     def series_ids(self) -> frozenset[str]:
         """Ids of the per-concept series chunks (computed once per opened index)."""
         got = self.memo.get("series-chunks")
         if got is None:
             got = self.memo["series-chunks"] = frozenset(c.chunk_id for c in self.stored.chunks if c.concept is not None)
-        return got  # type: ignore[return-value]
+        return got
 
     def ongoing_ids(self) -> frozenset[str]:
         """Chunks holding a medication, condition or allergy marked active with no end: state
@@ -242,7 +243,7 @@ class PatientIndex:
                 if e.kind in _STATE_KINDS and e.end is None and e.status is Status.ACTIVE
             }
             got = self.memo[key] = frozenset(c.chunk_id for c in self.stored.chunks if live.intersection(c.event_ids))
-        return got  # type: ignore[return-value]
+        return got
 
 
 def load_patient_index(
@@ -413,7 +414,7 @@ def search(
     # Chunks about the concept, by BM25 over the whole record (under the kind filter).
     if retriever == "dense":
         about = {h.chunk_id: h.score for h in hits[: max(10, k)]}
-        rel_scores = {cid: s for cid, s in about.items()}
+        rel_scores = dict(about)
         relevant = set(about)
     else:
         raw = index.bm25.score_all(text)
@@ -442,7 +443,7 @@ def search(
         # evidence about it (explicit since/until stay hard filters).
         def nearest(c: Chunk) -> tuple[float, str]:
             """Days outside the window and the date of the chunk's nearest evidence."""
-            spans = [(t, t) for t in index.row_times(c)] or [(c.start, c.end)]
+            spans: list[tuple[datetime | None, datetime | None]] = [(t, t) for t in index.row_times(c)] or [(c.start, c.end)]
             best = min(spans, key=lambda se: _window_distance(se[0], se[1], window))
             d = _window_distance(best[0], best[1], window)
             return d, (best[0].date().isoformat() if best[0] is not None else "undated")

@@ -118,7 +118,7 @@ def read_manifest(folder: Path) -> IndexManifest:
 
 def list_manifests(index_dir: Path) -> list[IndexManifest]:
     """Manifests of every readable index under ``index_dir`` (unreadable ones are skipped)."""
-    out = []
+    out: list[IndexManifest] = []
     if not Path(index_dir).is_dir():
         return out
     for child in sorted(Path(index_dir).iterdir()):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Callable
 
 from ragehr.llm.base import LLMBackend
 from ragehr.tokens import EstimateCounter, TokenCounter
@@ -60,7 +61,7 @@ class ExtractiveBackend(LLMBackend):
     def params(self) -> dict:
         return {"max_lines": self.max_lines}
 
-    def _generate(self, request: GenerationRequest) -> Generation:
+    def _generate(self, request: GenerationRequest, on_token: Callable[[str], None] | None = None) -> Generation:
         q = Counter(_terms(request.question))
         units = [(it, line, date) for it in request.evidence for line, date in _lines(it)]
         if not q or not units:

@@ -8,6 +8,7 @@ read the messages to build its answer and makes no attempt to sound like a model
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from ragehr.llm.base import LLMBackend
@@ -39,7 +40,7 @@ class FakeBackend(LLMBackend):
     def params(self) -> dict[str, Any]:
         return {"answer": self.answer}
 
-    def _generate(self, request: GenerationRequest) -> Generation:
+    def _generate(self, request: GenerationRequest, on_token: Callable[[str], None] | None = None) -> Generation:
         with self._lock:
             self.requests.append(request)
         if self.answer is not None:

@@ -243,7 +243,7 @@ class TransformersBackend(LLMBackend):
             folder = self.weights_folder
             bars = getattr(transformers.utils, "logging", None)
             shown = bool(bars is not None and getattr(bars, "is_progress_bar_enabled", lambda: False)())
-            if shown:
+            if shown and bars is not None:
                 bars.disable_progress_bar()  # a load of a few seconds needs no bar (stderr stays clean)
             try:
                 model = transformers.AutoModelForCausalLM.from_pretrained(
@@ -252,7 +252,7 @@ class TransformersBackend(LLMBackend):
             except (OSError, ValueError, RuntimeError, KeyError) as exc:
                 raise BackendError(f"local model {self.model}: cannot load ({_brief(exc)})") from exc
             finally:
-                if shown:
+                if shown and bars is not None:
                     bars.enable_progress_bar()
             model.eval()
             self.load_seconds = time.perf_counter() - start

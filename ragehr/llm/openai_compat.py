@@ -35,6 +35,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from http.client import HTTPException
 from pathlib import Path
 from typing import Any
@@ -291,7 +292,7 @@ class OpenAICompatBackend(LLMBackend):
             message = "<server message withheld: it quotes the prompt>"
         return f"HTTP {status}: {message}" if message else f"HTTP {status}"
 
-    def _generate(self, request: GenerationRequest) -> Generation:
+    def _generate(self, request: GenerationRequest, on_token: Callable[[str], None] | None = None) -> Generation:
         _announce(self.base_url)
         data = self._body(request)
         attempts = self.max_retries + 1

@@ -209,7 +209,7 @@ class LineError:
 def _parse_line(n: int, text: str, base: ContextSpec) -> BatchQuestion:
     try:
         obj = json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise ConfigError(f"not JSON ({exc.msg} at column {exc.colno})") from None
     if not isinstance(obj, dict):
         raise ConfigError("not a JSON object")
@@ -506,7 +506,7 @@ def run_batch(
     if recipe.window is not None and todo:
         # a backend that sizes its window up front (local) must fit the largest line's budget
         budgets = [q.spec.budget for q in todo]
-        recipe = replace(recipe, window=None if None in budgets else max(budgets))
+        recipe = replace(recipe, window=None if None in budgets else max(b for b in budgets if b is not None))
     groups = _by_patient(todo)
     if progress is not None:
         progress.start("questions", len(todo))

@@ -90,13 +90,13 @@ def check_grounding(answer: str, evidence: Sequence[EvidenceItem]) -> Grounding:
     ans_dates = find_dates(body)
     spans = [span for _, span in ans_dates]
     unsupported: list[str] = []
-    for d, (a, b) in ans_dates:
-        if d not in ev_dates:
+    for day, (a, b) in ans_dates:
+        if day not in ev_dates:
             unsupported.append(body[a:b])
     numbers = find_numbers(body, spans)
-    for n in numbers:
-        if n not in ev_numbers:
-            unsupported.append(n)
+    for num in numbers:
+        if num not in ev_numbers:
+            unsupported.append(num)
     return Grounding(
         cited=cited,
         unknown_citations=unknown,

@@ -185,7 +185,7 @@ class RecordLexicon:
         ws = words(name)
         if not ws:
             return []
-        cands = set(self._by_key[c.key] for c in self._by_word.get(ws[0], ()))
+        cands = {self._by_key[c.key] for c in self._by_word.get(ws[0], ())}
         kinds = tuple(kinds) if kinds else None
         return sorted(
             (c for c in cands if all(w in c.terms for w in ws[1:]) and (kinds is None or c.kind in kinds)),
@@ -221,10 +221,10 @@ def match_names(text: str, lexicon: RecordLexicon, kinds: Iterable[EventKind] | 
     out = []
     for key, s in scores.items():
         if s >= best - 1e-9:
-            c = lexicon.get(key)
-            assert c is not None
-            via = "code" if c.code and c.code.casefold() in hit_words[key] else "name"
-            out.append(ConceptMatch(c, " ".join(hit_words[key]), via, s))
+            concept = lexicon.get(key)
+            assert concept is not None
+            via = "code" if concept.code and concept.code.casefold() in hit_words[key] else "name"
+            out.append(ConceptMatch(concept, " ".join(hit_words[key]), via, s))
     return sorted(out, key=lambda m: m.concept.key)
 
 

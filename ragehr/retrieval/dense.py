@@ -187,7 +187,7 @@ class DenseIndex:
 
                 bits = np.packbits(mask, bitorder="little")
                 selector = faiss.IDSelectorBitmap(len(self), faiss.swig_ptr(bits))
-                params = faiss.SearchParameters(sel=selector)
+                params = faiss.SearchParameters(sel=selector)  # type: ignore[call-arg]  # SWIG takes it as a keyword
                 keep_alive = (bits, selector)  # FAISS holds raw pointers into these
         index = self._index()
         want = min(k, n_candidates)

@@ -20,6 +20,7 @@ import ipaddress
 import json
 import logging
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from http.cookies import SimpleCookie
@@ -27,14 +28,15 @@ from importlib import resources
 from typing import Any, Literal
 from urllib.parse import parse_qs, quote, urlencode
 
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from ragehr import __version__
+from ragehr.api import PatientInfo
 from ragehr.errors import ConfigError, IndexNotFoundError, ModelNotFoundError, RagehrError
 from ragehr.llm.base import BackendError
 from ragehr.pipeline.context import STRATEGIES, context_json
@@ -160,7 +162,7 @@ class Guard:
             if scope.get("method") == "GET" and given and hmac.compare_digest(given.encode(), self.token.encode()):
                 rest = {k: v for k, v in query.items() if k != "token"}
                 target = path + ("?" + urlencode(rest, doseq=True) if rest else "")
-                resp = RedirectResponse(target, status_code=303)
+                resp: Response = RedirectResponse(target, status_code=303)
                 _set_cookie(resp, self.session, scope)  # type: ignore[arg-type]
                 await resp(scope, receive, send)
                 return
@@ -240,13 +242,32 @@ async def _too_large(scope: dict, receive: Any, send: Any, limit: int) -> None:
     await resp(scope, receive, send)
 
 
-def _set_cookie(resp: Any, value: str, scope: dict) -> None:
+def _set_cookie(resp: Any, value: str, scope: Mapping[str, Any]) -> None:
     resp.set_cookie(
         COOKIE, value, httponly=True, samesite="strict", secure=scope.get("scheme") == "https", path="/",
     )
 
 
 # -- the API's shapes (documented in /openapi.json) -------------------------------------------
+
+RENAMED = {"patient": "patient_id"}
+"""Field names the API no longer takes, with the one it takes instead (the name every other
+surface uses: ``ask --json``, batch JSONL, ``patients --json``, the Python API)."""
+
+
+def _refuse_old_names(given: Any) -> None:
+    old = sorted(k for k in RENAMED if k in given)
+    if old:
+        raise ValueError("; ".join(f"{k!r} is not a field: use {RENAMED[k]!r}" for k in old))
+
+
+def _query_names(request: Request) -> None:
+    """A query that uses an old field name is a 422 that names the new one."""
+    try:
+        _refuse_old_names(request.query_params)
+    except ValueError as exc:
+        raise RequestValidationError([{"loc": ("query",), "msg": str(exc), "type": "value_error"}]) from None
+
 
 # The choices come from the pipeline, so the schema follows when a strategy is added.
 Strategy = Literal[STRATEGIES]  # type: ignore[valid-type]
@@ -259,7 +280,14 @@ class AskBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    patient: str = Field(min_length=1, max_length=256, description="An id from GET /api/patients.")
+    @model_validator(mode="before")
+    @classmethod
+    def _one_name(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            _refuse_old_names(data)
+        return data
+
+    patient_id: str = Field(min_length=1, max_length=256, description="An id from GET /api/patients.")
     question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
     strategy: Strategy | None = None
     budget: int | None = Field(None, ge=64, le=MAX_BUDGET, description="Context window in tokens (prompt + answer).")
@@ -273,12 +301,19 @@ class AskBody(BaseModel):
 
 
 class PatientOut(BaseModel):
+    """What ``ragehr patients --json`` prints for a patient, with the index's counts by kind
+    and its embedder."""
+
     patient_id: str
+    n_events: int
+    n_chunks: int
+    n_sources: int
     first_time: str | None
     last_time: str | None
+    built_at: str
+    ragehr_version: str
     counts: dict[str, int] = Field(description="events, chunks, duplicates_removed, and events per kind")
     embedder: str
-    built_at: str
 
 
 class PatientsOut(BaseModel):
@@ -340,7 +375,7 @@ class ErrorOut(BaseModel):
     error: str
 
 
-_ERRORS = {c: {"model": ErrorOut} for c in (400, 401, 404, 413, 422, 500, 502, 503)}
+_ERRORS: dict[int | str, dict[str, Any]] = {c: {"model": ErrorOut} for c in (400, 401, 404, 413, 422, 500, 502, 503)}
 
 
 def create_app(options: ServeOptions, token: str | None = None, *, loopback_only: bool = False) -> Any:
@@ -382,7 +417,8 @@ def create_app(options: ServeOptions, token: str | None = None, *, loopback_only
     async def _invalid(request: Request, exc: RequestValidationError) -> Any:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(x) for x in first.get("loc", ()) if x != "body")
-        msg = f"invalid request: {where}: {first.get('msg', 'bad value')}" if where else "invalid request"
+        what = first.get("msg", "bad value")
+        msg = f"invalid request: {where}: {what}" if where else f"invalid request: {what}"
         if wants_json(request):
             return JSONResponse({"error": msg}, status_code=422)
         return HTMLResponse(views.error_page(msg, 422), status_code=422)
@@ -423,7 +459,7 @@ def create_app(options: ServeOptions, token: str | None = None, *, loopback_only
         }
 
     def default_chosen() -> dict[str, Any]:
-        spec = service.spec(AskParams(patient="", question=""))
+        spec = service.spec(AskParams(patient_id="", question=""))
         return {"strategy": spec.strategy, "budget": spec.budget, "backend": options.default_backend}
 
     # -- pages -------------------------------------------------------------------------
@@ -467,7 +503,7 @@ def create_app(options: ServeOptions, token: str | None = None, *, loopback_only
         except ValueError:
             budget = None
         chosen.update({k: v for k, v in (("strategy", form.get("strategy")), ("budget", budget), ("backend", form.get("backend"))) if v})
-        params = AskParams(patient=id, question=question, strategy=form.get("strategy") or None, budget=budget,
+        params = AskParams(patient_id=id, question=question, strategy=form.get("strategy") or None, budget=budget,
                            backend=form.get("backend") or None)
         try:
             r, idx = await in_worker(service.ask, params)
@@ -501,8 +537,7 @@ def create_app(options: ServeOptions, token: str | None = None, *, loopback_only
         ms = await run_in_threadpool(service.manifests)
         return {
             "patients": [
-                {"patient_id": m.patient_id, "first_time": m.first_time, "last_time": m.last_time,
-                 "counts": m.counts, "embedder": m.embedder_id, "built_at": m.built_at}
+                {**PatientInfo.from_manifest(m).to_json(), "counts": m.counts, "embedder": m.embedder_id}
                 for m in ms.values()
             ],
             "backends": list(options.backends),
@@ -510,9 +545,9 @@ def create_app(options: ServeOptions, token: str | None = None, *, loopback_only
             "strategies": list(STRATEGIES),
         }
 
-    @app.get("/api/context", response_model=ContextOut, responses=_ERRORS)
+    @app.get("/api/context", response_model=ContextOut, responses=_ERRORS, dependencies=[Depends(_query_names)])
     async def api_context(
-        patient: str = Query(..., max_length=256),
+        patient_id: str = Query(..., max_length=256),
         question: str = Query(..., max_length=MAX_QUESTION_CHARS),
         strategy: Strategy | None = None,
         budget: int | None = Query(None, ge=64, le=MAX_BUDGET),
@@ -521,9 +556,9 @@ def create_app(options: ServeOptions, token: str | None = None, *, loopback_only
         order: Order | None = None,
     ) -> Any:
         """The evidence a strategy packs for a question, without generating (``ragehr context --json``)."""
-        params = AskParams(patient=patient, question=question, strategy=strategy, budget=budget, backend=backend,
+        params = AskParams(patient_id=patient_id, question=question, strategy=strategy, budget=budget, backend=backend,
                            retriever=retriever, order=order)
-        service.manifest(patient)
+        service.manifest(patient_id)
         prep, _, _ = await in_worker(service.prepare, params)
         return JSONResponse(context_json(prep.context, prep.window))
 
@@ -587,7 +622,7 @@ def create_app(options: ServeOptions, token: str | None = None, *, loopback_only
 
 def _precheck(service: Service, p: AskParams) -> None:
     """What can be refused before any work starts: the id, the question, the options."""
-    service.manifest(p.patient)
+    service.manifest(p.patient_id)
     service.check_question(p.question)
     spec = service.spec(p)
     name = (p.backend or service.options.default_backend).strip().lower()

@@ -108,7 +108,7 @@ class ServeOptions:
 class AskParams:
     """One request's choices, before they are checked."""
 
-    patient: str
+    patient_id: str
     question: str
     strategy: str | None = None
     budget: int | None = None
@@ -258,7 +258,7 @@ class Service:
         question = self.check_question(p.question)
         spec = self.spec(p)
         be = self.backend(p.backend, spec)
-        idx = self.index(p.patient, spec.needs_dense)
+        idx = self.index(p.patient_id, spec.needs_dense)
         return prepare_context(idx, question, spec, be.backend), idx, be.backend
 
     def ask(self, p: AskParams, on_token: Callable[[str], None] | None = None) -> tuple[AskResult, PatientIndex]:
@@ -267,7 +267,7 @@ class Service:
         question = self.check_question(p.question)
         spec = self.spec(p)
         be = self.backend(p.backend, spec)
-        idx = self.index(p.patient, spec.needs_dense)
+        idx = self.index(p.patient_id, spec.needs_dense)
         if be.lock is None:
             return ask(idx, question, be.backend, spec, on_token=on_token), idx
         with be.lock:

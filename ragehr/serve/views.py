@@ -118,10 +118,10 @@ def patient_page(
     )
     budgets = list(budgets)
     if chosen.get("budget") not in budgets and chosen.get("budget") is not None:
-        budgets = sorted({*budgets, int(chosen["budget"])})  # type: ignore[arg-type]
+        budgets = sorted({*budgets, int(str(chosen["budget"]))})
     form = (
         f'<form id="ask-form" class="ask" method="post" action="{escape(patient_url(pid))}">'
-        f'<input type="hidden" name="patient" id="patient" value="{escape(pid)}">'
+        f'<input type="hidden" name="patient_id" id="patient_id" value="{escape(pid)}">'
         f'<label for="question" class="qlabel">Question</label>'
         f'<textarea id="question" name="question" rows="2" maxlength="2000" required '
         f'placeholder="e.g. What was the most recent hemoglobin A1c?">{escape(question)}</textarea>'

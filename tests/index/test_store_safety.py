@@ -238,7 +238,7 @@ def test_patients_command(built, tmp_path, capsys):
     assert info.value.code == 0
     rows = [json.loads(line) for line in out.splitlines()]
     assert sorted(r["patient_id"] for r in rows) == ["MRN\x1b-1", "sample"]
-    assert all(r["events"] == 60 and r["first_time"].startswith("2018") for r in rows)
+    assert all(r["n_events"] == 60 and r["first_time"].startswith("2018") for r in rows)
     assert "2 patient(s)" in err
     with pytest.raises(SystemExit):
         cli_main(["patients", "--index-dir", str(built)])

@@ -57,12 +57,16 @@ def test_patients_lists_the_manifests(client, serve_index_dir):
     assert p["patient_id"] == "sample"
     assert p["first_time"].startswith("2018-10-08") and p["last_time"].startswith("2022-05-15")
     assert p["counts"]["events"] == 60 and p["counts"]["vital"] == 30
+    # one name per thing: each patient is the `patients --json` row, plus counts by kind
+    [row] = [json.loads(line) for line in CliRunner().invoke(
+        cli_app, ["patients", "--index-dir", str(serve_index_dir), "--json"]).stdout.splitlines()]
+    assert {k: p[k] for k in row} == row and row["n_events"] == 60
     assert j["default_backend"] == "extractive" and "fake" in j["backends"]
 
 
 @pytest.mark.parametrize("strategy", ["rag", "recent", "visit-bm25"])
 def test_ask_is_ask_json(client, serve_index_dir, strategy):
-    got = client.post("/api/ask", json={"patient": "sample", "question": Q, "strategy": strategy, "budget": 2048}).json()
+    got = client.post("/api/ask", json={"patient_id": "sample", "question": Q, "strategy": strategy, "budget": 2048}).json()
     want = _cli_json(
         "ask", Q, "--patient", "sample", "--strategy", strategy, "--budget", "2048", "--backend", "extractive",
         "--no-cache", "--index-dir", str(serve_index_dir), "--json",
@@ -74,7 +78,7 @@ def test_ask_is_ask_json(client, serve_index_dir, strategy):
 
 
 def test_context_is_context_json(client, serve_index_dir):
-    got = client.get("/api/context", params={"patient": "sample", "question": Q, "strategy": "rag", "budget": 1024})
+    got = client.get("/api/context", params={"patient_id": "sample", "question": Q, "strategy": "rag", "budget": 1024})
     want = _cli_json(
         "context", Q, "--patient", "sample", "--budget", "1024", "--backend", "extractive",
         "--index-dir", str(serve_index_dir), "--json",
@@ -88,6 +92,49 @@ def test_openapi_describes_the_api(client):
     body = spec["components"]["schemas"]["AskBody"]
     assert body["properties"]["question"]["maxLength"] == MAX_QUESTION_CHARS
     assert "answer" in spec["components"]["schemas"]["AskOut"]["properties"]
+
+
+def _cli_options(command: str) -> set[str]:
+    """The field names of a CLI command's options: each option's first flag, as a field name."""
+    import typer.main
+
+    cmd = typer.main.get_command(cli_app).commands[command]
+    return {p.opts[0].lstrip("-").replace("-", "_") if p.opts[0].startswith("-") else p.name for p in cmd.params}
+
+
+def test_openapi_fields_are_the_cli_fields(client, serve_index_dir):
+    """One name per thing: the HTTP API's request fields are ``ask``'s option names and its
+    response fields are exactly the keys ``ask --json`` / ``context --json`` print."""
+    spec = client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    body = set(schemas["AskBody"]["properties"])
+    assert body == {"patient_id", "question", "strategy", "budget", "backend", "retriever", "order", "max_new_tokens"}
+    assert body <= _cli_options("ask")
+    params = {p["name"] for p in spec["paths"]["/api/context"]["get"]["parameters"]}
+    assert params <= _cli_options("context") and "patient_id" in params
+    ask_json = _cli_json(
+        "ask", Q, "--patient-id", "sample", "--backend", "extractive", "--no-cache", "--index-dir",
+        str(serve_index_dir), "--json",
+    )
+    assert set(schemas["AskOut"]["properties"]) == set(ask_json)
+    ctx_json = _cli_json("context", Q, "--patient-id", "sample", "--index-dir", str(serve_index_dir),
+                         "--backend", "extractive", "--json")
+    assert set(schemas["ContextOut"]["properties"]) == set(ctx_json)
+    assert set(schemas["ChunkOut"]["properties"]) == set(ctx_json["chunks"][0])
+
+
+def test_the_old_patient_field_is_refused_by_name(client):
+    for body in ({"patient": "sample", "question": Q}, {"patient": "sample", "patient_id": "sample", "question": Q}):
+        r = client.post("/api/ask", json=body)
+        assert r.status_code == 422, r.text
+        assert "'patient' is not a field: use 'patient_id'" in r.json()["error"]
+    r = client.post("/api/ask/stream", json={"patient": "sample", "question": Q})
+    assert r.status_code == 422 and "use 'patient_id'" in r.json()["error"]
+    for params in ({"patient": "sample", "question": Q}, {"patient": "sample", "patient_id": "sample", "question": Q}):
+        r = client.get("/api/context", params=params)
+        assert r.status_code == 422, r.text
+        assert "'patient' is not a field: use 'patient_id'" in r.json()["error"]
+    assert client.get("/api/context", params={"patient_id": "sample", "question": Q}).status_code == 200
 
 
 # -- pages ------------------------------------------------------------------------------
@@ -128,20 +175,20 @@ def test_patient_ids_are_checked_against_the_manifests(client, pid, monkeypatch)
     opened = []
     monkeypatch.setattr(core, "load_patient_index", lambda *a, **k: opened.append(a) or pytest.fail("opened"))
     assert client.get("/patient", params={"id": pid}).status_code == 404
-    r = client.post("/api/ask", json={"patient": pid, "question": Q})
+    r = client.post("/api/ask", json={"patient_id": pid, "question": Q})
     assert r.status_code == 404 and r.json()["error"].startswith("no indexed patient")
-    assert client.get("/api/context", params={"patient": pid, "question": Q}).status_code == 404
+    assert client.get("/api/context", params={"patient_id": pid, "question": Q}).status_code == 404
     assert opened == []
 
 
 def test_limits(client):
     long_q = "x" * (MAX_QUESTION_CHARS + 1)
-    r = client.post("/api/ask", json={"patient": "sample", "question": long_q})
+    r = client.post("/api/ask", json={"patient_id": "sample", "question": long_q})
     assert r.status_code == 422 and "question" in r.json()["error"]
-    assert client.get("/api/context", params={"patient": "sample", "question": long_q}).status_code == 422
+    assert client.get("/api/context", params={"patient_id": "sample", "question": long_q}).status_code == 422
     r = client.post("/patient?id=sample", data={"question": long_q, "backend": "extractive"})
     assert r.status_code == 400 and "longer than 2000 characters" in r.text
-    big = json.dumps({"patient": "sample", "question": Q, "pad": "y" * MAX_BODY_BYTES})
+    big = json.dumps({"patient_id": "sample", "question": Q, "pad": "y" * MAX_BODY_BYTES})
     r = client.post("/api/ask", content=big, headers={"content-type": "application/json"})
     assert r.status_code == 413
     # no Content-Length (a chunked body): counted as it arrives
@@ -153,11 +200,11 @@ def test_limits(client):
     r = client.post("/api/ask", content=chunks(), headers={"content-type": "application/json"})
     assert r.status_code == 413
     for bad in ({"budget": 10}, {"budget": 10**9}, {"strategy": "everything"}, {"max_new_tokens": 0}, {"extra": 1}):
-        r = client.post("/api/ask", json={"patient": "sample", "question": Q, **bad})
+        r = client.post("/api/ask", json={"patient_id": "sample", "question": Q, **bad})
         assert r.status_code == 422, bad
-    r = client.post("/api/ask", json={"patient": "sample", "question": Q, "backend": "nonesuch"})
+    r = client.post("/api/ask", json={"patient_id": "sample", "question": Q, "backend": "nonesuch"})
     assert r.status_code == 400 and "backend must be one of" in r.json()["error"]
-    r = client.post("/api/ask", json={"patient": "sample", "question": "   "})
+    r = client.post("/api/ask", json={"patient_id": "sample", "question": "   "})
     assert r.status_code == 400 and r.json()["error"] == "the question is empty"
 
 
@@ -166,9 +213,9 @@ def test_token_is_required_everywhere(serve_index_dir):
         for path in ("/", "/patient?id=sample", "/static/app.css"):
             r = c.get(path, follow_redirects=False)
             assert r.status_code == 303 and r.headers["location"].startswith("/login?next=")
-        for path in ("/api/patients", "/openapi.json", f"/api/context?patient=sample&question=x"):
+        for path in ("/api/patients", "/openapi.json", f"/api/context?patient_id=sample&question=x"):
             assert c.get(path).status_code == 401
-        assert c.post("/api/ask", json={"patient": "sample", "question": Q}).status_code == 401
+        assert c.post("/api/ask", json={"patient_id": "sample", "question": Q}).status_code == 401
         assert c.post("/patient?id=sample", data={"question": Q}).status_code == 401
         assert c.get("/api/patients", headers={"Authorization": "Bearer wrong-token-wrong-token"}).status_code == 401
         c.cookies.set(COOKIE, TOKEN)
@@ -246,11 +293,11 @@ def test_a_failing_backend_is_one_clear_message(client, monkeypatch, caplog):
         raise BackendError("the model server at http://127.0.0.1:9 is unreachable")
 
     _use_backend(monkeypatch, _service(client), _Scripted(fail))
-    r = client.post("/api/ask", json={"patient": "sample", "question": Q})
+    r = client.post("/api/ask", json={"patient_id": "sample", "question": Q})
     assert r.status_code == 502 and r.json() == {"error": "the model server at http://127.0.0.1:9 is unreachable"}
     r = client.post("/patient?id=sample", data={"question": Q})
     assert r.status_code == 502 and "is unreachable</div>" in r.text and "Traceback" not in r.text
-    r = client.post("/api/ask/stream", json={"patient": "sample", "question": Q})
+    r = client.post("/api/ask/stream", json={"patient_id": "sample", "question": Q})
     assert r.status_code == 200
     assert 'event: error\ndata: {"error": "the model server at http://127.0.0.1:9 is unreachable", "status": 502}' in r.text
 
@@ -261,8 +308,8 @@ def test_a_bug_says_internal_error_without_patient_text(client, monkeypatch, cap
 
     _use_backend(monkeypatch, _service(client), _Scripted(bug))
     with caplog.at_level(logging.INFO):
-        r = client.post("/api/ask", json={"patient": "sample", "question": Q})
-        s = client.post("/api/ask/stream", json={"patient": "sample", "question": Q})
+        r = client.post("/api/ask", json={"patient_id": "sample", "question": Q})
+        s = client.post("/api/ask/stream", json={"patient_id": "sample", "question": Q})
     assert r.status_code == 500 and r.json()["error"].startswith("internal error (ValueError)")
     assert "internal error (ValueError)" in s.text and "systolic" not in s.text.lower()
     logged = " ".join(rec.getMessage() for rec in caplog.records if rec.levelno > logging.DEBUG)
@@ -272,8 +319,8 @@ def test_a_bug_says_internal_error_without_patient_text(client, monkeypatch, cap
 def test_the_access_log_names_no_patient_or_question(client, caplog):
     with caplog.at_level(logging.INFO, logger="ragehr.serve.access"):
         client.get("/patient", params={"id": "sample"})
-        client.get("/api/context", params={"patient": "sample", "question": "hemoglobin a1c"})
-        client.post("/api/ask", json={"patient": "sample", "question": "hemoglobin a1c"})
+        client.get("/api/context", params={"patient_id": "sample", "question": "hemoglobin a1c"})
+        client.post("/api/ask", json={"patient_id": "sample", "question": "hemoglobin a1c"})
     lines = [r.getMessage() for r in caplog.records if r.name == "ragehr.serve.access"]
     assert lines[0].startswith("GET /patient 200") and lines[2].startswith("POST /api/ask 200")
     assert not any("sample" in x or "hemoglobin" in x or "?" in x for x in lines)
@@ -300,7 +347,7 @@ def test_tokens_stream_before_the_result(client, monkeypatch):
         return "".join(pieces)
 
     _use_backend(monkeypatch, _service(client), _Scripted(stream, streaming=True))
-    r = client.post("/api/ask/stream", json={"patient": "sample", "question": Q})
+    r = client.post("/api/ask/stream", json={"patient_id": "sample", "question": Q})
     assert r.headers["content-type"].startswith("text/event-stream")
     events = _events(r.text)
     assert [e for e, _ in events] == ["token", "token", "token", "result"]
@@ -312,7 +359,7 @@ def test_tokens_stream_before_the_result(client, monkeypatch):
 
 def test_unsupported_figures_are_marked_on_the_page(client, monkeypatch):
     _use_backend(monkeypatch, _service(client), _Scripted(lambda r, t: "Systolic 999 on 2031-02-03 [1], see [42]."))
-    r = client.post("/api/ask/stream", json={"patient": "sample", "question": Q})
+    r = client.post("/api/ask/stream", json={"patient_id": "sample", "question": Q})
     result = _events(r.text)[-1][1]
     assert set(result["result"]["unsupported"]) == {"999", "2031-02-03"}
     html = result["html"]["answer"]
@@ -334,13 +381,13 @@ def test_a_slow_generation_does_not_block_other_requests(client, monkeypatch):
     _use_backend(monkeypatch, _service(client), _Scripted(slow))
     results: dict[str, int] = {}
     t = threading.Thread(
-        target=lambda: results.setdefault("slow", client.post("/api/ask", json={"patient": "sample", "question": "slow one"}).status_code)
+        target=lambda: results.setdefault("slow", client.post("/api/ask", json={"patient_id": "sample", "question": "slow one"}).status_code)
     )
     t.start()
     try:
         assert started.wait(30)
         assert client.get("/api/patients").status_code == 200
-        assert client.post("/api/ask", json={"patient": "sample", "question": Q}).json()["answer"] == "done"
+        assert client.post("/api/ask", json={"patient_id": "sample", "question": Q}).json()["answer"] == "done"
         assert "slow" not in results
     finally:
         release.set()
@@ -372,7 +419,7 @@ def test_a_backend_that_is_not_thread_safe_runs_one_question_at_a_time(serve_ind
         from ragehr.serve.core import AskParams
 
         threads = [
-            threading.Thread(target=service.ask, args=(AskParams(patient="sample", question=Q, backend="fake"),))
+            threading.Thread(target=service.ask, args=(AskParams(patient_id="sample", question=Q, backend="fake"),))
             for _ in range(4)
         ]
         for th in threads:

@@ -25,7 +25,7 @@ def kendall_tau(
     pairs = [
         (float(m), float(h))
         for m, h in zip(metric_values, human_ratings)
-        if not _is_missing(m) and not _is_missing(h)
+        if m is not None and h is not None and not _is_missing(m) and not _is_missing(h)
     ]
     if len(pairs) < 2:
         return math.nan, math.nan

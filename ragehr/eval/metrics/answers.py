@@ -513,8 +513,8 @@ def date_match(pred_text: str, gold_iso_date: str) -> bool:
         return bool(got) and got == {(y, mo)} and all(yy == y for yy in years)
     if re.fullmatch(r"\d{4}", gold):
         y = int(gold)
-        got = {d.year for d in full} | {yy for yy, _ in months} | years
-        return got == {y}
+        got_years = {d.year for d in full} | {yy for yy, _ in months} | years
+        return got_years == {y}
     raise ValueError(f"not an ISO date: {gold_iso_date!r}")
 
 

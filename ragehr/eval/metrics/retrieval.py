@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 __all__ = ["evidence_recall", "evidence_recall_ids", "mrr", "ndcg_at_k", "recall_at_k"]
 
 def _gold_set(gold: Iterable[str]) -> set[str]:
-    return {g for g in gold}
+    return set(gold)
 
 
 def _check_k(k: int) -> None:

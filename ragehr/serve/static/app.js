@@ -59,7 +59,7 @@
     var button = $("ask-button");
     var answer = $("answer");
     var body = {
-      patient: form.elements.patient.value,
+      patient_id: form.elements.patient_id.value,
       question: form.elements.question.value,
       strategy: form.elements.strategy.value,
       budget: parseInt(form.elements.budget.value, 10),
