@@ -74,14 +74,13 @@ def test_sections_give_their_kinds(shared_data: Path) -> None:
                 assert kind in kinds, f"{f.name}: section {code} but no {kind.value} events"
 
 
-def test_large_files_parse_fast(shared_data: Path) -> None:
-    import time
-
+def test_large_files_parse_whole(shared_data: Path) -> None:
+    # Their parse time is a benchmark (benchmarks/bench_formats.py), not a timed test: a loaded
+    # CI machine made the old 2-second bound fail without any regression.
     for rel in ("ccda/vendor/Vitera__Vitera_CCDA_SMART_Sample.xml",
                 "synthea/ccda/exafluence_CA_ac682810-c825-65e6-3846-3999e5c65466.xml"):
-        t = time.perf_counter()
-        _load(shared_data, rel)
-        assert time.perf_counter() - t < 2.0, rel  # well under a second locally; slack for CI
+        rec = _load(shared_data, rel)
+        assert rec.events and all(e.source.file for e in rec.events), rel
 
 
 # --- HL7 examples -------------------------------------------------------------------------
