@@ -75,8 +75,8 @@ def test_sections_give_their_kinds(shared_data: Path) -> None:
 
 
 def test_large_files_parse_whole(shared_data: Path) -> None:
-    # Their parse time is a benchmark (benchmarks/bench_formats.py), not a timed test: a loaded
-    # CI machine made the old 2-second bound fail without any regression.
+    # No timed test here (speed lives in benchmarks/): a loaded CI machine made the old
+    # 2-second bound fail without any regression.
     for rel in ("ccda/vendor/Vitera__Vitera_CCDA_SMART_Sample.xml",
                 "synthea/ccda/exafluence_CA_ac682810-c825-65e6-3846-3999e5c65466.xml"):
         rec = _load(shared_data, rel)
