@@ -147,6 +147,9 @@ def open_regular(path: str | Path, *, max_bytes: int | None = None, follow: bool
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
     if not follow:
         flags |= getattr(os, "O_NOFOLLOW", 0)
+    st = os.stat(path) if follow else os.lstat(path)
+    if not stat.S_ISREG(st.st_mode):  # a socket cannot even be opened: say what it is
+        raise NotRegularFileError(0, f"is {file_kind(st.st_mode)}, not a regular file", str(path))
     fd = os.open(path, flags)
     try:
         st = os.fstat(fd)

@@ -17,7 +17,7 @@ from typing import Any
 from lxml import etree
 
 from ragehr.errors import InputError, UnsupportedFormatError
-from ragehr.fsutil import FileTooLargeError, open_regular
+from ragehr.fsutil import FileTooLargeError, open_regular, regular_file_problem
 
 MAX_FILE_BYTES = 512 * 1024 * 1024
 """Files larger than this are refused before reading (a MedAlign record is a few MB)."""
@@ -48,7 +48,7 @@ def read_source(path: str | Path) -> RawSource:
     if p.is_dir():
         raise InputError(p, "is a directory, expected a record file")
     if not p.is_file():
-        raise InputError(p, "is not a regular file")
+        raise InputError(p, regular_file_problem(p) or "is not a regular file")
     try:
         # the descriptor itself is checked (a regular file, within the limit) before any read,
         # so a file swapped for a FIFO or /dev/zero after the checks above cannot hang us
