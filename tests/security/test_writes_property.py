@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from ragehr.cli import main as cli_main  # noqa: E402
@@ -122,7 +122,12 @@ def _sandbox(template: Path, with_index: bool = True) -> Path:
     return sb
 
 
+LAYOUT_ONLY = {"manifest.json": (b"{trunc", 0o644), "record.json": (b'{"mine": 1}', 0o600)}
+
+
 @given(tree=user_trees(), where=st.sampled_from(["idx/sample", "idx/other", "idx/user", "."]))
+@example(tree=LAYOUT_ONLY, where="idx/sample")  # issue 24: a folder holding only index file names
+@example(tree={"record.json": (b"{}", 0o644), "bm25": (None, 0o755)}, where="idx/sample")
 @SETTINGS
 def test_index_never_touches_a_user_tree(template, tree, where):
     sb = _sandbox(template, with_index=False)
@@ -142,6 +147,10 @@ def test_index_never_touches_a_user_tree(template, tree, where):
 
 @given(tree=user_trees(depth=1), out=st.sampled_from(["q.jsonl", "a.jsonl", "out.jsonl", "new.jsonl", "link.jsonl"]),
        mode=st.sampled_from(["ask", "context"]))
+@example(tree={}, out="q.jsonl", mode="ask")  # issue 24: --out Q rewrote the questions file
+@example(tree={}, out="link.jsonl", mode="context")
+@example(tree={"a.jsonl": (b'{"id": "q0", "line": 1, "question": "x", "chunks": [], "answer": "4"}\nmine\n', 0o644)},
+         out="a.jsonl", mode="ask")  # a user's JSONL: only answer-looking lines used to be kept
 @SETTINGS
 def test_batch_out_never_touches_a_user_file(template, tree, out, mode):
     sb = _sandbox(template)
@@ -164,7 +173,10 @@ def test_batch_out_never_touches_a_user_file(template, tree, out, mode):
 
 @given(tree=user_trees(depth=1), out=st.sampled_from(["rec.xml", "notes.txt", "out.jsonl", "new.jsonl", "hard.xml"]),
        force=st.booleans())
-@SETTINGS
+@example(tree={}, out="rec.xml", force=False)  # issue 24: convert rec.xml -o rec.xml
+@example(tree={"notes.txt": (b"mine", 0o600)}, out="notes.txt", force=False)
+@settings(max_examples=20, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 def test_convert_never_touches_a_user_file(template, tree, out, force):
     sb = _sandbox(template, with_index=False)
     try:
@@ -184,6 +196,8 @@ def test_convert_never_touches_a_user_file(template, tree, out, force):
 
 @given(tree=user_trees(), run_name=st.sampled_from([None, "tiny", "..", ".", "../victim", "victim"]),
        marker=st.booleans())
+@example(tree={"thesis.docx": (b"years", 0o600)}, run_name="../victim", marker=False)  # issue 24: deleted ../victim
+@example(tree={"thesis.docx": (b"years", 0o600)}, run_name=None, marker=True)
 @settings(max_examples=8, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 def test_eval_fresh_never_touches_a_user_tree(template, tree, run_name, marker):
