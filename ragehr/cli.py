@@ -810,7 +810,8 @@ def eval_(
 
         cluster, mapper = RayCluster(ray, num_cpus=workers), ray_map
     with cluster, _RichProgress(enabled=_progress_enabled()) as bars:
-        metrics = run_experiment(cfg, run_dir, progress=bars, config_text=read_user_bytes(config, 16 << 20).decode("utf-8"), mapper=mapper)
+        config_text = read_user_bytes(config, 16 << 20).decode("utf-8")
+        metrics = run_experiment(cfg, run_dir, progress=bars, config_text=config_text, mapper=mapper)
     typer.echo((run_dir / "summary.md").read_text(encoding="utf-8"))
     for p in metrics["problems"]:
         typer.echo(f"warning: {p}", err=True)

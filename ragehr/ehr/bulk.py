@@ -210,7 +210,10 @@ class BulkExport:
                     a[1] += len(line)
                     a[2] += 1
             if bad > MAX_PROBLEMS_PER_FILE:
-                problems.append(f"{f}: {bad - MAX_PROBLEMS_PER_FILE} more lines skipped (not FHIR resources, or over the line limit)")
+                problems.append(
+                    f"{f}: {bad - MAX_PROBLEMS_PER_FILE} more lines skipped "
+                    "(not FHIR resources, or over the line limit)"
+                )
             if on_file:
                 on_file(str(f))
 

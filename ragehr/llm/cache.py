@@ -35,7 +35,10 @@ __all__ = ["CACHE_FORMAT", "CachedBackend", "request_key"]
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = "ragehr-gencache-v1"
-_READ_ONLY_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+_READ_ONLY_ERRNOS = frozenset(
+    {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+)
+"""Write errors that make the cache read-only for the run (one warning), not a failed answer."""
 
 
 def _key_document(inner: LLMBackend, request: GenerationRequest) -> dict[str, Any]:

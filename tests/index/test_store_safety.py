@@ -105,7 +105,8 @@ def test_a_user_folder_named_like_the_layout_is_not_ours(tmp_path, doc):
     [s] = build_indexes([SAMPLE], tmp_path / "idx", CFG, force=True)
     assert s.status == "failed" and s.exit_code == 3
     assert (d / "record.json").read_text() == '{"mine": true}'
-    assert sorted(p.name for p in d.iterdir()) == sorted(["record.json"] + (["manifest.json"] if doc is not None else []))
+    expected = ["record.json"] + (["manifest.json"] if doc is not None else [])
+    assert sorted(p.name for p in d.iterdir()) == sorted(expected)
 
 
 def test_an_index_built_now_carries_the_format_marker(built):

@@ -53,8 +53,9 @@ def idx(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("hostile-serve")
     (d / "EHR_ancient.xml").write_text(ANCIENT)
     (d / "EHR_firstday.xml").write_text(ONE_DAY)
-    summaries = build_indexes([SAMPLE, d / "EHR_ancient.xml", d / "EHR_firstday.xml"], d / "idx",
-                              IndexConfig(embedder="hashing"))
+    summaries = build_indexes(
+        [SAMPLE, d / "EHR_ancient.xml", d / "EHR_firstday.xml"], d / "idx", IndexConfig(embedder="hashing")
+    )
     assert [s.status for s in summaries] == ["built"] * 3, summaries
     return d / "idx"
 
@@ -85,12 +86,17 @@ CROSS: dict[str, tuple[tuple, dict[str, str]]] = {
     "form_post_sec_fetch_cross_site": (FORM, {"sec-fetch-site": "cross-site"}),
     "form_post_sec_fetch_same_site": (FORM, {"sec-fetch-site": "same-site"}),
     "api_ask_from_evil_site": (API, {"origin": "http://evil.example"}),
-    "api_ask_origin_evil_sec_fetch_same_origin": (API, {"origin": "http://evil.example", "sec-fetch-site": "same-origin"}),
+    "api_ask_origin_evil_sec_fetch_same_origin": (
+        API,
+        {"origin": "http://evil.example", "sec-fetch-site": "same-origin"},
+    ),
     "api_ask_renamed_field_from_evil_site": (API2, {"origin": "http://evil.example"}),
     "put_from_evil_site": (("PUT", "/api/ask", {"json": {}}), {"origin": "http://evil.example"}),
     "delete_from_evil_site": (("DELETE", "/api/patients", {}), {"origin": "http://evil.example"}),
-    "stream_from_evil_site": (("POST", "/api/ask/stream", {"json": {"patient": "sample", "question": "k"}}),
-                              {"origin": "http://evil.example"}),
+    "stream_from_evil_site": (
+        ("POST", "/api/ask/stream", {"json": {"patient": "sample", "question": "k"}}),
+        {"origin": "http://evil.example"},
+    ),
 }
 
 
@@ -114,8 +120,16 @@ def test_cross_site_login_post_is_refused_on_a_token_server(sandbox):
         assert ok.status_code == 303 and "set-cookie" in ok.headers
 
 
-@pytest.mark.parametrize("headers", [{}, {"origin": SELF}, {"sec-fetch-site": "same-origin"}, {"sec-fetch-site": "none"},
-                                     {"origin": "http://127.0.0.1:8000", "sec-fetch-site": "same-origin"}])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"origin": SELF},
+        {"sec-fetch-site": "same-origin"},
+        {"sec-fetch-site": "none"},
+        {"origin": "http://127.0.0.1:8000", "sec-fetch-site": "same-origin"},
+    ],
+)
 def test_same_origin_and_non_browser_requests_are_answered(headers, sandbox):
     """The check must not refuse the page's own form, nor curl and scripts (no Origin)."""
     with _client(sandbox) as c:
@@ -162,7 +176,10 @@ def test_parse_host_is_strict_and_keeps_good_hosts():
 def test_cross_site_without_headers_is_none():
     """A request with no Origin and no Sec-Fetch-Site (curl, a script) is not a browser's."""
     assert cross_site({"headers": [(b"host", b"127.0.0.1:8000")], "scheme": "http"}) is None
-    assert cross_site({"headers": [(b"host", b"127.0.0.1"), (b"origin", b"http://127.0.0.1:80")], "scheme": "http"}) is None
+    assert (
+        cross_site({"headers": [(b"host", b"127.0.0.1"), (b"origin", b"http://127.0.0.1:80")], "scheme": "http"})
+        is None
+    )
 
 
 # -- timeline and page over any span of the calendar -----------------------------------------
@@ -177,8 +194,16 @@ def test_page_of_a_record_spanning_the_calendar(patient, sandbox):
         assert r.status_code == 200 and 'id="timeline"' in r.text
 
 
-SPANS = [((1, 1, 1), (1, 1, 1)), ((1, 1, 1), (2020, 5, 1)), ((1, 1, 1), (9999, 12, 31)), ((9999, 12, 31), (9999, 12, 31)),
-         ((9999, 11, 3), (9999, 12, 31)), ((2020, 1, 1), (2020, 2, 1)), ((1969, 12, 31), (1970, 1, 2)), ((1000, 1, 1), (1899, 1, 1))]
+SPANS = [
+    ((1, 1, 1), (1, 1, 1)),
+    ((1, 1, 1), (2020, 5, 1)),
+    ((1, 1, 1), (9999, 12, 31)),
+    ((9999, 12, 31), (9999, 12, 31)),
+    ((9999, 11, 3), (9999, 12, 31)),
+    ((2020, 1, 1), (2020, 2, 1)),
+    ((1969, 12, 31), (1970, 1, 2)),
+    ((1000, 1, 1), (1899, 1, 1)),
+]
 
 
 @pytest.mark.parametrize("a,b", SPANS)
@@ -195,8 +220,15 @@ def test_ticks_for_any_span(a, b):
 
 @pytest.mark.parametrize("a,b", SPANS)
 def test_timeline_renders_any_span(a, b):
-    events = tuple(Event(kind=EventKind.LAB, start=datetime(*d, tzinfo=timezone.utc), text="k",
-                         source=SourceLocator(file="f", path=f"e{i}")) for i, d in enumerate((a, b)))
+    events = tuple(
+        Event(
+            kind=EventKind.LAB,
+            start=datetime(*d, tzinfo=timezone.utc),
+            text="k",
+            source=SourceLocator(file="f", path=f"e{i}"),
+        )
+        for i, d in enumerate((a, b))
+    )
     tl = build_timeline(PatientRecord(patient_id="p", format="merged", events=events))
     svg = render_svg(tl)
     assert svg.startswith("<svg") and svg.endswith("</svg>")

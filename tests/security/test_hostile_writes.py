@@ -51,8 +51,10 @@ def _sock(sb: Path, name: str) -> Path:
 def _questions(sb: Path, name: str = "q.jsonl") -> Path:
     p = sb / name
     p.write_text(
-        "".join(json.dumps({"id": f"q{i}", "question": q, "patient_id": "sample"}) + "\n"
-                for i, q in enumerate(("latest potassium", "weight in 2018", "any allergies")))
+        "".join(
+            json.dumps({"id": f"q{i}", "question": q, "patient_id": "sample"}) + "\n"
+            for i, q in enumerate(("latest potassium", "weight in 2018", "any allergies"))
+        )
     )
     return p
 
@@ -160,8 +162,9 @@ def _index(t: str) -> list[str]:
     return ["index", t, "--index-dir", "idx", "--config", "cfg.yaml"]
 
 
-def _eval_cfg(sb: Path, name: str = "tiny", dataset: str = "q.jsonl", results: str = "results",
-              records: str = "EHR_sample.xml") -> str:
+def _eval_cfg(
+    sb: Path, name: str = "tiny", dataset: str = "q.jsonl", results: str = "results", records: str = "EHR_sample.xml"
+) -> str:
     (sb / "tiny.yaml").write_text(
         f"name: '{name}'\ndata_root: .\nindex_dir: idx\nresults_dir: {results}\n"
         "index: {embedder: hashing, chunking: {max_tokens: 128}}\n"
@@ -220,7 +223,13 @@ _USER_ROWS = "".join(json.dumps(r) + "\n" for r in ({"id": "a", "score": 1}, {"i
 def _out_special(kind: str) -> Callable[[Path], list[str]]:
     def setup(sb: Path) -> list[str]:
         _questions(sb)
-        out = str(_fifo(sb, "out.jsonl")) if kind == "fifo" else "/dev/null" if kind == "null" else str(_sock(sb, "o.sock"))
+        out = (
+            str(_fifo(sb, "out.jsonl"))
+            if kind == "fifo"
+            else "/dev/null"
+            if kind == "null"
+            else str(_sock(sb, "o.sock"))
+        )
         return _ask("q.jsonl", out)
 
     return setup
@@ -271,8 +280,14 @@ def _victim(sb: Path, rel: str) -> None:
     (d / "sub" / "data.csv").write_text("a,b\n1,2\n")
 
 
-def _eval_run(run: str | None, *, name: str = "tiny", victim: str | None = None, fresh: bool = True,
-              prepare: Callable[[Path], None] | None = None) -> Callable[[Path], list[str]]:
+def _eval_run(
+    run: str | None,
+    *,
+    name: str = "tiny",
+    victim: str | None = None,
+    fresh: bool = True,
+    prepare: Callable[[Path], None] | None = None,
+) -> Callable[[Path], list[str]]:
     def setup(sb: Path) -> list[str]:
         shutil.copy(SAMPLE, sb / "EHR_sample.xml")
         (sb / "q.jsonl").write_text(json.dumps({"question": "latest potassium", "patient_id": "sample"}) + "\n")
@@ -316,7 +331,9 @@ CASES: dict[str, Case] = {
     "layout_names_no_manifest": Case(_layout_folder(None), 3, "not a ragehr index"),
     "layout_names_foreign_manifest": Case(_layout_folder({"name": "my web app", "files": {}}), 3, "not a ragehr index"),
     "layout_names_manifest_keys_as_list": Case(
-        _layout_folder(["format_version", "ragehr_version", "patient_id", "config_hash", "files"]), 3, "not a ragehr index"
+        _layout_folder(["format_version", "ragehr_version", "patient_id", "config_hash", "files"]),
+        3,
+        "not a ragehr index",
     ),
     "layout_names_other_format_marker": Case(
         _layout_folder({"format": "not-ragehr", "patient_id": "sample", "files": {}}), 3, "not a ragehr index"
@@ -332,7 +349,9 @@ CASES: dict[str, Case] = {
     "manifest_is_a_folder": Case(_manifest_special("folder"), 3, "not a ragehr index"),
     # lock files that are not ragehr's
     "lock_is_a_symlink": Case(_lock("link"), 3, "not ragehr's lock file", checks=(_lock_untouched("link"),)),
-    "lock_is_a_dangling_symlink": Case(_lock("dangling"), 3, "not ragehr's lock file", checks=(_lock_untouched("dangling"),)),
+    "lock_is_a_dangling_symlink": Case(
+        _lock("dangling"), 3, "not ragehr's lock file", checks=(_lock_untouched("dangling"),)
+    ),
     "lock_is_a_folder": Case(_lock("folder"), 3, "not ragehr's lock file", checks=(_lock_untouched("folder"),)),
     "lock_is_a_fifo": Case(_lock("fifo"), 3, "not ragehr's lock file", checks=(_lock_untouched("fifo"),)),
     # non-regular files: refused before any read (a FIFO used to hang `index` forever)
@@ -347,8 +366,11 @@ CASES: dict[str, Case] = {
     "ask_questions_dev_zero": Case(_special("zero", lambda t: _ask(t, "a.jsonl")), 2, "device"),
     "context_questions_socket": Case(_special("socket", lambda t: _ask(t, "a.jsonl", "context")), 2, "socket"),
     "config_fifo": Case(
-        _special("fifo", lambda t: ["retrieve", "potassium", "--patient", "sample", "--index-dir", "idx", "--config", t]),
-        2, "FIFO",
+        _special(
+            "fifo", lambda t: ["retrieve", "potassium", "--patient", "sample", "--index-dir", "idx", "--config", t]
+        ),
+        2,
+        "FIFO",
     ),
     "eval_config_fifo": Case(_special("fifo", lambda t: ["eval", t]), 2, "FIFO"),
     "eval_config_dev_zero": Case(_special("zero", lambda t: ["eval", t]), 2, "device"),
@@ -367,7 +389,9 @@ CASES: dict[str, Case] = {
     "out_user_text_file": Case(_out_user_jsonl("my notes\nsecond line\n"), 2, "not a ragehr"),
     "out_user_unterminated_line": Case(_out_user_jsonl(json.dumps(_ANSWER) + "\nmy notes"), 2, "line 2 is not"),
     "out_context_rows_for_ask": Case(_out_user_jsonl(json.dumps(_CONTEXT) + "\n"), 2, "not a ragehr `ask`"),
-    "out_ask_rows_for_context": Case(_out_user_jsonl(json.dumps(_ANSWER) + "\n", "context"), 2, "not a ragehr `context`"),
+    "out_ask_rows_for_context": Case(
+        _out_user_jsonl(json.dumps(_ANSWER) + "\n", "context"), 2, "not a ragehr `context`"
+    ),
     "out_is_a_fifo": Case(_out_special("fifo"), 2, "FIFO"),
     "out_is_dev_null": Case(_out_special("null"), 2, "device"),
     "out_is_a_socket": Case(_out_special("socket"), 2, "socket"),
@@ -391,13 +415,18 @@ CASES: dict[str, Case] = {
     "eval_experiment_named_dotdot_fresh": Case(_eval_run(None, name="..", victim="victim"), 2, "not folder names"),
     "eval_experiment_named_dot_fresh": Case(_eval_run(None, name=".", victim="results/x"), 2, "not folder names"),
     "eval_fresh_user_folder_in_results": Case(_eval_run(None, victim="results/tiny"), 2, "not a ragehr run folder"),
-    "eval_resume_into_user_folder": Case(_eval_run(None, victim="results/tiny", fresh=False), 2, "not a ragehr run folder"),
+    "eval_resume_into_user_folder": Case(
+        _eval_run(None, victim="results/tiny", fresh=False), 2, "not a ragehr run folder"
+    ),
     "eval_fresh_manifest_without_marker": Case(
-        _eval_run(None, prepare=_fake_run_manifest({"name": "tiny", "ragehr_version": "0.1"})), 2, "not a ragehr run folder"
+        _eval_run(None, prepare=_fake_run_manifest({"name": "tiny", "ragehr_version": "0.1"})),
+        2,
+        "not a ragehr run folder",
     ),
     "eval_fresh_index_manifest_is_not_a_run": Case(
         _eval_run(None, prepare=_fake_run_manifest({"format": "ragehr-index", "patient_id": "x", "files": {}})),
-        2, "not a ragehr run folder",
+        2,
+        "not a ragehr run folder",
     ),
     "eval_fresh_run_dir_is_a_link": Case(_eval_run(None, prepare=_run_link), 2, "a link"),
     "eval_fresh_run_dir_is_a_file": Case(_eval_run(None, prepare=_run_file), 2, "not a folder"),

@@ -30,9 +30,16 @@ from ragehr.pipeline import batch
 from ragehr.pipeline.batch import BackendRecipe, read_done, read_questions, run_batch
 from ragehr.pipeline.spec import ContextSpec
 from tests.conftest import FIXTURES
-from tests.pipeline.conftest import sample_index_dir  # noqa: F401 - fixture
 
 SAMPLE = FIXTURES / "medalign" / "EHR_sample.xml"
+
+
+@pytest.fixture(scope="module")
+def sample_index_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("limits-idx")
+    [s] = build_indexes([SAMPLE], d, IndexConfig(embedder="hashing"))
+    assert s.status == "built"
+    return d
 
 
 # -- the ownership judge --------------------------------------------------------------------
@@ -52,8 +59,17 @@ def test_ragehr_made_reads_the_manifest_not_file_names(tmp_path):
     assert not ragehr_made(tmp_path / "a", "run")  # an index is not a run folder
     legacy = {"format_version": 1, "ragehr_version": "0.9", "patient_id": "p", "config_hash": "x", "files": {}}
     assert ragehr_made(_manifest(tmp_path / "old", legacy), "index")  # written before the marker
-    for i, doc in enumerate([{"format": "ragehr-index"}, {"name": "web app"}, [], "ragehr-index",
-                             {**good, "format": "RAGEHR-INDEX"}, {**good, "files": []}, {**legacy, "format": "x"}]):
+    for i, doc in enumerate(
+        [
+            {"format": "ragehr-index"},
+            {"name": "web app"},
+            [],
+            "ragehr-index",
+            {**good, "format": "RAGEHR-INDEX"},
+            {**good, "files": []},
+            {**legacy, "format": "x"},
+        ]
+    ):
         assert not ragehr_made(_manifest(tmp_path / f"n{i}", doc), "index"), doc
     assert ragehr_made(_manifest(tmp_path / "r", {"format": "ragehr-run", "name": "x"}), "run")
     assert not ragehr_made(_manifest(tmp_path / "r2", {"name": "x", "ragehr_version": "1"}), "run")
@@ -123,9 +139,18 @@ def test_bulk_export_skips_an_oversized_line_with_a_counted_problem(tmp_path, mo
     d = tmp_path / "export"
     d.mkdir()
     pats = [{"resourceType": "Patient", "id": f"p{i}", "gender": "female", "birthDate": "1970-01-01"} for i in (1, 2)]
-    obs = [{"resourceType": "Observation", "id": f"o{i}", "status": "final", "subject": {"reference": f"Patient/p{i}"},
-            "effectiveDateTime": "2020-01-01T00:00:00Z", "code": {"text": "potassium"},
-            "valueQuantity": {"value": 4.0 + i, "unit": "mmol/L"}} for i in (1, 2)]
+    obs = [
+        {
+            "resourceType": "Observation",
+            "id": f"o{i}",
+            "status": "final",
+            "subject": {"reference": f"Patient/p{i}"},
+            "effectiveDateTime": "2020-01-01T00:00:00Z",
+            "code": {"text": "potassium"},
+            "valueQuantity": {"value": 4.0 + i, "unit": "mmol/L"},
+        }
+        for i in (1, 2)
+    ]
     huge = {**obs[0], "id": "big", "note": [{"text": "z" * 10_000}]}
     (d / "Patient.000.ndjson").write_text("".join(json.dumps(p) + "\n" for p in pats))
     (d / "Observation.000.ndjson").write_text("".join(json.dumps(o) + "\n" for o in (obs[0], huge, obs[1])))
@@ -138,9 +163,14 @@ def test_bulk_export_skips_an_oversized_line_with_a_counted_problem(tmp_path, mo
 def test_questions_file_line_limit(tmp_path, monkeypatch):
     monkeypatch.setattr(batch, "MAX_JSONL_LINE_BYTES", 200)
     q = tmp_path / "q.jsonl"
-    q.write_text(json.dumps({"id": "a", "question": "k", "patient_id": "p"}) + "\n"
-                 + json.dumps({"id": "b", "question": "k" * 500, "patient_id": "p"}) + "\n"
-                 + json.dumps({"id": "c", "question": "k", "patient_id": "p"}) + "\n")
+    q.write_text(
+        json.dumps({"id": "a", "question": "k", "patient_id": "p"})
+        + "\n"
+        + json.dumps({"id": "b", "question": "k" * 500, "patient_id": "p"})
+        + "\n"
+        + json.dumps({"id": "c", "question": "k", "patient_id": "p"})
+        + "\n"
+    )
     good, bad = read_questions(q, ContextSpec())
     assert [x.id for x in good] == ["a", "c"]
     assert [(e.line, e.exit_code) for e in bad] == [(2, 2)] and "over the 200-byte limit" in bad[0].message
@@ -161,7 +191,10 @@ def test_questions_file_size_limit_and_fifo(tmp_path, monkeypatch):
 
 def test_read_done_refuses_a_user_file_and_leaves_it(tmp_path):
     out = tmp_path / "mine.jsonl"
-    text = json.dumps({"id": "q0", "line": 1, "question": "x", "patient_id": "p", "chunks": [], "answer": "4"}) + "\nmine\n"
+    text = (
+        json.dumps({"id": "q0", "line": 1, "question": "x", "patient_id": "p", "chunks": [], "answer": "4"})
+        + "\nmine\n"
+    )
     out.write_text(text)
     mode = os.stat(out).st_mode
     with pytest.raises(ConfigError, match="line 2 is not a ragehr `ask` answer line"):
@@ -187,8 +220,13 @@ def test_out_equal_to_questions_is_refused_before_anything(sample_index_dir, tmp
 
 
 def _cfg(tmp_path: Path, name: str = "tiny") -> ExperimentConfig:
-    return ExperimentConfig(name=name, results_dir=str(tmp_path / "results"), datasets=[{"name": "q", "type": "jsonl",
-                            "path": "q.jsonl"}], strategies=["rag"], backends=["extractive"])
+    return ExperimentConfig(
+        name=name,
+        results_dir=str(tmp_path / "results"),
+        datasets=[{"name": "q", "type": "jsonl", "path": "q.jsonl"}],
+        strategies=["rag"],
+        backends=["extractive"],
+    )
 
 
 def test_a_run_folder_is_marked_from_its_first_file_and_fresh_deletes_only_it(tmp_path):
@@ -256,8 +294,19 @@ def test_ask_on_a_read_only_index_dir_needs_no_flag(tmp_path):  # pragma: no cov
         if p.is_dir() and not p.is_symlink():
             os.chmod(p, 0o500)
     try:
-        r = CliRunner().invoke(app, ["ask", "latest potassium", "--patient", "sample", "--backend", "extractive",
-                                     "--index-dir", str(tmp_path / "idx")])
+        r = CliRunner().invoke(
+            app,
+            [
+                "ask",
+                "latest potassium",
+                "--patient",
+                "sample",
+                "--backend",
+                "extractive",
+                "--index-dir",
+                str(tmp_path / "idx"),
+            ],
+        )
         assert r.exit_code == 0, r.output
     finally:
         for p in [tmp_path / "idx", *(tmp_path / "idx").rglob("*")]:
@@ -273,13 +322,32 @@ def test_inspect_cohort_listing_escapes_control_characters(tmp_path):
     d.mkdir()
     pid = "p\x1b]0;owned\x07\x1b[31mred"
     (d / "Patient.000.ndjson").write_text(json.dumps({"resourceType": "Patient", "id": pid, "gender": "male"}) + "\n")
-    (d / "Observation.000.ndjson").write_text(json.dumps({
-        "resourceType": "Observation", "id": "o1", "status": "final", "subject": {"reference": f"Patient/{pid}"},
-        "effectiveDateTime": "2020-01-01T00:00:00Z", "code": {"text": "potassium"},
-        "valueQuantity": {"value": 4.1, "unit": "mmol/L"}}) + "\n")
-    (d / "export-manifest.json").write_text(json.dumps({
-        "transactionTime": "2026-01-01T00:00:00Z", "request": "https://example.org/fhir/$export", "error": [],
-        "output": [{"type": t, "url": f"https://example.org/{t}.000.ndjson"} for t in ("Patient", "Observation")]}))
+    (d / "Observation.000.ndjson").write_text(
+        json.dumps(
+            {
+                "resourceType": "Observation",
+                "id": "o1",
+                "status": "final",
+                "subject": {"reference": f"Patient/{pid}"},
+                "effectiveDateTime": "2020-01-01T00:00:00Z",
+                "code": {"text": "potassium"},
+                "valueQuantity": {"value": 4.1, "unit": "mmol/L"},
+            }
+        )
+        + "\n"
+    )
+    (d / "export-manifest.json").write_text(
+        json.dumps(
+            {
+                "transactionTime": "2026-01-01T00:00:00Z",
+                "request": "https://example.org/fhir/$export",
+                "error": [],
+                "output": [
+                    {"type": t, "url": f"https://example.org/{t}.000.ndjson"} for t in ("Patient", "Observation")
+                ],
+            }
+        )
+    )
     r = CliRunner().invoke(app, ["inspect", str(d)])
     out = r.output
     assert "\x1b" not in out and "\x07" not in out, out

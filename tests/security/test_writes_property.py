@@ -28,20 +28,46 @@ from ragehr.cli import main as cli_main  # noqa: E402
 from tests.conftest import FIXTURES  # noqa: E402
 
 SAMPLE = FIXTURES / "medalign" / "EHR_sample.xml"
-SETTINGS = settings(max_examples=6, deadline=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=6,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
-NAMES = st.sampled_from([
-    "manifest.json", "record.json", "chunks.jsonl", "bm25", "dense", ".stat.json", "predictions.jsonl",
-    "metrics.json", "summary.md", "notes.txt", "sample", "tiny", "a.jsonl", "out.jsonl", "thesis.docx",
-])
+NAMES = st.sampled_from(
+    [
+        "manifest.json",
+        "record.json",
+        "chunks.jsonl",
+        "bm25",
+        "dense",
+        ".stat.json",
+        "predictions.jsonl",
+        "metrics.json",
+        "summary.md",
+        "notes.txt",
+        "sample",
+        "tiny",
+        "a.jsonl",
+        "out.jsonl",
+        "thesis.docx",
+    ]
+)
 CONTENTS = st.one_of(
     st.binary(max_size=64),
-    st.sampled_from([
-        b'{"name": "my web app"}', b'{"format": "ragehr-index"}', b'{"format": "ragehr-run"}',
-        b'{"format_version": 1, "patient_id": "other", "files": {}}', b"[]", b"{trunc",
-        b'{"id": "q0", "line": 1}\n', b'{"id": "q0", "answer": "mine"}\nmy own line\n',
-    ]),
+    st.sampled_from(
+        [
+            b'{"name": "my web app"}',
+            b'{"format": "ragehr-index"}',
+            b'{"format": "ragehr-run"}',
+            b'{"format_version": 1, "patient_id": "other", "files": {}}',
+            b"[]",
+            b"{trunc",
+            b'{"id": "q0", "line": 1}\n',
+            b'{"id": "q0", "answer": "mine"}\nmy own line\n',
+        ]
+    ),
 )
 MODES = st.sampled_from([0o600, 0o644, 0o640, 0o400])
 
@@ -86,7 +112,13 @@ def state(root: Path) -> dict[str, tuple]:
             p = Path(dirpath) / name
             s = os.lstat(p)
             if stat.S_ISREG(s.st_mode):
-                out[str(p)] = ("f", stat.S_IMODE(s.st_mode), s.st_size, s.st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+                out[str(p)] = (
+                    "f",
+                    stat.S_IMODE(s.st_mode),
+                    s.st_size,
+                    s.st_mtime_ns,
+                    hashlib.sha256(p.read_bytes()).hexdigest(),
+                )
             else:
                 out[str(p)] = (stat.S_IFMT(s.st_mode), stat.S_IMODE(s.st_mode))
     return out
@@ -139,26 +171,45 @@ def test_index_never_touches_a_user_tree(template, tree, where):
         shutil.copy(SAMPLE, sb / "EHR_sample.xml")
         before = state(sb)
         before = {k: v for k, v in before.items() if not k.endswith("EHR_sample.xml")}
-        run(["index", str(sb / "EHR_sample.xml"), "--index-dir", str(sb / "idx"), "--config", str(sb / "cfg.yaml"), "--force"])
+        run(
+            [
+                "index",
+                str(sb / "EHR_sample.xml"),
+                "--index-dir",
+                str(sb / "idx"),
+                "--config",
+                str(sb / "cfg.yaml"),
+                "--force",
+            ]
+        )
         assert_untouched(before, sb)
     finally:
         shutil.rmtree(sb, ignore_errors=True)
 
 
-@given(tree=user_trees(depth=1), out=st.sampled_from(["q.jsonl", "a.jsonl", "out.jsonl", "new.jsonl", "link.jsonl"]),
-       mode=st.sampled_from(["ask", "context"]))
+@given(
+    tree=user_trees(depth=1),
+    out=st.sampled_from(["q.jsonl", "a.jsonl", "out.jsonl", "new.jsonl", "link.jsonl"]),
+    mode=st.sampled_from(["ask", "context"]),
+)
 @example(tree={}, out="q.jsonl", mode="ask")  # issue 24: --out Q rewrote the questions file
 @example(tree={}, out="link.jsonl", mode="context")
-@example(tree={"a.jsonl": (b'{"id": "q0", "line": 1, "question": "x", "chunks": [], "answer": "4"}\nmine\n', 0o644)},
-         out="a.jsonl", mode="ask")  # a user's JSONL: only answer-looking lines used to be kept
+@example(
+    tree={"a.jsonl": (b'{"id": "q0", "line": 1, "question": "x", "chunks": [], "answer": "4"}\nmine\n', 0o644)},
+    out="a.jsonl",
+    mode="ask",
+)  # a user's JSONL: only answer-looking lines used to be kept
 @SETTINGS
 def test_batch_out_never_touches_a_user_file(template, tree, out, mode):
     sb = _sandbox(template)
     try:
         plant(sb, {k: v for k, v in tree.items() if k not in ("idx", "cfg.yaml", "q.jsonl", "new.jsonl", "link.jsonl")})
-        (sb / "q.jsonl").write_text("".join(
-            json.dumps({"id": f"q{i}", "question": q, "patient_id": "sample"}) + "\n"
-            for i, q in enumerate(("latest potassium", "weight in 2018"))))
+        (sb / "q.jsonl").write_text(
+            "".join(
+                json.dumps({"id": f"q{i}", "question": q, "patient_id": "sample"}) + "\n"
+                for i, q in enumerate(("latest potassium", "weight in 2018"))
+            )
+        )
         (sb / "link.jsonl").symlink_to(sb / "q.jsonl")
         before = {k: v for k, v in state(sb).items() if not k.startswith(str(sb / "idx"))}
         extra = ["--backend", "extractive"] + (["--no-cache"] if mode == "ask" else [])
@@ -171,12 +222,19 @@ def test_batch_out_never_touches_a_user_file(template, tree, out, mode):
         shutil.rmtree(sb, ignore_errors=True)
 
 
-@given(tree=user_trees(depth=1), out=st.sampled_from(["rec.xml", "notes.txt", "out.jsonl", "new.jsonl", "hard.xml"]),
-       force=st.booleans())
+@given(
+    tree=user_trees(depth=1),
+    out=st.sampled_from(["rec.xml", "notes.txt", "out.jsonl", "new.jsonl", "hard.xml"]),
+    force=st.booleans(),
+)
 @example(tree={}, out="rec.xml", force=False)  # issue 24: convert rec.xml -o rec.xml
 @example(tree={"notes.txt": (b"mine", 0o600)}, out="notes.txt", force=False)
-@settings(max_examples=20, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=20,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 def test_convert_never_touches_a_user_file(template, tree, out, force):
     sb = _sandbox(template, with_index=False)
     try:
@@ -186,7 +244,9 @@ def test_convert_never_touches_a_user_file(template, tree, out, force):
         before = state(sb)
         if force and out not in ("rec.xml", "hard.xml"):
             before.pop(str(sb / out), None)  # --force: the user asked for this one file to be replaced
-        code = run(["convert", str(sb / "rec.xml"), "--to", "jsonl", "-o", str(sb / out), *(["--force"] if force else [])])
+        code = run(
+            ["convert", str(sb / "rec.xml"), "--to", "jsonl", "-o", str(sb / out), *(["--force"] if force else [])]
+        )
         assert_untouched(before, sb)
         if out in ("rec.xml", "hard.xml"):
             assert code == 2
@@ -194,12 +254,17 @@ def test_convert_never_touches_a_user_file(template, tree, out, force):
         shutil.rmtree(sb, ignore_errors=True)
 
 
-@given(tree=user_trees(), run_name=st.sampled_from([None, "tiny", "..", ".", "../victim", "victim"]),
-       marker=st.booleans())
+@given(
+    tree=user_trees(), run_name=st.sampled_from([None, "tiny", "..", ".", "../victim", "victim"]), marker=st.booleans()
+)
 @example(tree={"thesis.docx": (b"years", 0o600)}, run_name="../victim", marker=False)  # issue 24: deleted ../victim
 @example(tree={"thesis.docx": (b"years", 0o600)}, run_name=None, marker=True)
-@settings(max_examples=8, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=8,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 def test_eval_fresh_never_touches_a_user_tree(template, tree, run_name, marker):
     sb = _sandbox(template)
     try:
@@ -208,7 +273,9 @@ def test_eval_fresh_never_touches_a_user_tree(template, tree, run_name, marker):
         plant(sb / "results" / (run_name if run_name not in (None, "..", ".", "../victim") else "tiny"), tree)
         if marker:  # a near miss: the run marker's key without ragehr's value
             (sb / "results" / "tiny").mkdir(exist_ok=True)
-            (sb / "results" / "tiny" / "manifest.json").write_text(json.dumps({"format": "ragehr-run?", "name": "tiny"}))
+            (sb / "results" / "tiny" / "manifest.json").write_text(
+                json.dumps({"format": "ragehr-run?", "name": "tiny"})
+            )
         shutil.copy(SAMPLE, sb / "EHR_sample.xml")
         (sb / "q.jsonl").write_text(json.dumps({"question": "latest potassium", "patient_id": "sample"}) + "\n")
         (sb / "tiny.yaml").write_text(
