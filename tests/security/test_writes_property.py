@@ -271,7 +271,8 @@ def test_eval_fresh_never_touches_a_user_tree(template, tree, run_name, marker):
         (sb / "results").mkdir()
         plant(sb / "victim", tree)
         plant(sb / "results" / (run_name if run_name not in (None, "..", ".", "../victim") else "tiny"), tree)
-        if marker:  # a near miss: the run marker's key without ragehr's value
+        if marker and not (sb / "results" / "tiny" / "manifest.json").is_dir():
+            # a near miss: the run marker's key without ragehr's value
             (sb / "results" / "tiny").mkdir(exist_ok=True)
             (sb / "results" / "tiny" / "manifest.json").write_text(
                 json.dumps({"format": "ragehr-run?", "name": "tiny"})
