@@ -39,7 +39,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _fail(message: str, code: int) -> None:
-    typer.echo(f"ragehr: error: {message}", err=True)
+    from ragehr.errors import escape_controls
+
+    typer.echo(f"ragehr: error: {escape_controls(message)}", err=True)
     raise typer.Exit(code)
 
 
@@ -138,8 +140,10 @@ def _print_summary(label: str, s: Any, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(s.model_dump(mode="json"), ensure_ascii=False))
         return
+    from ragehr.errors import escape_controls
+
     counts = ", ".join(f"{k} {v}" for k, v in s.counts.items()) or "none"
-    typer.echo(f"{label}")
+    typer.echo(escape_controls(label))
     typer.echo(f"  format      {s.format}")
     typer.echo(f"  patient     {_shown_id(s.patient_id)}")
     typer.echo(f"  events      {s.n_events} ({counts})")
@@ -147,7 +151,7 @@ def _print_summary(label: str, s: Any, as_json: bool) -> None:
     typer.echo(f"  time span   {s.first_time or '-'} .. {s.last_time or '-'}")
     typer.echo(f"  length      ~{s.n_tokens_estimate} tokens ({s.tokenizer})")
     for w in s.warnings:
-        typer.echo(f"  warning     {w}")
+        typer.echo(f"  warning     {escape_controls(w)}")
 
 
 @app.command()
@@ -168,7 +172,7 @@ def inspect(
     from ragehr.ehr import load_record
     from ragehr.ehr.cohort import detect_cohort, select
     from ragehr.ehr.summary import summarize
-    from ragehr.errors import InputError
+    from ragehr.errors import InputError, escape_controls, show_id
 
     wanted = _patients(patients, patients_file)
     failed = 0
@@ -178,21 +182,21 @@ def inspect(
             scan = cohort.scan()
             for problem in scan.problems:
                 failed += 1
-                typer.echo(f"ragehr: error: {problem}", err=True)
+                typer.echo(f"ragehr: error: {escape_controls(problem)}", err=True)
             chosen = select(scan.slices, wanted)
             found = {sl.patient_id for sl in chosen} | {a for sl in chosen for a in sl.aliases}
             for p in wanted or []:
                 if p not in found:
                     failed += 1
-                    typer.echo(f"ragehr: error: patient {p}: not in {path}", err=True)
+                    typer.echo(f"ragehr: error: patient {show_id(p)}: not in {escape_controls(path)}", err=True)
             for sl in chosen:
                 try:
                     s = summarize(sl.load())
                 except InputError as exc:
                     failed += 1
-                    typer.echo(f"ragehr: error: {exc}", err=True)
+                    typer.echo(f"ragehr: error: {escape_controls(exc)}", err=True)
                     continue
-                _print_summary(f"{path} patient {sl.patient_id} ({cohort.format})", s, as_json)
+                _print_summary(f"{path} patient {_shown_id(sl.patient_id)} ({cohort.format})", s, as_json)
             continue
         try:
             s = summarize(load_record(path))
@@ -200,7 +204,7 @@ def inspect(
             if len(paths) == 1:
                 raise
             failed += 1
-            typer.echo(f"ragehr: error: {exc}", err=True)
+            typer.echo(f"ragehr: error: {escape_controls(exc)}", err=True)
             continue
         _print_summary(str(path), s, as_json)
     if failed:
@@ -215,22 +219,24 @@ def convert(
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Write here (atomically) instead of stdout.")
     ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing -o file (never the input).")] = False,
 ) -> None:
     """Write a record as MedAlign-style XML or as JSON lines of events."""
     from ragehr.ehr import load_record
-    from ragehr.ehr.convert import TARGETS, convert as convert_record
+    from ragehr.ehr.convert import TARGETS, check_output, convert as convert_record
     from ragehr.errors import ConfigError
 
     if to not in TARGETS:
         raise ConfigError(f"--to must be one of {', '.join(TARGETS)}, not {to!r}")
+    if output is not None:
+        check_output(path, output, force=force)
     text = convert_record(load_record(path), to)
     if output is None:
         sys.stdout.write(text)
         return
-    if output.is_dir():
-        raise ConfigError(f"{output}: is a directory; give a file name for -o")
     from ragehr.fsutil import atomic_write_text
 
+    check_output(path, output, force=force)  # again: the file may have appeared while converting
     atomic_write_text(output, text)
     typer.echo(f"wrote {output}", err=True)
 
@@ -781,16 +787,14 @@ def eval_(
     """Run an ablation grid (strategies x budgets x retrievers x backends x datasets) into
     results/<run>/, resuming a killed run, and check its expected figures. With --ray, each
     condition of the grid runs as a Ray task."""
-    import shutil
     from contextlib import nullcontext
 
     from ragehr.eval.experiment import ExperimentConfig
-    from ragehr.eval.runner import run_experiment
+    from ragehr.eval.runner import run_dir_for, run_experiment
+    from ragehr.fsutil import read_user_bytes
 
     cfg = ExperimentConfig.from_file(config)
-    run_dir = Path(cfg.results_dir) / (run or cfg.name)
-    if fresh and run_dir.exists():
-        shutil.rmtree(run_dir)
+    run_dir = run_dir_for(cfg, run, fresh=fresh)
     mapper = None
     cluster: Any = nullcontext()
     if ray is not None:
@@ -798,7 +802,8 @@ def eval_(
 
         cluster, mapper = RayCluster(ray, num_cpus=workers), ray_map
     with cluster, _RichProgress(enabled=_progress_enabled()) as bars:
-        metrics = run_experiment(cfg, run_dir, progress=bars, config_text=config.read_text(encoding="utf-8"), mapper=mapper)
+        config_text = read_user_bytes(config, 16 << 20).decode("utf-8")
+        metrics = run_experiment(cfg, run_dir, progress=bars, config_text=config_text, mapper=mapper)
     typer.echo((run_dir / "summary.md").read_text(encoding="utf-8"))
     for p in metrics["problems"]:
         typer.echo(f"warning: {p}", err=True)

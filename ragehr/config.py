@@ -63,11 +63,15 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; a missing or malformed file is a :class:`ConfigError`."""
     import yaml
 
+    from ragehr.fsutil import NotRegularFileError, read_user_bytes
+
     p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = yaml.safe_load(read_user_bytes(p, 16 << 20).decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{p}: no such config file") from None
+    except NotRegularFileError as exc:
+        raise ConfigError(f"{p}: config {exc.strerror}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{p}: cannot read config: {exc}") from None
     except yaml.YAMLError as exc:

@@ -95,3 +95,16 @@ def show_id(value: object, limit: int = 80) -> str:
             code = ord(ch)
             out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
     return "'" + "".join(out) + ("...'" if cut else "'")
+
+
+def escape_controls(text: object) -> str:
+    """``text`` with control characters (terminal escapes, newlines, bells) and other
+    unprintable ones escaped, so one message stays one line and cannot drive a terminal."""
+    out = []
+    for ch in str(text):
+        if ch.isprintable() and ch not in "\u2028\u2029":
+            out.append(ch)
+        else:
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+    return "".join(out)

@@ -44,6 +44,7 @@ from urllib.parse import urlparse
 from ragehr.ehr import fhir, source
 from ragehr.ehr.cohort import CohortScan, PatientSlice
 from ragehr.errors import InputError
+from ragehr.fsutil import iter_bounded_lines
 from ragehr.types import PatientRecord, SourceLocator
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ SNIFF_LINES = 200
 """Lines read from the start of each NDJSON file to tell an export from per-patient files."""
 
 MAX_PROBLEMS_PER_FILE = 5
+MAX_LINE_BYTES = 64 << 20
+"""One NDJSON line (one resource): a longer line is skipped and counted, never read whole."""
 
 _MASK = (1 << 128) - 1
 
@@ -159,10 +162,13 @@ class BulkExport:
                 problems.append(f"{f}: cannot read: {exc.strerror or exc}")
                 continue
             with fh:
-                off = 0
-                for lineno, line in enumerate(fh, start=1):
-                    start = off
-                    off += len(line)
+                for lineno, start, line, size in iter_bounded_lines(fh, MAX_LINE_BYTES):
+                    if line is None:  # never read whole: a 600 MB line costs no memory
+                        bad += 1
+                        if bad <= MAX_PROBLEMS_PER_FILE:
+                            problems.append(f"{f}: line {lineno} is {size} bytes, over the {MAX_LINE_BYTES}-byte "
+                                            "line limit; skipped")
+                        continue
                     if not line.strip():
                         continue
                     try:
@@ -204,7 +210,10 @@ class BulkExport:
                     a[1] += len(line)
                     a[2] += 1
             if bad > MAX_PROBLEMS_PER_FILE:
-                problems.append(f"{f}: {bad - MAX_PROBLEMS_PER_FILE} more lines that are not FHIR resources skipped")
+                problems.append(
+                    f"{f}: {bad - MAX_PROBLEMS_PER_FILE} more lines skipped "
+                    "(not FHIR resources, or over the line limit)"
+                )
             if on_file:
                 on_file(str(f))
 
@@ -267,7 +276,7 @@ def load_slice(sl: PatientSlice) -> PatientRecord:
         with fh:
             for off, lineno in where[fi]:
                 fh.seek(off)
-                line = fh.readline()
+                line = fh.readline(MAX_LINE_BYTES + 1)
                 obj = source.parse_json(path, line) if line.strip() else None
                 if not isinstance(obj, dict) or "resourceType" not in obj:
                     raise InputError(path, f"line {lineno} changed since the export was scanned; re-run")

@@ -8,6 +8,7 @@ that declare entities at all (billion laughs, XXE). Size limits bound memory and
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 from lxml import etree
 
 from ragehr.errors import InputError, UnsupportedFormatError
+from ragehr.fsutil import FileTooLargeError, open_regular, regular_file_problem
 
 MAX_FILE_BYTES = 512 * 1024 * 1024
 """Files larger than this are refused before reading (a MedAlign record is a few MB)."""
@@ -46,16 +48,18 @@ def read_source(path: str | Path) -> RawSource:
     if p.is_dir():
         raise InputError(p, "is a directory, expected a record file")
     if not p.is_file():
-        raise InputError(p, "is not a regular file")
-    size = p.stat().st_size
-    if size == 0:
-        raise InputError(p, "file is empty")
-    if size > MAX_FILE_BYTES:
-        raise InputError(p, f"file is {size} bytes, over the {MAX_FILE_BYTES}-byte limit")
+        raise InputError(p, regular_file_problem(p) or "is not a regular file")
     try:
-        data = p.read_bytes()
+        # the descriptor itself is checked (a regular file, within the limit) before any read,
+        # so a file swapped for a FIFO or /dev/zero after the checks above cannot hang us
+        with os.fdopen(open_regular(p, max_bytes=MAX_FILE_BYTES), "rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)
+    except FileTooLargeError:
+        raise InputError(p, f"file is {p.stat().st_size} bytes, over the {MAX_FILE_BYTES}-byte limit") from None
     except OSError as exc:
         raise InputError(p, f"cannot read: {exc.strerror or exc}") from None
+    if not data:
+        raise InputError(p, "file is empty")
     return RawSource(p, data, sniff(p, data))
 
 

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ragehr.ehr.medalign import patient_id_from_path
 from ragehr.errors import ConfigError, InputError
+from ragehr.fsutil import read_user_bytes
 from ragehr.eval.generated import QAItem
 
 
@@ -91,9 +92,11 @@ class EvalItem(BaseModel):
 
 def _read_table(path: Path) -> list[dict[str, str]]:
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_user_bytes(path).decode("utf-8-sig")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(path, f"cannot read ({getattr(exc, 'strerror', None) or type(exc).__name__})") from None
     dialect = "excel-tab" if path.suffix.lower() in (".tsv", ".tab") or ("\t" in text.split("\n", 1)[0]) else "excel"
     return list(csv.DictReader(text.splitlines(), dialect=dialect))
 
@@ -172,9 +175,11 @@ def jsonl_items(spec: DatasetSpec, base: Path) -> list[EvalItem]:
     p = base / spec.path
     items = []
     try:
-        lines = p.read_text(encoding="utf-8").splitlines()
+        lines = read_user_bytes(p).decode("utf-8").splitlines()
     except FileNotFoundError:
         raise ConfigError(f"{p}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(p, f"cannot read ({getattr(exc, 'strerror', None) or type(exc).__name__})") from None
     for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue

@@ -105,6 +105,13 @@ class ExperimentConfig(BaseModel):
             return [{"name": b} if isinstance(b, str) else b for b in v]
         return v
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if v in (".", ".."):
+            raise ValueError("the experiment name names its results folder: '.' and '..' are not folder names")
+        return v
+
     @field_validator("budgets")
     @classmethod
     def _budgets(cls, v: tuple[int, ...]) -> tuple[int, ...]:

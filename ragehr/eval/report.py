@@ -24,7 +24,7 @@ from typing import Any
 
 from ragehr import __version__
 from ragehr.eval.experiment import ExperimentConfig, Expectation
-from ragehr.fsutil import atomic_write_text
+from ragehr.fsutil import RUN_FORMAT, atomic_write_text
 
 from ragehr.eval.metrics.registry import REGISTRY
 
@@ -468,6 +468,7 @@ def write_reports(
     if age_plot:
         plots.append(age_plot)
     manifest = {
+        "format": RUN_FORMAT,
         "name": cfg.name,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "ragehr_version": __version__,

@@ -14,8 +14,11 @@ backend, the experiment config), so a batch or distributed runner can call it an
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import random
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +26,9 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from ragehr import __version__
 from ragehr.errors import ConfigError, RagehrError
+from ragehr.fsutil import RUN_FORMAT, atomic_write_text, check_plain_name, ragehr_made
 from ragehr.eval.datasets import EvalItem, generated_items, jsonl_items, medalign_items
 from ragehr.eval.experiment import BackendSpec, ExperimentConfig
 from ragehr.eval.predictions import PredictionsFile, read_rows
@@ -330,6 +335,47 @@ def run_condition(job: ConditionJob) -> list[dict[str, Any]]:
     ))
 
 
+def run_dir_for(cfg: ExperimentConfig, run: str | None = None, *, fresh: bool = False) -> Path:
+    """The results folder of a run, ``results_dir/<run or cfg.name>``, made ready to write.
+
+    ``run`` must be a plain folder name (no separator, ``..``, absolute path or NUL), so a run
+    never leaves ``results_dir``. An existing folder is used only when it is ragehr's (it holds
+    a run manifest, :func:`ragehr.fsutil.ragehr_made`) or empty; ``fresh`` deletes it first,
+    and only when it is ragehr's. Anything else is refused with a :class:`ConfigError` and left
+    exactly as it is."""
+    name = cfg.name if run is None else run
+    problem = check_plain_name(name, "--run" if run is not None else "the experiment name")
+    if problem:
+        raise ConfigError(f"{problem}: a run is a folder inside results_dir ({cfg.results_dir})")
+    run_dir = Path(cfg.results_dir) / name
+    if not os.path.lexists(run_dir):
+        return run_dir
+    ours = ragehr_made(run_dir, "run")
+    if not ours:
+        empty = run_dir.is_dir() and not run_dir.is_symlink() and not any(run_dir.iterdir())
+        if not empty:
+            what = "a link" if run_dir.is_symlink() else "not a folder" if not run_dir.is_dir() else (
+                "an empty folder" if empty else "a folder without ragehr's run manifest.json")
+            raise ConfigError(
+                f"{run_dir}: exists and is not a ragehr run folder ({what}); ragehr will neither write into "
+                "nor delete it: give another --run, or move it away yourself"
+            )
+        return run_dir
+    if fresh:
+        shutil.rmtree(run_dir)
+    return run_dir
+
+
+def _mark_run(cfg: ExperimentConfig, run_dir: Path) -> None:
+    """Say that ``run_dir`` is ragehr's from its first file on (the full manifest replaces
+    this one when the reports are written), so a killed run can still be resumed or freshened."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not os.path.lexists(run_dir / "manifest.json"):
+        doc = {"format": RUN_FORMAT, "name": cfg.name, "ragehr_version": __version__, "status": "running",
+               "created": datetime.now().astimezone().isoformat(timespec="seconds")}
+        atomic_write_text(run_dir / "manifest.json", json.dumps(doc, indent=1) + "\n")
+
+
 def run_experiment(
     cfg: ExperimentConfig,
     run_dir: Path,
@@ -345,10 +391,10 @@ def run_experiment(
     from ragehr.eval.report import write_reports
 
     progress = progress or NullProgress()
-    run_dir.mkdir(parents=True, exist_ok=True)
     items, problems = prepare(cfg, progress)
     if not items:
         raise ConfigError(f"experiment {cfg.name}: no items ({'; '.join(problems) or 'datasets are empty'})")
+    _mark_run(cfg, run_dir)
     preds = PredictionsFile(run_dir)
     done = preds.done()
     conds = conditions(cfg)

@@ -35,6 +35,7 @@ from ragehr.config import IndexConfig
 from ragehr.ehr import load_record
 from ragehr.ehr.cohort import SLICE_MARK, PatientSlice, inside_any, select, split_cohorts
 from ragehr.errors import InputError, NotAnIndexError, RagehrError, show_id
+from ragehr.fsutil import regular_file_problem
 from ragehr.index import store
 from ragehr.tokens import EstimateCounter
 from ragehr.types import BuildSummary, Demographics, IndexManifest, PatientRecord, SourceFile
@@ -83,10 +84,10 @@ def expand_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[Pa
             if not found:
                 missing.append((p, "folder holds no record files (.xml, .json, .ndjson)"))
             files.extend(found)
-        elif p.exists():
+        elif (problem := regular_file_problem(p)) is None:
             files.append(p)
         else:
-            missing.append((p, "no such file"))
+            missing.append((p, problem))  # a FIFO or device is refused before any read
     seen: set[Path] = set()
     unique = []
     for f in files:

@@ -14,8 +14,9 @@ folders 0700 (patient data).
 
 Safety of what is already on disk:
 
-- ragehr replaces only folders that are its own (:func:`is_own_index`: a ``manifest.json`` in
-  ragehr's format); anything else at a patient's path is refused (:class:`NotAnIndexError`) and
+- ragehr replaces only folders that are its own (:func:`is_own_index`: a ``manifest.json`` that
+  ragehr wrote, parsed: its ``format`` marker and a patient id that names this folder; file
+  names alone never count); anything else at a patient's path is refused (:class:`NotAnIndexError`) and
   left exactly as it is.
 - Build, swap and recovery of a patient hold that patient's lock (``.lock-<safe id>``, an
   ``fcntl.flock`` lock, released by the kernel when the process dies), so a reader never
@@ -44,6 +45,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ragehr import __version__
+from ragehr.fsutil import MAX_MANIFEST_BYTES, is_index_manifest, open_regular, read_json_manifest
 from ragehr.errors import (
     ConfigError,
     CorruptIndexError,
@@ -63,10 +65,6 @@ STAMP = ".stat.json"
 :func:`verify_files` (sha256s are computed only when a file's stat differs)."""
 FILE_MODE = 0o600
 DIR_MODE = 0o700
-_MANIFEST_KEYS = frozenset({"format_version", "ragehr_version", "patient_id", "config_hash", "files"})
-_LAYOUT = frozenset({MANIFEST, STAMP, "record.json", "chunks.jsonl", "bm25", "dense"})
-"""Every name an index folder holds: a folder with a damaged manifest is still ragehr's when
-it holds nothing else."""
 DEFAULT_INDEX_DIR = Path("indexes")
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -90,7 +88,7 @@ def patient_dir(index_dir: Path, patient_id: str) -> Path:
 
 def sha256_file(path: Path, bufsize: int = 1 << 20) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with os.fdopen(open_regular(path), "rb") as fh:
         while chunk := fh.read(bufsize):
             h.update(chunk)
     return h.hexdigest()
@@ -106,7 +104,8 @@ def reindex_hint(manifest: IndexManifest | None, patient_id: str) -> str:
 def read_manifest(folder: Path) -> IndexManifest:
     p = folder / MANIFEST
     try:
-        return IndexManifest.model_validate_json(p.read_text(encoding="utf-8"))
+        with os.fdopen(open_regular(p, max_bytes=MAX_MANIFEST_BYTES), "rb") as fh:
+            return IndexManifest.model_validate_json(fh.read())
     except FileNotFoundError:
         raise NotAnIndexError(
             f"{folder}: not a ragehr index (it has no {MANIFEST}); ragehr will neither read nor replace "
@@ -151,35 +150,30 @@ def check_index_dir(index_dir: Path) -> None:
         raise ConfigError(f"{p}: is not a folder; give --index-dir a folder (it is created if missing)")
 
 
-def is_own_index(folder: Path) -> bool:
+def is_own_index(folder: Path, safe: str | None = None) -> bool:
     """Whether ``folder`` is a ragehr index (of any version): a real folder, not a link,
-    holding a ``manifest.json`` that is a JSON object with ragehr's manifest keys, or (a
-    damaged index) a ``manifest.json`` and nothing but the names of an index's files."""
-    try:
-        st = os.lstat(folder)
-    except OSError:
+    holding a ``manifest.json`` that ragehr wrote (:func:`ragehr.fsutil.ragehr_made`: its
+    format marker, parsed) for a patient whose folder name is ``safe`` (default: the folder's
+    own name). File names never count: a folder whose manifest is damaged, foreign or names
+    another patient is not ragehr's to replace."""
+    doc = read_json_manifest(folder)
+    if not is_index_manifest(doc):
         return False
-    if not stat.S_ISDIR(st.st_mode):
-        return False
-    m = Path(folder) / MANIFEST
-    try:
-        if not stat.S_ISREG(os.lstat(m).st_mode):
-            return False
-        if set(os.listdir(folder)) <= _LAYOUT:
-            return True
-        if os.lstat(m).st_size > 64 << 20:
-            return False
-        doc = json.loads(m.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(doc, dict) and _MANIFEST_KEYS <= doc.keys()
+    return safe_dirname(doc["patient_id"]) == (Path(folder).name if safe is None else safe)  # type: ignore[index]
 
 
 def check_replaceable(folder: Path) -> None:
     """Raise :class:`NotAnIndexError` unless ``folder`` is absent or a ragehr index."""
     if not os.path.lexists(folder) or is_own_index(folder):
         return
-    what = "a link" if os.path.islink(folder) else "a file" if not os.path.isdir(folder) else f"a folder without a ragehr {MANIFEST}"
+    if os.path.islink(folder):
+        what = "a link"
+    elif not os.path.isdir(folder):
+        what = "a file"
+    elif os.path.lexists(Path(folder) / MANIFEST):
+        what = f"its {MANIFEST} is not one ragehr wrote for this patient: damaged, foreign or another patient's"
+    else:
+        what = f"a folder without a ragehr {MANIFEST}"
     raise NotAnIndexError(
         f"{folder}: exists and is not a ragehr index ({what}); ragehr never replaces it: "
         "use another --index-dir, or move it away yourself"
@@ -194,7 +188,21 @@ def patient_lock(index_dir: Path, safe: str, *, blocking: bool = True) -> Iterat
     index_dir = Path(index_dir)
     index_dir.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
     path = index_dir / f".lock-{safe}"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
+    try:
+        fd = os.open(
+            path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0),
+            FILE_MODE,
+        )
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.EISDIR, errno.ENXIO, errno.EOPNOTSUPP):
+            raise
+        raise IndexWriteError(
+            f"{path}: is not ragehr's lock file (a link, folder or special file); ragehr will not use it: "
+            "move it away yourself"
+        ) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise IndexWriteError(f"{path}: is not ragehr's lock file (not a regular file); move it away yourself")
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
@@ -221,7 +229,7 @@ def recover(index_dir: Path, safe: str) -> None:
     for child in sorted(index_dir.iterdir()):
         if tmp_re.fullmatch(child.name) and child.is_dir() and not child.is_symlink():
             shutil.rmtree(child, ignore_errors=True)
-        elif old_re.fullmatch(child.name) and is_own_index(child):
+        elif old_re.fullmatch(child.name) and is_own_index(child, safe):
             if not os.path.lexists(final):
                 os.rename(child, final)
             else:
@@ -370,8 +378,10 @@ def open_index(index_dir: Path, patient_id: str, *, verify: bool = True) -> Stor
     if index_dir.is_dir():
         try:
             _recover_for_reader(index_dir, safe)
-        except PermissionError:
-            pass  # a read-only index folder: nothing to recover there
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            # a read-only (shared) index folder: no lock can be taken and nothing recovered there
     folder = index_dir / safe
     if not folder.is_dir() or folder.is_symlink():
         n = len(list_manifests(index_dir))

@@ -16,6 +16,7 @@ a whole file; the last rename wins, and either file is a valid answer).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -34,6 +35,10 @@ __all__ = ["CACHE_FORMAT", "CachedBackend", "request_key"]
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = "ragehr-gencache-v1"
+_READ_ONLY_ERRNOS = frozenset(
+    {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+)
+"""Write errors that make the cache read-only for the run (one warning), not a failed answer."""
 
 
 def _key_document(inner: LLMBackend, request: GenerationRequest) -> dict[str, Any]:
@@ -73,6 +78,8 @@ class CachedBackend(LLMBackend):
         self.cache_dir = Path(cache_dir)
         self.hits = 0
         self.misses = 0
+        self.read_only = False
+        """Set (with one warning) when the cache folder cannot be written: it is then only read."""
         self._lock = threading.Lock()
 
     # Delegated attributes: the wrapper is the inner backend, as far as callers can tell.
@@ -120,8 +127,22 @@ class CachedBackend(LLMBackend):
             return None
 
     def _store(self, key: str, gen: Generation) -> None:
+        if self.read_only:
+            return
         doc = {"format": CACHE_FORMAT, "key": key, "generation": gen.model_dump(mode="json")}
-        atomic_write_text(self.path_for(key), json.dumps(doc, ensure_ascii=False, indent=1))
+        try:
+            atomic_write_text(self.path_for(key), json.dumps(doc, ensure_ascii=False, indent=1))
+        except OSError as exc:
+            if exc.errno not in _READ_ONLY_ERRNOS:
+                raise
+            # a shared, read-only index folder: answers still work, they are just not kept
+            with self._lock:
+                warn, self.read_only = not self.read_only, True
+            if warn:
+                log.warning(
+                    "generation cache %s is not writable (%s); answers are not cached in this run",
+                    self.cache_dir, exc.strerror or type(exc).__name__,
+                )
 
     def generate(self, request: GenerationRequest, on_token: Callable[[str], None] | None = None) -> Generation:
         key = request_key(self.inner, request)

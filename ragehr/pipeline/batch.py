@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -39,6 +40,18 @@ from typing import Any, Literal, Protocol
 
 from ragehr.config import LLMConfig, stable_hash
 from ragehr.errors import ConfigError, RagehrError
+from ragehr.fsutil import (
+    MAX_JSONL_LINE_BYTES,
+    MAX_TEXT_FILE_BYTES,
+    FileTooLargeError,
+    NotRegularFileError,
+    atomic_write_text,
+    iter_bounded_lines,
+    open_regular,
+    read_user_bytes,
+    regular_file_problem,
+    same_file,
+)
 from ragehr.index.search import PatientIndex, load_patient_index
 from ragehr.llm.base import LLMBackend
 from ragehr.pipeline.spec import ContextSpec, prepare_context
@@ -51,6 +64,7 @@ __all__ = [
     "IndexCache",
     "LineError",
     "answer_group",
+    "check_out_path",
     "iter_answers",
     "read_done",
     "read_questions",
@@ -241,15 +255,30 @@ def _parse_line(n: int, text: str, base: ContextSpec) -> BatchQuestion:
 
 def read_questions(path: str | Path, base: ContextSpec) -> tuple[list[BatchQuestion], list[LineError]]:
     """The questions of a JSON-lines file, and one :class:`LineError` per bad line (blank
-    lines are skipped). A missing or unreadable file is a :class:`ConfigError`."""
+    lines are skipped). A missing, unreadable or non-regular file (a FIFO, a device) or one
+    over :data:`~ragehr.fsutil.MAX_TEXT_FILE_BYTES` is a :class:`ConfigError`, raised before
+    any read; a line over :data:`~ragehr.fsutil.MAX_JSONL_LINE_BYTES` is a bad line (never
+    read whole)."""
     p = Path(path)
+    lines: list[str] = []
+    too_long: list[LineError] = []
     try:
-        lines = p.read_text(encoding="utf-8").splitlines()
+        with os.fdopen(open_regular(p, max_bytes=MAX_TEXT_FILE_BYTES), "rb") as fh:
+            for n, _start, raw, size in iter_bounded_lines(fh, MAX_JSONL_LINE_BYTES):
+                if raw is None:
+                    lines.append("")
+                    too_long.append(LineError(n, None, None, f"line is {size} bytes, over the "
+                                              f"{MAX_JSONL_LINE_BYTES}-byte limit; skipped", 2))
+                    continue
+                lines.append(raw.decode("utf-8").rstrip("\r\n"))
     except FileNotFoundError:
         raise ConfigError(f"{p}: no such questions file") from None
+    except (NotRegularFileError, FileTooLargeError) as exc:
+        raise ConfigError(f"{p}: questions file {exc.strerror}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{p}: cannot read the questions file ({type(exc).__name__})") from None
-    return read_questions_from_lines(lines, base)
+    good, bad = read_questions_from_lines(lines, base)
+    return good, sorted([*bad, *too_long], key=lambda e: e.line)
 
 
 def read_questions_from_lines(lines: Sequence[str], base: ContextSpec) -> tuple[list[BatchQuestion], list[LineError]]:
@@ -273,32 +302,72 @@ def read_questions_from_lines(lines: Sequence[str], base: ContextSpec) -> tuple[
     return good, bad
 
 
-def read_done(out: str | Path) -> set[str]:
-    """Ids already answered in ``out``. The file is rewritten without the lines that are not
-    complete answers (a line cut by a kill, errors), which are then redone."""
+def _is_answer_line(obj: Any, mode: Mode) -> bool:
+    """Whether ``obj`` is a line ragehr's batch ``mode`` writes: an answer (``ask``) or a
+    context (``context``) for one question, or the error line of one."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("id"), str) or not isinstance(obj.get("line"), int):
+        return False
+    if "error" in obj:
+        return isinstance(obj.get("error"), str) and isinstance(obj.get("exit_code"), int)
+    if not isinstance(obj.get("question"), str) or not isinstance(obj.get("chunks"), list):
+        return False
+    return ("answer" in obj) == (mode == "ask")
+
+
+def check_out_path(out: str | Path, inputs: Sequence[str | Path] = ()) -> None:
+    """Refuse an ``--out`` that is one of the ``inputs`` (the same file by path, link or hard
+    link), a folder, or a special file (a FIFO, a device)."""
     p = Path(out)
-    if not p.is_file():
+    for src in inputs:
+        if same_file(p, src):
+            raise ConfigError(f"{p}: --out is the input file {src}; give another file for the answers")
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a directory; give a file name for --out")
+    if os.path.lexists(p):
+        problem = regular_file_problem(p)
+        if problem is not None and problem != "no such file":
+            raise ConfigError(f"{p}: --out {problem}; give a regular file name")
+
+
+def read_done(out: str | Path, mode: Mode = "ask") -> set[str]:
+    """Ids already answered in ``out``, an earlier run's output of this ``mode``. Refuses
+    (:class:`ConfigError`, the file untouched) an ``out`` that holds any line that is not
+    ragehr's: an existing file of the user's is never rewritten. When every line is ragehr's,
+    the file is replaced (a new file, then renamed) by its complete answers, so a line cut by
+    a kill and the lines of failed questions are redone."""
+    p = Path(out)
+    if not os.path.lexists(p):
         return set()
-    raw = p.read_text(encoding="utf-8")
+    try:
+        raw = read_user_bytes(p).decode("utf-8")
+    except (NotRegularFileError, FileTooLargeError) as exc:
+        raise ConfigError(f"{p}: --out {exc.strerror}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: --out exists and cannot be read ({type(exc).__name__}); it is left as it is") from None
     kept: list[str] = []
     done: set[str] = set()
     lines = raw.split("\n")
-    for i, line in enumerate(lines):
+    for i, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        if i == len(lines) - 1:
-            continue  # no newline after it: cut by a kill
         try:
             obj = json.loads(line)
         except ValueError:
-            continue
-        if isinstance(obj, dict) and "error" not in obj and isinstance(obj.get("id"), str):
+            obj = None
+        if i == len(lines):
+            # no newline after it: the line a kill cut short, if it starts as ragehr's lines do
+            if obj is None and line.startswith('{"id": '):
+                continue
+        if not _is_answer_line(obj, mode):
+            raise ConfigError(
+                f"{p}: --out exists and line {i} is not a ragehr `{mode}` answer line; ragehr never rewrites "
+                "a file it did not write: give a new file name"
+            )
+        if "error" not in obj:
             done.add(obj["id"])
             kept.append(line)
     text = "".join(line + "\n" for line in kept)
     if text != raw:
-        from ragehr.fsutil import atomic_write_text
-
         atomic_write_text(p, text)
     return done
 
@@ -488,6 +557,8 @@ def run_batch(
     killed run). With ``mapper`` each patient's questions run as one job there (e.g. a Ray
     task); else here. Bad lines and failed questions go to ``on_error`` and the summary."""
     t0 = time.perf_counter()
+    out = Path(out_path)
+    check_out_path(out, [questions_path])
     good, bad = read_questions(questions_path, base_spec)
     failures: list[LineError] = []
 
@@ -496,12 +567,9 @@ def run_batch(
         if on_error is not None:
             on_error(e)
 
+    done = read_done(out, mode)
     for e in bad:
         fail(e)
-    out = Path(out_path)
-    if out.is_dir():
-        raise ConfigError(f"{out}: is a directory; give a file name for --out")
-    done = read_done(out)
     todo = [q for q in good if q.id not in done]
     if recipe.window is not None and todo:
         # a backend that sizes its window up front (local) must fit the largest line's budget

@@ -94,6 +94,9 @@ def serve(
     if bool(ssl_certfile) != bool(ssl_keyfile):
         raise ConfigError("give both --ssl-certfile and --ssl-keyfile, or neither")
     token = resolve_token(host, token)
+    from ragehr.index.store import check_index_dir
+
+    check_index_dir(options.index_dir)  # a file given as --index-dir: refuse, never serve 0 patients
     app = create_app(options, token=token, loopback_only=token is None)
     n = len(app.app.state.service.manifests())
     scheme = "https" if ssl_certfile else "http"

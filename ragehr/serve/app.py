@@ -19,6 +19,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import re
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -149,6 +150,11 @@ class Guard:
 
     async def _handle(self, scope: dict, receive: Any, send: Any) -> None:
         path = scope.get("path", "")
+        host_value = _header(scope, b"host")
+        if host_value and host_value.strip() and parse_host(host_value) is None:
+            # e.g. ``127.0.0.1:1@evil.com``: never guess which part is the host
+            await JSONResponse({"error": "malformed Host header"}, status_code=400)(scope, receive, send)
+            return
         if self.loopback_only and not _loopback_host(scope):
             # A page on another site whose name was re-pointed at 127.0.0.1 (DNS rebinding)
             # would otherwise read this token-less server's answers.
@@ -156,6 +162,14 @@ class Guard:
                 scope, receive, send
             )
             return
+        if scope.get("method") not in _SAFE_METHODS:
+            problem = cross_site(scope)
+            if problem is not None:
+                # a form on another site posting here with the user's browser (CSRF)
+                await JSONResponse({"error": f"cross-site request refused ({problem})"}, status_code=403)(
+                    scope, receive, send
+                )
+                return
         if self.token is not None and path != "/login" and not self._authorized(scope):
             query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
             given = (query.get("token") or [""])[0]
@@ -219,16 +233,63 @@ class Guard:
                 await JSONResponse({"error": _message(exc)}, status_code=500)(scope, receive, send)
 
 
-def _loopback_host(scope: dict) -> bool:
-    host = ""
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_HOST = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]{2,45})\]|(?P<name>[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?\.?))"
+                   r"(?::(?P<port>[0-9]{1,5}))?")
+_DEFAULT_PORT = {"http": 80, "https": 443}
+
+
+def _header(scope: dict, name: bytes) -> str | None:
     for k, v in scope.get("headers", []):
-        if k.lower() == b"host":
-            host = v.decode("latin-1").strip().lower()
-            break
-    if host.startswith("["):
-        name = host[1 : host.find("]")] if "]" in host else host
-    else:
-        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        if k.lower() == name:
+            return v.decode("latin-1")
+    return None
+
+
+def parse_host(value: str) -> tuple[str, int | None] | None:
+    """A ``Host`` header (or an origin's ``host[:port]``) parsed strictly: a DNS name, an IPv4
+    address or a bracketed IPv6 address, and an optional port. Anything else (``user@``,
+    a path, two ports, spaces) is ``None``: never guessed at."""
+    m = _HOST.fullmatch(value.strip())
+    if m is None:
+        return None
+    port = int(m["port"]) if m["port"] else None
+    if port is not None and not 0 < port <= 65535:
+        return None
+    if m["v6"] is not None:
+        try:
+            return str(ipaddress.IPv6Address(m["v6"])), port
+        except ValueError:
+            return None
+    return m["name"].rstrip(".").lower(), port
+
+
+def cross_site(scope: dict) -> str | None:
+    """Why a state-changing request comes from another site, or ``None`` when it does not.
+    With an ``Origin`` header, it must be this server's own origin (scheme, host and port as
+    the request's ``Host``); ``Origin: null`` is refused. Without one (curl, scripts, older
+    clients), a browser's ``Sec-Fetch-Site`` other than ``same-origin``/``none`` is refused."""
+    origin = _header(scope, b"origin")
+    if origin is None:
+        site = (_header(scope, b"sec-fetch-site") or "").strip().lower()
+        return f"Sec-Fetch-Site: {site}" if site in ("cross-site", "same-site") else None
+    scheme = scope.get("scheme", "http")
+    host = parse_host(_header(scope, b"host") or "")
+    o_scheme, sep, o_rest = origin.strip().partition("://")
+    theirs = parse_host(o_rest) if sep and "/" not in o_rest else None
+    if host is None or theirs is None or o_scheme.lower() != scheme:
+        return "Origin does not match this server"
+    default = _DEFAULT_PORT.get(scheme)
+    if (host[0], host[1] or default) != (theirs[0], theirs[1] or default):
+        return "Origin does not match this server"
+    return None
+
+
+def _loopback_host(scope: dict) -> bool:
+    parsed = parse_host(_header(scope, b"host") or "")
+    if parsed is None:
+        return False
+    name = parsed[0]
     if name == "localhost":
         return True
     try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from html import escape
 
 from ragehr.types import EventKind, EvidenceItem, PatientRecord
@@ -64,10 +64,10 @@ def build_timeline(record: PatientRecord, n_bins: int = N_BINS) -> Timeline:
     """Bin ``record``'s dated events per kind into ``n_bins`` equal time slices."""
     dated = [e for e in record.events if e.start is not None]
     if not dated:
-        now = datetime.now(timezone.utc).timestamp()
+        now = _ts(datetime.now(timezone.utc))
         return Timeline((), now, now, {}, {}, len(record.events))
-    times = [e.start.timestamp() for e in dated]
-    ends = [(e.end or e.start).timestamp() for e in dated]
+    times = [_ts(e.start) for e in dated]
+    ends = [_ts(e.end or e.start) for e in dated]
     t0, t1 = min(times), max(max(ends), max(times))
     span = max(t1 - t0, 86400.0)
     kinds = tuple(k for k in EventKind if any(e.kind is k for e in dated))
@@ -83,18 +83,34 @@ def build_timeline(record: PatientRecord, n_bins: int = N_BINS) -> Timeline:
     )
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_T_MIN = (datetime(1, 1, 1, tzinfo=timezone.utc) - _EPOCH).total_seconds()
+_T_MAX = (datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc) - _EPOCH).total_seconds()
+
+
+def _ts(d: datetime) -> float:
+    """POSIX seconds of ``d`` (naive times are taken as UTC, as the axis labels are), for any
+    year 1..9999: no platform ``timestamp()`` limits."""
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=timezone.utc)
+    return (d - _EPOCH).total_seconds()
+
+
+def _dt(t: float) -> datetime:
+    """The UTC time of POSIX seconds ``t``, clamped to the calendar (years 1..9999)."""
+    return _EPOCH + timedelta(seconds=min(max(t, _T_MIN), _T_MAX))
+
+
 def _ticks(t0: float, t1: float) -> list[tuple[float, str]]:
-    """Axis ticks on calendar boundaries: years (every 1, 2, 5 or 10) or months (1, 3, 6)."""
-    a = datetime.fromtimestamp(t0, timezone.utc)
-    b = datetime.fromtimestamp(t1, timezone.utc)
+    """Axis ticks on calendar boundaries: years (every 1, 2 or 5 times a power of ten, at
+    most about ten ticks, over any span of the calendar) or months (1, 3, 6)."""
+    a, b = _dt(t0), _dt(t1)
     months = (b.year - a.year) * 12 + b.month - a.month
     if months >= 24:
-        step = next(s for s in (1, 2, 5, 10, 20, 50) if (b.year - a.year) / s <= 10)
+        years = b.year - a.year
+        step = next(m * 10**k for k in range(5) for m in (1, 2, 5) if years / (m * 10**k) <= 10)
         first = (a.year // step + 1) * step
-        return [
-            (datetime(y, 1, 1, tzinfo=timezone.utc).timestamp(), str(y))
-            for y in range(first, b.year + 1, step)
-        ]
+        return [(_ts(datetime(y, 1, 1, tzinfo=timezone.utc)), str(y)) for y in range(first, b.year + 1, step)]
     step = next(s for s in (1, 3, 6, 12) if months / s <= 10)
     out = []
     y, m = a.year, a.month
@@ -102,7 +118,9 @@ def _ticks(t0: float, t1: float) -> list[tuple[float, str]]:
         m += 1
         if m > 12:
             y, m = y + 1, 1
-        t = datetime(y, m, 1, tzinfo=timezone.utc).timestamp()
+        if y > 9999:
+            break
+        t = _ts(datetime(y, m, 1, tzinfo=timezone.utc))
         if t > t1:
             break
         if (m - 1) % step == 0:
@@ -111,7 +129,8 @@ def _ticks(t0: float, t1: float) -> list[tuple[float, str]]:
 
 
 def _day(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d")
+    d = _dt(t)
+    return f"{d.year:04d}-{d.month:02d}-{d.day:02d}"
 
 
 def _duration(seconds: float) -> str:
@@ -127,7 +146,7 @@ def _duration(seconds: float) -> str:
 
 def evidence_caption(tl: Timeline, items: Sequence[EvidenceItem]) -> str:
     """One line (plain text) saying when the evidence is from, against the record's span."""
-    times = [it.start.timestamp() for it in items if it.start is not None]
+    times = [_ts(it.start) for it in items if it.start is not None]
     record = f"the record runs {_day(tl.start)} .. {_day(tl.end)} ({_duration(tl.end - tl.start)})"
     if not items:
         return f"No evidence packed; {record}."
@@ -203,18 +222,18 @@ def render_svg(tl: Timeline, items: Sequence[EvidenceItem] = (), cited: Iterable
             f'font-weight="bold" fill="#b3261e">evidence</text>'
         )
         if dated:
-            lo = min(tl.x(it.start.timestamp()) for it in dated)
-            hi = max(tl.x((it.end or it.start).timestamp()) for it in dated)
+            lo = min(tl.x(_ts(it.start)) for it in dated)
+            hi = max(tl.x(_ts(it.end or it.start)) for it in dated)
             out.append(
                 f'<rect class="tl-span" x="{lo - 2:.1f}" y="{y_ev + 4}" width="{hi - lo + 4:.1f}" height="{ROW_H - 8}" '
                 f'fill="#b3261e" fill-opacity="0.12" stroke="#b3261e" stroke-opacity="0.4"/>'
             )
         for it in dated:
-            x0 = tl.x(it.start.timestamp())
-            x1 = tl.x((it.end or it.start).timestamp())
+            x0 = tl.x(_ts(it.start))
+            x1 = tl.x(_ts(it.end or it.start))
             y_k = AXIS_H + rows[it.kind] * ROW_H
             cls = "ev cited" if it.marker in cited else "ev"
-            title = escape(f"[{it.marker}] {_day(it.start.timestamp())} {it.kind.value}")
+            title = escape(f"[{it.marker}] {_day(_ts(it.start))} {it.kind.value}")
             out.append(
                 f'<a href="#ev-{it.marker}" class="{cls}" id="tl-ev-{it.marker}" data-marker="{it.marker}">'
                 f"<title>{title}</title>"

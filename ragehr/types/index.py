@@ -26,6 +26,8 @@ class IndexManifest(BaseModel):
     format_version: int
     ragehr_version: str
     patient_id: str
+    format: str = "ragehr-index"
+    """The marker by which ragehr knows a folder as its own (:func:`ragehr.fsutil.ragehr_made`)."""
     config: dict
     """The :class:`ragehr.config.IndexConfig` that built it."""
     config_hash: str

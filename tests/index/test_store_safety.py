@@ -72,11 +72,48 @@ def test_swap_refuses_a_foreign_folder_directly(tmp_path):
     assert (tmp_path / "p" / "index.js").exists()
 
 
-def test_a_damaged_index_is_still_ours_and_force_rebuilds_it(built):
+def test_a_damaged_manifest_makes_the_folder_not_ours_even_with_only_index_file_names(built):
+    """Issue 24: ownership is what the manifest says, never file names. A folder whose
+    manifest is unreadable is refused (exit 3, named) even though every name in it is an
+    index file's; the user removes it, and then --force builds."""
     (built / "sample" / "manifest.json").write_text("{trunc")
+    before = {p.name: p.read_bytes() for p in (built / "sample").iterdir() if p.is_file()}
+    [s] = build_indexes([SAMPLE], built, CFG, force=True)
+    assert s.status == "failed" and s.exit_code == 3 and "not one ragehr wrote" in s.message
+    assert {p.name: p.read_bytes() for p in (built / "sample").iterdir() if p.is_file()} == before
+    shutil.rmtree(built / "sample")
     [s] = build_indexes([SAMPLE], built, CFG, force=True)
     assert s.status == "built"
     load_patient_index(built, "sample")
+
+
+@pytest.mark.parametrize("doc", [
+    None,  # no manifest.json, only record.json
+    {"name": "my web app"},
+    {"format": "ragehr-index", "patient_id": "someone-else", "files": {}},  # another patient's
+    {"format": "something-else", "patient_id": "sample", "files": {}},
+    ["format_version", "ragehr_version", "patient_id", "config_hash", "files"],
+])
+def test_a_user_folder_named_like_the_layout_is_not_ours(tmp_path, doc):
+    """Issue 24 (high): a folder holding only ``manifest.json``/``record.json`` by name."""
+    d = tmp_path / "idx" / "sample"
+    d.mkdir(parents=True)
+    (d / "record.json").write_text('{"mine": true}')
+    if doc is not None:
+        (d / "manifest.json").write_text(json.dumps(doc))
+    assert not store.is_own_index(d)
+    [s] = build_indexes([SAMPLE], tmp_path / "idx", CFG, force=True)
+    assert s.status == "failed" and s.exit_code == 3
+    assert (d / "record.json").read_text() == '{"mine": true}'
+    expected = ["record.json"] + (["manifest.json"] if doc is not None else [])
+    assert sorted(p.name for p in d.iterdir()) == sorted(expected)
+
+
+def test_an_index_built_now_carries_the_format_marker(built):
+    doc = json.loads((built / "sample" / "manifest.json").read_text())
+    assert doc["format"] == "ragehr-index" and doc["patient_id"] == "sample"
+    assert store.is_own_index(built / "sample")
+    assert not store.is_own_index(built / "sample", safe="other")
 
 
 def test_recovery_matches_exact_names_only(built):
