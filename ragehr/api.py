@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import inspect as _inspect
 import os
-import re
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -626,45 +625,6 @@ def index_records(
     )
 
 
-_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_RUN_FILES = {
-    "predictions.jsonl",
-    "metrics.json",
-    "summary.md",
-    "summary.csv",
-    "by_category.csv",
-    "by_evidence_age.csv",
-    "manifest.json",
-    "plots",
-}
-
-
-def _is_run_folder(run_dir: Path) -> bool:
-    """A folder ``ragehr eval`` made: its run manifest (``ragehr_version`` and the config), or,
-    for a run killed before its first report, nothing but the files a run writes."""
-    import json
-
-    try:
-        manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
-        if isinstance(manifest, dict) and {"ragehr_version", "config", "name"} <= set(manifest):
-            return True
-    except (OSError, ValueError):
-        pass
-    names = {p.name for p in run_dir.iterdir()}
-    return "predictions.jsonl" in names and names <= _RUN_FILES
-
-
-def _fresh_run_dir(run_dir: Path) -> None:
-    """``fresh``: remove an earlier run's folder, only when ragehr made it."""
-    import shutil
-
-    if not run_dir.exists() and not run_dir.is_symlink():
-        return
-    if run_dir.is_symlink() or not run_dir.is_dir() or not _is_run_folder(run_dir):
-        raise ConfigError(f"{run_dir}: not a ragehr run folder; not removed (choose another --run name)")
-    shutil.rmtree(run_dir)
-
-
 def run_eval(
     config_path: PathLike | ExperimentConfig,
     run: str | None = None,
@@ -677,18 +637,17 @@ def run_eval(
     discard that run's earlier predictions first. Check :attr:`EvalRun.ok` for the config's
     expected figures."""
     from ragehr.eval.experiment import ExperimentConfig
-    from ragehr.eval.runner import run_experiment
+    from ragehr.eval.runner import run_dir_for, run_experiment
 
     if isinstance(config_path, ExperimentConfig):
         cfg, text = config_path, None
     else:
+        from ragehr.fsutil import read_user_bytes
+
         cfg = ExperimentConfig.from_file(config_path)
-        text = Path(config_path).read_text(encoding="utf-8")
-    name = run or cfg.name
-    if not _RUN_NAME.match(name) or name in (".", ".."):
-        raise ConfigError(f"run name {name!r}: use letters, digits, '.', '_' and '-' only")
-    run_dir = Path(cfg.results_dir) / name
-    if fresh:
-        _fresh_run_dir(run_dir)
+        text = read_user_bytes(config_path, 16 << 20).decode("utf-8")
+    # the one ownership rule (ragehr.fsutil.ragehr_made): a run stays inside results_dir, and
+    # only a folder holding ragehr's run manifest is written into or deleted
+    run_dir = run_dir_for(cfg, run, fresh=fresh)
     metrics = run_experiment(cfg, run_dir, progress=_progress(progress), config_text=text)
     return EvalRun(run_dir=run_dir, metrics=metrics)

@@ -227,8 +227,9 @@ def test_run_eval_refuses_names_and_folders_it_did_not_make(tmp_path):
         update={"results_dir": str(tmp_path / "results")}
     )
     for bad in ("..", "../victim", "/tmp/x", "a/b"):
-        with pytest.raises(ConfigError, match="run name"):
+        with pytest.raises(ConfigError, match="not a folder name|path separator"):
             ragehr.run_eval(exp, run=bad, fresh=True)
+        assert not (tmp_path / "victim").exists()
     mine = tmp_path / "results" / "mine"
     mine.mkdir(parents=True)
     (mine / "notes.txt").write_text("keep me", encoding="utf-8")
