@@ -312,6 +312,11 @@ def index(
     patients: PatientsOpt = None,
     patients_file: PatientsFileOpt = None,
     ray: RayOpt = None,
+    merge_conflicting: Annotated[
+        bool,
+        typer.Option("--merge-conflicting", help="Merge the sources of one patient id even when they disagree on "
+                     "sex or birth date (by default that patient is refused, exit status 2)."),
+    ] = False,
 ) -> None:
     """Build (or update) one index per patient from record files, folders of them, and cohort
     folders (a FHIR Bulk Data export, OMOP CDM tables). With --ray, patients are parsed and
@@ -327,13 +332,14 @@ def index(
 
         with RayCluster(ray, num_cpus=workers if workers > 1 else None), _RichProgress(enabled=_progress_enabled()) as bars:
             summaries = build_indexes_ray(
-                paths, index_dir, cfg.index, force=force, cache_dir=cache_dir, progress=bars, patients=wanted
+                paths, index_dir, cfg.index, force=force, cache_dir=cache_dir, progress=bars, patients=wanted,
+                merge_conflicting=merge_conflicting,
             )
     else:
         with _RichProgress(enabled=_progress_enabled()) as bars:
             summaries = build_indexes(
                 paths, index_dir, cfg.index, force=force, workers=workers, cache_dir=cache_dir, progress=bars,
-                patients=wanted,
+                patients=wanted, merge_conflicting=merge_conflicting,
             )
     failures = [s for s in summaries if s.status == "failed"]
     failed = len(failures)
