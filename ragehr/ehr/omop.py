@@ -144,7 +144,8 @@ class _RowError(Exception):
 
 
 def _set_field_limit() -> None:
-    if csv.field_size_limit() < CSV_FIELD_LIMIT:
+    """The csv module's limit is process-wide: set to ours before each table is read."""
+    if csv.field_size_limit() != CSV_FIELD_LIMIT:
         csv.field_size_limit(CSV_FIELD_LIMIT)
 
 

@@ -176,6 +176,20 @@ def demographic_conflict(records: Sequence[PatientRecord]) -> str | None:
     return None
 
 
+def _existing(folder: Path, pid: str) -> list[PatientRecord]:
+    """The patient's current index as a record to check new sources against (its demographics
+    only), or nothing when there is none."""
+    try:
+        m = store.read_manifest(folder)
+        if m.patient_id != pid:
+            return []
+        rec = PatientRecord.model_validate_json((folder / "record.json").read_text(encoding="utf-8"))
+    except (RagehrError, OSError, ValueError):
+        return []
+    return [PatientRecord(patient_id=pid, format=rec.format, demographics=rec.demographics,
+                          sources=(f"the existing index {folder}",))]
+
+
 def _parse(path: str) -> PatientRecord:
     return load_record(path)
 
@@ -359,8 +373,8 @@ def build_indexes(
     for f in [f for f in parsed if patient_of.get(f) not in building]:
         del parsed[f]  # unchanged or refused patients: not needed
     for pid, wanted, folder, records, failed in _load_groups(todo, parsed, slices, workers):
-        if not failed and not merge_conflicting and len(records) > 1:
-            failed = demographic_conflict(records)
+        if not failed and not merge_conflicting:
+            failed = demographic_conflict([*_existing(folder, pid), *records])
         if failed:
             summaries.append(
                 BuildSummary(patient_id=pid, index_path=str(folder), status="failed", message=failed, exit_code=2)
@@ -566,7 +580,7 @@ def _build_one(
     seconds["embed"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    safe = store.safe_dirname(pid)
+    safe = store.dirname(index_dir, pid)
     with store.patient_lock(index_dir, safe):
         store.recover(index_dir, safe)
         store.check_replaceable(index_dir / safe)
