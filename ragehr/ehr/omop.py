@@ -294,7 +294,7 @@ class OmopCohort:
         concepts: dict[int, tuple[str, str, str]] = {}
         if "concept" in tables:
             try:
-                concepts = _read_concepts(*tables["concept"], used)
+                concepts = _read_concepts(*tables["concept"], used, problems)
             except InputError as exc:
                 problems.append(f"{exc} (names from *_source_value instead)")
         concept_fp = hashlib.sha256(repr(sorted(concepts.items())).encode("utf-8")).hexdigest()
@@ -347,8 +347,9 @@ def _parquet_file(path: Path):
         raise InputError(path, f"unreadable Parquet: {type(exc).__name__}") from None
 
 
-def _read_concepts(path: Path, kind: str, used: set[int]) -> dict[int, tuple[str, str, str]]:
-    """concept_id -> (name, vocabulary_id, concept_code), for the concepts in ``used`` only."""
+def _read_concepts(path: Path, kind: str, used: set[int], problems: list[str]) -> dict[int, tuple[str, str, str]]:
+    """concept_id -> (name, vocabulary_id, concept_code), for the concepts in ``used`` only;
+    unreadable CSV rows are skipped and reported in ``problems``."""
     out: dict[int, tuple[str, str, str]] = {}
 
     def keep(row: dict[str, Any]) -> None:
@@ -358,9 +359,8 @@ def _read_concepts(path: Path, kind: str, used: set[int]) -> dict[int, tuple[str
                         _text(row.get("concept_code")) or "")
 
     if kind == "csv":
-        skipped: list[str] = []
         with open(path, "rb") as fh:
-            for _, row in _table_rows(path, fh, skipped, "concept_id"):
+            for _, row in _table_rows(path, fh, problems, "concept_id"):
                 keep(row)
     else:
         pf = _parquet_file(path)

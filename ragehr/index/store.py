@@ -262,7 +262,7 @@ def new_tmp_dir(index_dir: Path, patient_id: str) -> Path:
     """A fresh temporary folder for a build (0700); call with the patient's lock held."""
     index_dir = Path(index_dir)
     index_dir.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
-    tmp = index_dir / f".tmp-{safe_dirname(patient_id)}-{uuid.uuid4().hex[:8]}"
+    tmp = index_dir / f".tmp-{dirname(index_dir, patient_id)}-{uuid.uuid4().hex[:8]}"  # matched by its lock's name
     tmp.mkdir(mode=DIR_MODE)
     return tmp
 

@@ -316,6 +316,21 @@ def test_a_malformed_person_row_drops_only_that_persons_demographics(tmp_path):
     assert secrets_by_patient(r.index_dir) == {"1": {"SECRET-one"}, "2": {"SECRET-two"}, "3": {"SECRET-three"}}
 
 
+def test_a_malformed_concept_row_skips_only_that_concept(tmp_path):
+    folder = tmp_path / "omop"
+    folder.mkdir()
+    (folder / "person.csv").write_text("person_id,gender_concept_id,year_of_birth\n1,8532,1950\n2,8507,1960\n")
+    (folder / "concept.csv").write_text("concept_id,concept_name,vocabulary_id,concept_code\n"
+                                        '8532,"FEMALE,Gender,F\n8507,MALE,Gender,M\n')
+    (folder / "note.csv").write_text(NOTE_HEADER + "1,1,2020-01-01,n,SECRET-one\n2,2,2020-01-02,n,SECRET-two\n")
+    r = run(["index", str(folder)], tmp_path)
+    assert r.code == 2
+    assert_one_line_errors(r, "concept.csv: row at byte")
+    assert secrets_by_patient(r.index_dir) == {"1": {"SECRET-one"}, "2": {"SECRET-two"}}
+    record = json.loads((store.patient_dir(r.index_dir, "2") / "record.json").read_text())
+    assert record["demographics"]["gender"] == "male"
+
+
 def test_person_ids_written_as_floats_are_one_person(tmp_path):
     r = _index_omop(tmp_path, "1,1.0,2020-01-01,n,SECRET-one a\n2,2,2020-01-02,n,SECRET-two x\n")
     assert r.code == 0, r.stderr
