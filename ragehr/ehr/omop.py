@@ -32,9 +32,13 @@ name the table file and the row id (``.../measurement.csv#measurement_id=42``).
 CSV: read with the csv module's own quoting (strict), so a quoted field may hold commas, quotes
 and newlines; a field may be up to :data:`CSV_FIELD_LIMIT` characters (16 MiB). A row that cannot
 be read (an unterminated quote, text after a closing quote, a longer field, bytes that are not
-UTF-8, a field count other than the header's) is skipped alone and counted in the scan's
+UTF-8, a field count other than the header's, a ``person_id`` that is not an integer) is skipped
+alone and counted in the scan's
 problems (offset and reason, never its text); reading resumes at the line after the one that
 row began on, so a broken quote never carries later rows, and another person's text, into it.
+A quoted field over several lines whose inner lines are whole rows of other persons (two stray
+quotes, or a note quoting such rows: CSV cannot tell) is skipped whole, those lines with it, and
+reported, so its text goes to no one.
 
 Streaming: a first pass reads every table once, keeping per person the byte offset of each
 CSV row or the Parquet row groups holding its rows,
@@ -122,6 +126,8 @@ class _Lines:
         self.fh = fh
         self.next_off = offset
         self.first_line_end: int | None = None
+        self.taken: list[str] = []
+        """The lines the current row took."""
 
     def __iter__(self) -> _Lines:
         return self
@@ -136,7 +142,14 @@ class _Lines:
         self.next_off += len(line)
         if self.first_line_end is None:
             self.first_line_end = self.next_off
-        return line.decode("utf-8", "surrogateescape")
+        text = line.decode("utf-8", "surrogateescape")
+        self.taken.append(text)
+        return text
+
+
+_INTEGER = re.compile(r"[+-]?\d+(?:\.0)?")
+"""An OMOP ``person_id`` (an integer; ``12.0`` as some exports write it): a row whose id is
+anything else is refused, so a line of note text read after a broken quote never makes a person."""
 
 
 class _RowError(Exception):
@@ -149,13 +162,17 @@ def _set_field_limit() -> None:
         csv.field_size_limit(CSV_FIELD_LIMIT)
 
 
-def _csv_rows(fh, offset: int = 0) -> Iterator[tuple[int, list[str] | _RowError]]:
+def _csv_rows(
+    fh, offset: int = 0, check: Callable[[list[str], list[str]], str | None] | None = None
+) -> Iterator[tuple[int, list[str] | _RowError]]:
     """(byte offset, fields or the reason it is unusable) of each CSV record from ``offset``,
     read by the csv module's own quoting (a quoted field may span lines and hold quotes).
 
     A row that cannot be read (an unterminated quote, text after a closing quote, a field over
     :data:`CSV_FIELD_LIMIT`, bytes that are not UTF-8) is reported, and reading goes on from the
-    line after the one that row began on: an unterminated quote never takes later rows with it."""
+    line after the one that row began on: an unterminated quote never takes later rows with it.
+    A row over several lines that ``check(fields, lines)`` refuses is reported and skipped whole,
+    with every line it took."""
     _set_field_limit()
     fh.seek(offset)
     lines = _Lines(fh, offset)
@@ -163,6 +180,8 @@ def _csv_rows(fh, offset: int = 0) -> Iterator[tuple[int, list[str] | _RowError]
     while True:
         start = lines.next_off
         lines.first_line_end = None
+        lines.taken = []
+        why = None
         try:
             fields = next(reader)
         except StopIteration:
@@ -172,6 +191,13 @@ def _csv_rows(fh, offset: int = 0) -> Iterator[tuple[int, list[str] | _RowError]
             why = ("a field longer than the CSV limit" if "field limit" in msg
                    else "an unterminated quote" if "unexpected end of data" in msg
                    else "malformed quoting")
+        else:
+            if check is not None and len(lines.taken) > 1:
+                refused = check(fields, lines.taken)
+                if refused is not None:  # the whole span, rows inside it included: no text moves
+                    yield start, _RowError(refused)
+                    continue
+        if why is not None:
             yield start, _RowError(why)
             resume = lines.first_line_end if lines.first_line_end is not None else lines.next_off
             fh.seek(resume)
@@ -195,12 +221,33 @@ def _header(path: Path) -> list[str]:
     raise InputError(path, "empty CSV table")
 
 
-def _table_rows(path: Path, fh, problems: list[str], required: str) -> Iterator[tuple[int, dict[str, str]]]:
+def _table_rows(
+    path: Path, fh, problems: list[str], required: str, key: str | None = None
+) -> Iterator[tuple[int, dict[str, str]]]:
     """(byte offset, row) of every usable row of an opened CSV table; each unusable row is
     skipped alone, counted, and the first :data:`MAX_ROW_PROBLEMS` named in ``problems``
     (offset and reason, never text)."""
-    rows = _csv_rows(fh)
     header: list[str] | None = None
+
+    def other_persons_row(fields: list[str], lines: list[str]) -> str | None:
+        """A quoted field over several lines whose inner lines read, each on its own, as complete
+        rows of another person: two stray quotes that swallowed those rows, or a note quoting
+        such a row; CSV alone cannot tell which, so the span is skipped whole (reported) rather
+        than give any of its text to either person."""
+        if header is None or len(fields) != len(header):
+            return None
+        col = header.index(required)
+        own = _pid(fields[col])
+        for line in lines[1:]:
+            try:
+                alone = next(csv.reader([line], strict=True), None)
+            except csv.Error:
+                continue
+            if alone is not None and len(alone) == len(header) and _pid(alone[col]) not in (None, own):
+                return "a quoted field that holds other persons' rows (stray quotes?); skipped with them"
+        return None
+
+    rows = _csv_rows(fh, check=other_persons_row)
     bad = 0
     for off, fields in rows:
         if isinstance(fields, _RowError):
@@ -217,6 +264,9 @@ def _table_rows(path: Path, fh, problems: list[str], required: str) -> Iterator[
             continue
         elif len(fields) != len(header):
             fields = _RowError(f"{len(fields)} fields where the header has {len(header)}")
+        elif (bad_id := next((c for c in ("person_id", key) if c in header and (c == required or c == key)
+                              and not _INTEGER.fullmatch(fields[header.index(c)].strip())), None)):
+            fields = _RowError(f"a {bad_id} that is not an integer")
         else:
             yield off, dict(zip(header, fields))
             continue
@@ -272,7 +322,7 @@ class OmopCohort:
             path, kind = tables[table]
             try:
                 header = _header(path) if kind == "csv" else None
-                rows = _scan_csv(path, problems) if kind == "csv" else _scan_parquet(path)
+                rows = _scan_csv(path, problems, table) if kind == "csv" else _scan_parquet(path)
                 info[table] = {"file": str(path.resolve()), "kind": kind, "header": header}
                 tname = table.encode()
                 for person, where, content, row in rows:
@@ -313,11 +363,12 @@ class OmopCohort:
         return CohortScan(slices=slices, problems=problems, stats=stats)
 
 
-def _scan_csv(path: Path, problems: list[str]) -> Iterator[tuple[str, int, bytes, dict[str, Any]]]:
+def _scan_csv(path: Path, problems: list[str], table: str = "") -> Iterator[tuple[str, int, bytes, dict[str, Any]]]:
     """(person id, byte offset, row content, row) of every usable row of a CSV table; rows that
-    cannot be read are skipped one at a time and reported in ``problems``."""
+    cannot be read (or whose person or row id is not an integer) are skipped one at a time and
+    reported in ``problems``."""
     with open(path, "rb") as fh:
-        for off, row in _table_rows(path, fh, problems, "person_id"):
+        for off, row in _table_rows(path, fh, problems, "person_id", _ID_COLUMN.get(table)):
             person = _pid(row["person_id"])
             if person:
                 yield person, off, repr(sorted(row.items())).encode("utf-8", "surrogatepass"), row

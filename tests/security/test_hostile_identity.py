@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from ragehr.cli import app
@@ -252,13 +254,33 @@ def test_a_row_with_too_many_fields_skips_that_row_only(tmp_path):
     assert secrets_by_patient(r.index_dir) == {"1": set(), "2": {"SECRET-two"}, "3": {"SECRET-three"}}
 
 
-def test_a_quoted_newline_holding_a_row_shaped_line_stays_in_its_note(tmp_path):
-    """A note may hold a line that looks like another person's row: it is text of its note."""
-    r = _index_omop(tmp_path, '1,1,2020-01-01,n,"SECRET-one starts\n9,2,2020-01-09,n,SECRET-fake ends"\n'
-                              "2,2,2020-01-02,n,SECRET-two x\n")
+def test_a_quoted_note_over_several_lines_stays_in_its_note(tmp_path):
+    """Newlines, commas, doubled quotes, and a line shaped like the same person's row."""
+    r = _index_omop(tmp_path, '1,1,2020-01-01,n,"SECRET-one starts\nmid, with ""quotes""\n'
+                              '9,1,2020-01-09,n,SECRET-onemore ends"\n2,2,2020-01-02,n,SECRET-two x\n')
     assert r.code == 0, r.stderr
     got = secrets_by_patient(r.index_dir)
-    assert got["1"] == {"SECRET-one", "SECRET-fake"} and got["2"] == {"SECRET-two"}
+    assert got["1"] == {"SECRET-one", "SECRET-onemore"} and got["2"] == {"SECRET-two"}
+
+
+def test_two_stray_quotes_never_carry_another_persons_row(tmp_path):
+    """A quote opened in person 1's note and one closing person 2's row make valid quoting over
+    two rows: the inner line is a whole row of person 2, so the span is skipped, reported, and
+    its text given to no one."""
+    r = _index_omop(tmp_path, '1,1,2020-01-01,n,"SECRET-one opened\n2,2,2020-01-02,n,SECRET-two closed"\n'
+                              "2,2,2020-01-04,n,SECRET-twoagain\n3,3,2020-01-03,n,SECRET-three y\n")
+    assert r.code == 2
+    assert_one_line_errors(r, "holds other persons' rows")
+    got = secrets_by_patient(r.index_dir)
+    assert got == {"1": set(), "2": {"SECRET-twoagain"}, "3": {"SECRET-three"}}
+
+
+def test_a_note_quoting_another_persons_row_gives_its_text_to_no_one(tmp_path):
+    r = _index_omop(tmp_path, '1,1,2020-01-01,n,"SECRET-one pasted:\n7,2,2020-01-09,n,SECRET-pasted"\n'
+                              "2,2,2020-01-02,n,SECRET-two x\n")
+    assert r.code == 2
+    got = secrets_by_patient(r.index_dir)
+    assert got["2"] == {"SECRET-two"} and "SECRET-pasted" not in got.get("1", set()) | got["2"]
 
 
 def test_a_note_longer_than_the_csv_default_field_limit_is_read(tmp_path):
@@ -448,3 +470,58 @@ def test_ids_shaped_like_a_changed_name_are_changed_too(pid):
 def test_ordinary_ids_keep_their_names(pid):
     assert store.safe_dirname(pid) == pid
 
+
+
+# --------------------------------------------------------------------------- a property
+
+
+def _persons_hold_only_their_own(folder: Path) -> dict[str, set[str]]:
+    """Scan and load (no index): person -> the secrets of other persons in its record."""
+    scan = omop.OmopCohort(folder).scan()
+    leaks: dict[str, set[str]] = {}
+    for sl in scan.slices:
+        try:
+            rec = sl.load()
+        except Exception as exc:  # noqa: BLE001 - InputError for a person with nothing usable
+            assert type(exc).__name__ == "InputError", exc
+            continue
+        text = " ".join(e.text for e in rec.events)
+        other = {w for pid, w in WORDS.items() if pid != sl.patient_id and f"SECRET{w}" in text}
+        if other:
+            leaks[sl.patient_id] = other
+    return leaks
+
+
+WORDS = {"1": "QUEBEC", "2": "ROMEO", "3": "SIERRA", "4": "TANGO"}
+"""Each person's secret word: letters no note holds, so no damage can spell another's."""
+
+
+_NOTE_PARTS = st.sampled_from(list("abc xyz,\"\n") + ["1,", "2,", "\n3,3,", "\"\"", ",\""])
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    notes=st.lists(st.lists(_NOTE_PARTS, max_size=12).map("".join), min_size=4, max_size=4),
+    cuts=st.lists(st.tuples(st.integers(0, 10_000), st.sampled_from(['"', "", "\n", ","])), max_size=3),
+)
+def test_no_corruption_of_quotes_moves_text_between_persons(tmp_path_factory, notes, cuts):
+    """Notes with quotes, commas and newlines written by csv.writer, then damaged at random
+    (a quote, a newline or a comma put in, or a character taken out): whatever is skipped, no
+    person's record holds another person's secret."""
+    import csv as _csv
+    import io
+
+    folder = tmp_path_factory.mktemp("omop")
+    buf = io.StringIO()
+    w = _csv.writer(buf, lineterminator="\n")
+    w.writerow(["note_id", "person_id", "note_date", "note_title", "note_text"])
+    for i, text in enumerate(notes, start=1):
+        w.writerow([i, i, "2020-01-01", "n", f"SECRET{WORDS[str(i)]} {text} SECRET{WORDS[str(i)]}"])
+    data = buf.getvalue()
+    head = data.index("\n") + 1
+    for at, what in cuts:  # damage the rows, never the header
+        pos = head + at % max(1, len(data) - head)
+        data = data[:pos] + what + data[pos + (0 if what else 1):]
+    (folder / "person.csv").write_text("person_id,year_of_birth\n1,1950\n2,1951\n3,1952\n4,1953\n")
+    (folder / "note.csv").write_text(data)
+    assert _persons_hold_only_their_own(folder) == {}
