@@ -166,9 +166,9 @@ def inspect(
     folder lists each of its patients. A bad file or patient is reported on its own line; the
     others are still inspected, and the exit status is 2."""
     from ragehr.ehr import load_record
-    from ragehr.ehr.cohort import detect_cohort, select
+    from ragehr.ehr.cohort import ambiguous_aliases, detect_cohort, select
     from ragehr.ehr.summary import summarize
-    from ragehr.errors import InputError
+    from ragehr.errors import InputError, show_id
 
     wanted = _patients(patients, patients_file)
     failed = 0
@@ -181,8 +181,13 @@ def inspect(
                 typer.echo(f"ragehr: error: {problem}", err=True)
             chosen = select(scan.slices, wanted)
             found = {sl.patient_id for sl in chosen} | {a for sl in chosen for a in sl.aliases}
+            ambiguous = ambiguous_aliases(scan.slices, wanted or [])
             for p in wanted or []:
-                if p not in found:
+                if p in ambiguous:
+                    failed += 1
+                    typer.echo(f"ragehr: error: patient {show_id(p)}: an identifier of {len(ambiguous[p])} patients "
+                               f"in {path} ({', '.join(map(show_id, ambiguous[p][:5]))}); select them by id", err=True)
+                elif p not in found:
                     failed += 1
                     typer.echo(f"ragehr: error: patient {p}: not in {path}", err=True)
             for sl in chosen:

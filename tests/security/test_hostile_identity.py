@@ -525,3 +525,12 @@ def test_no_corruption_of_quotes_moves_text_between_persons(tmp_path_factory, no
     (folder / "person.csv").write_text("person_id,year_of_birth\n1,1950\n2,1951\n3,1952\n4,1953\n")
     (folder / "note.csv").write_text(data)
     assert _persons_hold_only_their_own(folder) == {}
+
+
+def test_inspect_names_an_ambiguous_mr_number(tmp_path):
+    exp = _bulk(tmp_path / "exp", [_patient("x1", mr="MRN7"), _patient("x2", mr="MRN7")],
+                [_condition("Patient/x1", "SECRET-X1 c"), _condition("Patient/x2", "SECRET-X2 c")])
+    r = run(["inspect", str(exp), "--patients", "MRN7"], tmp_path)
+    assert r.code == 2
+    assert_one_line_errors(r, "an identifier of 2 patients")
+    assert "SECRET" not in r.stdout + r.stderr
