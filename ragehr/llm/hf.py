@@ -316,10 +316,15 @@ class TransformersBackend(LLMBackend):
     def special_tokens(self) -> frozenset[str]:
         """Every special and added token of the tokenizer, as text (loads the tokenizer)."""
         tok = self.tokenizer()
+        cached = getattr(self, "_special_texts", None)
+        if cached is not None and cached[0] is tok:
+            return cached[1]
         found = set(tok.all_special_tokens)
         found.update(t.content for t in getattr(tok, "added_tokens_decoder", {}).values())
         found.update(getattr(tok, "get_added_vocab", dict)().keys())
-        return frozenset(t for t in found if t)
+        texts = frozenset(t for t in found if t)
+        self._special_texts = (tok, texts)
+        return texts
 
     def special_token_ids(self) -> frozenset[int]:
         """The ids of :meth:`special_tokens` (what a prompt's content must never produce)."""
