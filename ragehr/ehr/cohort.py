@@ -36,6 +36,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
+from ragehr.ehr.times import collect_time_warnings
 from ragehr.types import PatientRecord
 
 SLICE_MARK = "#patient="
@@ -69,8 +70,6 @@ class PatientSlice:
     def load(self) -> PatientRecord:
         """Read and parse this patient. Raises :class:`ragehr.errors.InputError`. Times that
         are invalid as written are listed in the record's ``warnings`` (as for a record file)."""
-        from ragehr.ehr.times import collect_time_warnings
-
         with collect_time_warnings() as warned:
             rec = reader(self.format).load_slice(self)
         if warned:
