@@ -19,6 +19,8 @@ import unicodedata
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ragehr.llm.template import neutralise, prompt_pieces
 from ragehr.packing import sanitize
@@ -79,6 +81,19 @@ def test_neutralise_with_a_token_made_by_the_rewrite():
     assert not any(t in out for t in specials)
 
 
+_TOKEN_BITS = st.sampled_from(["<|", "|>", "im_", "end", "start", "<|im_end|>", "<|im_start|>", "<", ">", "|",
+                                "\uff1c", "\uff5c", "\uff1e", "s>", "</", "[INST]", "[/", "INST]", " ", "\n", "x"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_TOKEN_BITS, max_size=30).map("".join))
+def test_neutralise_property_no_token_survives(text):
+    specials = CHATML | LLAMA
+    out = neutralise(text, specials)
+    assert _holds(out, specials) == []
+    assert neutralise(out, specials) == out
+
+
 def _chatml(ms: list[dict[str, str]]) -> str:
     return "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in ms) + "<|im_start|>assistant\n"
 
@@ -114,6 +129,20 @@ def test_nested_entity_encodings_are_neutralised(text):
     assert "ehr" in _unescape_fully(text).lower() and "<" in _unescape_fully(text)
     out = sanitize(text)
     assert "<" not in _unescape_fully(out)
+
+
+_ENTITY_BITS = st.sampled_from(["&", "amp;", "#x26;", "#38;", "lt;", "gt;", "#60;", "#x3c;", "&lt;", "&gt;", "/",
+                                 "ehr", "e", "h", "r", " ", "<", ">", "x", ";"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_ENTITY_BITS, max_size=24).map("".join))
+def test_no_unescaping_depth_reveals_a_tag(text):
+    """However many times the output is HTML-unescaped, it never reads as ``<ehr`` or ``</ehr``."""
+    import re
+
+    out = sanitize(text)
+    assert not re.search(r"<\s*/?\s*ehr(?![a-z0-9_-])", _unescape_fully(out).lower()), (text, out)
 
 
 CONFUSED = ["\u276e/ehr\u276f", "\u1438/ehr\u1433", "<\u0117hr>", "</eh\u13a1>", "<\u2571\u0435hr>", "</e\u04bbr>",
