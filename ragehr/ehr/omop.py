@@ -38,7 +38,9 @@ problems (offset and reason, never its text); reading resumes at the line after 
 row began on, so a broken quote never carries later rows, and another person's text, into it.
 A quoted field over several lines whose inner lines are whole rows of other persons (two stray
 quotes, or a note quoting such rows: CSV cannot tell) is skipped whole, those lines with it, and
-reported, so its text goes to no one.
+reported, so its text goes to no one. Rows of a ``person_id`` that the person table does not
+list are skipped and counted (when the person table was read without a bad row: otherwise the
+missing person may be that bad row, and the rows are kept).
 
 Streaming: a first pass reads every table once, keeping per person the byte offset of each
 CSV row or the Parquet row groups holding its rows,
@@ -316,16 +318,22 @@ class OmopCohort:
         used: set[int] = set()
         n_rows = 0
         info: dict[str, dict[str, Any]] = {}
+        listed: set[str] | None = None  # the person table's persons, when it was read whole
         for table in TABLES:
             if table not in tables:
                 continue
             path, kind = tables[table]
+            n_problems = len(problems)
+            orphans = 0
             try:
                 header = _header(path) if kind == "csv" else None
                 rows = _scan_csv(path, problems, table) if kind == "csv" else _scan_parquet(path)
                 info[table] = {"file": str(path.resolve()), "kind": kind, "header": header}
                 tname = table.encode()
                 for person, where, content, row in rows:
+                    if listed is not None and person not in listed:
+                        orphans += 1  # a row of nobody: never a person (and an index) of its own
+                        continue
                     n_rows += 1
                     used.update(_concept_ids(row))
                     per = pos.setdefault(person, {})
@@ -339,6 +347,10 @@ class OmopCohort:
             except InputError as exc:
                 problems.append(f"{exc} (table {table} skipped)")
                 info.pop(table, None)
+            if table == "person" and table in info and len(problems) == n_problems:
+                listed = set(pos)
+            if orphans:
+                problems.append(f"{path}: {orphans} row(s) of a person_id the person table does not list; skipped")
             if on_file:
                 on_file(str(path))
         concepts: dict[int, tuple[str, str, str]] = {}
