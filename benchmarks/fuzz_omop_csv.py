@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 
 from ragehr.ehr.omop import OmopCohort
-from ragehr.errors import InputError
+from ragehr.errors import InputError, RagehrError
 
 WORDS = {"1": "QUEBEC", "2": "ROMEO", "3": "SIERRA", "4": "TANGO"}
 PLAIN = [*"abc xyz,\"\n", '""', ',"', "\n,", "a,b,c,d,"]
@@ -53,15 +53,17 @@ def table(rng: random.Random, parts: list[str]) -> str:
     return data
 
 
-def leaks(folder: Path) -> int:
-    n = 0
+def leaks(folder: Path) -> tuple[int, int]:
+    """(persons holding another person's word, persons holding their own word)."""
+    n = kept = 0
     for sl in OmopCohort(folder).scan().slices:
         try:
             text = " ".join(e.text for e in sl.load().events)
-        except InputError:
+        except (InputError, RagehrError):
             continue
         n += any(f"SECRET{w}" in text for pid, w in WORDS.items() if pid != sl.patient_id)
-    return n
+        kept += sl.patient_id in WORDS and f"SECRET{WORDS[sl.patient_id]}" in text
+    return n, kept
 
 
 def main() -> int:
@@ -73,16 +75,19 @@ def main() -> int:
     args = ap.parse_args()
     rng = random.Random(args.seed)
     parts = ROW_SHAPED if args.row_shaped else PLAIN
-    bad = 0
+    bad = kept = 0
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.n):
             folder = Path(tmp) / str(i)
             folder.mkdir()
             (folder / "person.csv").write_text("person_id,year_of_birth\n1,1950\n2,1951\n3,1952\n4,1953\n")
             (folder / "note.csv").write_text(table(rng, parts))
-            bad += leaks(folder) > 0
+            n, k = leaks(folder)
+            bad += n > 0
+            kept += k
     kind = "row-shaped" if args.row_shaped else "plain"
-    print(f"{kind} notes: {bad} of {args.n} damaged tables put a person's text in another's record (seed {args.seed})")
+    print(f"{kind} notes: {bad} of {args.n} damaged tables put a person's text in another's record; "
+          f"{kept} of {4 * args.n} persons' notes read as theirs (seed {args.seed})")
     if args.expect_plain is not None and not args.row_shaped:
         ok = bad == args.expect_plain
         print(f"{'OK' if ok else 'FAIL'}: expected {args.expect_plain}")
