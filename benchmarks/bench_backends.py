@@ -113,7 +113,7 @@ def build_prompts(cache_dir: Path, sizes: list[int], n_questions: int, max_new: 
     from ragehr.prompts import build_messages
 
     counter_backend = TransformersBackend(cache_dir=cache_dir, context_window=max(sizes))
-    tok = counter_backend.tokenizer()  # the tokenizer only (the weights stay in the children)
+    counter_backend.tokenizer()  # the tokenizer only (the weights stay in the children)
     with tempfile.TemporaryDirectory() as tmp:
         [s] = build_indexes([record], Path(tmp), IndexConfig(embedder="hashing"))
         idx = load_patient_index(Path(tmp), s.patient_id, need_dense=False)
@@ -124,8 +124,7 @@ def build_prompts(cache_dir: Path, sizes: list[int], n_questions: int, max_new: 
                 prep = prepare_context(idx, q, spec, counter_backend)
                 messages = build_messages(q, prep.context.packed.block())
                 chat = [{"role": m.role, "content": m.content} for m in messages]
-                text = tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
-                n = len(tok(text, add_special_tokens=False)["input_ids"])
+                n = len(counter_backend.prompt_ids(messages))  # as generate() tokenizes it
                 prompts.append({"size": size, "question": q, "messages": chat, "prompt_tokens": n})
     return prompts
 

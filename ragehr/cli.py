@@ -170,7 +170,7 @@ def inspect(
     folder lists each of its patients. A bad file or patient is reported on its own line; the
     others are still inspected, and the exit status is 2."""
     from ragehr.ehr import load_record
-    from ragehr.ehr.cohort import detect_cohort, select
+    from ragehr.ehr.cohort import ambiguous_aliases, detect_cohort, select
     from ragehr.ehr.summary import summarize
     from ragehr.errors import InputError, escape_controls, show_id
 
@@ -185,8 +185,13 @@ def inspect(
                 typer.echo(f"ragehr: error: {escape_controls(problem)}", err=True)
             chosen = select(scan.slices, wanted)
             found = {sl.patient_id for sl in chosen} | {a for sl in chosen for a in sl.aliases}
+            ambiguous = ambiguous_aliases(scan.slices, wanted or [])
             for p in wanted or []:
-                if p not in found:
+                if p in ambiguous:
+                    failed += 1
+                    typer.echo(f"ragehr: error: patient {show_id(p)}: an identifier of {len(ambiguous[p])} patients "
+                               f"in {path} ({', '.join(map(show_id, ambiguous[p][:5]))}); select them by id", err=True)
+                elif p not in found:
                     failed += 1
                     typer.echo(f"ragehr: error: patient {show_id(p)}: not in {escape_controls(path)}", err=True)
             for sl in chosen:
@@ -320,6 +325,11 @@ def index(
     patients: PatientsOpt = None,
     patients_file: PatientsFileOpt = None,
     ray: RayOpt = None,
+    merge_conflicting: Annotated[
+        bool,
+        typer.Option("--merge-conflicting", help="Merge the sources of one patient id even when they disagree on "
+                     "sex or birth date (by default that patient is refused, exit status 2)."),
+    ] = False,
 ) -> None:
     """Build (or update) one index per patient from record files, folders of them, and cohort
     folders (a FHIR Bulk Data export, OMOP CDM tables). With --ray, patients are parsed and
@@ -335,13 +345,14 @@ def index(
 
         with RayCluster(ray, num_cpus=workers if workers > 1 else None), _RichProgress(enabled=_progress_enabled()) as bars:
             summaries = build_indexes_ray(
-                paths, index_dir, cfg.index, force=force, cache_dir=cache_dir, progress=bars, patients=wanted
+                paths, index_dir, cfg.index, force=force, cache_dir=cache_dir, progress=bars, patients=wanted,
+                merge_conflicting=merge_conflicting,
             )
     else:
         with _RichProgress(enabled=_progress_enabled()) as bars:
             summaries = build_indexes(
                 paths, index_dir, cfg.index, force=force, workers=workers, cache_dir=cache_dir, progress=bars,
-                patients=wanted,
+                patients=wanted, merge_conflicting=merge_conflicting,
             )
     failures = [s for s in summaries if s.status == "failed"]
     failed = len(failures)

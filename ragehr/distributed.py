@@ -177,7 +177,7 @@ def _parse_task(cwd: str, path: str) -> tuple[str | None, Any]:
 
 def _build_task(
     cwd: str, files: list[str], slices: list[Any], index_dir: str, config: Any, force: bool,
-    cache_dir: str | None, parsed_files: list[str], *records: Any,
+    cache_dir: str | None, merge_conflicting: bool, parsed_files: list[str], *records: Any,
 ) -> list[Any]:
     from ragehr.index.build import build_indexes
     from ragehr.pipeline.batch import shared_embedder
@@ -192,6 +192,7 @@ def _build_task(
     return build_indexes(
         files, index_dir, config, force=force, cache_dir=cache_dir, embedder=shared_embedder(config.embedder, index_dir),
         parsed=dict(zip(map(Path, parsed_files), records)), slices=slices, embedding_cache=cache,
+        merge_conflicting=merge_conflicting,
     )
 
 
@@ -209,6 +210,7 @@ def build_indexes_ray(
     cache_dir: str | Path | None = None,
     progress: Any = None,
     patients: Collection[str] | None = None,
+    merge_conflicting: bool = False,
 ) -> list[Any]:
     """:func:`ragehr.index.build.build_indexes` spread over Ray (initialised by the caller):
     the same summaries, one per patient and one per failed file. Record files are parsed in
@@ -217,7 +219,7 @@ def build_indexes_ray(
     summary; the others are built."""
     ray = require_ray()
     from ragehr.config import IndexConfig
-    from ragehr.ehr.cohort import inside_any, select, split_cohorts
+    from ragehr.ehr.cohort import alias_map, inside_any, select, split_cohorts
     from ragehr.index import store
     from ragehr.index.build import NullProgress, expand_paths
     from ragehr.types import BuildSummary
@@ -241,7 +243,8 @@ def build_indexes_ray(
         summaries.extend(
             BuildSummary(patient_id="", index_path=str(c.folder), status="failed", message=m) for m in scan.problems
         )
-        slices.extend(select(scan.slices, patients))
+        slices.extend(scan.slices)
+    slices = select(slices, patients)  # over every cohort at once, as build_indexes does
     # Which patient is each file? Known sha256s answer without parsing (as build_indexes does).
     manifests = store.list_manifests(index_dir)
     by_sha = {s.sha256: m.patient_id for m in manifests for s in m.sources}
@@ -283,7 +286,7 @@ def build_indexes_ray(
     for sl in slices:
         groups.setdefault(sl.patient_id, ([], []))[1].append(sl)
     if patients is not None:  # as build_indexes: a cohort patient also by its alias
-        alias = {a: sl.patient_id for sl in slices for a in sl.aliases}
+        alias = alias_map(slices)
         keep = {alias.get(p, p) for p in patients}
         groups = {pid: g for pid, g in groups.items() if pid in keep}
         summaries.extend(
@@ -298,7 +301,7 @@ def build_indexes_ray(
         parsed = [f for f in group if f in record_ref]
         ref = build.remote(
             cwd, [str(f) for f in group], group_slices, str(index_dir), config, force,
-            None if cache_dir is None else str(cache_dir), [str(f) for f in parsed],
+            None if cache_dir is None else str(cache_dir), merge_conflicting, [str(f) for f in parsed],
             *[record_ref[f] for f in parsed],
         )
         jobs[ref] = pid

@@ -21,9 +21,12 @@ What it does:
   with :func:`ragehr.ehr.fhir.parse_fhir`, exactly as a per-patient Bundle would be; every
   event's source locator names its NDJSON file and line (``Condition.000.ndjson#line:12``).
 
-The patient id is the Patient resource's id as :func:`ragehr.ehr.fhir.patient_id` gives it (its
-MR identifier, else its resource id), so a patient reads the same from a Bundle and from an
-export; the resource id also selects it (``--patients``).
+The patient id is the Patient resource's id (the id every reference in the export names), never
+a label: identifiers are data. Its MR identifier (:func:`ragehr.ehr.fhir.patient_id`), when it
+differs, is an alias that also selects it with ``--patients`` as long as no other patient has
+that id or alias. Two Patient resources with one MR number stay two patients (an export may
+carry both; merging them on a label put one person's notes in another's index), and an MR
+number equal to another patient's resource id never reaches that patient.
 
 What it does not do: no gzip'd NDJSON, no ``deleted`` resources (``_since`` exports), no
 conditional references (``Patient?identifier=``: counted as unlinked).
@@ -42,7 +45,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from ragehr.ehr import fhir, source
-from ragehr.ehr.cohort import CohortScan, PatientSlice
+from ragehr.ehr.cohort import Cohort, CohortScan, PatientSlice
 from ragehr.errors import InputError
 from ragehr.fsutil import iter_bounded_lines
 from ragehr.types import PatientRecord, SourceLocator
@@ -217,39 +220,26 @@ class BulkExport:
             if on_file:
                 on_file(str(f))
 
-        # Patients by their indexed id; several resource ids with one MR number are one patient.
-        by_label: dict[str, list[str]] = {}
-        for ref in pos:
-            by_label.setdefault(labels.get(ref, ref), []).append(ref)
+        # One patient per Patient resource id: a label (MR number) is an alias, never a key.
         file_names = [str(f.resolve()) for f in files]
         slices = []
-        for label, refs in by_label.items():
-            merged: dict[int, tuple[array, array]] = {}
-            total = [0, 0, 0]
-            wanted_meds: set[str] = set()
-            for ref in refs:
-                for fi, (offs, lines) in pos[ref].items():
-                    if fi in merged:
-                        pairs = sorted(zip([*merged[fi][0], *offs], [*merged[fi][1], *lines]))
-                        merged[fi] = (array("Q", [p[0] for p in pairs]), array("I", [p[1] for p in pairs]))
-                    else:
-                        merged[fi] = (offs, lines)
-                a = acc[ref]
-                total = [(total[0] + a[0]) & _MASK, total[1] + a[1], total[2] + a[2]]
-                wanted_meds |= med_refs.get(ref, set())
+        for ref, per in pos.items():
+            a = acc[ref]
+            wanted_meds = med_refs.get(ref, set())
             med_pos = sorted((meds[m][0], meds[m][1], meds[m][2]) for m in wanted_meds if m in meds)
             med_hashes = sorted(meds[m][3] for m in wanted_meds if m in meds)
-            fp = hashlib.sha256(repr((total, med_hashes)).encode("ascii")).hexdigest()
+            fp = hashlib.sha256(repr((a, med_hashes)).encode("ascii")).hexdigest()
+            label = labels.get(ref)
             slices.append(
                 PatientSlice(
-                    patient_id=label,
+                    patient_id=ref,
                     format=self.format,
                     folder=folder,
                     fingerprint=fp,
-                    size=total[1],
-                    n_items=total[2],
-                    aliases=tuple(r for r in refs if r != label),
-                    data={"files": file_names, "pos": merged, "meds": med_pos},
+                    size=a[1],
+                    n_items=a[2],
+                    aliases=(label,) if label and label != ref else (),
+                    data={"files": file_names, "pos": per, "meds": med_pos},
                 )
             )
         slices.sort(key=lambda s: s.patient_id)
@@ -294,4 +284,21 @@ def load_slice(sl: PatientSlice) -> PatientRecord:
     )
 
 
-__all__ = ["BulkExport", "export_files", "is_bulk_export", "load_slice"]
+class _Reader:
+    """The :class:`ragehr.ehr.cohort.CohortReader` of Bulk Data exports."""
+
+    format = BulkExport.format
+
+    def detect(self, folder: Path) -> bool:
+        return is_bulk_export(folder)
+
+    def open(self, folder: Path) -> Cohort:
+        return BulkExport(folder)
+
+    def load_slice(self, sl: PatientSlice) -> PatientRecord:
+        return load_slice(sl)
+
+
+READER = _Reader()
+
+__all__ = ["READER", "BulkExport", "export_files", "is_bulk_export", "load_slice"]

@@ -16,15 +16,27 @@ loaded in worker processes.
 
 The fingerprint stands in for a file's sha256 in an index manifest: a re-run re-indexes only
 the patients whose lines changed.
+
+This module owns the interface and knows no format: a reader module (``ragehr.ehr.bulk``,
+``ragehr.ehr.omop``) imports this one and provides a :class:`CohortReader` as its module-level
+``READER``; :data:`READER_MODULES` names those modules, which are imported by name on first use
+(never at import time), so there is no import circle between the interface and its readers.
+
+Patient identity: a slice's ``patient_id`` is the source's own key for the person (the FHIR
+Patient resource id, the OMOP ``person_id``), never a label such as an MR number; labels are
+``aliases`` that :func:`select` accepts only when exactly one patient carries them.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
+from ragehr.ehr.times import collect_time_warnings
 from ragehr.types import PatientRecord
 
 SLICE_MARK = "#patient="
@@ -46,7 +58,8 @@ class PatientSlice:
     n_items: int
     """Resources (FHIR) or rows (OMOP)."""
     aliases: tuple[str, ...] = ()
-    """Other ids that select this patient with ``--patients`` (a FHIR resource id)."""
+    """Other ids that select this patient with ``--patients`` when no other patient has them
+    (a FHIR Patient's MR identifier)."""
     data: Any = None
     """Format-specific positions, read by the format's loader."""
 
@@ -55,12 +68,13 @@ class PatientSlice:
         return f"{self.folder}{SLICE_MARK}{self.patient_id}"
 
     def load(self) -> PatientRecord:
-        """Read and parse this patient. Raises :class:`ragehr.errors.InputError`."""
-        if self.format == "fhir-bulk":
-            from ragehr.ehr.bulk import load_slice
-        else:
-            from ragehr.ehr.omop import load_slice
-        return load_slice(self)
+        """Read and parse this patient. Raises :class:`ragehr.errors.InputError`. Times that
+        are invalid as written are listed in the record's ``warnings`` (as for a record file)."""
+        with collect_time_warnings() as warned:
+            rec = reader(self.format).load_slice(self)
+        if warned:
+            rec = rec.model_copy(update={"warnings": rec.warnings + warned.summary()})
+        return rec
 
 
 @dataclass
@@ -85,17 +99,49 @@ class Cohort(Protocol):
     def scan(self, on_file: Callable[[str], None] | None = None) -> CohortScan: ...
 
 
+class CohortReader(Protocol):
+    """What a cohort format provides: recognise a folder, open it, read one patient back."""
+
+    format: str
+    """The :attr:`PatientSlice.format` its slices carry (``fhir-bulk``, ``omop``)."""
+
+    def detect(self, folder: Path) -> bool:
+        """Whether ``folder`` (an existing directory) holds this format."""
+        ...
+
+    def open(self, folder: Path) -> Cohort: ...
+
+    def load_slice(self, sl: PatientSlice) -> PatientRecord:
+        """Second pass: one patient's record. Raises :class:`ragehr.errors.InputError`."""
+        ...
+
+
+READER_MODULES: tuple[str, ...] = ("ragehr.ehr.omop", "ragehr.ehr.bulk")
+"""Modules that provide a :class:`CohortReader` as ``READER``, in detection order (a folder with
+a ``person`` table is OMOP even when it also holds NDJSON)."""
+
+
+@lru_cache(maxsize=1)
+def readers() -> tuple[CohortReader, ...]:
+    """The cohort readers, imported by name on first use."""
+    return tuple(importlib.import_module(name).READER for name in READER_MODULES)
+
+
+def reader(fmt: str) -> CohortReader:
+    for r in readers():
+        if r.format == fmt:
+            return r
+    raise ValueError(f"no cohort reader for format {fmt!r}")
+
+
 def detect_cohort(path: str | Path) -> Cohort | None:
     """A cohort reader for a folder that holds a bulk export or OMOP tables, else ``None``."""
     p = Path(path)
     if not p.is_dir():
         return None
-    from ragehr.ehr import bulk, omop
-
-    if omop.is_omop_folder(p):
-        return omop.OmopCohort(p)
-    if bulk.is_bulk_export(p):
-        return bulk.BulkExport(p)
+    for r in readers():
+        if r.detect(p):
+            return r.open(p)
     return None
 
 
@@ -133,12 +179,45 @@ def inside_any(f: Path, cohorts: Iterable[Cohort]) -> bool:
     return any(r.is_relative_to(c.folder.resolve()) for c in cohorts)
 
 
+def alias_map(slices: Iterable[PatientSlice]) -> dict[str, str]:
+    """alias -> patient id, for the aliases that name exactly one patient and are no patient's
+    own id (an MR number equal to another patient's resource id selects that other patient)."""
+    slices = list(slices)
+    ids = {s.patient_id for s in slices}
+    owners: dict[str, set[str]] = {}
+    for s in slices:
+        for a in s.aliases:
+            owners.setdefault(a, set()).add(s.patient_id)
+    return {a: next(iter(o)) for a, o in owners.items() if len(o) == 1 and a not in ids}
+
+
+def ambiguous_aliases(slices: Iterable[PatientSlice], patients: Iterable[str]) -> dict[str, list[str]]:
+    """The ``patients`` that are no patient's id but an alias of several: alias -> their ids."""
+    slices = list(slices)
+    ids = {s.patient_id for s in slices}
+    out: dict[str, list[str]] = {}
+    for p in patients:
+        if p in ids:
+            continue
+        owners = sorted(s.patient_id for s in slices if p in s.aliases)
+        if len(owners) > 1:
+            out[p] = owners
+    return out
+
+
 def select(slices: Iterable[PatientSlice], patients: Iterable[str] | None) -> list[PatientSlice]:
-    """The slices whose id or alias is in ``patients`` (all when ``None``)."""
+    """The slices whose id is in ``patients``, or one of whose aliases is and names no other
+    patient (all slices when ``None``)."""
+    slices = list(slices)
     if patients is None:
-        return list(slices)
+        return slices
     wanted = set(patients)
-    return [s for s in slices if s.patient_id in wanted or wanted.intersection(s.aliases)]
+    aliases = alias_map(slices)
+    chosen = {p for p in wanted} | {aliases[p] for p in wanted if p in aliases}
+    return [s for s in slices if s.patient_id in chosen]
 
 
-__all__ = ["SLICE_MARK", "Cohort", "CohortScan", "PatientSlice", "detect_cohort", "inside_any", "select", "split_cohorts"]
+__all__ = [
+    "READER_MODULES", "SLICE_MARK", "Cohort", "CohortReader", "CohortScan", "PatientSlice", "alias_map",
+    "ambiguous_aliases", "detect_cohort", "inside_any", "reader", "readers", "select", "split_cohorts",
+]

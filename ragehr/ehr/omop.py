@@ -29,8 +29,21 @@ Times: ``*_datetime`` when given (read as UTC, as OMOP states no offset), else `
 day; a datetime at exactly midnight on the row's own date is read as a date. Source locators
 name the table file and the row id (``.../measurement.csv#measurement_id=42``).
 
+CSV: read with the csv module's own quoting (strict), so a quoted field may hold commas, quotes
+and newlines; a field may be up to :data:`CSV_FIELD_LIMIT` characters (16 MiB). A row that cannot
+be read (an unterminated quote, text after a closing quote, a longer field, bytes that are not
+UTF-8, a field count other than the header's, a ``person_id`` that is not an integer) is skipped
+alone and counted in the scan's
+problems (offset and reason, never its text); reading resumes at the line after the one that
+row began on, so a broken quote never carries later rows, and another person's text, into it.
+A quoted field over several lines whose inner lines are whole rows of other persons (two stray
+quotes, or a note quoting such rows: CSV cannot tell) is skipped whole, those lines with it, and
+reported, so its text goes to no one. Rows of a ``person_id`` that the person table does not
+list are skipped and counted (when the person table was read without a bad row: otherwise the
+missing person may be that bad row, and the rows are kept).
+
 Streaming: a first pass reads every table once, keeping per person the byte offset of each
-CSV row (quoted fields with newlines are handled) or the Parquet row groups holding its rows,
+CSV row or the Parquet row groups holding its rows,
 a fingerprint of its rows, and the set of concept ids in use; the concept table is then read
 for those concepts only. :func:`load_slice` reads one person's rows back. Parquet tables
 written sorted by ``person_id`` read each person from one or two row groups; unsorted ones work
@@ -44,7 +57,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import logging
 import re
 from array import array
@@ -53,8 +65,8 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ragehr.ehr.cohort import CohortScan, PatientSlice
-from ragehr.ehr.times import parse_iso
+from ragehr.ehr.cohort import Cohort, CohortScan, PatientSlice
+from ragehr.ehr.times import parse_iso, warn_time
 from ragehr.errors import InputError
 from ragehr.types import Demographics, Event, EventKind, PatientRecord, SourceLocator, TimePrecision
 
@@ -97,44 +109,176 @@ def is_omop_folder(folder: str | Path) -> bool:
 # --------------------------------------------------------------------------- reading rows
 
 
-def _csv_records(fh) -> Iterator[tuple[int, bytes]]:
-    """(byte offset, raw record) of each CSV record; a quoted field may span lines."""
-    off = 0
-    start = 0
-    buf: list[bytes] = []
-    quotes = 0
-    for line in fh:
-        if not buf:
-            start = off
-        buf.append(line)
-        quotes += line.count(b'"')
-        off += len(line)
-        if quotes % 2 == 0:
-            yield start, b"".join(buf)
-            buf = []
-            quotes = 0
-    if buf:
-        yield start, b"".join(buf)
+CSV_FIELD_LIMIT = 16 * 1024 * 1024
+"""The longest CSV field read, in characters (the csv module's default is 131,072, which long
+discharge summaries reach). A row with a longer field is skipped and counted."""
+
+MAX_ROW_PROBLEMS = 5
+"""Skipped rows named one by one per table; the rest are counted."""
 
 
-def _csv_fields(path: Path, raw: bytes) -> list[str]:
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise InputError(path, "not UTF-8 text") from None
-    if '"' not in text:
-        return text.rstrip("\r\n").split(",")
-    try:
-        return next(csv.reader(io.StringIO(text)), [])
-    except csv.Error as exc:
-        raise InputError(path, f"malformed CSV: {exc}") from None
+class _Lines:
+    """The lines of a binary file as text for :mod:`csv`, remembering where each row begins.
+
+    The csv module reads whole lines and asks for the next one only when a quoted field goes on,
+    so the byte offset of the first line a row takes is the row's offset. Bytes that are not
+    UTF-8 are kept as surrogates (the row is then refused, not the file)."""
+
+    def __init__(self, fh, offset: int = 0) -> None:
+        self.fh = fh
+        self.next_off = offset
+        self.first_line_end: int | None = None
+        self.taken: list[str] = []
+        """The lines the current row took."""
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = self.fh.readline()
+        if not line:
+            raise StopIteration
+        if self.next_off == 0 and line.startswith(b"\xef\xbb\xbf"):
+            line = line[3:]
+            self.next_off = 3
+        self.next_off += len(line)
+        if self.first_line_end is None:
+            self.first_line_end = self.next_off
+        text = line.decode("utf-8", "surrogateescape")
+        self.taken.append(text)
+        return text
+
+
+_INTEGER = re.compile(r"[+-]?\d+(?:\.0)?")
+"""An OMOP ``person_id`` (an integer; ``12.0`` as some exports write it): a row whose id is
+anything else is refused, so a line of note text read after a broken quote never makes a person."""
+
+
+class _RowError(Exception):
+    """One CSV row that cannot be used (its reason; never its text)."""
+
+
+def _set_field_limit() -> None:
+    """The csv module's limit is process-wide: set to ours before each table is read."""
+    if csv.field_size_limit() != CSV_FIELD_LIMIT:
+        csv.field_size_limit(CSV_FIELD_LIMIT)
+
+
+def _csv_rows(
+    fh, offset: int = 0, check: Callable[[list[str], list[str]], str | None] | None = None
+) -> Iterator[tuple[int, list[str] | _RowError]]:
+    """(byte offset, fields or the reason it is unusable) of each CSV record from ``offset``,
+    read by the csv module's own quoting (a quoted field may span lines and hold quotes).
+
+    A row that cannot be read (an unterminated quote, text after a closing quote, a field over
+    :data:`CSV_FIELD_LIMIT`, bytes that are not UTF-8) is reported, and reading goes on from the
+    line after the one that row began on: an unterminated quote never takes later rows with it.
+    A row over several lines that ``check(fields, lines)`` refuses is reported and skipped whole,
+    with every line it took."""
+    _set_field_limit()
+    fh.seek(offset)
+    lines = _Lines(fh, offset)
+    reader = csv.reader(lines, strict=True)
+    while True:
+        start = lines.next_off
+        lines.first_line_end = None
+        lines.taken = []
+        why = None
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            msg = str(exc)
+            why = ("a field longer than the CSV limit" if "field limit" in msg
+                   else "an unterminated quote" if "unexpected end of data" in msg
+                   else "malformed quoting")
+        else:
+            if check is not None and len(lines.taken) > 1:
+                refused = check(fields, lines.taken)
+                if refused is not None:  # the whole span, rows inside it included: no text moves
+                    yield start, _RowError(refused)
+                    continue
+        if why is not None:
+            yield start, _RowError(why)
+            resume = lines.first_line_end if lines.first_line_end is not None else lines.next_off
+            fh.seek(resume)
+            lines = _Lines(fh, resume)
+            reader = csv.reader(lines, strict=True)
+            continue
+        if any("\udc80" <= c <= "\udcff" for f in fields for c in f):
+            yield start, _RowError("bytes that are not UTF-8")
+            continue
+        yield start, fields
 
 
 def _header(path: Path) -> list[str]:
     with open(path, "rb") as fh:
-        for _, raw in _csv_records(fh):
-            return [h.strip().lower() for h in _csv_fields(path, raw)]
+        for _, fields in _csv_rows(fh):
+            if isinstance(fields, _RowError):
+                raise InputError(path, f"header row unreadable ({fields})")
+            if not fields or fields == [""]:
+                continue
+            return [h.strip().lower() for h in fields]
     raise InputError(path, "empty CSV table")
+
+
+def _table_rows(
+    path: Path, fh, problems: list[str], required: str, key: str | None = None
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """(byte offset, row) of every usable row of an opened CSV table; each unusable row is
+    skipped alone, counted, and the first :data:`MAX_ROW_PROBLEMS` named in ``problems``
+    (offset and reason, never text)."""
+    header: list[str] | None = None
+
+    def other_persons_row(fields: list[str], lines: list[str]) -> str | None:
+        """A quoted field over several lines whose inner lines read, each on its own, as complete
+        rows of another person: two stray quotes that swallowed those rows, or a note quoting
+        such a row; CSV alone cannot tell which, so the span is skipped whole (reported) rather
+        than give any of its text to either person."""
+        if header is None or len(fields) != len(header):
+            return None
+        col = header.index(required)
+        own = _pid(fields[col])
+        for line in lines[1:]:
+            try:
+                alone = next(csv.reader([line], strict=True), None)
+            except csv.Error:
+                continue
+            if alone is not None and len(alone) == len(header) and _pid(alone[col]) not in (None, own):
+                return "a quoted field that holds other persons' rows (stray quotes?); skipped with them"
+        return None
+
+    rows = _csv_rows(fh, check=other_persons_row)
+    bad = 0
+    for off, fields in rows:
+        if isinstance(fields, _RowError):
+            if header is None:
+                raise InputError(path, f"header row unreadable ({fields})")
+        elif header is None:
+            if not fields or fields == [""]:
+                continue
+            header = [h.strip().lower() for h in fields]
+            if required not in header:
+                raise InputError(path, f"no {required} column")
+            continue
+        elif not fields or fields == [""]:
+            continue
+        elif len(fields) != len(header):
+            fields = _RowError(f"{len(fields)} fields where the header has {len(header)}")
+        elif (bad_id := next((c for c in ("person_id", key) if c in header and (c == required or c == key)
+                              and not _INTEGER.fullmatch(fields[header.index(c)].strip())), None)):
+            fields = _RowError(f"a {bad_id} that is not an integer")
+        else:
+            yield off, dict(zip(header, fields))
+            continue
+        bad += 1
+        if bad <= MAX_ROW_PROBLEMS:
+            problems.append(f"{path}: row at byte {off} skipped: {fields}")
+    if header is None:
+        raise InputError(path, "empty CSV table")
+    if bad > MAX_ROW_PROBLEMS:
+        problems.append(f"{path}: {bad - MAX_ROW_PROBLEMS} more unreadable rows skipped ({bad} in all)")
 
 
 def _pid(v: Any) -> str | None:
@@ -174,16 +318,22 @@ class OmopCohort:
         used: set[int] = set()
         n_rows = 0
         info: dict[str, dict[str, Any]] = {}
+        listed: set[str] | None = None  # the person table's persons, when it was read whole
         for table in TABLES:
             if table not in tables:
                 continue
             path, kind = tables[table]
+            n_problems = len(problems)
+            orphans = 0
             try:
-                rows = _scan_csv(path) if kind == "csv" else _scan_parquet(path)
                 header = _header(path) if kind == "csv" else None
+                rows = _scan_csv(path, problems, table) if kind == "csv" else _scan_parquet(path)
                 info[table] = {"file": str(path.resolve()), "kind": kind, "header": header}
                 tname = table.encode()
                 for person, where, content, row in rows:
+                    if listed is not None and person not in listed:
+                        orphans += 1  # a row of nobody: never a person (and an index) of its own
+                        continue
                     n_rows += 1
                     used.update(_concept_ids(row))
                     per = pos.setdefault(person, {})
@@ -197,12 +347,16 @@ class OmopCohort:
             except InputError as exc:
                 problems.append(f"{exc} (table {table} skipped)")
                 info.pop(table, None)
+            if table == "person" and table in info and len(problems) == n_problems:
+                listed = set(pos)
+            if orphans:
+                problems.append(f"{path}: {orphans} row(s) of a person_id the person table does not list; skipped")
             if on_file:
                 on_file(str(path))
         concepts: dict[int, tuple[str, str, str]] = {}
         if "concept" in tables:
             try:
-                concepts = _read_concepts(*tables["concept"], used)
+                concepts = _read_concepts(*tables["concept"], used, problems)
             except InputError as exc:
                 problems.append(f"{exc} (names from *_source_value instead)")
         concept_fp = hashlib.sha256(repr(sorted(concepts.items())).encode("utf-8")).hexdigest()
@@ -221,26 +375,15 @@ class OmopCohort:
         return CohortScan(slices=slices, problems=problems, stats=stats)
 
 
-def _scan_csv(path: Path) -> Iterator[tuple[str, int, bytes, dict[str, Any]]]:
-    """(person id, byte offset, raw record, row) of every row of a CSV table."""
+def _scan_csv(path: Path, problems: list[str], table: str = "") -> Iterator[tuple[str, int, bytes, dict[str, Any]]]:
+    """(person id, byte offset, row content, row) of every usable row of a CSV table; rows that
+    cannot be read (or whose person or row id is not an integer) are skipped one at a time and
+    reported in ``problems``."""
     with open(path, "rb") as fh:
-        records = _csv_records(fh)
-        first = next(records, None)
-        if first is None:
-            raise InputError(path, "empty CSV table")
-        header = [h.strip().lower() for h in _csv_fields(path, first[1])]
-        if "person_id" not in header:
-            raise InputError(path, "no person_id column")
-        for off, raw in records:
-            if not raw.strip():
-                continue
-            fields = _csv_fields(path, raw)
-            if len(fields) != len(header):
-                raise InputError(path, f"row at byte {off} has {len(fields)} fields, the header {len(header)}")
-            row = dict(zip(header, fields))
+        for off, row in _table_rows(path, fh, problems, "person_id", _ID_COLUMN.get(table)):
             person = _pid(row["person_id"])
             if person:
-                yield person, off, raw, row
+                yield person, off, repr(sorted(row.items())).encode("utf-8", "surrogatepass"), row
 
 
 def _scan_parquet(path: Path) -> Iterator[tuple[str, int, bytes, dict[str, Any]]]:
@@ -267,8 +410,9 @@ def _parquet_file(path: Path):
         raise InputError(path, f"unreadable Parquet: {type(exc).__name__}") from None
 
 
-def _read_concepts(path: Path, kind: str, used: set[int]) -> dict[int, tuple[str, str, str]]:
-    """concept_id -> (name, vocabulary_id, concept_code), for the concepts in ``used`` only."""
+def _read_concepts(path: Path, kind: str, used: set[int], problems: list[str]) -> dict[int, tuple[str, str, str]]:
+    """concept_id -> (name, vocabulary_id, concept_code), for the concepts in ``used`` only;
+    unreadable CSV rows are skipped and reported in ``problems``."""
     out: dict[int, tuple[str, str, str]] = {}
 
     def keep(row: dict[str, Any]) -> None:
@@ -279,16 +423,8 @@ def _read_concepts(path: Path, kind: str, used: set[int]) -> dict[int, tuple[str
 
     if kind == "csv":
         with open(path, "rb") as fh:
-            records = _csv_records(fh)
-            first = next(records, None)
-            if first is None:
-                return out
-            header = [h.strip().lower() for h in _csv_fields(path, first[1])]
-            if "concept_id" not in header:
-                raise InputError(path, "no concept_id column")
-            for _, raw in records:
-                if raw.strip():
-                    keep(dict(zip(header, _csv_fields(path, raw))))
+            for _, row in _table_rows(path, fh, problems, "concept_id"):
+                keep(row)
     else:
         pf = _parquet_file(path)
         for batch in pf.iter_batches(columns=None):
@@ -303,13 +439,13 @@ def _rows(table: str, t: dict[str, Any], where: array, person: str) -> Iterator[
         header = t["header"]
         with open(path, "rb") as fh:
             for off in where:
-                fh.seek(off)
-                _, raw = next(_csv_records(fh))
-                fields = _csv_fields(path, raw)
-                row = dict(zip(header, fields))
-                if _pid(row.get("person_id")) != person:
-                    raise InputError(path, f"changed since it was scanned (row at byte {off}); re-run")
-                yield row
+                fields = next((f for _, f in _csv_rows(fh, off)), None)
+                if isinstance(fields, list) and len(fields) == len(header):
+                    row = dict(zip(header, fields))
+                    if _pid(row.get("person_id")) == person:
+                        yield row
+                        continue
+                raise InputError(path, f"changed since it was scanned (row at byte {off}); re-run")
         return
     pf = _parquet_file(path)
     for rg in sorted(set(where)):
@@ -418,6 +554,7 @@ def load_slice(sl: PatientSlice) -> PatientRecord:
     concepts = _Concepts(sl.data["concepts"])
     events: list[Event] = []
     demo: dict[str, Any] = {}
+    unusable: dict[str, int] = {}
     person = sl.patient_id
     for table in TABLES:
         if table not in pos or table not in tables:
@@ -436,6 +573,7 @@ def load_slice(sl: PatientSlice) -> PatientRecord:
                 ev = _event(table, row, concepts, t["file"])
             except (ValueError, TypeError) as exc:
                 log.debug("%s: a %s row skipped (%s)", t["file"], table, type(exc).__name__)
+                unusable[table] = unusable.get(table, 0) + 1
                 continue
             if ev is not None:
                 events.append(ev)
@@ -444,6 +582,7 @@ def load_slice(sl: PatientSlice) -> PatientRecord:
     return PatientRecord(
         patient_id=person, format="omop", demographics=Demographics(**demo), events=tuple(events),
         sources=(sl.source_path,),
+        warnings=tuple(f"{n} {table} row(s) with values that cannot be read; skipped" for table, n in unusable.items()),
     )
 
 
@@ -458,7 +597,7 @@ def _person(row: dict[str, Any], concepts: _Concepts) -> dict[str, Any]:
             try:
                 out["birth_date"] = date(y, m or 1, d or 1)
             except ValueError:
-                pass
+                warn_time(f"birth date {y}-{m or 1}-{d or 1} (year/month/day_of_birth) is not a valid date; not used")
     for field in ("gender", "race", "ethnicity"):
         name = concepts.name(_int(row.get(f"{field}_concept_id"))) or _text(row.get(f"{field}_source_value"))
         if name and name.lower() not in ("no matching concept", "unknown"):
@@ -540,4 +679,21 @@ def _event(table: str, row: dict[str, Any], concepts: _Concepts, file: str) -> E
     )
 
 
-__all__ = ["EVENT_TABLES", "OmopCohort", "is_omop_folder", "load_slice"]
+class _Reader:
+    """The :class:`ragehr.ehr.cohort.CohortReader` of OMOP CDM folders."""
+
+    format = OmopCohort.format
+
+    def detect(self, folder: Path) -> bool:
+        return is_omop_folder(folder)
+
+    def open(self, folder: Path) -> Cohort:
+        return OmopCohort(folder)
+
+    def load_slice(self, sl: PatientSlice) -> PatientRecord:
+        return load_slice(sl)
+
+
+READER = _Reader()
+
+__all__ = ["CSV_FIELD_LIMIT", "EVENT_TABLES", "READER", "OmopCohort", "is_omop_folder", "load_slice"]

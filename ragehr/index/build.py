@@ -16,6 +16,12 @@ Cohort folders (a FHIR Bulk Data export, OMOP CDM tables; :mod:`ragehr.ehr.cohor
 into one slice per patient by a first pass that keeps only positions; each slice's content
 fingerprint stands in for a file's sha256, so a re-run rebuilds only the patients whose data
 changed, and patients are parsed one at a time (``workers`` at a time with ``workers > 1``).
+
+Sources grouped under one bare id (a MedAlign file, a FHIR Bundle, a bulk or OMOP patient with
+the same id) are one patient only when they agree on who that is: sources that disagree on sex
+or birth date (:func:`demographic_conflict`) are a failed summary naming both, and nothing of
+that patient is built, unless the caller merges explicitly (``merge_conflicting``,
+``ragehr index --merge-conflicting``).
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from ragehr import __version__
 from ragehr.chunking import chunk_record
 from ragehr.config import IndexConfig
 from ragehr.ehr import load_record
-from ragehr.ehr.cohort import SLICE_MARK, PatientSlice, inside_any, select, split_cohorts
+from ragehr.ehr.cohort import SLICE_MARK, PatientSlice, alias_map, ambiguous_aliases, inside_any, select, split_cohorts
 from ragehr.errors import InputError, NotAnIndexError, RagehrError, show_id
 from ragehr.fsutil import regular_file_problem
 from ragehr.index import store
@@ -131,6 +137,60 @@ def merge_records(records: Sequence[PatientRecord]) -> tuple[PatientRecord, int]
     return merged, removed
 
 
+_SEX = {"f": "female", "female": "female", "woman": "female", "m": "male", "male": "male", "man": "male"}
+
+
+def _sex(g: str | None) -> str | None:
+    if not g or not g.strip():
+        return None
+    g = g.strip().lower()
+    return _SEX.get(g, g)
+
+
+def _same_birth(a, b) -> bool:
+    """Equal dates; a year-only birth date (stored as 1 January, as OMOP's ``year_of_birth``
+    alone gives) agrees with any date of that year."""
+    if a == b:
+        return True
+    return a.year == b.year and ((a.month, a.day) == (1, 1) or (b.month, b.day) == (1, 1))
+
+
+def demographic_conflict(records: Sequence[PatientRecord]) -> str | None:
+    """Why these records, grouped under one patient id, cannot be one person: the first two
+    sources that disagree on sex or birth date (one line, no other patient data), else ``None``.
+    A source that does not state a field agrees with any value of it."""
+    seen: dict[str, tuple[object, str]] = {}
+    for r in records:
+        src = r.sources[0] if r.sources else "?"
+        for what, value in (("sex", _sex(r.demographics.gender)), ("birth date", r.demographics.birth_date)):
+            if value is None:
+                continue
+            if what not in seen:
+                seen[what] = (value, src)
+                continue
+            first, first_src = seen[what]
+            same = _same_birth(first, value) if what == "birth date" else first == value
+            if not same:
+                return (f"patient {show_id(r.patient_id)}: {first_src} and {src} disagree on {what} "
+                        f"({first} vs {value}); not merged into one index (two different people with one id?); "
+                        "give them different ids, or pass --merge-conflicting to merge them anyway")
+    return None
+
+
+def _existing(folder: Path, pid: str) -> list[PatientRecord]:
+    """The patient's current index as a record to check new sources against (its demographics
+    only), or nothing when there is none."""
+    try:
+        m = store.read_manifest(folder)
+        if m.patient_id != pid:
+            return []
+        rec = PatientRecord.model_validate_json((folder / "record.json").read_text(encoding="utf-8"))
+    except (RagehrError, OSError, ValueError):
+        return []
+    return [PatientRecord(patient_id=pid, format=rec.format, demographics=rec.demographics,
+                          sources=(f"the existing index {folder}",))]
+
+
 def _parse(path: str) -> PatientRecord:
     return load_record(path)
 
@@ -153,6 +213,7 @@ def build_indexes(
     parsed: Mapping[Path, PatientRecord] | None = None,
     slices: Sequence[PatientSlice] = (),
     embedding_cache=None,
+    merge_conflicting: bool = False,
 ) -> list[BuildSummary]:
     """Index record files and folders; one summary per patient, and one per failed file
     (``status="failed"``, ``patient_id=""``). ``patients``: index only these ids (a cohort
@@ -162,7 +223,10 @@ def build_indexes(
     some of ``paths`` it already parsed (by path as given), not parsed again; ``slices``,
     cohort patients it already scanned, indexed as if their cohort folder had been given;
     ``embedding_cache``, an opened :class:`~ragehr.embeddings.cache.EmbeddingCache` to use
-    instead of opening ``cache_dir`` (a worker keeps one across its tasks)."""
+    instead of opening ``cache_dir`` (a worker keeps one across its tasks).
+
+    ``merge_conflicting``: merge the sources of one patient id even when they disagree on sex or
+    birth date (by default that patient is a failed summary, exit status 2)."""
     config = config or IndexConfig()
     progress = progress or NullProgress()
     index_dir = Path(index_dir)
@@ -175,8 +239,7 @@ def build_indexes(
         for p, why in missing
     ]
     t0 = time.perf_counter()
-    given_slices = slices
-    slices: dict[str, PatientSlice] = {sl.source_path: sl for sl in select(given_slices, patients)}
+    all_slices: list[PatientSlice] = list(slices)
     for c in cohorts:
         progress.start("scanning", c.n_files())
         scan = c.scan(on_file=lambda _f: progress.advance("scanning"))
@@ -184,7 +247,9 @@ def build_indexes(
             BuildSummary(patient_id="", index_path=str(c.folder), status="failed", message=m, exit_code=2)
             for m in scan.problems
         )
-        slices.update((sl.source_path, sl) for sl in select(scan.slices, patients))
+        all_slices.extend(scan.slices)
+    # Selected over every cohort at once: an alias selects a patient only when it names one.
+    slices: dict[str, PatientSlice] = {sl.source_path: sl for sl in select(all_slices, patients)}
     sources: dict[Path | str, SourceFile] = {}
     for f in files:
         try:
@@ -245,12 +310,15 @@ def build_indexes(
     for k, sl in slices.items():
         groups.setdefault(sl.patient_id, []).append(k)
     if patients is not None:
-        alias = {a: sl.patient_id for sl in slices.values() for a in sl.aliases}
+        alias = alias_map(all_slices)
+        ambiguous = ambiguous_aliases(all_slices, patients)
         groups = {pid: g for pid, g in groups.items() if pid in {alias.get(p, p) for p in patients}}
         summaries.extend(
             BuildSummary(
                 patient_id=p, index_path="", status="failed", exit_code=2,
-                message=f"patient {show_id(p)}: not found in the given sources",
+                message=(f"patient {show_id(p)}: an identifier of {len(ambiguous[p])} patients "
+                         f"({', '.join(show_id(x) for x in ambiguous[p][:5])}); select them by id"
+                         if p in ambiguous else f"patient {show_id(p)}: not found in the given sources"),
             )
             for p in sorted(set(patients)) if alias.get(p, p) not in groups
         )
@@ -306,6 +374,8 @@ def build_indexes(
     for f in [f for f in parsed if patient_of.get(f) not in building]:
         del parsed[f]  # unchanged or refused patients: not needed
     for pid, wanted, folder, records, failed in _load_groups(todo, parsed, slices, workers):
+        if not failed and not merge_conflicting:
+            failed = demographic_conflict([*_existing(folder, pid), *records])
         if failed:
             summaries.append(
                 BuildSummary(patient_id=pid, index_path=str(folder), status="failed", message=failed, exit_code=2)
@@ -511,7 +581,7 @@ def _build_one(
     seconds["embed"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    safe = store.safe_dirname(pid)
+    safe = store.dirname(index_dir, pid)
     with store.patient_lock(index_dir, safe):
         store.recover(index_dir, safe)
         store.check_replaceable(index_dir / safe)

@@ -69,21 +69,51 @@ DEFAULT_INDEX_DIR = Path("indexes")
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
+_HASHED = re.compile(r"-[0-9a-f]{10}")
+"""How a changed name ends: an id that already ends like this is changed too, so an id can
+never be spelled as another id's changed name (``a_b-<hash of 'a/b'>``)."""
+
+
 def safe_dirname(patient_id: str) -> str:
     """A patient id as one safe directory name: no separators, no leading dot or dash (an id
     ``-rf`` must not become an argument-like folder name), no '..'.
 
     Ids that need changing get a short hash of the original appended, so two ids that
-    sanitise alike never share a folder."""
+    sanitise alike never share a folder; ids kept as they are never end in ``-`` and ten hex
+    digits (those are changed too), so no id is kept as another id's changed name."""
     cleaned = _SAFE.sub("_", patient_id).lstrip(".-")[:96]
-    if cleaned == patient_id and cleaned not in ("", ".", ".."):
+    if cleaned == patient_id and cleaned not in ("", ".", "..") and not _HASHED.search(cleaned[-11:]):
         return cleaned
     digest = hashlib.sha256(patient_id.encode("utf-8")).hexdigest()[:10]
     return f"{cleaned or 'patient'}-{digest}"
 
 
+def _alternative_dirname(patient_id: str) -> str:
+    digest = hashlib.sha256(b"collision\0" + patient_id.encode("utf-8")).hexdigest()[:10]
+    return f"{safe_dirname(patient_id)}-{digest}"
+
+
+def _holds_other_patient(folder: Path, patient_id: str) -> bool:
+    try:
+        m = read_manifest(folder)
+    except (NotAnIndexError, CorruptIndexError):
+        return False
+    return m.patient_id != patient_id
+
+
+def dirname(index_dir: Path, patient_id: str) -> str:
+    """The folder name of a patient's index in ``index_dir``: :func:`safe_dirname`, unless a
+    folder of that name already holds another patient's index (two ids that name one folder,
+    as on a case-insensitive file system: ``ABC`` and ``abc``); then a second name with its own
+    hash, so the first patient stays reachable."""
+    safe = safe_dirname(patient_id)
+    if _holds_other_patient(Path(index_dir) / safe, patient_id):
+        return _alternative_dirname(patient_id)
+    return safe
+
+
 def patient_dir(index_dir: Path, patient_id: str) -> Path:
-    return Path(index_dir) / safe_dirname(patient_id)
+    return Path(index_dir) / dirname(index_dir, patient_id)
 
 
 def sha256_file(path: Path, bufsize: int = 1 << 20) -> str:
@@ -240,7 +270,7 @@ def new_tmp_dir(index_dir: Path, patient_id: str) -> Path:
     """A fresh temporary folder for a build (0700); call with the patient's lock held."""
     index_dir = Path(index_dir)
     index_dir.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
-    tmp = index_dir / f".tmp-{safe_dirname(patient_id)}-{uuid.uuid4().hex[:8]}"
+    tmp = index_dir / f".tmp-{dirname(index_dir, patient_id)}-{uuid.uuid4().hex[:8]}"  # matched by its lock's name
     tmp.mkdir(mode=DIR_MODE)
     return tmp
 
@@ -293,7 +323,7 @@ def swap_in(tmp: Path, index_dir: Path, patient_id: str) -> Path:
     """Put a fully written temporary folder in place of the patient's index. Call with the
     patient's lock held. Refuses (:class:`NotAnIndexError`) to replace anything that is not a
     ragehr index."""
-    safe = safe_dirname(patient_id)
+    safe = dirname(index_dir, patient_id)
     final = Path(index_dir) / safe
     check_replaceable(final)
     if os.path.lexists(final):
@@ -374,7 +404,7 @@ def open_index(index_dir: Path, patient_id: str, *, verify: bool = True) -> Stor
     """Load and check a patient's index. Raises a one-line error telling the user what to do."""
     index_dir = Path(index_dir)
     check_index_dir(index_dir)
-    safe = safe_dirname(patient_id)
+    safe = dirname(index_dir, patient_id)
     if index_dir.is_dir():
         try:
             _recover_for_reader(index_dir, safe)

@@ -22,6 +22,11 @@ seed. It stops at the model's end-of-turn tokens, at ``max_tokens``, at the cont
 or at a stop string; each decoded piece of text goes to ``on_token`` as it is produced.
 torch uses ``n_threads`` threads (default: half the CPUs this process may run on, as llama.cpp
 does). One generation at a time per backend (a lock).
+
+Record text is never template (:mod:`ragehr.llm.template`): every special or added token of
+the tokenizer is neutralised in each message's content, and the prompt's token ids are built
+piece by piece: the chat template's own text with special-token parsing, the contents with
+``split_special_tokens=True`` (:meth:`TransformersBackend.prompt_ids`).
 """
 
 from __future__ import annotations
@@ -33,15 +38,16 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ragehr.errors import ConfigError, ModelNotFoundError
 from ragehr.extras import require
 from ragehr.llm.base import BackendError, LLMBackend
+from ragehr.llm.template import neutralise, prompt_pieces
 from ragehr.llm.weights import file_sha256, gguf_context_length, smollm2_path
-from ragehr.types.generation import Generation, GenerationRequest
+from ragehr.types.generation import Generation, GenerationRequest, Message
 
 __all__ = ["DEFAULT_CONTEXT", "HFTokenCounter", "TransformersBackend", "default_model_cache"]
 
@@ -307,12 +313,48 @@ class TransformersBackend(LLMBackend):
 
     # --- generation -----------------------------------------------------------------------
 
+    def special_tokens(self) -> frozenset[str]:
+        """Every special and added token of the tokenizer, as text (loads the tokenizer)."""
+        tok = self.tokenizer()
+        cached = getattr(self, "_special_texts", None)
+        if cached is not None and cached[0] is tok:
+            return cached[1]
+        found = set(tok.all_special_tokens)
+        found.update(t.content for t in getattr(tok, "added_tokens_decoder", {}).values())
+        found.update(getattr(tok, "get_added_vocab", dict)().keys())
+        texts = frozenset(t for t in found if t)
+        self._special_texts = (tok, texts)
+        return texts
+
+    def special_token_ids(self) -> frozenset[int]:
+        """The ids of :meth:`special_tokens` (what a prompt's content must never produce)."""
+        tok = self.tokenizer()
+        ids = {tok.convert_tokens_to_ids(t) for t in self.special_tokens()}
+        ids.update(getattr(tok, "all_special_ids", ()))
+        return frozenset(i for i in ids if isinstance(i, int) and i >= 0)
+
+    def prompt_ids(self, messages: Sequence[Message]) -> list[int]:
+        """The prompt's token ids: contents neutralised and tokenized as text, the chat
+        template's own pieces with its special tokens (loads the tokenizer, not the weights)."""
+        tok = self.tokenizer()
+        specials = self.special_tokens()
+        clean = [{"role": m.role, "content": neutralise(m.content, specials)} for m in messages]
+
+        def render(ms: list[dict[str, str]]) -> str:
+            return tok.apply_chat_template(ms, tokenize=False, add_generation_prompt=True)
+
+        pieces = prompt_pieces(clean, render)
+        if pieces is None:  # a template that does not copy contents verbatim: they hold no token now
+            return list(tok(render(clean), add_special_tokens=False)["input_ids"])
+        ids: list[int] = []
+        for p in pieces:
+            ids.extend(tok(p.text, add_special_tokens=False, split_special_tokens=p.content)["input_ids"])
+        return ids
+
     def _generate(self, request: GenerationRequest, on_token: Callable[[str], None] | None = None) -> Generation:
         model, tok = self.load()
         torch = self._torch
-        messages = [{"role": m.role, "content": m.content} for m in request.messages]
-        prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        ids = tok(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        ids = torch.tensor([self.prompt_ids(request.messages)], dtype=torch.long)
         n_prompt = int(ids.shape[1])
         room = self.context_window - n_prompt
         if room <= 0:

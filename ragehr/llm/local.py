@@ -14,7 +14,13 @@ measures how often answers differ from a fresh cache (the suffix is computed in 
 shapes, so floating-point sums may differ in their last bits).
 
 The prompt is laid out by the chat template stored in the GGUF file (``chat_format=None``),
-or by a llama-cpp-python chat format named in ``chat_format``. Sampling is llama.cpp's: with
+or by a llama-cpp-python chat format named in ``chat_format``. Record text is never template
+(:mod:`ragehr.llm.template`): every control, user-defined or unknown token of the GGUF
+vocabulary is neutralised in each message's content, and with the GGUF's own template the
+prompt's token ids are built here (:meth:`LlamaCppBackend.prompt_ids`): the template's pieces
+tokenized with ``special=True``, the contents with ``special=False``, then generated from those
+ids (``create_completion``). A named ``chat_format`` goes through llama-cpp-python's chat
+handler with neutralised contents only. Sampling is llama.cpp's: with
 ``temperature=0`` it is greedy; otherwise top-k 40, top-p 0.95, min-p 0.05 with the
 request's seed.
 
@@ -35,15 +41,16 @@ import logging
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ragehr.errors import ModelNotFoundError
 from ragehr.extras import require
 from ragehr.llm.base import BackendError, LLMBackend
+from ragehr.llm.template import neutralise, prompt_pieces
 from ragehr.llm.weights import SMOLLM2_FILE, gguf_context_length, smollm2_path
-from ragehr.types.generation import Generation, GenerationRequest
+from ragehr.types.generation import Generation, GenerationRequest, Message
 
 __all__ = [
     "DEFAULT_CONTEXT",
@@ -131,6 +138,8 @@ class LlamaCppBackend(LLMBackend):
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()
         self._counter = GGUFTokenCounter(self)
+        self._specials: tuple[frozenset[int], frozenset[str]] | None = None
+        self._formatter: Any = None
 
     def token_counter(self) -> GGUFTokenCounter:
         """The model's own tokenizer (``gguf:<file name>``); counting loads the model."""
@@ -176,28 +185,114 @@ class LlamaCppBackend(LLMBackend):
                 log.info("loaded %s (n_ctx=%d) in %.2f s", self.model, self.context_window, self.load_seconds)
         return self._llm
 
+    def _special(self) -> tuple[frozenset[int], frozenset[str]]:
+        """The ids and texts of the vocabulary's control, user-defined and unknown tokens."""
+        if self._specials is None:
+            llm = self.load()
+            llama_cpp = require("llama_cpp", "local-fast", needed_for="the llamacpp backend")
+            mask = (llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
+                    | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN)
+            ids = frozenset(i for i in range(llm.n_vocab()) if llm._model.token_get_attr(i) & mask)
+            texts = frozenset(t for t in (llm._model.token_get_text(i) for i in ids) if t)
+            self._specials = (ids, texts)
+        return self._specials
+
+    def special_tokens(self) -> frozenset[str]:
+        """Every control, user-defined and unknown token of the GGUF vocabulary, as text."""
+        return self._special()[1]
+
+    def special_token_ids(self) -> frozenset[int]:
+        return self._special()[0]
+
+    def _chat_formatter(self) -> Any:
+        """The GGUF's own chat template as llama-cpp-python renders it, or None (a named
+        ``chat_format``, or a file without a template)."""
+        if self.chat_format is not None:
+            return None
+        if self._formatter is None:
+            llm = self.load()
+            template = (llm.metadata or {}).get("tokenizer.chat_template")
+            if not template:
+                return None
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            def text(tid: int) -> str:
+                return llm._model.token_get_text(tid) if tid != -1 else ""
+
+            self._formatter = Jinja2ChatFormatter(
+                template=template, eos_token=text(llm.token_eos()), bos_token=text(llm.token_bos()),
+                add_generation_prompt=True, stop_token_ids=[llm.token_eos()],
+            )
+        return self._formatter
+
+    def _clean(self, messages: Sequence[Message]) -> list[dict[str, str]]:
+        specials = self.special_tokens()
+        return [{"role": m.role, "content": neutralise(m.content, specials)} for m in messages]
+
+    def prompt_ids(self, messages: Sequence[Message]) -> list[int]:
+        """The prompt's token ids with the GGUF's chat template: contents neutralised and
+        tokenized as text, the template's pieces with their special tokens. Loads the model.
+        Raises :class:`BackendError` under a named ``chat_format`` (its handler tokenizes)."""
+        fmt = self._chat_formatter()
+        if fmt is None:
+            raise BackendError(f"local model {self.model}: prompt ids are built only with the GGUF's own template")
+        return self._prompt_ids(fmt, self._clean(messages))[0]
+
+    def _prompt_ids(self, fmt: Any, clean: list[dict[str, str]]) -> tuple[list[int], list[str]]:
+        llm = self.load()
+        stops: list[str] = []
+
+        def render(ms: list[dict[str, str]]) -> str:
+            res = fmt(messages=ms)
+            stops[:] = [res.stop] if isinstance(res.stop, str) else list(res.stop or [])
+            return res.prompt
+
+        def tok(text: str, special: bool) -> list[int]:
+            return llm.tokenize(text.encode("utf-8", "surrogatepass"), add_bos=False, special=special)
+
+        pieces = prompt_pieces(clean, render)
+        if pieces is None:  # a template that does not copy contents verbatim: they hold no token now
+            return tok(render(clean), True), stops
+        ids: list[int] = []
+        for p in pieces:
+            ids.extend(tok(p.text, not p.content))
+        return ids, stops
+
     def _generate(self, request: GenerationRequest, on_token: Callable[[str], None] | None = None) -> Generation:
         llm = self.load()
-        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        clean = self._clean(request.messages)
+        fmt = self._chat_formatter()
         with self._run_lock:
             if not self.reuse_prefix:
                 llm.reset()  # start from an empty KV cache: answers do not depend on earlier calls
             try:
-                resp = llm.create_chat_completion(
-                    messages=messages,
-                    max_tokens=request.max_tokens,
-                    temperature=request.temperature,
-                    seed=request.seed,
-                    stop=list(request.stop),
-                    stream=on_token is not None,
-                )
+                if fmt is not None:
+                    ids, stops = self._prompt_ids(fmt, clean)
+                    resp = llm.create_completion(
+                        prompt=ids,
+                        max_tokens=request.max_tokens,
+                        temperature=request.temperature,
+                        seed=request.seed,
+                        stop=[*request.stop, *stops],
+                        stream=on_token is not None,
+                    )
+                else:
+                    resp = llm.create_chat_completion(
+                        messages=clean,
+                        max_tokens=request.max_tokens,
+                        temperature=request.temperature,
+                        seed=request.seed,
+                        stop=list(request.stop),
+                        stream=on_token is not None,
+                    )
                 if on_token is not None:
                     resp = self._consume_stream(resp, on_token)
             except (ValueError, RuntimeError) as exc:
                 detail = str(exc).splitlines()[0] if "exceed context window" in str(exc) else type(exc).__name__
                 raise BackendError(f"local model {self.model}: {detail}") from None
         try:
-            text = resp["choices"][0]["message"]["content"] or ""
+            choice = resp["choices"][0]
+            text = (choice["message"]["content"] if "message" in choice else choice["text"]) or ""
         except (KeyError, IndexError, TypeError):
             raise BackendError(f"local model {self.model}: malformed completion") from None
         usage = resp.get("usage") or {}
@@ -215,7 +310,8 @@ class LlamaCppBackend(LLMBackend):
         pieces: list[str] = []
         for chunk in chunks:
             try:
-                piece = chunk["choices"][0]["delta"].get("content") or ""
+                choice = chunk["choices"][0]
+                piece = (choice["delta"].get("content") if "delta" in choice else choice["text"]) or ""
             except (KeyError, IndexError, TypeError, AttributeError):
                 raise BackendError(f"local model {self.model}: malformed stream") from None
             if piece:

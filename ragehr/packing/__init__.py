@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from ragehr.errors import RagehrError
+from ragehr.packing.lookalikes import CONFUSABLE
 from ragehr.tokens import TokenCounter
 from ragehr.types import Chunk, EventKind, EvidenceItem
 
@@ -53,13 +54,18 @@ _LOOKALIKE = {
     "\u0435": "e", "\u0415": "e", "\u04bb": "h", "\u04ba": "h", "\u0570": "h", "\u0433": "r", "\u1d26": "r",
     "\u0280": "r", "\u027e": "r", "\u1d07": "e", "\u029c": "h",
 }
+_LOOKALIKE.update({k: v for k, v in CONFUSABLE.items() if k not in _LOOKALIKE})
 _LT_LIKE = "<&\ufe64\uff1c" + "".join(k for k, v in _LOOKALIKE.items() if v == "<")
 """Every character that can begin a tag once folded: ``<``, ``&`` (an entity), the characters
 whose NFKC holds ``<`` (a test checks all of Unicode) and the lookalikes. Text without any of
 them is returned at once."""
 _MAY_HOLD_TAG = re.compile("[" + re.escape(_LT_LIKE) + "]")
 _IGNORABLE = frozenset({"Cf", "Mn", "Me", "Cc"})
-_ENTITY = re.compile(r"&(?:(lt|gt|sol)|#0*(60|62|47)|#x0*(3c|3e|2f));?", re.IGNORECASE)
+_ENTITY = re.compile(
+    r"&(?:(?:amp|#0*38|#x0*26);?)*(?:(lt|gt|sol)|#0*(60|62|47)|#x0*(3c|3e|2f));?", re.IGNORECASE
+)
+"""An entity for ``<``, ``>`` or ``/``, also nested in encodings of ``&`` (``&amp;lt;``,
+``&amp;amp;lt;``, ``&#x26;lt;``, ``&#38;#60;``): text unescaped twice must not turn into a tag."""
 _ENTITY_CHAR = {"lt": "<", "gt": ">", "sol": "/", "60": "<", "62": ">", "47": "/", "3c": "<", "3e": ">", "2f": "/"}
 _NAME_CHAR = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
 _REST = 200
@@ -147,7 +153,8 @@ def sanitize(text: str) -> str:
     Every variant of the delimiter tags is neutralised: any case, whitespace inside the tag
     (``</ehr >``, ``< /EHR>``), Unicode lookalikes (folded with NFKC first, so fullwidth
     ``＜/ｅｈｒ＞``, plus angle-bracket and Cyrillic lookalikes NFKC keeps), invisible characters
-    inside the tag and HTML entities (``&lt;/ehr&gt;``). The tag's brackets become ``[`` and
+    inside the tag and HTML entities (``&lt;/ehr&gt;``, also nested: ``&amp;lt;/ehr&amp;gt;``,
+    ``&#x26;lt;``), and the confusables of :mod:`ragehr.packing.lookalikes`. The tag's brackets become ``[`` and
     ``]``, so the text still says what it said; nothing else is changed. Text without any
     character that can read as ``<`` is returned at once."""
     if not text or not _MAY_HOLD_TAG.search(text):
