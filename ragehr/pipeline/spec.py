@@ -9,6 +9,7 @@ an explicit override is given (:meth:`ContextSpec.from_config`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -19,6 +20,7 @@ from ragehr.llm.base import LLMBackend
 from ragehr.pipeline.context import STRATEGIES, ContextResult, build_context
 from ragehr.prompts import Budget, compute_budget
 from ragehr.tokens import TokenCounter
+from ragehr.types import Chunk
 
 __all__ = ["ORDERS", "RETRIEVERS", "ContextSpec", "PreparedContext", "prepare_context"]
 
@@ -115,9 +117,13 @@ def effective_window(backend: LLMBackend, budget: int | None) -> int:
     return min(budget, backend.context_window) if budget else backend.context_window
 
 
-def prepare_context(index: PatientIndex, question: str, spec: ContextSpec, backend: LLMBackend) -> PreparedContext:
+def prepare_context(
+    index: PatientIndex, question: str, spec: ContextSpec, backend: LLMBackend, *,
+    pinned: Sequence[Chunk] = (), then: Sequence[Chunk] = (),
+) -> PreparedContext:
     """Select ``question``'s evidence from ``index`` as ``spec`` says, with tokens counted by
-    ``backend``'s own tokenizer. The one path ``context``, ``ask``, batch and eval share."""
+    ``backend``'s own tokenizer. The one path ``context``, ``ask``, batch and eval share.
+    ``pinned``/``then``: see :func:`ragehr.pipeline.context.build_context`."""
     if not question or not question.strip():
         raise ConfigError("the question is empty")
     counter = backend.token_counter()
@@ -125,6 +131,6 @@ def prepare_context(index: PatientIndex, question: str, spec: ContextSpec, backe
     b = compute_budget(question, window, spec.max_new_tokens, counter, question_reserve=spec.question_reserve)
     ctx = build_context(
         index, question, strategy=spec.strategy, budget_tokens=b.evidence, counter=counter,
-        retriever=spec.retriever, order=spec.order, retrieval=spec.retrieval,
+        retriever=spec.retriever, order=spec.order, retrieval=spec.retrieval, pinned=pinned, then=then,
     )
     return PreparedContext(spec=spec, window=window, budget=b, counter=counter, context=ctx)
