@@ -105,7 +105,11 @@ _LIST_FILLER = frozenset(
 vaccines did the patient receive"): anything else names a particular thing ("medications for
 diabetes") and the question is left to the concept path or the generator."""
 
-_STOP = frozenset("patient patients pt value values level levels result results reading readings".split())
+_STOP = frozenset(
+    "patient patients pt value values level levels result results reading readings ever been prescribed taken "
+    "received given used any".split()
+)
+"""Words of a concept text that name no concept: they need not be matched."""
 
 
 @dataclass(frozen=True)
@@ -163,6 +167,15 @@ class Computed:
             for _, evs in p.items:
                 for e in evs:
                     out[e.event_id] = None
+        return tuple(out)
+
+    def highlighted(self) -> tuple[str, ...]:
+        """Ids of the events the answer states (a chart's highlighted points): the stated
+        values, or every event of a count or average."""
+        out: dict[str, None] = {}
+        for p in self.parts:
+            for e in p.stated or p.basis:
+                out[e.event_id] = None
         return tuple(out)
 
     def series(self) -> list[tuple[str, str | None, list[Event]]]:
@@ -225,10 +238,17 @@ def _kind_question(question: str, plan: QuestionPlan) -> str | None:
 
 def _matches(plan: QuestionPlan, lexicon: RecordLexicon, kinds: Sequence[EventKind] | None = None) -> list[ConceptMatch]:
     """The record concepts the plan's concept text means, narrowed to those that explain the
-    question's words: a concept whose whole name the question holds beats concepts that
-    share only some words (a question naming "Cholesterol [Mass/volume] in Serum or Plasma"
-    means total cholesterol, not HDL too); most of the question's content words must be
-    matched, else nothing is."""
+    question's words:
+
+    - every content word of the concept text must be matched (by a concept's names or code,
+      or by a vocabulary's term): "hemoglobin A1c" in a record with hemoglobin but no A1c
+      matches nothing, rather than the wrong test;
+    - a concept whose whole name the question holds beats concepts that share only some words
+      (a question naming "Cholesterol [Mass/volume] in Serum or Plasma" means total
+      cholesterol, not HDL too);
+    - otherwise concepts whose names the question covers at least half as well as the best
+      one's are kept (so "cholesterol" gives total, LDL and HDL, but not a panel whose name
+      lists forty results)."""
     res = resolve(plan.concept, lexicon, kinds)
     if not res.matches:
         return []
@@ -238,16 +258,20 @@ def _matches(plan: QuestionPlan, lexicon: RecordLexicon, kinds: Sequence[EventKi
     matched: set[str] = set()
     for m in res.matches:
         matched.update(words(m.term))
-        if m.via in ("name", "code"):
-            continue
-        matched.update(qwords & set(words(m.concept.name)))
-    if len(matched & qwords) * 2 < len(qwords) and not any(m.via not in ("name", "code") for m in res.matches):
+        matched.update(qwords & m.concept.terms)
+    if qwords - matched:
         return []
     full = [m for m in res.matches if set(words(m.concept.name)) <= qwords]
     if full:
         most = max(len(set(words(m.concept.name))) for m in full)
         return [m for m in full if len(set(words(m.concept.name))) == most]
-    return list(res.matches)
+
+    def cover(m: ConceptMatch) -> float:
+        name = set(words(m.concept.name)) or {m.concept.key}
+        return len(name & (qwords | set(words(m.term)))) / len(name)
+
+    best = max(cover(m) for m in res.matches)
+    return [m for m in res.matches if cover(m) >= 0.5 * best]
 
 
 def _concept_events(lexicon: RecordLexicon, matches: Sequence[ConceptMatch]) -> list[tuple[str, EventKind, str | None, list[Event]]]:
@@ -514,7 +538,7 @@ def _status(plan: QuestionPlan, record: PatientRecord, groups, names: str, res: 
 
 
 _EVER_WHAT = re.compile(
-    r"\b(?:prescribed|taken|took|on|received|given|had|used)\s+(?:with\s+|any\s+)?(?P<what>[A-Za-z][\w '-]*?)\s*[?.!]*$",
+    r"\b(?:prescribed|taken|took|on|received|given|had|used)\s+(?:with\s+|any\s+)?(?P<what>[A-Za-z][^?!]*?)\s*[?.!]*$",
     re.I,
 )
 
@@ -524,7 +548,7 @@ def _never(question: str, plan: QuestionPlan, record: PatientRecord) -> Computed
     only when X's name occurs in no event's text at all (notes included); a name found only in
     notes is left to the generator."""
     m = _EVER_WHAT.search(question)
-    what = (m.group("what") if m else plan.concept).strip()
+    what = m.group("what").strip() if m else ""
     if not words(what) or len(what) < 3:
         return Declined("could not read what the question asks about")
     needle = what.casefold()

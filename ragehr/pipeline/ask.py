@@ -9,11 +9,12 @@ Routing (``answer``, :data:`ANSWER_MODES`):
 - ``computed``: the answer computed from the record's structured events
   (:mod:`ragehr.answers`), citing the packed evidence that holds each event (those chunks are
   packed first); when it cannot compute, the answer says so and why (an abstention);
-- ``generated``: the backend answers from the packed evidence. A Self-Route-style fallback:
-  when the answer abstains or fails the grounding check, the backend is asked once more with
-  a larger context (the model's whole window, retrieved and most recent evidence combined);
-  both attempts are recorded (``attempts``), and the second answer is kept;
-- ``auto``: computed where it applies, else generated.
+- ``generated``: the backend answers from the packed evidence (the plain baseline);
+- ``auto``: computed where it applies, else generated with a Self-Route-style fallback: when
+  the generated answer abstains or fails the grounding check, the backend is asked once more
+  with a larger context (the model's whole window, retrieved and most recent evidence
+  combined); both attempts are recorded (``attempts``), and the second answer is kept
+  (``retry=True`` gives ``generated`` the same fallback).
 
 Every result says ``answered_by`` (``computed`` | ``generated``) and ``answer_reason``.
 """
@@ -32,7 +33,7 @@ from ragehr.index.search import PatientIndex, anchor_plan
 from ragehr.patterns import abstains
 from ragehr.pipeline.context import ContextResult, context_json, record_pieces
 from ragehr.pipeline.grounding import Grounding, check_grounding
-from ragehr.pipeline.spec import ContextSpec, PreparedContext, effective_window, prepare_context
+from ragehr.pipeline.spec import ANSWER_MODES, ContextSpec, PreparedContext, effective_window, prepare_context
 from ragehr.prompts import Budget, build_messages, prompt_tokens
 from ragehr.retrieval.intent import plan_question
 from ragehr.types import Generation, GenerationRequest
@@ -42,8 +43,6 @@ __all__ = [
     "computed_for", "effective_window",
 ]
 
-ANSWER_MODES = ("auto", "computed", "generated")
-"""How a question is answered: see the module docstring."""
 
 
 def check_answer_mode(mode: str) -> str:
@@ -114,21 +113,25 @@ def ask(
     *,
     seed: int = 0,
     on_token: Callable[[str], None] | None = None,
-    answer: str = "generated",
-    retry: bool = True,
+    answer: str | None = None,
+    retry: bool | None = None,
     **spec_fields: Any,
 ) -> AskResult:
     """Answer ``question`` from ``index`` with ``backend``. The context is chosen by ``spec``
     (or by a :class:`ContextSpec` built from ``spec_fields``: ``strategy``, ``budget``,
     ``retriever``, ``order``, ``max_new_tokens``, ``retrieval``). ``on_token`` receives the
     answer's text as the backend produces it. ``answer``: ``generated`` (the backend),
-    ``computed`` (from the record's events) or ``auto`` (computed where it applies).
-    ``retry``: the Self-Route retry of a generated answer that abstains or fails grounding."""
-    check_answer_mode(answer)
+    ``computed`` (from the record's events) or ``auto`` (computed where it applies); default:
+    ``spec.answer``.
+    ``retry``: the Self-Route retry of a generated answer that abstains or fails grounding
+    (default: on for ``auto``, off for ``generated``, which stays the plain baseline)."""
     if spec is None:
         spec = ContextSpec(**{k: v for k, v in spec_fields.items() if v is not None})
     elif spec_fields:
         raise TypeError("give either a ContextSpec or its fields, not both")
+    answer = check_answer_mode(answer or spec.answer)
+    if retry is None:
+        retry = answer == "auto"
     t0 = time.perf_counter()
     if answer == "generated":
         prep = prepare_context(index, question, spec, backend)

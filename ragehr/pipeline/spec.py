@@ -22,9 +22,10 @@ from ragehr.prompts import Budget, compute_budget
 from ragehr.tokens import TokenCounter
 from ragehr.types import Chunk
 
-__all__ = ["ORDERS", "RETRIEVERS", "ContextSpec", "PreparedContext", "prepare_context"]
+__all__ = ["ANSWER_MODES", "ORDERS", "RETRIEVERS", "ContextSpec", "PreparedContext", "prepare_context"]
 
 RETRIEVERS = ("hybrid", "bm25", "dense")
+ANSWER_MODES = ("auto", "computed", "generated")
 ORDERS = ("chronological", "relevance", "edges")
 MAX_BUDGET = 1 << 20
 """No model has a window of a million tokens; a larger --budget is a typo."""
@@ -48,6 +49,10 @@ class ContextSpec:
     order: str = "chronological"
     max_new_tokens: int = 256
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    answer: str = "generated"
+    """How the question is answered (:data:`ragehr.pipeline.ask.ANSWER_MODES`): ``generated``
+    (the backend), ``computed`` (from the record's structured events) or ``auto``. The
+    config's ``answer`` key (default ``auto``) sets it for the CLI, batch and serve."""
     question_reserve: int | None = None
     """Tokens set aside for the question whatever its length (a longer question takes its own
     count). ``None``: the question's own count. With a reserve, ``recent`` and ``full`` pack
@@ -59,6 +64,7 @@ class ContextSpec:
         _check_choice(self.strategy, STRATEGIES, "strategy")
         _check_choice(self.retriever, RETRIEVERS, "retriever")
         _check_choice(self.order, ORDERS, "order")
+        _check_choice(self.answer, ANSWER_MODES, "answer")
         if self.budget is not None and not 64 <= self.budget <= MAX_BUDGET:
             raise ConfigError(f"budget must be between 64 and {MAX_BUDGET} tokens, not {self.budget}")
         if self.max_new_tokens < 1:
@@ -75,6 +81,7 @@ class ContextSpec:
             retriever=cfg.retrieval.retriever,
             max_new_tokens=cfg.llm.max_new_tokens,
             retrieval=cfg.retrieval,
+            answer=cfg.answer,
         )
         given = {k: v for k, v in overrides.items() if v is not None}
         unknown = sorted(set(given) - set(cls.__dataclass_fields__))
@@ -98,6 +105,7 @@ class ContextSpec:
             "retriever": self.retriever if self.strategy == "rag" else None,
             "order": self.order,
             "max_new_tokens": self.max_new_tokens,
+            "answer": self.answer,
         }
 
 
