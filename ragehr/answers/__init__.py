@@ -16,6 +16,14 @@ from ragehr.answers.evidence import chunks_for
 from ragehr.answers.wording import DECLINE_PREFIX, Worded, decline_text, word
 
 __all__ = [
-    "DECLINE_PREFIX", "SHAPES", "Computed", "Declined", "Part", "Worded", "chunks_for", "compute", "decline_text",
+    "DECLINE_PREFIX",
+    "SHAPES",
+    "Computed",
+    "Declined",
+    "Part",
+    "Worded",
+    "chunks_for",
+    "compute",
+    "decline_text",
     "word",
 ]

@@ -79,8 +79,10 @@ def series_svg(series: Sequence[Series], cited: Collection[str] = ()) -> str:
     """An SVG chart with one panel per series (label, unit, numeric events oldest first);
     events whose id is in ``cited`` are drawn larger and in red. Empty string when no series
     has two dated numeric values."""
-    panels = [(label, unit, [e for e in evs if e.start is not None and isinstance(e.value, (int, float))])
-              for label, unit, evs in series]
+    panels = [
+        (label, unit, [e for e in evs if e.start is not None and isinstance(e.value, (int, float))])
+        for label, unit, evs in series
+    ]
     panels = [p for p in panels if len(p[2]) >= 2]
     if not panels:
         return ""

@@ -55,8 +55,20 @@ from ragehr.types import Event, EventKind, PatientRecord
 
 __all__ = ["SHAPES", "Computed", "Declined", "Part", "compute"]
 
-SHAPES = ("value", "nearest", "latest", "first", "count", "max", "min", "average", "trend", "list",
-          "encounters", "status")
+SHAPES = (
+    "value",
+    "nearest",
+    "latest",
+    "first",
+    "count",
+    "max",
+    "min",
+    "average",
+    "trend",
+    "list",
+    "encounters",
+    "status",
+)
 
 MEASURED = (EventKind.LAB, EventKind.VITAL, EventKind.OBSERVATION)
 
@@ -92,8 +104,12 @@ _KIND_NOUNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("encounter", re.compile(r"\b(?:encounters?|visits?|appointments?|admissions?)\b", re.I)),
 )
 _KIND_OF = {
-    "medication": EventKind.MEDICATION, "condition": EventKind.CONDITION, "allergy": EventKind.ALLERGY,
-    "immunization": EventKind.IMMUNIZATION, "procedure": EventKind.PROCEDURE, "encounter": EventKind.ENCOUNTER,
+    "medication": EventKind.MEDICATION,
+    "condition": EventKind.CONDITION,
+    "allergy": EventKind.ALLERGY,
+    "immunization": EventKind.IMMUNIZATION,
+    "procedure": EventKind.PROCEDURE,
+    "encounter": EventKind.ENCOUNTER,
 }
 _LIST_FILLER = frozenset(
     "patient patients pt receive received get got given give have had has take taking took list all any "
@@ -107,7 +123,7 @@ diabetes") and the question is left to the concept path or the generator."""
 
 _STOP = frozenset(
     "patient patients pt value values level levels result results reading readings ever been prescribed taken "
-    "received given used any".split()
+    "received given used any how much many often it its this that whats what's s".split()
 )
 """Words of a concept text that name no concept: they need not be matched."""
 
@@ -236,7 +252,9 @@ def _kind_question(question: str, plan: QuestionPlan) -> str | None:
     return kind if not left else None
 
 
-def _matches(plan: QuestionPlan, lexicon: RecordLexicon, kinds: Sequence[EventKind] | None = None) -> list[ConceptMatch]:
+def _matches(
+    plan: QuestionPlan, lexicon: RecordLexicon, kinds: Sequence[EventKind] | None = None
+) -> list[ConceptMatch]:
     """The record concepts the plan's concept text means, narrowed to those that explain the
     question's words:
 
@@ -274,7 +292,9 @@ def _matches(plan: QuestionPlan, lexicon: RecordLexicon, kinds: Sequence[EventKi
     return [m for m in res.matches if cover(m) >= 0.5 * best]
 
 
-def _concept_events(lexicon: RecordLexicon, matches: Sequence[ConceptMatch]) -> list[tuple[str, EventKind, str | None, list[Event]]]:
+def _concept_events(
+    lexicon: RecordLexicon, matches: Sequence[ConceptMatch]
+) -> list[tuple[str, EventKind, str | None, list[Event]]]:
     """(label, kind, code, usable events oldest first) per matched concept; concepts whose
     display names are equal (the same test under two codes) are one."""
     groups: dict[str, tuple[str, EventKind, str | None, list[Event]]] = {}
@@ -361,8 +381,13 @@ def _kind_answer(kind_name: str, question: str, plan: QuestionPlan, record: Pati
         firsts = sorted((min(v, key=_order) for v in visits.values()), key=_order)
         kept = [e for e in firsts if in_window(e, w)] if w.is_filter else firsts
         part = Part("encounters", kind, basis=tuple(kept), figure=len(kept))
-        return Computed("encounters", (part,), "a count of visits (encounters sharing a visit count once)",
-                        window=w, in_window=w.is_filter)
+        return Computed(
+            "encounters",
+            (part,),
+            "a count of visits (encounters sharing a visit count once)",
+            window=w,
+            in_window=w.is_filter,
+        )
     named = [e for e in evs if display_name(e)]
     if kind is EventKind.MEDICATION and (plan.intent == "current" or w.is_point):
         day, at_end = _state_day(plan, record)
@@ -372,8 +397,9 @@ def _kind_answer(kind_name: str, question: str, plan: QuestionPlan, record: Pati
         items = _items(covering)
         part = Part("medications", kind, items=items)
         why = "the medications active at the record's end" if at_end else f"the medications active on {day.isoformat()}"
-        return Computed("list", (part,), why + " (start, end and status of each order)", window=w, as_of=day,
-                        at_record_end=at_end)
+        return Computed(
+            "list", (part,), why + " (start, end and status of each order)", window=w, as_of=day, at_record_end=at_end
+        )
     if kind is EventKind.CONDITION and plan.intent == "current":
         day, at_end = _state_day(plan, record)
         if day is None:
@@ -389,31 +415,58 @@ def _kind_answer(kind_name: str, question: str, plan: QuestionPlan, record: Pati
             if states == {"yes"} and all(e.end is None or e.end.date() >= day for e in latest):
                 active.extend(latest)
         part = Part("problems", kind, items=_items(active))
-        why = "the problems marked active at the record's end" if at_end else f"the problems marked active on {day.isoformat()}"
+        why = (
+            "the problems marked active at the record's end"
+            if at_end
+            else f"the problems marked active on {day.isoformat()}"
+        )
         return Computed("list", (part,), why, window=w, as_of=day, at_record_end=at_end)
     if kind is EventKind.ALLERGY:
         kept = [e for e in named if in_window(e, w)] if w.is_filter else named
-        return Computed("list", (Part("allergies", kind, items=_items(kept)),), "the allergies the record lists",
-                        window=w, in_window=w.is_filter)
+        return Computed(
+            "list",
+            (Part("allergies", kind, items=_items(kept)),),
+            "the allergies the record lists",
+            window=w,
+            in_window=w.is_filter,
+        )
     if plan.intent == "series" and _COUNT.search(question):
         kept = [e for e in named if in_window(e, w)] if w.is_filter else named
-        return Computed("count", (Part(_plural(kind), kind, basis=tuple(kept), figure=len(kept)),),
-                        f"a count of the record's {_plural(kind)}", window=w, in_window=w.is_filter)
+        return Computed(
+            "count",
+            (Part(_plural(kind), kind, basis=tuple(kept), figure=len(kept)),),
+            f"a count of the record's {_plural(kind)}",
+            window=w,
+            in_window=w.is_filter,
+        )
     if w.is_filter:
         kept = [e for e in named if in_window(e, w)]
-        return Computed("list", (Part(_plural(kind), kind, items=_items(kept)),),
-                        f"the {_plural(kind)} recorded in the period asked", window=w, in_window=True)
+        return Computed(
+            "list",
+            (Part(_plural(kind), kind, items=_items(kept)),),
+            f"the {_plural(kind)} recorded in the period asked",
+            window=w,
+            in_window=True,
+        )
     if plan.intent in ("latest", "first") and named:
         group = _first_day_group(named, newest=plan.intent == "latest")
-        return Computed(plan.intent, (Part(_plural(kind), kind, stated=tuple(group)),),
-                        f"the {plan.intent} of the record's {_plural(kind)}", window=w)
+        return Computed(
+            plan.intent,
+            (Part(_plural(kind), kind, stated=tuple(group)),),
+            f"the {plan.intent} of the record's {_plural(kind)}",
+            window=w,
+        )
     return Declined(f"a question about {_plural(kind)} without a period or a date is left to the generator")
 
 
 def _plural(kind: EventKind) -> str:
     return {
-        EventKind.MEDICATION: "medications", EventKind.CONDITION: "problems", EventKind.ALLERGY: "allergies",
-        EventKind.IMMUNIZATION: "immunizations", EventKind.PROCEDURE: "procedures", EventKind.ENCOUNTER: "encounters",
+        EventKind.MEDICATION: "medications",
+        EventKind.CONDITION: "problems",
+        EventKind.ALLERGY: "allergies",
+        EventKind.IMMUNIZATION: "immunizations",
+        EventKind.PROCEDURE: "procedures",
+        EventKind.ENCOUNTER: "encounters",
     }.get(kind, kind.value)
 
 
@@ -463,17 +516,26 @@ def compute(question: str, plan: QuestionPlan, record: PatientRecord, lexicon: R
         if plan.intent == "none" and len(measured) != len(groups):
             return Declined(f"no time asked and {names} is not a measurement: left to the generator")
         newest = plan.intent != "first"
-        kept = [(label, kind, code, [e for e in evs if in_window(e, w)] if w.is_filter else evs)
-                for label, kind, code, evs in groups]
+        kept = [
+            (label, kind, code, [e for e in evs if in_window(e, w)] if w.is_filter else evs)
+            for label, kind, code, evs in groups
+        ]
         kept = [g for g in kept if g[3]]
         if not kept:
             return Declined(f"no event about {names} falls in the period asked")
-        parts = tuple(Part(label, kind, stated=tuple(_first_day_group(evs, newest)), code=code)
-                      for label, kind, code, evs in kept)
+        parts = tuple(
+            Part(label, kind, stated=tuple(_first_day_group(evs, newest)), code=code) for label, kind, code, evs in kept
+        )
         shape = "latest" if newest else "first"
         why = f"the {'latest' if newest else 'first'} {'value' if kept[0][1] in MEASURED else 'entry'} of {names}"
-        return Computed(shape, parts, why + (" (no time asked)" if plan.intent == "none" else ""), window=w,
-                        in_window=w.is_filter, resolution=res)
+        return Computed(
+            shape,
+            parts,
+            why + (" (no time asked)" if plan.intent == "none" else ""),
+            window=w,
+            in_window=w.is_filter,
+            resolution=res,
+        )
     if plan.intent == "series" or (plan.intent == "none" and w.is_filter):
         shape = _series_shape(question, plan) if plan.intent == "series" else "trend"
         parts_l = []
@@ -487,8 +549,14 @@ def compute(question: str, plan: QuestionPlan, record: PatientRecord, lexicon: R
             if part is None:
                 return Declined(f"{shape} of {names}: the values are not numbers in one unit")
             parts_l.append(part)
-        return Computed(shape, tuple(parts_l), f"the {shape} of {names}" + (" in the period asked" if w.is_filter else ""),
-                        window=w, in_window=w.is_filter, resolution=res)
+        return Computed(
+            shape,
+            tuple(parts_l),
+            f"the {shape} of {names}" + (" in the period asked" if w.is_filter else ""),
+            window=w,
+            in_window=w.is_filter,
+            resolution=res,
+        )
     return Declined("the question is not one of the shapes computed from the record")
 
 
@@ -502,13 +570,16 @@ def _point(w: TimeWindow, groups, names: str, res: Resolution) -> Computed | Dec
             continue
         before = [e for e in evs if w.since is not None and _day(e) < w.since.date()]
         after = [e for e in evs if w.until is not None and _day(e) > w.until.date()]
-        parts.append(Part(label, kind, before=before[-1] if before else None, after=after[0] if after else None, code=code))
+        parts.append(
+            Part(label, kind, before=before[-1] if before else None, after=after[0] if after else None, code=code)
+        )
         shape = "nearest"
     if shape == "nearest" and any(p.stated for p in parts):
         # some concepts have values that day and some do not: say each as it is
         shape = "value"
-    return Computed(shape, tuple(parts), f"the value of {names} on the date asked", window=w, in_window=True,
-                    resolution=res)
+    return Computed(
+        shape, tuple(parts), f"the value of {names} on the date asked", window=w, in_window=True, resolution=res
+    )
 
 
 def _status(plan: QuestionPlan, record: PatientRecord, groups, names: str, res: Resolution) -> Computed | Declined:
@@ -519,12 +590,13 @@ def _status(plan: QuestionPlan, record: PatientRecord, groups, names: str, res: 
     for label, kind, code, evs in groups:
         upto = [e for e in evs if _day(e) <= day]
         if not upto:
-            parts.append(Part(label, kind, answer="no", code=code))
+            parts.append(Part(label, kind, answer="no", after=evs[0], code=code))
             continue
         if kind is EventKind.MEDICATION:
             covering = [e for e in upto if medication_covers(e, day)]
-            parts.append(Part(label, kind, stated=tuple(covering or upto[-1:]), answer="yes" if covering else "no",
-                              code=code))
+            parts.append(
+                Part(label, kind, stated=tuple(covering or upto[-1:]), answer="yes" if covering else "no", code=code)
+            )
         elif kind in (EventKind.CONDITION, EventKind.ALLERGY):
             latest = _first_day_group(upto, newest=True)
             states = {condition_state(e) for e in latest}
@@ -544,18 +616,20 @@ _EVER_WHAT = re.compile(
 
 
 def _never(question: str, plan: QuestionPlan, record: PatientRecord) -> Computed | Declined:
-    """"Has the patient ever been prescribed X?" when no medication of the record is X: "no"
+    """ "Has the patient ever been prescribed X?" when no medication of the record is X: "no"
     only when X's name occurs in no event's text at all (notes included); a name found only in
     notes is left to the generator."""
     m = _EVER_WHAT.search(question)
     what = m.group("what").strip() if m else ""
+    what = re.sub(r"^(?:an?|the|any|some)\s+", "", what, flags=re.I)
+    what = re.sub(r"\s+(?:before|previously|in\s+the\s+past|ever|at\s+all|already)$", "", what, flags=re.I).strip()
     if not words(what) or len(what) < 3:
         return Declined("could not read what the question asks about")
-    needle = what.casefold()
+    terms = [w for w in words(what) if len(w) >= 3]
     for e in record.events:
         hay = " ".join((e.text, e.title or "", e.note_type or "")).casefold()
-        if needle in hay:
-            return Declined(f"{what!r} is mentioned in the record but not as a structured medication")
+        if what.casefold() in hay or any(w in hay for w in terms):
+            return Declined(f"{what!r} (or a word of it) is in the record but not as a structured medication")
     part = Part(what, EventKind.MEDICATION, answer="no")
     return Computed("status", (part,), f"no event of the record names {what!r}")
 

@@ -20,8 +20,14 @@ from datetime import date
 from ragehr.types import Event, Status, TimePrecision
 
 __all__ = [
-    "DAY_OR_FINER", "condition_state", "display_name", "is_number", "medication_covers", "name_key",
-    "sorted_names", "usable",
+    "DAY_OR_FINER",
+    "condition_state",
+    "display_name",
+    "is_number",
+    "medication_covers",
+    "name_key",
+    "sorted_names",
+    "usable",
 ]
 
 DAY_OR_FINER = (TimePrecision.DAY, TimePrecision.MINUTE, TimePrecision.SECOND)

@@ -22,6 +22,7 @@ from ragehr.answers.compute import MEASURED, Computed, Declined, Part
 from ragehr.answers.rules import display_name
 from ragehr.ehr.render import format_value
 from ragehr.ehr.times import format_time
+from ragehr.retrieval.timefilter import TimeWindow
 from ragehr.types import Event, EventKind, EvidenceItem, TimePrecision
 
 __all__ = ["DECLINE_PREFIX", "Worded", "decline_text", "markers_for", "word"]
@@ -69,7 +70,11 @@ def _cite(markers: Sequence[int]) -> str:
 
 
 def _date(e: Event) -> str:
-    prec = TimePrecision.DAY if e.precision in (TimePrecision.DAY, TimePrecision.MINUTE, TimePrecision.SECOND) else e.precision
+    prec = (
+        TimePrecision.DAY
+        if e.precision in (TimePrecision.DAY, TimePrecision.MINUTE, TimePrecision.SECOND)
+        else e.precision
+    )
     return format_time(e.start, prec)
 
 
@@ -130,13 +135,21 @@ def _values_on(c: _Ctx, evs: Sequence[Event]) -> str:
 
 _KIND_WORDS = frozenset({"medications", "problems", "allergies", "immunizations", "procedures", "encounters"})
 _KIND_LABEL = {
-    EventKind.MEDICATION: "medication", EventKind.CONDITION: "problem", EventKind.ALLERGY: "allergy",
-    EventKind.IMMUNIZATION: "immunization", EventKind.PROCEDURE: "procedure",
+    EventKind.MEDICATION: "medication",
+    EventKind.CONDITION: "problem",
+    EventKind.ALLERGY: "allergy",
+    EventKind.IMMUNIZATION: "immunization",
+    EventKind.PROCEDURE: "procedure",
 }
 _COUNT_VERB = {
-    EventKind.LAB: "measured", EventKind.VITAL: "measured", EventKind.OBSERVATION: "recorded",
-    EventKind.MEDICATION: "prescribed", EventKind.CONDITION: "recorded", EventKind.PROCEDURE: "performed",
-    EventKind.IMMUNIZATION: "given", EventKind.ALLERGY: "recorded",
+    EventKind.LAB: "measured",
+    EventKind.VITAL: "measured",
+    EventKind.OBSERVATION: "recorded",
+    EventKind.MEDICATION: "prescribed",
+    EventKind.CONDITION: "recorded",
+    EventKind.PROCEDURE: "performed",
+    EventKind.IMMUNIZATION: "given",
+    EventKind.ALLERGY: "recorded",
 }
 
 
@@ -152,14 +165,15 @@ def _sentence(c: _Ctx, comp: Computed, p: Part) -> str:
     period = " in the period asked" if comp.in_window else ""
     if shape == "value":
         if not p.stated:
-            return _nearest(c, p)
+            return _nearest(c, p, comp.window)
         return f"{p.label}{period and ' on the date asked'}: {_values_on(c, p.stated)}."
     if shape == "nearest":
-        return _nearest(c, p)
+        return _nearest(c, p, comp.window)
     if shape in ("latest", "first"):
         if p.label in _KIND_WORDS:
             names = "; ".join(sorted({display_name(e) for e in p.stated}))
-            return f"The {shape} {_KIND_LABEL.get(p.kind, 'entry')}{period} is {names}, on {_date(p.stated[0])} {c.cite(p.stated)}."
+            what = _KIND_LABEL.get(p.kind, "entry")
+            return f"The {shape} {what}{period} is {names}, on {_date(p.stated[0])} {c.cite(p.stated)}."
         if p.kind in MEASURED and any(e.value is not None for e in p.stated):
             word = "most recent" if shape == "latest" else "first recorded"
             return f"The {word} {p.label}{period} was {_values_on(c, p.stated)}."
@@ -171,13 +185,17 @@ def _sentence(c: _Ctx, comp: Computed, p: Part) -> str:
         if shape == "encounters":
             noun = "encounter" if n == 1 else "encounters"
             cites = c.cite(p.basis)
-            return f"The patient had {n} {noun}{period}" + (f" {cites}" if cites else "") + (
-                f" ({_span(p.basis)})." if p.basis else ".")
+            return (
+                f"The patient had {n} {noun}{period}"
+                + (f" {cites}" if cites else "")
+                + (f" ({_span(p.basis)})." if p.basis else ".")
+            )
         times = "time" if n == 1 else "times"
         verb = _COUNT_VERB.get(p.kind, "recorded")
         if p.label in _KIND_WORDS:
             return f"{n} {p.label} {'was' if n == 1 else 'were'} recorded{period}" + (
-                f" {c.cite(p.basis)} ({_span(p.basis)})." if p.basis else ".")
+                f" {c.cite(p.basis)} ({_span(p.basis)})." if p.basis else "."
+            )
         if not p.basis:
             return f"{p.label} was {verb} 0 {times}{period}."
         return f"{p.label} was {verb} {n} {times}{period} {c.cite(p.basis)} ({_span(p.basis)})."
@@ -188,17 +206,21 @@ def _sentence(c: _Ctx, comp: Computed, p: Part) -> str:
         mean = _fmt_mean(float(p.figure or 0.0), p.basis)
         c.derived.extend([mean, str(len(p.basis))])
         unit = p.basis[0].unit if p.basis and p.basis[0].unit else ""
-        return (f"The average {p.label}{period} was {mean}{' ' + unit if unit else ''}, over {len(p.basis)} values "
-                f"{_span(p.basis)} {c.cite(p.basis)}.")
+        return (
+            f"The average {p.label}{period} was {mean}{' ' + unit if unit else ''}, over {len(p.basis)} values "
+            f"{_span(p.basis)} {c.cite(p.basis)}."
+        )
     if shape == "trend":
         evs = p.basis
         first, last = evs[0], evs[-1]
         lo = min(evs, key=lambda e: (e.value, e.start))  # type: ignore[arg-type, return-value]
         hi = max(evs, key=lambda e: (e.value, -e.start.timestamp()))  # type: ignore[arg-type, return-value, union-attr]
         c.derived.append(str(len(evs)))
-        return (f"{p.label}{period}: {len(evs)} values {_span(evs)}; it {p.direction}, from {_value(first)} on "
-                f"{c.when(first)} {c.cite([first])} to {_value(last)} on {c.when(last)} {c.cite([last])}. "
-                f"Lowest {_value(lo)} on {c.when(lo)} {c.cite([lo])}; highest {_value(hi)} on {c.when(hi)} {c.cite([hi])}.")
+        return (
+            f"{p.label}{period}: {len(evs)} values {_span(evs)}; it {p.direction}, from {_value(first)} on "
+            f"{c.when(first)} {c.cite([first])} to {_value(last)} on {c.when(last)} {c.cite([last])}. "
+            f"Lowest {_value(lo)} on {c.when(lo)} {c.cite([lo])}; highest {_value(hi)} on {c.when(hi)} {c.cite([hi])}."
+        )
     if shape == "status":
         return _status(c, comp, p)
     if shape == "list":
@@ -206,22 +228,37 @@ def _sentence(c: _Ctx, comp: Computed, p: Part) -> str:
     raise ValueError(f"unknown shape {shape!r}")
 
 
-def _nearest(c: _Ctx, p: Part) -> str:
+def _nearest(c: _Ctx, p: Part, asked: TimeWindow) -> str:
+    """Nothing on the date asked: the nearest value before and after, each with its gap in
+    days (a derived number)."""
     out = [f"No {p.label} is recorded on the date asked."]
     near = []
     for e, side in ((p.before, "before"), (p.after, "after")):
-        if e is None:
+        if e is None or e.start is None:
             continue
-        near.append(f"{side}: {_value(e) or display_name(e)} on {_date(e)} {c.cite([e])}")
+        if side == "before" and asked.since is not None:
+            gap = (asked.since.date() - e.start.date()).days
+        elif side == "after" and asked.until is not None:
+            gap = (e.start.date() - asked.until.date()).days
+        else:
+            gap = None
+        said = f" ({gap} day{'s' if gap != 1 else ''} {'earlier' if side == 'before' else 'later'})" if gap else ""
+        if gap:
+            c.derived.append(str(gap))
+        near.append(f"{side}: {_value(e) or display_name(e)} on {_date(e)} {c.cite([e])}{said}")
     if near:
         out.append("Nearest " + "; ".join(near) + ".")
+    else:
+        out.append("The record has no other value of it.")
     return " ".join(out)
 
 
 def _status(c: _Ctx, comp: Computed, p: Part) -> str:
     yes = p.answer == "yes"
+    if p.after is not None and not p.stated:
+        return f"No. {p.label} is first recorded on {_date(p.after)} {c.cite([p.after])}, after the date asked."
     if not p.stated:
-        return f"No. No {p.label} is recorded in the structured events."
+        return f'No. Nothing named "{p.label}" appears in the record (structured events or notes).'
     when = "at the end of the record" if comp.at_record_end else "on the date asked"
     if p.kind is EventKind.MEDICATION and comp.as_of is not None:
         e = p.stated[-1]
@@ -231,7 +268,9 @@ def _status(c: _Ctx, comp: Computed, p: Part) -> str:
     if comp.as_of is not None:
         e = p.stated[-1]
         state = "active" if yes else (e.status.value if e.status is not None else "ended")
-        return f"{'Yes' if yes else 'No'}. {p.label} is recorded as {state} (latest entry {_date(e)} {c.cite(p.stated)})."
+        return (
+            f"{'Yes' if yes else 'No'}. {p.label} is recorded as {state} (latest entry {_date(e)} {c.cite(p.stated)})."
+        )
     e = p.stated[0]
     return f"Yes. {p.label} is in the record, first on {_date(e)} {c.cite([e])}."
 
@@ -242,14 +281,21 @@ def _list(c: _Ctx, comp: Computed, p: Part) -> str:
     elif comp.as_of is not None and p.label in ("medications", "problems"):
         shown = {_date(e) for _, evs in p.items for e in evs}
         day = comp.as_of.isoformat()
-        head = f"{p.label.capitalize()} active on {day}" if day in shown else f"{p.label.capitalize()} active on the date asked"
+        head = (
+            f"{p.label.capitalize()} active on {day}"
+            if day in shown
+            else f"{p.label.capitalize()} active on the date asked"
+        )
     elif comp.in_window:
         head = f"{p.label.capitalize()} in the period asked"
     else:
         head = f"{p.label.capitalize()} in the record"
     if not p.items:
-        return f"None: no {p.label} {'active' if comp.as_of else 'recorded'}" + head[len(p.label):].replace(
-            " active", "", 1) + "."
+        return (
+            f"None: no {p.label} {'active' if comp.as_of else 'recorded'}"
+            + head[len(p.label) :].replace(" active", "", 1)
+            + "."
+        )
     lines = [head + ":"]
     for name, evs in p.items:
         lines.append(f"- {name} {c.cite(evs)}")
@@ -262,14 +308,15 @@ def word(comp: Computed, items: Sequence[EvidenceItem]) -> Worded | Declined:
     c = _Ctx(items)
     sentences = [_sentence(c, comp, p) for p in comp.parts]
     if c.missing:
-        return Declined(
-            f"{len(set(c.missing))} of the events the answer needs did not fit in the context window"
-        )
-    text = "\n".join(sentences) if comp.shape == "list" or len(sentences) > 1 and any("\n" in s for s in sentences) \
+        return Declined(f"{len(set(c.missing))} of the events the answer needs did not fit in the context window")
+    text = (
+        "\n".join(sentences)
+        if comp.shape == "list" or len(sentences) > 1 and any("\n" in s for s in sentences)
         else " ".join(sentences)
+    )
     if len(comp.parts) > 1 and comp.shape != "list":
         text = f"The question matches {len(comp.parts)} things in the record; each is given:\n" + "\n".join(
-            f"- {s}" for s in sentences)
+            f"- {s}" for s in sentences
+        )
         c.derived.append(str(len(comp.parts)))
     return Worded(text=text, derived=tuple(dict.fromkeys(c.derived)), cited=tuple(sorted(c.cited)))
-
