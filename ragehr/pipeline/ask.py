@@ -40,7 +40,7 @@ from ragehr.types import Generation, GenerationRequest
 
 __all__ = [
     "ANSWER_MODES", "DEFAULT_MAX_NEW_TOKENS", "AskResult", "answer_prepared", "ask", "check_answer_mode",
-    "computed_for", "effective_window",
+    "computed_for", "effective_window", "try_computed",
 ]
 
 
@@ -139,6 +139,26 @@ def ask(
             prep, question, index.patient_id, backend, seed=seed, on_token=on_token,
             context_seconds=time.perf_counter() - t0, index=index if retry else None,
         )
+    done, prep, reason, context_seconds = try_computed(index, question, spec, backend, answer, on_token=on_token)
+    if done is not None:
+        return done
+    result = answer_prepared(
+        prep, question, index.patient_id, backend, seed=seed, on_token=on_token, context_seconds=context_seconds,
+        index=index if retry else None,
+    )
+    return replace(result, answer_reason=f"computed path declined: {reason}; {result.answer_reason}")
+
+
+def try_computed(
+    index: PatientIndex, question: str, spec: ContextSpec, backend: LLMBackend, answer: str = "auto",
+    *, on_token: Callable[[str], None] | None = None,
+) -> tuple[AskResult | None, PreparedContext, str, float]:
+    """The computed half of ``ask`` (``answer`` ``auto`` or ``computed``): ``(result, prep,
+    reason, seconds)``. ``result`` is the computed answer (or, for ``computed``, the declined
+    one); ``None`` when the generator should answer from ``prep`` (``reason`` says why the
+    computed path declined). Touches the index; batch mode calls it before handing ``prep``
+    to a generation thread."""
+    t0 = time.perf_counter()
     comp = computed_for(index, question)
     pinned = chunks_for(index, comp.needed) if isinstance(comp, Computed) and spec.strategy == "rag" else []
     t_compute = time.perf_counter() - t0
@@ -154,31 +174,27 @@ def ask(
                              completion_tokens=0, seconds=round(time.perf_counter() - t1, 6))
             if on_token is not None:
                 on_token(worded.text)
-            return AskResult(
+            return (AskResult(
                 question=question, patient_id=index.patient_id, budget=prep.budget, context=prep.context,
                 generation=gen, grounding=grounding, prompt_tokens=0,
                 timings={"context": round(context_seconds, 4), "compute": round(t_compute, 4), "generate": 0.0,
                          "grounding": round(time.perf_counter() - t1, 4)},
                 answered_by="computed", answer_reason=comp.reason, computed=comp,
-            )
+            ), prep, reason, context_seconds)
         reason = worded.reason
     if answer == "computed":
         text = decline_text(reason)
         gen = Generation(text=text, backend="computed", model="ragehr.answers", prompt_tokens=0, completion_tokens=0)
         if on_token is not None:
             on_token(text)
-        return AskResult(
+        return (AskResult(
             question=question, patient_id=index.patient_id, budget=prep.budget, context=prep.context,
             generation=gen, grounding=check_grounding(text, prep.context.packed.items), prompt_tokens=0,
             timings={"context": round(context_seconds, 4), "compute": round(t_compute, 4), "generate": 0.0,
                      "grounding": 0.0},
             answered_by="computed", answer_reason=f"declined: {reason}",
-        )
-    result = answer_prepared(
-        prep, question, index.patient_id, backend, seed=seed, on_token=on_token, context_seconds=context_seconds,
-        index=index if retry else None,
-    )
-    return replace(result, answer_reason=f"computed path declined: {reason}; {result.answer_reason}")
+        ), prep, reason, context_seconds)
+    return None, prep, reason, context_seconds
 
 
 def computed_for(index: PatientIndex, question: str) -> Computed | Declined:

@@ -157,11 +157,20 @@ def test_cli_context_and_ask_json(sample_index_dir):
     for c in out["chunks"]:
         assert {"chunk_id", "text", "kind", "start", "end", "source", "n_tokens"} <= set(c)
     r = runner.invoke(app, ["ask", "NIHSS score", "--patient", "sample", "--index-dir", str(sample_index_dir),
-                            "--backend", "extractive", "--json"])
+                            "--backend", "extractive", "--json", "--answer", "generated"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
     assert out["backend"] == "extractive" and out["citations"] and out["grounded"]
-    assert "NIHSS" in out["answer"]
+    assert "NIHSS" in out["answer"] and out["answered_by"] == "generated"
+    # the default (config answer: auto) computes it from the record, cited and grounded
+    r = runner.invoke(app, ["ask", "NIHSS score", "--patient", "sample", "--index-dir", str(sample_index_dir),
+                            "--backend", "extractive", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["answered_by"] == "computed" and out["answer_reason"] and out["citations"] and out["grounded"]
+    r = runner.invoke(app, ["ask", "NIHSS score", "--patient", "sample", "--index-dir", str(sample_index_dir),
+                            "--backend", "extractive", "--answer", "sometimes"])
+    assert r.exit_code == 2 and "answer must be one of" in r.output
 
 
 def test_cli_errors_are_one_line(sample_index_dir):
