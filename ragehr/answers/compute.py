@@ -313,6 +313,41 @@ def _concept_events(
     return [groups[k] for k in sorted(groups)]
 
 
+def _named_in_question(
+    question: str, lexicon: RecordLexicon, res: Resolution
+) -> list[tuple[str, EventKind, str | None, list[Event]]] | None:
+    """When the question names one of the record's own labels exactly ("Sodium, Serum",
+    "MCHC [Mass/volume] by Automated count"), the events under that label only (the longest
+    label found, case-insensitive, at word boundaries), as the generated QA gold reads a
+    name; ``None`` when it names none. A code shared by several labels is thus read under the
+    label asked for; a question in other words gets every label of the matched concepts."""
+    q = " ".join(question.casefold().split())
+    best: tuple[int, str] | None = None
+    for m in res.matches:
+        for e in lexicon.events(m.concept.key):
+            name = " ".join(display_name(e).casefold().split())
+            if len(name) < 3 or (best is not None and len(name) <= best[0]):
+                continue
+            if re.search(r"(?<![\w])" + re.escape(name) + r"(?![\w])", q):
+                best = (len(name), name_key(e))
+    if best is None:
+        return None
+    evs: list[Event] = []
+    kind = None
+    code = None
+    for m in res.matches:
+        for e in lexicon.events(m.concept.key):
+            if usable(e) and name_key(e) == best[1]:
+                evs.append(e)
+                kind = kind or m.concept.kind
+                c = m.concept
+                code = code or (f"{c.system} {c.code}" if c.code and c.system else c.code)
+    if not evs or kind is None:
+        return None
+    evs = sorted({id(e): e for e in evs}.values(), key=_order)
+    return [(display_name(evs[-1]), kind, code, evs)]
+
+
 # --- computing ---------------------------------------------------------------------------------
 
 
@@ -497,6 +532,9 @@ def compute(question: str, plan: QuestionPlan, record: PatientRecord, lexicon: R
             return _never(question, plan, record)
         return Declined(f"nothing in the record's structured events matches {plan.concept!r}")
     groups = _concept_events(lexicon, matches)
+    named = _named_in_question(question, lexicon, res)
+    if named is not None:
+        groups = named
     if not groups:
         return Declined(f"the record's events about {plan.concept!r} are all undated or negated")
     names = "; ".join(f'"{g[0]}"' for g in groups)

@@ -119,6 +119,18 @@ class _Ctx:
         self.cited.update(ms)
         return _cite(ms)
 
+    def cite_some(self, evs: Sequence[Event]) -> tuple[str, list[Event]]:
+        """Cite the events that the evidence holds (a count may be larger than the window):
+        the markers, and the events they hold. Never a marker for an event that
+        is not shown; at least one must be, else the event is reported missing."""
+        shown = [e for e in evs if e.event_id in self.markers]
+        if not shown:
+            self.missing.append(evs[0].event_id)
+            return "", []
+        ms = [self.markers[e.event_id] for e in shown]
+        self.cited.update(ms)
+        return _cite(ms), shown
+
     def when(self, e: Event) -> str:
         m = self.markers.get(e.event_id)
         return _when(e, self.text.get(m) if m is not None else None)
@@ -198,7 +210,12 @@ def _sentence(c: _Ctx, comp: Computed, p: Part) -> str:
             )
         if not p.basis:
             return f"{p.label} was {verb} 0 {times}{period}."
-        return f"{p.label} was {verb} {n} {times}{period} {c.cite(p.basis)} ({_span(p.basis)})."
+        cites, shown = c.cite_some(p.basis)
+        if len(shown) < len(p.basis):
+            c.derived.append(str(len(shown)))
+            return (f"{p.label} was {verb} {n} {times}{period} {cites} (the evidence shown holds {len(shown)} of them, "
+                    f"{_span(shown)}).")
+        return f"{p.label} was {verb} {n} {times}{period} {cites} ({_span(p.basis)})."
     if shape in ("max", "min"):
         word = "highest" if shape == "max" else "lowest"
         return f"The {word} {p.label}{period} was {_values_on(c, p.stated)}."

@@ -210,8 +210,20 @@ def test_declines_what_it_cannot_compute(rec, question):
 
 
 def test_an_event_that_does_not_fit_the_window_is_never_cited(rec):
-    got, text, _ = _answer(rec, "How many times was potassium measured?", budget=40)
+    got, text, _ = _answer(rec, "What is the most recent potassium?", budget=5)
     assert isinstance(got, Declined) and "did not fit" in got.reason and text == ""
+
+
+def test_a_count_larger_than_the_window_cites_what_is_shown_and_says_so(rec):
+    for budget in (60, 90, 120):
+        got, text, g = _answer(rec, "How many times was potassium measured?", budget=budget)
+        if isinstance(got, Computed) and "of them" in text:
+            break
+    else:
+        pytest.fail("no budget gave a partly shown count")
+    m = re.search(r"holds (\d+) of them", text)
+    assert re.search(r"\b5 times\b", text) and m and int(m.group(1)) < 5 and g.ok
+    assert m.group(1) in g.derived or m.group(1) in text.split("[")[1]
 
 
 def test_declined_text_is_an_abstention():
