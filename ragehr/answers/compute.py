@@ -35,6 +35,7 @@ Pure functions; no I/O, no index.
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
@@ -213,8 +214,10 @@ class Declined:
     reason: str
 
 
-def _order(e: Event) -> tuple[float, str]:
-    return (e.start.timestamp() if e.start else 0.0, e.event_id)
+def _order(e: Event) -> float:
+    """Oldest first; ties keep their order (every sort here is stable over lists in record or
+    lexicon order, so the result is deterministic without hashing event ids)."""
+    return e.start.timestamp() if e.start else 0.0
 
 
 def _day(e: Event) -> date:
@@ -313,6 +316,23 @@ def _concept_events(
     return [groups[k] for k in sorted(groups)]
 
 
+_LABELS: weakref.WeakKeyDictionary[RecordLexicon, dict[str, dict[str, list[Event]]]] = weakref.WeakKeyDictionary()
+
+
+def _labels(lexicon: RecordLexicon, key: str) -> dict[str, list[Event]]:
+    """A concept's usable events by label (:func:`name_key`), oldest first; computed once per
+    lexicon (that is, once per opened index)."""
+    per = _LABELS.setdefault(lexicon, {})
+    got = per.get(key)
+    if got is None:
+        got = {}
+        for e in lexicon.events(key):
+            if usable(e):
+                got.setdefault(name_key(e), []).append(e)
+        per[key] = got
+    return got
+
+
 def _named_in_question(
     question: str, lexicon: RecordLexicon, res: Resolution
 ) -> list[tuple[str, EventKind, str | None, list[Event]]] | None:
@@ -322,26 +342,25 @@ def _named_in_question(
     name; ``None`` when it names none. A code shared by several labels is thus read under the
     label asked for; a question in other words gets every label of the matched concepts."""
     q = " ".join(question.casefold().split())
-    best: tuple[int, str] | None = None
+    best: str | None = None
     for m in res.matches:
-        for e in lexicon.events(m.concept.key):
-            name = " ".join(display_name(e).casefold().split())
-            if len(name) < 3 or (best is not None and len(name) <= best[0]):
+        for label in _labels(lexicon, m.concept.key):
+            if len(label) < 3 or (best is not None and len(label) <= len(best)) or label not in q:
                 continue
-            if re.search(r"(?<![\w])" + re.escape(name) + r"(?![\w])", q):
-                best = (len(name), name_key(e))
+            if re.search(r"(?<![\w])" + re.escape(label) + r"(?![\w])", q):
+                best = label
     if best is None:
         return None
     evs: list[Event] = []
     kind = None
     code = None
     for m in res.matches:
-        for e in lexicon.events(m.concept.key):
-            if usable(e) and name_key(e) == best[1]:
-                evs.append(e)
-                kind = kind or m.concept.kind
-                c = m.concept
-                code = code or (f"{c.system} {c.code}" if c.code and c.system else c.code)
+        got = _labels(lexicon, m.concept.key).get(best)
+        if got:
+            evs.extend(got)
+            kind = kind or m.concept.kind
+            c = m.concept
+            code = code or (f"{c.system} {c.code}" if c.code and c.system else c.code)
     if not evs or kind is None:
         return None
     evs = sorted({id(e): e for e in evs}.values(), key=_order)
@@ -373,7 +392,7 @@ def _series_part(shape: str, label: str, kind: EventKind, code: str | None, evs:
     # trend
     first, last = nums[0], nums[-1]
     lo = min(nums, key=lambda e: (e.value, _order(e)))  # type: ignore[arg-type, return-value]
-    hi = max(nums, key=lambda e: (e.value, [-x for x in _order(e)[:1]]))  # type: ignore[arg-type, return-value]
+    hi = max(nums, key=lambda e: (e.value, -_order(e)))  # type: ignore[arg-type, return-value]
     a, b = float(first.value), float(last.value)  # type: ignore[arg-type]
     if abs(b - a) <= 0.05 * max(abs(a), 1e-9):
         direction = "was stable"
