@@ -818,10 +818,12 @@ def eval_(
     fresh: Annotated[bool, typer.Option("--fresh", help="Discard earlier predictions of this run.")] = False,
     ray: RayOpt = None,
     workers: BatchWorkersOpt = None,
+    answer: AnswerOpt = None,
 ) -> None:
     """Run an ablation grid (strategies x budgets x retrievers x backends x datasets) into
     results/<run>/, resuming a killed run, and check its expected figures. With --ray, each
-    condition of the grid runs as a Ray task."""
+    condition of the grid runs as a Ray task. --answer runs every condition in that one answer
+    mode (instead of the config's `answers`)."""
     import shutil
     from contextlib import nullcontext
 
@@ -829,6 +831,12 @@ def eval_(
     from ragehr.eval.runner import run_experiment
 
     cfg = ExperimentConfig.from_file(config)
+    if answer is not None:
+        from ragehr.pipeline.ask import check_answer_mode
+
+        check_answer_mode(answer)
+        cfg = cfg.model_copy(update={"answers": (answer,),
+                                     "backends": tuple(b.model_copy(update={"answers": None}) for b in cfg.backends)})
     run_dir = Path(cfg.results_dir) / (run or cfg.name)
     if fresh and run_dir.exists():
         shutil.rmtree(run_dir)
