@@ -462,6 +462,11 @@ BackendOpt = Annotated[
     ),
 ]
 OrderOpt = Annotated[str, typer.Option("--order", help="chronological, relevance, or edges (best pieces at both ends).")]
+AnswerOpt = Annotated[
+    str | None,
+    typer.Option("--answer", help="auto (computed from the record where it can be, else the backend), computed, "
+                 "or generated (config key 'answer', default auto)."),
+]
 
 
 def _spec(cfg: Any, **overrides: Any) -> Any:
@@ -628,6 +633,11 @@ def ask(
     ray: RayOpt = None,
     workers: BatchWorkersOpt = None,
     cache_size: CacheSizeOpt = 8,
+    answer: AnswerOpt = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Write a computed series answer's chart to FILE (.svg, or .png "
+                                  "with the eval extra).")
+    ] = None,
 ) -> None:
     """Answer a question from the patient's record, with cited, dated evidence and a check
     that every number and date in the answer appears in that evidence. With --questions,
@@ -639,7 +649,12 @@ def ask(
 
     batch = _single_or_batch(question, patient, questions, out, ray)
     cfg = RagehrConfig.from_file(config)
-    spec = _spec(cfg, strategy=strategy, budget=budget, retriever=retriever, order=order, max_new_tokens=max_new_tokens)
+    spec = _spec(cfg, strategy=strategy, budget=budget, retriever=retriever, order=order, max_new_tokens=max_new_tokens,
+                 answer=answer)
+    if plot is not None and (batch or plot.suffix.lower() not in (".svg", ".png")):
+        from ragehr.errors import ConfigError
+
+        raise ConfigError("--plot FILE goes with a single question, and FILE must end in .svg or .png")
     if batch:
         from ragehr.pipeline.batch import BackendRecipe
 
@@ -672,9 +687,14 @@ def ask(
         sys.stdout.flush()
 
     r = run_ask(idx, question, be, spec, on_token=show if stream else None)
+    if plot is not None:
+        _write_plot(r, plot)
     if as_json:
         typer.echo(json.dumps(r.to_json(), ensure_ascii=False, indent=1))
         return
+    if r.answered_by == "computed" and not r.answer_reason.startswith("declined"):
+        typer.echo(f"Computed from the record ({r.answer_reason}):")
+        stream = False
     if stream and streamed:
         typer.echo("")
     else:
@@ -701,6 +721,19 @@ def ask(
         f"{r.context.packed.used_tokens}/{r.context.packed.budget_tokens} evidence tokens"
         f"{', cached' if r.generation.cached else ''}, {sum(r.timings.values()):.2f}s)", err=True
     )
+
+
+def _write_plot(r: Any, plot: Path) -> None:
+    """``ask --plot``: the computed series answer's chart (one line and exit 2 when there is
+    none, or the PNG needs the eval extra)."""
+    from ragehr.answers.chart import write_plot
+    from ragehr.errors import ConfigError
+
+    if r.computed is None or not r.computed.series():
+        raise ConfigError("--plot: this answer has no series of values to plot (ask for a trend, a count or "
+                          "the values in a period)")
+    write_plot(plot, r.computed.series(), r.computed.highlighted())
+    typer.echo(f"chart written to {plot}", err=True)
 
 
 @app.command()
@@ -794,10 +827,12 @@ def eval_(
     fresh: Annotated[bool, typer.Option("--fresh", help="Discard earlier predictions of this run.")] = False,
     ray: RayOpt = None,
     workers: BatchWorkersOpt = None,
+    answer: AnswerOpt = None,
 ) -> None:
     """Run an ablation grid (strategies x budgets x retrievers x backends x datasets) into
     results/<run>/, resuming a killed run, and check its expected figures. With --ray, each
-    condition of the grid runs as a Ray task."""
+    condition of the grid runs as a Ray task. --answer runs every condition in that one answer
+    mode (instead of the config's `answers`)."""
     from contextlib import nullcontext
 
     from ragehr.eval.experiment import ExperimentConfig
@@ -805,6 +840,12 @@ def eval_(
     from ragehr.fsutil import read_user_bytes
 
     cfg = ExperimentConfig.from_file(config)
+    if answer is not None:
+        from ragehr.pipeline.ask import check_answer_mode
+
+        check_answer_mode(answer)
+        cfg = cfg.model_copy(update={"answers": (answer,),
+                                     "backends": tuple(b.model_copy(update={"answers": None}) for b in cfg.backends)})
     run_dir = run_dir_for(cfg, run, fresh=fresh)
     mapper = None
     cluster: Any = nullcontext()

@@ -161,6 +161,10 @@ class RagehrConfig(BaseModel):
     index: IndexConfig = IndexConfig()
     retrieval: RetrievalConfig = RetrievalConfig()
     llm: LLMConfig = LLMConfig()
+    answer: str = Field("auto", pattern="^(auto|computed|generated)$")
+    """How ``ask``, batch and ``serve`` answer: ``auto`` (computed from the record's structured
+    events where the question is a value, date, count, extreme, trend or list; the backend
+    otherwise, with a Self-Route retry), ``computed`` or ``generated`` (the backend only)."""
 
     @classmethod
     def from_file(cls, path: str | Path | None) -> RagehrConfig:

@@ -20,6 +20,8 @@ import re
 from datetime import date
 
 __all__ = [
+    "ABSTAIN",
+    "abstains",
     "CITATION_MARKER",
     "MONTHS",
     "NUMBER",
@@ -120,3 +122,41 @@ def find_numbers(text: str, skip: list[tuple[int, int]] | None = None) -> list[t
             continue
         out.append((norm_number(m.group(0)), (a, b)))
     return out
+
+
+ABSTAIN = re.compile(
+    r"\bno\s+(?:relevant\s+|such\s+|matching\s+)?(?:evidence|information|data|documentation)\b"
+    r"(?!\s+(?:that|of|for|to\s+suggest)\b)"
+    r"|\b(?:does|do|did)(?:n't|\s+not)\s+(?:say|specify|state|indicate|provide|contain|include|"
+    r"mention|document|record|show)\b(?=\s*(?:[.!?,;:]|$|(?:this|that|it|when|what|whether|how|"
+    r"which|if|any|such|an?\s+answer|the\s+answer)\b))"
+    r"|\b(?:i\s+)?(?:do\s+not|don't|cannot|can't|can\s+not|could\s+not|couldn't|am\s+unable\s+to|"
+    r"unable\s+to|not\s+possible\s+to|impossible\s+to)\s+(?:be\s+)?(?:know|tell|determine|"
+    r"determined|say|answer|answered|find|found|identify|confirm)\b"
+    r"|\b(?:insufficient|not\s+enough|no\s+sufficient)\s+(?:information|evidence|data|context)\b"
+    r"|\bnot\s+(?:available|specified|stated|provided)\s+in\s+the\s+(?:provided\s+|given\s+)?"
+    r"(?:record|evidence|context|notes|data)\b"
+    r"|^\s*(?:unknown|unclear|uncertain|n/?a|not\s+known|none\s+found)\s*[.!]?\s*$",
+    re.I | re.M,
+)
+"""The wordings of an answer that declines (searched in its first sentence): every backend's
+own ("No evidence in the record matches the question.", "No evidence found."), the prompt's
+("The record provided does not say.") and common phrasings ("I don't know", "cannot be
+determined"). The evaluation (:func:`ragehr.eval.metrics.answers.is_abstention`) and the
+Self-Route retry of :mod:`ragehr.pipeline.ask` read this one pattern."""
+
+
+_FIRST_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+_ANSWER_PREFIX = re.compile(r"^\s*(?:final\s+)?(?:answer|a)\s*:\s*", re.I)
+
+
+def abstains(answer: str) -> bool:
+    """Whether ``answer`` declines: no word in it, or :data:`ABSTAIN` in its first sentence
+    (citation markers and an ``Answer:`` prefix removed). The evaluation's
+    ``is_abstention`` reads the answer more carefully (lead-in lines, bullets); this is the
+    pipeline's cheap check for the Self-Route retry."""
+    text = _ANSWER_PREFIX.sub("", strip_markers(answer).replace("\u2019", "'")).strip()
+    if not re.search(r"[A-Za-z0-9]", text):
+        return True
+    first = _FIRST_SENTENCE.split(text, maxsplit=1)[0]
+    return ABSTAIN.search(first) is not None

@@ -35,6 +35,8 @@ class BackendSpec(BaseModel):
     """This backend's strategies (a subset of the experiment's), when not all of them."""
     orders: tuple[Literal["chronological", "relevance", "edges"], ...] | None = None
     """This backend's evidence orders for ``rag``, when not the experiment's."""
+    answers: tuple[Literal["generated", "computed", "auto"], ...] | None = None
+    """This backend's answer modes, when not the experiment's."""
 
     @property
     def key(self) -> str:
@@ -86,6 +88,12 @@ class ExperimentConfig(BaseModel):
     """How packed pieces are shown (every strategy; see :mod:`ragehr.packing`)."""
     orders: tuple[Literal["chronological", "relevance", "edges"], ...] | None = None
     """An ablation axis for ``rag``: each order is its own condition (default: ``order``)."""
+    answers: tuple[Literal["generated", "computed", "auto"], ...] = ("generated",)
+    """An ablation axis: how each question is answered (:mod:`ragehr.pipeline.ask`):
+    ``generated`` (the backend alone, the baseline), ``computed`` (from the record's structured
+    events; a declined question counts as an abstention) or ``auto`` (computed where it applies,
+    else the backend with the Self-Route retry). Each mode is its own condition; the backend
+    still sets the tokenizer and window for ``computed``."""
     bootstrap_resamples: int = Field(1000, ge=100)
     text_metrics: tuple[Literal["rouge_l", "chrf", "bertscore"], ...] = ("rouge_l", "chrf")
     """Free-text metrics against reference answers (:mod:`ragehr.eval.metrics.registry`):

@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, timedelta
@@ -58,6 +57,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ragehr.answers.rules import display_name, medication_covers
 from ragehr.ehr.render import format_value
 from ragehr.ehr.times import format_time
 from ragehr.errors import InputError
@@ -193,28 +193,6 @@ def make_item_id(patient_id: str, qtype: str, question: str) -> str:
     return hashlib.sha256("\x1f".join((patient_id, qtype, question)).encode("utf-8")).hexdigest()[:16]
 
 
-_DOSAGE = re.compile(r"\s+\(dosage:", re.IGNORECASE)
-_TRAILING_GROUP = re.compile(r"\s*[\(\[]([^\(\)\[\]]*)[\)\]]\s*$")
-
-
-def _norm_unit(u: str) -> str:
-    return re.sub(r"\s+", "", u).casefold()
-
-
-def display_name(e: Event) -> str:
-    """An event's name for questions and answers: its text, whitespace collapsed, without a
-    trailing ``(dosage: ...)`` or a trailing ``(unit)``/``[unit]`` equal to the event's unit."""
-    text = " ".join((e.text or e.code or "").split())
-    m = _DOSAGE.search(text)
-    if m:
-        text = text[: m.start()]
-    if e.unit:
-        g = _TRAILING_GROUP.search(text)
-        if g and _norm_unit(g.group(1)) == _norm_unit(e.unit):
-            text = text[: g.start()]
-    return text.rstrip(" :,;")
-
-
 _DAY_OR_FINER = (TimePrecision.DAY, TimePrecision.MINUTE, TimePrecision.SECOND)
 
 
@@ -237,26 +215,6 @@ def _value_text(e: Event) -> str:
 
 def _value_key(e: Event) -> tuple[str, str | None]:
     return (repr(e.value), e.unit)
-
-
-def medication_covers(e: Event, d: date) -> bool:
-    """Whether medication event ``e`` counts as taken on calendar day ``d``.
-
-    - ``start`` must be on or before ``d`` (undated and negated events never count);
-    - with an ``end``: ``d`` must be on or before the end's date;
-    - without an end, status ``active`` or none: ongoing, so every day from the start counts;
-    - without an end and any other status (``completed``, ``stopped``, ...): the start day only
-      (an order known to be over, with no stated end, is not assumed to have lasted).
-    """
-    if e.start is None or e.status is Status.NEGATED:
-        return False
-    if _day(e) > d:
-        return False
-    if e.end is not None:
-        return d <= e.end.date()
-    if e.status in (None, Status.ACTIVE):
-        return True
-    return d == _day(e)
 
 
 _T = TypeVar("_T")

@@ -31,7 +31,7 @@ from ragehr.eval.metrics.registry import REGISTRY
 METRICS = tuple(REGISTRY)
 """Every registered per-item metric, aggregated per condition when rows carry it."""
 TAU_METRICS = tuple(m.name for m in REGISTRY.values() if m.kind in ("answer", "text", "judge") and m.name != "abstained")
-COLUMNS = ("dataset", "strategy", "budget", "retriever", "backend", "order")
+COLUMNS = ("dataset", "strategy", "budget", "retriever", "backend", "order", "answer_mode")
 AGE_BINS: tuple[tuple[str, float, float], ...] = (
     ("< 3 months", 0, 91), ("3-12 months", 91, 365), ("1-3 years", 365, 3 * 365),
     ("3-10 years", 3 * 365, 10 * 365), ("> 10 years", 10 * 365, float("inf")),
@@ -53,7 +53,7 @@ def aggregate(rows: list[dict], resamples: int, seed: int) -> list[dict[str, Any
     def order(key: str) -> tuple:
         r = groups[key][0]
         return (r["dataset"], r["strategy"], r.get("budget") or 10**9, r.get("retriever") or "", r["backend"],
-                r.get("order") or "")
+                r.get("order") or "", r.get("answer_mode") or "generated")
 
     out = []
     for key in sorted(groups, key=order):
@@ -61,6 +61,7 @@ def aggregate(rows: list[dict], resamples: int, seed: int) -> list[dict[str, Any
         first = g[0]
         s: dict[str, Any] = {c: first.get(c) for c in COLUMNS}
         s["order"] = s.get("order") or "chronological"
+        s["answer_mode"] = s.get("answer_mode") or "generated"
         s["condition"] = key
         s["n"] = len(g)
         s["errors"] = sum(1 for r in g if r.get("error"))
@@ -78,6 +79,9 @@ def aggregate(rows: list[dict], resamples: int, seed: int) -> list[dict[str, Any
         grounded = [r["grounded"] for r in g if "grounded" in r]
         if grounded:
             s["grounded_rate"] = sum(grounded) / len(grounded)
+        by = [r["answered_by"] for r in g if r.get("answered_by")]
+        if by:
+            s["computed_rate"] = sum(1 for b in by if b == "computed") / len(by)
         out.append(s)
     return out
 
@@ -85,7 +89,9 @@ def aggregate(rows: list[dict], resamples: int, seed: int) -> list[dict[str, Any
 def _arm(r: dict) -> str:
     arm = r["strategy"] + (f"/{r['retriever']}" if r.get("retriever") else "")
     order = r.get("order") or "chronological"
-    return arm if order == "chronological" else f"{arm}/{order}"
+    arm = arm if order == "chronological" else f"{arm}/{order}"
+    mode = r.get("answer_mode") or "generated"
+    return arm if mode == "generated" else f"{arm}+{mode}"
 
 
 def _age_bin(days: float | None) -> str | None:
@@ -230,6 +236,13 @@ def _fmt(v: Any, ci: Any = None) -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
+def _backend_cell(s: dict) -> str:
+    """The backend, with the answer mode when it is not the plain generator
+    (``extractive+computed``, ``extractive+auto``)."""
+    mode = s.get("answer_mode") or "generated"
+    return s["backend"] if mode == "generated" else f"{s['backend']}+{mode}"
+
+
 def summary_markdown(
     cfg: ExperimentConfig, summary: list[dict], diffs: list[dict], checks: list[dict], correlations: list[dict] | None = None
 ) -> str:
@@ -245,7 +258,7 @@ def summary_markdown(
         if s.get("order") not in (None, "chronological"):
             ret = f"{ret}/{s['order']}"
         lines.append(
-            f"| {s['dataset']} | {s['strategy']} | {s['budget'] or 'window'} | {ret} | {s['backend']} "
+            f"| {s['dataset']} | {s['strategy']} | {s['budget'] or 'window'} | {ret} | {_backend_cell(s)} "
             f"| {s['n']}{errs} | {_fmt(s.get('accuracy'), s.get('accuracy_ci'))} | {_fmt(s.get('abstained'))} "
             f"| {_fmt(s.get('evidence_recall'), s.get('evidence_recall_ci'))} | {_fmt(s.get('recall@10'))} "
             f"| {_fmt(s.get('rouge_l'))} | {s.get('prompt_tokens', 0):.0f} | {s.get('latency_s', 0):.3f} |"

@@ -49,15 +49,19 @@ class Condition:
     retriever: str | None
     backend: str
     order: str = "chronological"
+    answer: str = "generated"
+    """``generated``, ``computed`` or ``auto`` (:attr:`ExperimentConfig.answers`)."""
 
     @property
     def key(self) -> str:
         base = f"{self.dataset}|{self.strategy}|{self.budget or 'window'}|{self.retriever or '-'}|{self.backend}"
-        return base if self.order == "chronological" else f"{base}|{self.order}"
+        base = base if self.order == "chronological" else f"{base}|{self.order}"
+        return base if self.answer == "generated" else f"{base}|answer={self.answer}"
 
     def as_dict(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "strategy": self.strategy, "budget": self.budget,
-                "retriever": self.retriever, "backend": self.backend, "order": self.order}
+                "retriever": self.retriever, "backend": self.backend, "order": self.order,
+                "answer_mode": self.answer}
 
 
 def conditions(cfg: ExperimentConfig) -> list[Condition]:
@@ -82,7 +86,8 @@ def conditions(cfg: ExperimentConfig) -> list[Condition]:
                 for b in budgets:
                     for r in retrievers:
                         for o in orders:
-                            out.append(Condition(ds.name, strategy, b, r, be.key, o))
+                            for a in be.answers or cfg.answers:
+                                out.append(Condition(ds.name, strategy, b, r, be.key, o, a))
     return out
 
 
@@ -237,7 +242,7 @@ def run_one(
         spec = ContextSpec(strategy=condition.strategy, budget=condition.budget or backend.context_window,
                            retriever=condition.retriever or "hybrid", order=condition.order,
                            max_new_tokens=cfg.max_new_tokens, retrieval=cfg.retrieval,
-                           question_reserve=cfg.question_reserve)
+                           question_reserve=cfg.question_reserve, answer=condition.answer)
         r = ask(index, item.question, backend, spec, seed=cfg.seed)
     except RagehrError as exc:
         row.update({"error": str(exc).split(";")[0][:200], "latency_s": round(time.perf_counter() - t0, 4)})
@@ -259,6 +264,9 @@ def run_one(
             "cached": r.generation.cached,
             "grounded": r.grounding.ok,
             "unsupported": list(r.grounding.unsupported),
+            "answered_by": r.answered_by,
+            "answer_reason": r.answer_reason,
+            "attempts": len(r.attempts),
         }
     )
     gold = gold_texts(index, item.evidence_event_ids) if item.evidence_event_ids else []

@@ -501,6 +501,12 @@ def _anchor_on_event(index: PatientIndex, plan: QuestionPlan) -> QuestionPlan:
     return replace(plan, window=window, intent=intent)
 
 
+def anchor_plan(index: PatientIndex, plan: QuestionPlan) -> QuestionPlan:
+    """``plan`` with its event-anchored window ("since her stroke") resolved against the
+    record, as :func:`search` resolves it (computed answers read the same window)."""
+    return _anchor_on_event(index, plan) if plan.event_anchor is not None else plan
+
+
 def _hit(c: Chunk, rank: int, score: dict[str, float]) -> Hit:
     sc = float(score.get(c.chunk_id, 0.0))
     return Hit.model_construct(chunk_id=c.chunk_id, rank=rank, score=sc, components={"about": sc})

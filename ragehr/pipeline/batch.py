@@ -3,7 +3,10 @@
 
 Each input line is a JSON object: ``question``, ``patient_id``, an optional ``id`` (default
 ``line-N``) and optional per-line overrides of ``strategy``, ``budget``, ``retriever``,
-``order`` and ``max_new_tokens``. Each question gives one JSON line in the output: what
+``order``, ``max_new_tokens`` and ``answer`` (``auto`` | ``computed`` | ``generated``: a
+computed answer is made on the calling thread; a question the computed path declines goes to
+the generator as in ``ask``; with a concurrent backend, generations run in the pool without
+the Self-Route retry). Each question gives one JSON line in the output: what
 ``ragehr ask --json`` (or ``context --json``) prints, plus ``id`` and ``line``; a question that
 fails gives ``{"id", "line", "patient_id", "error", "exit_code"}`` instead.
 
@@ -54,6 +57,7 @@ from ragehr.fsutil import (
 )
 from ragehr.index.search import PatientIndex, load_patient_index
 from ragehr.llm.base import LLMBackend
+from ragehr.pipeline.ask import try_computed
 from ragehr.pipeline.spec import ContextSpec, prepare_context
 
 __all__ = [
@@ -84,6 +88,7 @@ OVERRIDES: dict[str, tuple[type, ...]] = {
     "retriever": (str,),
     "order": (str,),
     "max_new_tokens": (int,),
+    "answer": (str,),
 }
 """Per-line overrides of the command's :class:`ContextSpec`, with their JSON types."""
 _FIELDS = {"question", "patient_id", "id"} | set(OVERRIDES)
@@ -390,10 +395,15 @@ def _context_row(q: BatchQuestion, prep: Any) -> dict[str, Any]:
             **context_json(prep.context, prep.window)}
 
 
-def _answer(q: BatchQuestion, prep: Any, backend: LLMBackend, seed: int, t_ctx: float) -> dict[str, Any]:
+def _answer(q: BatchQuestion, prep: Any, backend: LLMBackend, seed: int, t_ctx: float,
+            declined: str | None = None, index: Any = None) -> dict[str, Any]:
+    from dataclasses import replace as _replace
+
     from ragehr.pipeline.ask import answer_prepared
 
-    r = answer_prepared(prep, q.question, q.patient_id, backend, seed=seed, context_seconds=t_ctx)
+    r = answer_prepared(prep, q.question, q.patient_id, backend, seed=seed, context_seconds=t_ctx, index=index)
+    if declined is not None:
+        r = _replace(r, answer_reason=f"computed path declined: {declined}; {r.answer_reason}")
     return {"id": q.id, "line": q.line, **r.to_json()}
 
 
@@ -429,9 +439,18 @@ def iter_answers(
     try:
         for q in questions:
             t0 = time.perf_counter()
+            declined = None
             try:
                 idx = indexes.get(q.patient_id, q.spec.needs_dense)
-                prep = prepare_context(idx, q.question, q.spec, backend)
+                if mode == "ask" and q.spec.answer != "generated":
+                    # the computed answer (fast, reads the index) here; the generator, when the
+                    # computed path declines, in the pool as for `generated`
+                    done, prep, declined, _ = try_computed(idx, q.question, q.spec, backend, q.spec.answer)
+                    if done is not None:
+                        yield q, {"id": q.id, "line": q.line, **done.to_json()}
+                        continue
+                else:
+                    prep = prepare_context(idx, q.question, q.spec, backend)
             except Exception as exc:  # noqa: BLE001 - one question's failure is reported, not fatal
                 yield q, _error(q, exc)
                 continue
@@ -441,11 +460,13 @@ def iter_answers(
                 continue
             if pool is None:
                 try:
-                    yield q, _answer(q, prep, backend, seed, t_ctx)
+                    # on this thread, ``auto`` gets the Self-Route retry as in ``ask``
+                    retry_on = idx if q.spec.answer == "auto" else None
+                    yield q, _answer(q, prep, backend, seed, t_ctx, declined, retry_on)
                 except Exception as exc:  # noqa: BLE001
                     yield q, _error(q, exc)
                 continue
-            pending[pool.submit(_answer, q, prep, backend, seed, t_ctx)] = q
+            pending[pool.submit(_answer, q, prep, backend, seed, t_ctx, declined)] = q
             yield from drain(block=len(pending) >= 2 * n)
         while pending:
             yield from drain(block=True)

@@ -108,8 +108,15 @@ def build_context(
     retriever: str = "hybrid",
     order: str = "chronological",
     retrieval: RetrievalConfig | None = None,
+    pinned: Sequence[Chunk] = (),
+    then: Sequence[Chunk] = (),
 ) -> ContextResult:
-    """The evidence for ``question`` that ``strategy`` selects within ``budget_tokens``."""
+    """The evidence for ``question`` that ``strategy`` selects within ``budget_tokens``.
+
+    ``rag`` only: ``pinned`` chunks are packed before the retrieved ones (the chunks that hold
+    the events a computed answer cites, :func:`ragehr.answers.chunks_for`), ``then`` chunks
+    after them (the record's most recent pieces, for the Self-Route retry), each while it
+    fits."""
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
     if budget_tokens <= 0:
@@ -120,7 +127,7 @@ def build_context(
     record = index.stored.record
     if strategy == "rag":
         hits, plan = search(index, question, config=retrieval, k=max(200, (retrieval or RetrievalConfig()).k), retriever=retriever)
-        packed = pack_ranked([h.chunk for h in hits], budget_tokens, counter, order)
+        packed = pack_ranked([*pinned, *(h.chunk for h in hits), *then], budget_tokens, counter, order)
         return ContextResult(strategy, retriever, packed, plan.phrase, plan.intent, plan.fallback)
     if strategy == "visit-bm25":
         if "visits" not in index.memo:

@@ -16,7 +16,7 @@ from datetime import date
 
 from pydantic import BaseModel, ConfigDict
 
-from ragehr.patterns import CITATION_MARKER, citation_numbers, find_dates, strip_markers
+from ragehr.patterns import CITATION_MARKER, citation_numbers, find_dates, norm_number, strip_markers
 from ragehr.patterns import find_numbers as _find_numbers
 from ragehr.types import EvidenceItem
 
@@ -36,6 +36,9 @@ class Grounding(BaseModel):
     """How many numbers and dates were checked."""
     uncited: bool
     """The answer cites nothing, so it was checked against all the evidence."""
+    derived: tuple[str, ...] = ()
+    """Numbers a computed answer made rather than read (a count, an average, a gap in days):
+    not looked for in the evidence, and listed here so that the reader sees which they are."""
 
     @property
     def ok(self) -> bool:
@@ -72,7 +75,11 @@ def unsupported_spans(answer: str, grounding: Grounding) -> list[tuple[int, int]
     return sorted(out)
 
 
-def check_grounding(answer: str, evidence: Sequence[EvidenceItem]) -> Grounding:
+def check_grounding(answer: str, evidence: Sequence[EvidenceItem], derived: Sequence[str] = ()) -> Grounding:
+    """Check ``answer`` against the ``evidence`` it cites. ``derived``: numbers that a computed
+    answer (:mod:`ragehr.answers`) computed from the cited events rather than read in them
+    (counts, averages); they are accepted and reported in :attr:`Grounding.derived`. Generated
+    answers pass none."""
     by_marker = {it.marker: it for it in evidence}
     cited_all = [n for m in CITATION_MARKER.finditer(answer) for n in citation_numbers(m.group(0))]
     cited = tuple(sorted({n for n in cited_all if n in by_marker}))
@@ -94,8 +101,14 @@ def check_grounding(answer: str, evidence: Sequence[EvidenceItem]) -> Grounding:
         if day not in ev_dates:
             unsupported.append(body[a:b])
     numbers = find_numbers(body, spans)
+    made = {norm_number(d) for d in derived}
+    used_derived = []
     for num in numbers:
-        if num not in ev_numbers:
+        if num in ev_numbers:
+            continue
+        if num in made:
+            used_derived.append(num)
+        else:
             unsupported.append(num)
     return Grounding(
         cited=cited,
@@ -103,4 +116,5 @@ def check_grounding(answer: str, evidence: Sequence[EvidenceItem]) -> Grounding:
         unsupported=tuple(dict.fromkeys(unsupported)),
         checked=len(ans_dates) + len(numbers),
         uncited=not cited,
+        derived=tuple(dict.fromkeys(used_derived)),
     )

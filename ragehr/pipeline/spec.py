@@ -9,6 +9,7 @@ an explicit override is given (:meth:`ContextSpec.from_config`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -19,10 +20,12 @@ from ragehr.llm.base import LLMBackend
 from ragehr.pipeline.context import STRATEGIES, ContextResult, build_context
 from ragehr.prompts import Budget, compute_budget
 from ragehr.tokens import TokenCounter
+from ragehr.types import Chunk
 
-__all__ = ["ORDERS", "RETRIEVERS", "ContextSpec", "PreparedContext", "prepare_context"]
+__all__ = ["ANSWER_MODES", "ORDERS", "RETRIEVERS", "ContextSpec", "PreparedContext", "prepare_context"]
 
 RETRIEVERS = ("hybrid", "bm25", "dense")
+ANSWER_MODES = ("auto", "computed", "generated")
 ORDERS = ("chronological", "relevance", "edges")
 MAX_BUDGET = 1 << 20
 """No model has a window of a million tokens; a larger --budget is a typo."""
@@ -46,6 +49,10 @@ class ContextSpec:
     order: str = "chronological"
     max_new_tokens: int = 256
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    answer: str = "generated"
+    """How the question is answered (:data:`ragehr.pipeline.ask.ANSWER_MODES`): ``generated``
+    (the backend), ``computed`` (from the record's structured events) or ``auto``. The
+    config's ``answer`` key (default ``auto``) sets it for the CLI, batch and serve."""
     question_reserve: int | None = None
     """Tokens set aside for the question whatever its length (a longer question takes its own
     count). ``None``: the question's own count. With a reserve, ``recent`` and ``full`` pack
@@ -57,6 +64,7 @@ class ContextSpec:
         _check_choice(self.strategy, STRATEGIES, "strategy")
         _check_choice(self.retriever, RETRIEVERS, "retriever")
         _check_choice(self.order, ORDERS, "order")
+        _check_choice(self.answer, ANSWER_MODES, "answer")
         if self.budget is not None and not 64 <= self.budget <= MAX_BUDGET:
             raise ConfigError(f"budget must be between 64 and {MAX_BUDGET} tokens, not {self.budget}")
         if self.max_new_tokens < 1:
@@ -73,6 +81,7 @@ class ContextSpec:
             retriever=cfg.retrieval.retriever,
             max_new_tokens=cfg.llm.max_new_tokens,
             retrieval=cfg.retrieval,
+            answer=cfg.answer,
         )
         given = {k: v for k, v in overrides.items() if v is not None}
         unknown = sorted(set(given) - set(cls.__dataclass_fields__))
@@ -96,6 +105,7 @@ class ContextSpec:
             "retriever": self.retriever if self.strategy == "rag" else None,
             "order": self.order,
             "max_new_tokens": self.max_new_tokens,
+            "answer": self.answer,
         }
 
 
@@ -115,9 +125,13 @@ def effective_window(backend: LLMBackend, budget: int | None) -> int:
     return min(budget, backend.context_window) if budget else backend.context_window
 
 
-def prepare_context(index: PatientIndex, question: str, spec: ContextSpec, backend: LLMBackend) -> PreparedContext:
+def prepare_context(
+    index: PatientIndex, question: str, spec: ContextSpec, backend: LLMBackend, *,
+    pinned: Sequence[Chunk] = (), then: Sequence[Chunk] = (),
+) -> PreparedContext:
     """Select ``question``'s evidence from ``index`` as ``spec`` says, with tokens counted by
-    ``backend``'s own tokenizer. The one path ``context``, ``ask``, batch and eval share."""
+    ``backend``'s own tokenizer. The one path ``context``, ``ask``, batch and eval share.
+    ``pinned``/``then``: see :func:`ragehr.pipeline.context.build_context`."""
     if not question or not question.strip():
         raise ConfigError("the question is empty")
     counter = backend.token_counter()
@@ -125,6 +139,6 @@ def prepare_context(index: PatientIndex, question: str, spec: ContextSpec, backe
     b = compute_budget(question, window, spec.max_new_tokens, counter, question_reserve=spec.question_reserve)
     ctx = build_context(
         index, question, strategy=spec.strategy, budget_tokens=b.evidence, counter=counter,
-        retriever=spec.retriever, order=spec.order, retrieval=spec.retrieval,
+        retriever=spec.retriever, order=spec.order, retrieval=spec.retrieval, pinned=pinned, then=then,
     )
     return PreparedContext(spec=spec, window=window, budget=b, counter=counter, context=ctx)

@@ -356,6 +356,10 @@ class AskBody(BaseModel):
     retriever: Retriever | None = None
     order: Order | None = None
     max_new_tokens: int | None = Field(None, ge=1, le=4096)
+    answer: Literal["auto", "computed", "generated"] | None = Field(
+        None, description="auto: computed from the record's structured events where the question is a value, date, "
+        "count, extreme, trend or list, else the backend; computed; or generated (the backend only).",
+    )
 
     def params(self) -> AskParams:
         return AskParams(**self.model_dump())
@@ -430,6 +434,10 @@ class AskOut(ContextOut):
     completion_tokens: int | None
     cached: bool
     timings: dict[str, float]
+    answered_by: str = Field("generated", description="computed or generated")
+    answer_reason: str | None = Field(None, description="Why it was answered that way.")
+    attempts: list[dict[str, Any]] = Field([], description="Self-Route: each generation tried, when retried.")
+    derived: list[str] = Field([], description="Numbers a computed answer computed (counts, averages) rather than read.")
 
 
 class ErrorOut(BaseModel):
@@ -564,8 +572,9 @@ def create_app(options: ServeOptions, token: str | None = None, *, loopback_only
         except ValueError:
             budget = None
         chosen.update({k: v for k, v in (("strategy", form.get("strategy")), ("budget", budget), ("backend", form.get("backend"))) if v})
+        answer = form.get("answer") if form.get("answer") in ("auto", "computed", "generated") else None
         params = AskParams(patient_id=id, question=question, strategy=form.get("strategy") or None, budget=budget,
-                           backend=form.get("backend") or None)
+                           backend=form.get("backend") or None, answer=answer)
         try:
             r, idx = await in_worker(service.ask, params)
         except RagehrError as exc:

@@ -116,6 +116,8 @@ class AskParams:
     retriever: str | None = None
     order: str | None = None
     max_new_tokens: int | None = None
+    answer: str | None = None
+    """``auto``, ``computed`` or ``generated`` (default: the config's ``answer``)."""
 
 
 class _LRU:
@@ -222,7 +224,7 @@ class Service:
                 raise ConfigError(f"{what} must be one of {', '.join(choices)}")
         return ContextSpec.from_config(
             self.options.config, strategy=p.strategy, budget=p.budget, retriever=p.retriever,
-            order=p.order, max_new_tokens=p.max_new_tokens,
+            order=p.order, max_new_tokens=p.max_new_tokens, answer=p.answer,
         )
 
     def check_question(self, question: str) -> str:

@@ -159,6 +159,28 @@ def _cite_link(n: int, known: set[int]) -> str:
     return f'<span class="cite unknown" title="cites [{n}], which is not in the evidence">[{n}]</span>'
 
 
+def _computed_head(r: AskResult) -> str:
+    """A computed answer is marked as such, with what was computed (or why it declined)."""
+    by = getattr(r, "answered_by", "generated")
+    reason = getattr(r, "answer_reason", None) or ""
+    if by != "computed":
+        return ""
+    if reason.startswith("declined"):
+        return f'<p class="computed-badge declined">Not computed from the record: {escape(reason)}</p>'
+    return f'<p class="computed-badge">Computed from the record\'s structured events: {escape(reason)}</p>'
+
+
+def _computed_chart(r: AskResult) -> str:
+    """A series answer's chart (inline SVG, the cited points highlighted)."""
+    comp = getattr(r, "computed", None)
+    if comp is None:
+        return ""
+    from ragehr.answers.chart import series_svg
+
+    svg = series_svg(comp.series(), comp.highlighted())
+    return f'<figure class="answer-chart">{svg}</figure>' if svg else ""
+
+
 def answer_html(r: AskResult) -> str:
     """The answer's text, escaped, with ``[n]`` citations linked to their evidence and the
     unsupported numbers and dates marked."""
@@ -184,6 +206,7 @@ def answer_html(r: AskResult) -> str:
         pos = b
     out.append(escape(text[pos:]))
     html = f'<div class="answer-text">{"".join(out)}</div>'
+    html = _computed_head(r) + html + _computed_chart(r)
     g = r.grounding
     if g.unsupported:
         html += (

@@ -40,13 +40,13 @@ def test_artifacts(smoke):
         assert (run_dir / name).is_file(), name
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["seed"] == 0 and manifest["packages"]["pydantic"] and manifest["config"]["name"] == "smoke"
-    assert set(manifest["models"]) == {"extractive", "fake"}
+    assert set(manifest["models"]) == {"extractive", "fake", "computed"}
     rows = [json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
     n_items = manifest["n_items"]
     assert len(rows) == len({(r["item_id"], r["condition"]) for r in rows})
     ok = [r for r in rows if not r.get("error")]
     assert all({"packed_chunk_ids", "answer", "prompt_tokens", "latency_s"} <= set(r) for r in ok)
-    assert n_items > 30 and len(conditions(cfg)) == 36
+    assert n_items > 30 and len(conditions(cfg)) == 38  # 36 + the computed condition per dataset
     summary_md = (run_dir / "summary.md").read_text()
     assert "| synthea-qa | rag | 512 | bm25 | extractive |" in summary_md
     assert "## By question type" in summary_md and "## By evidence age" in summary_md

@@ -157,11 +157,20 @@ def test_cli_context_and_ask_json(sample_index_dir):
     for c in out["chunks"]:
         assert {"chunk_id", "text", "kind", "start", "end", "source", "n_tokens"} <= set(c)
     r = runner.invoke(app, ["ask", "NIHSS score", "--patient", "sample", "--index-dir", str(sample_index_dir),
-                            "--backend", "extractive", "--json"])
+                            "--backend", "extractive", "--json", "--answer", "generated"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
     assert out["backend"] == "extractive" and out["citations"] and out["grounded"]
-    assert "NIHSS" in out["answer"]
+    assert "NIHSS" in out["answer"] and out["answered_by"] == "generated"
+    # the default (config answer: auto) computes it from the record, cited and grounded
+    r = runner.invoke(app, ["ask", "NIHSS score", "--patient", "sample", "--index-dir", str(sample_index_dir),
+                            "--backend", "extractive", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["answered_by"] == "computed" and out["answer_reason"] and out["citations"] and out["grounded"]
+    r = runner.invoke(app, ["ask", "NIHSS score", "--patient", "sample", "--index-dir", str(sample_index_dir),
+                            "--backend", "extractive", "--answer", "sometimes"])
+    assert r.exit_code == 2 and "answer must be one of" in r.output
 
 
 def test_cli_errors_are_one_line(sample_index_dir):
@@ -242,3 +251,20 @@ def test_a_question_reserve_packs_the_same_recent_evidence_for_every_question(id
     assert r.prompt_tokens <= 1024 - 64
     with pytest.raises(ConfigError, match="question_reserve"):
         ContextSpec(question_reserve=0)
+
+
+def test_cli_plot_writes_the_series_chart(sample_index_dir, tmp_path):
+    svg = tmp_path / "sbp.svg"
+    r = runner.invoke(app, ["ask", "How has the systolic blood pressure changed over time?", "--patient", "sample",
+                            "--index-dir", str(sample_index_dir), "--backend", "extractive", "--plot", str(svg)])
+    assert r.exit_code == 0, r.output
+    text = svg.read_text()
+    assert "Computed from the record" in r.output and text.startswith("<svg") and 'class="cited"' in text
+    r = runner.invoke(app, ["ask", "How has the systolic blood pressure changed over time?", "--patient", "sample",
+                            "--index-dir", str(sample_index_dir), "--backend", "extractive",
+                            "--plot", str(tmp_path / "x.gif")])
+    assert r.exit_code == 2 and ".svg or .png" in r.output and not (tmp_path / "x.gif").exists()
+    r = runner.invoke(app, ["ask", "What did the neurologist recommend?", "--patient", "sample",
+                            "--index-dir", str(sample_index_dir), "--backend", "extractive",
+                            "--plot", str(tmp_path / "n.svg")])
+    assert r.exit_code == 2 and "no series" in r.output and not (tmp_path / "n.svg").exists()

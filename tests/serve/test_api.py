@@ -66,15 +66,29 @@ def test_patients_lists_the_manifests(client, serve_index_dir):
 
 @pytest.mark.parametrize("strategy", ["rag", "recent", "visit-bm25"])
 def test_ask_is_ask_json(client, serve_index_dir, strategy):
-    got = client.post("/api/ask", json={"patient_id": "sample", "question": Q, "strategy": strategy, "budget": 2048}).json()
+    body = {"patient_id": "sample", "question": Q, "strategy": strategy, "budget": 2048, "answer": "generated"}
+    got = client.post("/api/ask", json=body).json()
     want = _cli_json(
         "ask", Q, "--patient", "sample", "--strategy", strategy, "--budget", "2048", "--backend", "extractive",
-        "--no-cache", "--index-dir", str(serve_index_dir), "--json",
+        "--no-cache", "--index-dir", str(serve_index_dir), "--json", "--answer", "generated",
     )
     for d in (got, want):
         d.pop("timings")
     assert got == want
     assert got["citations"] and got["answer"].startswith("Relevant evidence")
+
+
+def test_computed_answer_over_http_is_ask_json(client, serve_index_dir):
+    """The config's default (answer: auto) computes it; the HTTP API says so as the CLI does."""
+    got = client.post("/api/ask", json={"patient_id": "sample", "question": Q, "budget": 2048}).json()
+    want = _cli_json("ask", Q, "--patient", "sample", "--budget", "2048", "--backend", "extractive", "--no-cache",
+                     "--index-dir", str(serve_index_dir), "--json")
+    for d in (got, want):
+        d.pop("timings")
+    assert got == want
+    assert got["answered_by"] == "computed" and got["answer_reason"] and got["grounded"] and got["citations"]
+    bad = client.post("/api/ask", json={"patient_id": "sample", "question": Q, "answer": "guess"})
+    assert bad.status_code == 422
 
 
 def test_context_is_context_json(client, serve_index_dir):
@@ -285,7 +299,12 @@ class _Scripted(LLMBackend):
 
 
 def _use_backend(monkeypatch, service: Service, backend: LLMBackend, lock: threading.Lock | None = None) -> None:
+    """Answer with ``backend`` (the generated path: the computed one would not call it)."""
+    from dataclasses import replace
+
     monkeypatch.setattr(service, "backend", lambda name, spec: _Backend(backend, lock))
+    spec = service.spec
+    monkeypatch.setattr(service, "spec", lambda p: replace(spec(p), answer="generated"))
 
 
 def test_a_failing_backend_is_one_clear_message(client, monkeypatch, caplog):
@@ -419,7 +438,8 @@ def test_a_backend_that_is_not_thread_safe_runs_one_question_at_a_time(serve_ind
         from ragehr.serve.core import AskParams
 
         threads = [
-            threading.Thread(target=service.ask, args=(AskParams(patient_id="sample", question=Q, backend="fake"),))
+            threading.Thread(target=service.ask,
+                             args=(AskParams(patient_id="sample", question=Q, backend="fake", answer="generated"),))
             for _ in range(4)
         ]
         for th in threads:
@@ -472,3 +492,14 @@ def test_without_a_token_only_loopback_names_are_served(serve_index_dir):
         for host in ("evil.example", "evil.example:8000", "10.0.0.2:8000", "127.0.0.1.evil.example", ""):
             r = c.get("/api/patients", headers={"host": host})
             assert r.status_code == 421 and "localhost" in r.json()["error"], host
+
+
+def test_the_page_marks_a_computed_answer_and_charts_a_series(client):
+    r = client.post("/patient?id=sample", data={"question": "How has the systolic blood pressure changed over time?"})
+    assert r.status_code == 200
+    html = r.text
+    assert 'class="computed-badge"' in html and "structured events" in html
+    assert '<figure class="answer-chart"><svg' in html and 'class="cited"' in html
+    assert html.index("computed-badge") < html.index("answer-text")  # the computed mark comes first
+    r = client.post("/patient?id=sample", data={"question": "What did the neurologist recommend?"})
+    assert r.status_code == 200 and 'class="computed-badge"' not in r.text

@@ -234,7 +234,11 @@ def streaming_server(serve_index_dir):
             on_token("second piece [1].")
             return Generation(text="First piece, second piece [1].", backend="", model="")
 
-    app = create_app(ServeOptions(index_dir=serve_index_dir, backend="fake", backends=("fake",), cache_generations=False))
+    from ragehr.config import RagehrConfig
+
+    # the generated path (a computed answer would not stream from the model)
+    app = create_app(ServeOptions(index_dir=serve_index_dir, backend="fake", backends=("fake",), cache_generations=False,
+                                  config=RagehrConfig(answer="generated")))
     app.app.state.service.backend = lambda name, spec: _Backend(TwoPieces(), None)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))

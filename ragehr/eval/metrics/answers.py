@@ -42,7 +42,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any, Literal
 
 from ragehr.eval.metrics.text import contains_phrase, exact_match, phrase_regex, rouge_l, token_f1, words
-from ragehr.patterns import MONTHS, NUMBER, find_dates, strip_markers
+from ragehr.patterns import ABSTAIN, MONTHS, NUMBER, find_dates, strip_markers
 
 if TYPE_CHECKING:
     from ragehr.eval.generated import QAItem
@@ -90,21 +90,7 @@ def first_sentence(answer: str) -> str:
     return _SENT_END.split(answer.strip(), maxsplit=1)[0] if answer.strip() else ""
 
 
-_ABSTAIN = re.compile(
-    r"\bno\s+(?:relevant\s+|such\s+|matching\s+)?(?:evidence|information|data|documentation)\b"
-    r"(?!\s+(?:that|of|for|to\s+suggest)\b)"
-    r"|\b(?:does|do|did)(?:n't|\s+not)\s+(?:say|specify|state|indicate|provide|contain|include|"
-    r"mention|document|record|show)\b(?=\s*(?:[.!?,;:]|$|(?:this|that|it|when|what|whether|how|"
-    r"which|if|any|such|an?\s+answer|the\s+answer)\b))"
-    r"|\b(?:i\s+)?(?:do\s+not|don't|cannot|can't|can\s+not|could\s+not|couldn't|am\s+unable\s+to|"
-    r"unable\s+to|not\s+possible\s+to|impossible\s+to)\s+(?:be\s+)?(?:know|tell|determine|"
-    r"determined|say|answer|answered|find|found|identify|confirm)\b"
-    r"|\b(?:insufficient|not\s+enough|no\s+sufficient)\s+(?:information|evidence|data|context)\b"
-    r"|\bnot\s+(?:available|specified|stated|provided)\s+in\s+the\s+(?:provided\s+|given\s+)?"
-    r"(?:record|evidence|context|notes|data)\b"
-    r"|^\s*(?:unknown|unclear|uncertain|n/?a|not\s+known|none\s+found)\s*[.!]?\s*$",
-    re.I | re.M,
-)
+_ABSTAIN = ABSTAIN
 
 
 def is_abstention(pred_text: str) -> bool:
@@ -334,6 +320,9 @@ def find_number_mentions(text: str, gold_unit: str | None = None) -> list[Number
     follows it ("65 in." yes, "80 in 2019" no)."""
     text = _prepare(text)
     skip = _skip_spans(text)
+    if gold_unit and any(ch.isdigit() for ch in gold_unit):
+        # a unit with digits (``10*6/uL``, ``10*3/uL``) is not a number of the answer
+        skip += [m.span() for m in re.finditer(re.escape(gold_unit), text)]
     out = []
     for m in NUMBER.finditer(text):
         a, b = m.span()
