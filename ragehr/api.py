@@ -429,7 +429,7 @@ def _ask_options(options: dict[str, Any]) -> dict[str, Any]:
         from ragehr.pipeline.ask import ask
 
         params = _inspect.signature(ask).parameters
-        taken = {"index", "question", "backend", "spec", "on_token"}  # given by Patient.ask itself
+        taken = {"index", "question", "backend", "spec", "on_token", "answer"}  # given by Patient.ask itself
         _ASK_PARAMS = frozenset(
             n for n, p in params.items() if n not in taken and p.kind is not _inspect.Parameter.VAR_KEYWORD
         )
@@ -532,6 +532,8 @@ class Patient:
         model_path: PathLike | None = None,
         base_url: str | None = None,
         model: str | None = None,
+        answer: str | None = None,
+        plot: PathLike | None = None,
         cache: bool = True,
         on_token: Callable[[str], None] | None = None,
         **options: Any,
@@ -539,8 +541,12 @@ class Patient:
         """Answer ``question`` from cited, dated evidence and check that every number and date
         of the answer is in the evidence it cites: ``ragehr ask``. ``backend``: ``extractive``
         (no model), ``transformers``, ``llamacpp``, ``openai`` or ``fake`` (default: the
-        config's). ``on_token`` receives the answer as it is generated. Further ``options``
-        go to the pipeline's ``ask`` (e.g. ``answer="auto"`` where it offers it).
+        config's). ``answer``: ``auto`` (computed from the record's structured events where
+        the question is one of their shapes, else generated), ``computed`` or ``generated``
+        (default: the config's ``answer``); ``result.answered_by`` says which answered.
+        ``plot``: write a computed series answer's chart there (``.svg``, or ``.png`` with the
+        ``eval`` extra). ``on_token`` receives the answer as it is generated. Further
+        ``options`` go to the pipeline's ``ask`` (e.g. ``retry=False``).
         ``result.to_json()`` is what ``ragehr ask --json`` prints."""
         from ragehr.pipeline.ask import ask as run_ask
 
@@ -552,7 +558,12 @@ class Patient:
             backend, budget=spec.budget, model_path=model_path, base_url=base_url, model=model, cache=cache
         )
         idx = self.indexes._index(self.patient_id, spec.needs_dense)
-        return run_ask(idx, question, be, spec, on_token=on_token, **extra)
+        result = run_ask(idx, question, be, spec, on_token=on_token, answer=answer, **extra)
+        if plot is not None:
+            from ragehr.answers.chart import plot_answer
+
+            plot_answer(result.computed, plot)
+        return result
 
 
 # -- building and evaluating -----------------------------------------------------------

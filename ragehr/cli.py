@@ -726,13 +726,9 @@ def ask(
 def _write_plot(r: Any, plot: Path) -> None:
     """``ask --plot``: the computed series answer's chart (one line and exit 2 when there is
     none, or the PNG needs the eval extra)."""
-    from ragehr.answers.chart import write_plot
-    from ragehr.errors import ConfigError
+    from ragehr.answers.chart import plot_answer
 
-    if r.computed is None or not r.computed.series():
-        raise ConfigError("--plot: this answer has no series of values to plot (ask for a trend, a count or "
-                          "the values in a period)")
-    write_plot(plot, r.computed.series(), r.computed.highlighted())
+    plot_answer(r.computed, plot)
     typer.echo(f"chart written to {plot}", err=True)
 
 

@@ -213,11 +213,13 @@ def test_index_records_reports_a_bad_file_and_keeps_going(tmp_path):
 
 def test_env_config_and_index_dir_are_the_clis(index_dir, tmp_path, monkeypatch):
     cfg = tmp_path / "fast.yaml"
-    cfg.write_text("llm:\n  backend: extractive\n", encoding="utf-8")
+    cfg.write_text("answer: generated\nllm:\n  backend: extractive\n", encoding="utf-8")
     monkeypatch.setenv("RAGEHR_CONFIG", str(cfg))
     monkeypatch.setenv("RAGEHR_INDEX_DIR", str(index_dir))
     r = ragehr.open_index().patient("sample").ask(Q, cache=False)
-    assert r.generation.backend == "extractive"
+    assert r.generation.backend == "extractive" and r.answered_by == "generated"  # both from the env's config
+    computed = ragehr.open_index().patient("sample").ask(Q, cache=False, answer="computed")
+    assert computed.answered_by == "computed" and computed.to_json()["grounded"]
 
 
 def test_run_eval_refuses_names_and_folders_it_did_not_make(tmp_path):
@@ -277,3 +279,15 @@ def test_run_eval_runs_a_config_and_checks_its_figures(shared_data, tmp_path):
     assert "| medalign-sample | rag | 512 | bm25 | fake |" in report.markdown
     with pytest.raises(ragehr.RagehrError, match="not a finished ragehr run"):
         ragehr.load_run(tmp_path)
+
+
+def test_ask_plot_writes_the_series_chart_or_refuses(index_dir, tmp_path):
+    p = ragehr.open_index(index_dir).patient("sample")
+    svg = tmp_path / "bp.svg"
+    r = p.ask("How has the systolic blood pressure changed over time?", backend="extractive", cache=False,
+              answer="computed", plot=svg)
+    assert r.answered_by == "computed" and svg.read_text(encoding="utf-8").lstrip().startswith("<svg")
+    none = tmp_path / "none.svg"
+    with pytest.raises(ConfigError, match="no series"):
+        p.ask("What is the patient's occupation?", backend="extractive", cache=False, plot=none)
+    assert not none.exists()

@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("retrieval", "chunking"),
     ("index", "packing", "llm"),
     ("prompts", "doctor"),  # prompts fit the packed evidence; doctor probes backends and embedders
+    ("answers",),  # answers computed from the record's events, worded with the packed evidence's markers
     ("pipeline",),
     ("eval", "distributed"),  # distributed: pipeline and indexing as Ray tasks
     ("api",),  # the public Python API

@@ -130,3 +130,15 @@ def write_plot(path: str | Path, series: Sequence[Series], cited: Collection[str
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_answer(computed: object | None, path: str | Path) -> Path:
+    """Write a computed answer's chart (``ask --plot`` and ``Patient.ask(plot=...)``): its
+    series with the cited points highlighted. An answer without a series of values (not
+    computed, or a single latest/first value) is a :class:`ConfigError` and nothing is written."""
+    series = getattr(computed, "series", None)
+    rows = series() if callable(series) else []
+    if not rows:
+        raise ConfigError("--plot: this answer has no series of values to plot (ask for a trend, a count or "
+                          "the values in a period)")
+    return write_plot(path, rows, computed.highlighted())  # type: ignore[attr-defined]
