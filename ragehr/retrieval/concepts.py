@@ -43,12 +43,13 @@ _NAME_STOP = frozenset(
 
 def words(text: str) -> list[str]:
     """Lowercase word terms for concept matching: letters and digits (``a1c``, ``b12``); a
-    code or compound joined by ``-`` or ``/`` gives itself and its parts (``6298-4``, ``6298``,
-    ``4``; ``covid-19``, ``covid``, ``19``); a plural ``s`` dropped from words of five letters
+    code or compound joined by ``-``, ``/`` or ``.`` gives itself and its parts (``6298-4``,
+    ``6298``, ``4``; ``covid-19``, ``covid``, ``19``; ``bilirubin.total``, ``bilirubin``,
+    ``total``); a plural ``s`` dropped from words of five letters
     or more; function words dropped."""
     out = []
     for tok in _WORD.findall(text.casefold()):
-        parts = [tok] + (re.split(r"[/-]", tok) if ("-" in tok or "/" in tok) else [])
+        parts = [tok] + (re.split(r"[./-]", tok) if any(ch in tok for ch in "./-") else [])
         for w in parts:
             if not w or w in _NAME_STOP:
                 continue
@@ -278,9 +279,11 @@ def expand_drugs(text: str, lexicon: RecordLexicon) -> list[ConceptMatch]:
     -> metoprolol succinate; "Fosamax" -> alendronic acid)."""
     if not any(c.kind in _DRUG_KINDS for c in lexicon.concepts):
         return []
-    from ragehr.retrieval.vocab import drug_names
+    from ragehr.retrieval.vocab import drug_names, senses
 
     asked = drug_names(text)
+    # an abbreviation whose sense is a drug ("ASA": acetylsalicylic acid (aspirin))
+    asked += [(s.term, names) for s in senses(text) for _, names in drug_names(s.means)]
     if not asked:
         return []
     out = []

