@@ -210,29 +210,38 @@ class RecordLexicon:
     def find_sense(self, means: str) -> list[RecordConcept]:
         """The record concepts a vocabulary's sense names most specifically: among concepts
         whose names hold every word of ``means`` (retried without specimen words such as
-        "blood" when none does), those whose head (the name before a ``[property]`` or a
-        ``(semantic tag)``) has the fewest words beyond ``means``; all of them on a tie, so
+        "blood" when none does; panels never, unless ``means`` says panel), those whose head
+        (:func:`_head`) has the fewest words beyond ``means``; all of them on a tie, so
         sodium in blood and sodium in serum are one answer, while "hemoglobin" means
         Hemoglobin, not Hemoglobin A1c."""
-        cands = self.find_name(means)
+        def ok(c: RecordConcept) -> bool:
+            # a panel lists its results' names: it is not any one of them
+            return "panel" in words(means) or not ("(results:" in c.name or "panel" in words(_head(c.name)))
+
+        cands = [c for c in self.find_name(means) if ok(c)]
         if not cands:
             core = " ".join(w for w in words(means) if w not in _SPECIMEN)
-            cands = self.find_name(core) if core and core != " ".join(words(means)) else []
+            cands = [c for c in self.find_name(core) if ok(c)] if core and core != " ".join(words(means)) else []
         if not cands:
             return []
-        want = set(words(means))
-        extra = {c.key: len(set(words(_head(c.name))) - want) for c in cands}
+        extra = {c.key: self.specificity(c, means) for c in cands}
         best = min(extra.values())
         return [c for c in cands if extra[c.key] == best]
+
+    @staticmethod
+    def specificity(concept: RecordConcept, means: str) -> int:
+        """How many words of the concept's head ``means`` leaves unsaid (0: exactly it)."""
+        return len(set(words(_head(concept.name))) - set(words(means)))
 
 
 _SPECIMEN = frozenset("blood serum plasma level total test count".split())
 
 
 def _head(name: str) -> str:
-    """A concept name's head: before ``[``, without a trailing ``(disorder)``-like tag."""
-    head = name.split("[", 1)[0]
-    return re.sub(r"\s*\([^()]*\)\s*$", "", head) or name
+    """A concept name's head: before a ``[property]``, a ``(semantic tag)`` or a panel's
+    ``(results: ...)``, and before a `` - specimen`` suffix."""
+    head = re.split(r"[\[(]| - ", name, maxsplit=1)[0].strip()
+    return head or name
 
 
 Expander = Callable[[str, RecordLexicon], list[ConceptMatch]]
@@ -247,11 +256,7 @@ def expand_abbreviations(text: str, lexicon: RecordLexicon) -> list[ConceptMatch
     potassium results and no keratometry; with several senses left, all of them."""
     from ragehr.retrieval.vocab import senses
 
-    out: list[ConceptMatch] = []
-    for s in senses(text):
-        for c in lexicon.find_sense(s.means):
-            out.append(ConceptMatch(c, s.term, s.via, 1.0))
-    return out
+    return [ConceptMatch(c, s.term, s.via, 1.0) for s in senses(text) for c in lexicon.find_sense(s.means)]
 
 
 _DRUG_KINDS = (EventKind.MEDICATION, EventKind.ALLERGY)

@@ -134,6 +134,8 @@ def senses(text: str) -> list[Sense]:
             if n == 1 and words[0].islower() and words[0] in COMMON_WORDS:
                 continue
             got = own.get(_key(" ".join(words)), ())
+            if not got and n == 1 and len(words[0]) >= 3 and words[0][-1] == "s" and words[0][:-1].isupper():
+                got = own.get(_key(words[0][:-1]), ())  # a plural abbreviation: "RBCs", "WBCs"
             if got:
                 out.extend(replace(s, term=" ".join(words)) for s in got)
                 if n > 1:

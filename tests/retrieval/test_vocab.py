@@ -142,3 +142,15 @@ def test_ion_charges_longer_terms_and_drug_senses_of_abbreviations():
     pytest.importorskip("drug_named_entity_recognition")
     assert _names(resolve("ASA", lex)) == {"aspirin 81 MG Oral Tablet"}
     assert _names(resolve("Inderal", lex)) == {"propranolol hydrochloride 40 MG Oral Tablet"}
+
+
+def test_a_panel_is_not_one_of_its_results_and_plural_abbreviations_read():
+    panel = "Lipid panel with direct LDL - Serum or Plasma (results: Low Density Lipoprotein Cholesterol; Protein)"
+    lex = RecordLexicon.of(_record(
+        labs={panel: "57698-3", "Low Density Lipoprotein Cholesterol": "18262-6", "Protein [Mass/volume] in Serum or Plasma": "2885-2",
+              "Erythrocytes [#/volume] in Blood by Automated count": "789-8"},
+        conditions={}, meds={},
+    ))
+    assert _names(resolve("LDLc", lex)) == {"Low Density Lipoprotein Cholesterol"}
+    assert _names(resolve("TP", lex)) == {"Protein [Mass/volume] in Serum or Plasma"}
+    assert _names(resolve("RBCs", lex)) == {"Erythrocytes [#/volume] in Blood by Automated count"}
