@@ -154,3 +154,11 @@ def test_a_panel_is_not_one_of_its_results_and_plural_abbreviations_read():
     assert _names(resolve("LDLc", lex)) == {"Low Density Lipoprotein Cholesterol"}
     assert _names(resolve("TP", lex)) == {"Protein [Mass/volume] in Serum or Plasma"}
     assert _names(resolve("RBCs", lex)) == {"Erythrocytes [#/volume] in Blood by Automated count"}
+
+
+def test_a_question_in_the_records_own_words_is_not_expanded(lex):
+    r = resolve("metoprolol succinate", lex)
+    assert r.expansion == "" and {m.via for m in r.matches} == {"name"}
+    vit_k = RecordLexicon.of(_record(labs={"Vitamin K [Mass/volume] in Serum": "1234-5", **LOINC}, conditions={}, meds={}))
+    # capitals: still the abbreviation, and the lone "k" of "Vitamin K" does not outrank it
+    assert _names(resolve("K", vit_k)) == {"Potassium [Moles/volume] in Blood"}
