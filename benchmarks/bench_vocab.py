@@ -5,8 +5,9 @@ Reads the chronic records and questions of ``benchmarks/make_chronic.py`` (plus
 a **shorthand set**: each question whose concept the record names once is rewritten with the
 form ``benchmarks/shorthand_forms.tsv`` gives for that name (abbreviations, lab shorthand,
 lay terms, brand names, each row from a published list, chosen before the first run and
-none of them issue 21's examples). Questions whose concept has no row, or whose row matches
-two names of the record, are left out of both sets' paired figures (counted).
+none of them issue 21's examples). Questions whose concept has no row, whose row matches
+two names of the record, or whose form is part of another name of the record, are left out
+of both sets' paired figures (counted).
 
 For the plain and the shorthand wording of the same questions, by question type:
 
@@ -86,6 +87,8 @@ def rewrite(question: str, names: set[str], forms: list[dict]) -> tuple[str, dic
         if row["rx"].search(name):
             if sum(1 for n in names if row["rx"].search(n)) != 1:
                 return None
+            if any(row["form"].casefold() in n for n in names if n != name):
+                return None  # the form is also another name of the record ("Lasix 40mg")
             i = q.index(name)
             plain = "".join(ch for ch in question if unicodedata.category(ch) != "Cf")
             return plain[:i] + row["form"] + plain[i + len(name):], row

@@ -334,20 +334,18 @@ def match_names(text: str, lexicon: RecordLexicon, kinds: Iterable[EventKind] | 
 def resolve(text: str, lexicon: RecordLexicon, kinds: Iterable[EventKind] | None = None) -> Resolution:
     """The record concepts that ``text`` (a question's concept text) means: the record's own
     names first, then each of :data:`EXPANDERS`; matches de-duplicated by concept. A
-    vocabulary's match on words the record's own names already matched is dropped, unless
-    written in capitals (an abbreviation); an own-name match made only of words that a
-    vocabulary read as one term is dropped ("blood" of "high blood pressure" does not mean
-    every blood test)."""
+    vocabulary's match whose words the concept's own name already holds is dropped; an
+    own-name match made only of words that a vocabulary read as one term is dropped ("blood"
+    of "high blood pressure" does not mean every blood test)."""
     kinds = tuple(kinds) if kinds else None
     vocab: list[ConceptMatch] = []
     for expand in EXPANDERS:
         vocab.extend(m for m in expand(text, lexicon) if kinds is None or m.concept.kind in kinds)
     own = match_names(text, lexicon, kinds)
-    # A question that names a thing in the record's own words needs no vocabulary for it
-    # ("Simvastatin 10 MG Oral Tablet": not every simvastatin order, nor "oral" health
-    # education); a term in capitals is an abbreviation and still read ("K" beside Vitamin K).
-    own_words = {w for m in own for w in m.term.split()}
-    vocab = [m for m in vocab if m.term.isupper() or not set(words(m.term)) <= own_words]
+    # A vocabulary adds nothing where the question's words are already in the concept's own
+    # name ("Simvastatin 10 MG Oral Tablet" needs no drug dictionary to name simvastatin, and
+    # must not pull in every simvastatin order).
+    vocab = [m for m in vocab if not set(words(m.term)) <= m.concept.terms]
     # Words a vocabulary read as one term ("high blood pressure") do not also count one by
     # one against the record's names ("blood" is in every blood test's name).
     covered = {w for m in vocab for w in words(m.term)}
