@@ -125,13 +125,6 @@ class Resolution:
         return [m.to_json() for m in self.matches]
 
 
-_DOSE_WORDS = frozenset(
-    """hr mg ml mcg unt actuat meq oral tablet tab capsule cap extended release delayed chewable solution
-    suspension injection injectable prefilled syringe spray topical cream ointment patch inhaler
-    inhalant powder auto-injector auto injector mucosal film coated disintegrating""".split()
-)
-
-
 class RecordLexicon:
     """The concepts of one record, with an inverted index from words to concepts."""
 
@@ -169,10 +162,6 @@ class RecordLexicon:
             for e in evs:
                 kinds[e.kind] = kinds.get(e.kind, 0) + 1
             kind = max(kinds.items(), key=lambda kv: (kv[1], kv[0].value))[0]
-            if kind is EventKind.MEDICATION:
-                # "24 HR ... 100 MG Oral Tablet": strengths and dose forms do not name the drug
-                # (a question's "HR" is the heart rate, "100" a value)
-                terms = {w for w in terms if w not in _DOSE_WORDS and not w[0].isdigit()}
             if first.code:
                 terms.add(first.code.casefold())
             concepts.append(RecordConcept(key, kind, name, first.system, first.code, len(evs), frozenset(terms)))

@@ -162,3 +162,14 @@ def test_a_question_in_the_records_own_words_is_not_expanded(lex):
     vit_k = RecordLexicon.of(_record(labs={"Vitamin K [Mass/volume] in Serum": "1234-5", **LOINC}, conditions={}, meds={}))
     # capitals: still the abbreviation, and the lone "k" of "Vitamin K" does not outrank it
     assert _names(resolve("K", vit_k)) == {"Potassium [Moles/volume] in Blood"}
+
+
+def test_an_exact_order_stays_that_order_and_hr_is_not_a_dose_form():
+    lex = RecordLexicon.of(_record(
+        labs={"Heart rate": "8867-4"}, conditions={"Oral health education (procedure)": "243085009"},
+        meds={"Simvastatin 10 MG Oral Tablet": "314231", "Simvastatin 20 MG Oral Tablet": "312961",
+              "24 HR metoprolol succinate 100 MG Extended Release Oral Tablet": "866412"},
+    ))
+    r = resolve("Simvastatin 10 MG Oral Tablet", lex)
+    assert _names(r) == {"Simvastatin 10 MG Oral Tablet"} and r.expansion == ""
+    assert _names(resolve("HR", lex)) == {"Heart rate"}  # not "24 HR metoprolol ..."
