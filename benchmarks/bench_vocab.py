@@ -87,7 +87,8 @@ def rewrite(question: str, names: set[str], forms: list[dict]) -> tuple[str, dic
         if row["rx"].search(name):
             if sum(1 for n in names if row["rx"].search(n)) != 1:
                 return None
-            if any(row["form"].casefold() in n for n in names if n != name):
+            form = re.compile(rf"(?<![a-z0-9]){re.escape(row['form'].casefold())}(?![a-z0-9])")
+            if any(form.search(n) for n in names if n != name):
                 return None  # the form is also another name of the record ("Lasix 40mg")
             i = q.index(name)
             plain = "".join(ch for ch in question if unicodedata.category(ch) != "Cf")
