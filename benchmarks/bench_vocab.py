@@ -258,6 +258,7 @@ def main() -> int:
     ap.add_argument("--timing", action="store_true", help="also time concept reading and search with/without vocabularies")
     ap.add_argument("--baseline", type=Path, help="a run against an older checkout: no plain figure may be lower")
     ap.add_argument("--gap", type=Path, help="a run with the other embedder: shorthand gap <= 0.02")
+    ap.add_argument("--same-questions", type=Path, help="with --combine: keep the paired questions of this other run only (a before/after on one set)")
     ap.add_argument("--expect", action="store_true", help="check issue 21's targets: OK/FAIL lines, exit 1 on a FAIL")
     args = ap.parse_args()
     if not args.records and not args.combine:
@@ -268,6 +269,12 @@ def main() -> int:
         meta = [m for run_ in runs for m in run_["records"]]
         timing = {k: v for run_ in runs for k, v in run_.get("timing", {}).items()}
         args.embedder = runs[0]["embedder"]
+        if args.same_questions:
+            ref = json.loads(args.same_questions.read_text())["questions"]
+            keys = {(r["record"], r["set"], r["question"]) for r in ref if r["paired"]}
+            rows = [r for r in rows if r["set"] == "plain" or (r["record"], r["set"], r["question"]) in keys]
+            for r in rows:
+                r["paired"] = (r["record"], r["set"], r["question"]) in keys
     else:
         rows, meta, timing = run(args)
         if args.timing:
