@@ -226,6 +226,18 @@ def table(summary: dict) -> str:
     return "\n".join(out)
 
 
+def before_after(before: dict, after: dict) -> str:
+    """before / **after** per cell, for the paired sets."""
+    out = ["| set | question type | n | " + " | ".join(COLS) + " |", "|---|---|---|" + "---|" * len(COLS)]
+    for s in ("shorthand", "plain"):
+        for t, v in after.get(s, {}).items():
+            b = before.get(s, {}).get(t)
+            if b is None:
+                continue
+            out.append(f"| {s} | {t} | {v['n']} | " + " | ".join(f"{b[c]:.2f} / **{v[c]:.2f}**" for c in COLS) + " |")
+    return "\n".join(out)
+
+
 def check(summary: dict, baseline: dict | None, gap: dict | None) -> int:
     sh, pl = summary["shorthand"], summary["plain"]
     checks = [(f"shorthand rag@2048 overall {sh['ALL']['rag@2048']:.3f} >= 0.95", sh["ALL"]["rag@2048"] >= 0.95)]
@@ -259,6 +271,7 @@ def main() -> int:
     ap.add_argument("--baseline", type=Path, help="a run against an older checkout: no plain figure may be lower")
     ap.add_argument("--gap", type=Path, help="a run with the other embedder: shorthand gap <= 0.02")
     ap.add_argument("--same-questions", type=Path, help="with --combine: keep the paired questions of this other run only (a before/after on one set)")
+    ap.add_argument("--before", type=Path, help="print a before / **after** table against this run (same question set)")
     ap.add_argument("--expect", action="store_true", help="check issue 21's targets: OK/FAIL lines, exit 1 on a FAIL")
     args = ap.parse_args()
     if not args.records and not args.combine:
@@ -288,6 +301,8 @@ def main() -> int:
     print(table(summary))
     if timing:
         print(json.dumps(timing, indent=1))
+    if args.before:
+        print(before_after(json.loads(args.before.read_text())["summary"], summary))
     if not args.expect:
         return 0
     base = json.loads(args.baseline.read_text())["summary"] if args.baseline else None
