@@ -494,7 +494,9 @@ def _anchor_on_event(index: PatientIndex, plan: QuestionPlan) -> QuestionPlan:
     from ragehr.retrieval.timefilter import day_end, day_start
 
     direction, words = plan.event_anchor  # type: ignore[misc]
-    raw = index.bm25.score_all(words)
+    # "since her MI", "before starting Coumadin": the record's own names of what they mean
+    extra = resolve(words, index.lexicon()).expansion
+    raw = index.bm25.score_all(f"{words} {extra}" if extra else words)
     scores = {
         cid: float(raw[i]) for i, cid in enumerate(index.bm25.ids)
         if raw[i] > 0 and index.chunk(cid).kind in _ANCHOR_KINDS and index.chunk(cid).start is not None

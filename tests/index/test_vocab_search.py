@@ -56,3 +56,10 @@ def test_context_json_lists_the_concepts_and_the_expansion(idx):
     plain = context_json(build_context(idx, "How many times was creatinine checked?", strategy="rag", budget_tokens=1024,
                                        counter=EstimateCounter()))
     assert plain["expansion"] is None and [c["via"] for c in plain["concepts"]] == ["name"]
+
+
+def test_an_event_anchor_in_a_brand_name_finds_the_generic_start(idx):
+    pytest.importorskip("drug_named_entity_recognition")
+    warfarin = next(e for e in idx.stored.record.events if e.text.startswith("warfarin"))
+    _, plan = search(idx, "potassium since starting Coumadin", k=3)
+    assert plan.since is not None and plan.since.date() == warfarin.start.date()
