@@ -92,7 +92,7 @@ def rewrite(question: str, names: set[str], forms: list[dict]) -> tuple[str, dic
                 return None  # the form is also another name of the record ("Lasix 40mg")
             i = q.index(name)
             plain = "".join(ch for ch in question if unicodedata.category(ch) != "Cf")
-            return plain[:i] + row["form"] + plain[i + len(name):], row
+            return plain[:i] + row["form"] + plain[i + len(name) :], row
     return None
 
 
@@ -120,7 +120,9 @@ def run(args) -> tuple[list[dict], list[dict], dict]:
     meta = []
     timing: dict = {}
     for path in args.records:
-        [s] = build_indexes([path], work, IndexConfig(embedder=args.embedder), cache_dir=args.work / "cache", embedder=embedder)
+        [s] = build_indexes(
+            [path], work, IndexConfig(embedder=args.embedder), cache_dir=args.work / "cache", embedder=embedder
+        )
         if s.status == "failed":
             raise SystemExit(f"index build failed: {s.message}")
         idx = load_patient_index(work, s.patient_id, embedder=embedder)
@@ -137,8 +139,15 @@ def run(args) -> tuple[list[dict], list[dict], dict]:
             sets = [("plain", q.question)] + ([("shorthand", rw[0])] if rw else [])
             n_rw += bool(rw)
             for which, text in sets:
-                row = {"record": path.name, "qtype": q.qtype, "set": which, "paired": bool(rw), "question": text,
-                       "form": rw[1]["form"] if rw else None, "n_gold": len(gold)}
+                row = {
+                    "record": path.name,
+                    "qtype": q.qtype,
+                    "set": which,
+                    "paired": bool(rw),
+                    "question": text,
+                    "form": rw[1]["form"] if rw else None,
+                    "n_gold": len(gold),
+                }
                 for retr in RETRIEVERS:
                     hits, plan = search(idx, text, k=10, retriever=retr)
                     ids = {e for h in hits for e in h.chunk.event_ids}
@@ -173,8 +182,11 @@ def time_it(idx, texts: list[str], repeat: int = 3) -> dict:
             concepts.resolve(c, lex)
             res_ms.append((time.perf_counter() - t0) * 1000)
     saved = list(concepts.EXPANDERS)
-    out = {"resolve_p50_ms": round(statistics.median(res_ms), 3),
-           "resolve_p95_ms": round(statistics.quantiles(res_ms, n=20)[18], 3), "n": len(res_ms)}
+    out = {
+        "resolve_p50_ms": round(statistics.median(res_ms), 3),
+        "resolve_p95_ms": round(statistics.quantiles(res_ms, n=20)[18], 3),
+        "n": len(res_ms),
+    }
     ms: dict[str, list[float]] = {"with": [], "without": []}
     try:
         for t in texts:  # warm both paths
@@ -200,8 +212,10 @@ def time_it(idx, texts: list[str], repeat: int = 3) -> dict:
 
 def cold_load_s() -> float:
     """Seconds to load every vocabulary in a fresh process (once per process)."""
-    code = ("import time; t=time.perf_counter(); from ragehr.retrieval.vocab import sources; s=sources(); "
-            "print(time.perf_counter()-t); assert all(s.values()), s")
+    code = (
+        "import time; t=time.perf_counter(); from ragehr.retrieval.vocab import sources; s=sources(); "
+        "print(time.perf_counter()-t); assert all(s.values()), s"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return round(float(out.stdout.strip()), 2)
 
@@ -249,20 +263,32 @@ def before_after(before: dict, after: dict) -> str:
 def check(summary: dict, baseline: dict | None, gap: dict | None) -> int:
     sh, pl = summary["shorthand"], summary["plain"]
     checks = [(f"shorthand rag@2048 overall {sh['ALL']['rag@2048']:.3f} >= 0.95", sh["ALL"]["rag@2048"] >= 0.95)]
-    checks += [(f"shorthand rag@2048 {t} {v['rag@2048']:.3f} >= 0.90", v["rag@2048"] >= 0.90) for t, v in sh.items() if t != "ALL"]
-    checks.append((f"shorthand BM25 recall@10 {sh['ALL']['recall@10/bm25']:.3f} >= plain {pl['ALL']['recall@10/bm25']:.3f} - 0.05",
-                   sh["ALL"]["recall@10/bm25"] >= pl["ALL"]["recall@10/bm25"] - 0.05))
+    checks += [
+        (f"shorthand rag@2048 {t} {v['rag@2048']:.3f} >= 0.90", v["rag@2048"] >= 0.90)
+        for t, v in sh.items()
+        if t != "ALL"
+    ]
+    checks.append(
+        (
+            f"shorthand BM25 recall@10 {sh['ALL']['recall@10/bm25']:.3f} >= plain {pl['ALL']['recall@10/bm25']:.3f} - 0.05",
+            sh["ALL"]["recall@10/bm25"] >= pl["ALL"]["recall@10/bm25"] - 0.05,
+        )
+    )
     if baseline is not None:
         for t, v in baseline.get("plain-all", {}).items():
             mine = summary["plain-all"].get(t)
             if mine is None:
                 continue
             low = [f"{c} {mine[c]:.3f} < {v[c]:.3f}" for c in COLS if mine[c] < v[c] - 1e-9]
-            checks.append((f"plain {t} no figure lower than baseline" + (": " + ", ".join(low) if low else ""), not low))
+            checks.append(
+                (f"plain {t} no figure lower than baseline" + (": " + ", ".join(low) if low else ""), not low)
+            )
     if gap is not None:
         for c in ("rag@2048", "recall@10/hybrid"):
             a, b = sh["ALL"][c], gap["shorthand"]["ALL"][c]
-            checks.append((f"shorthand {c} gap between embedders |{a:.3f} - {b:.3f}| <= 0.02", abs(a - b) <= 0.02 + 1e-9))
+            checks.append(
+                (f"shorthand {c} gap between embedders |{a:.3f} - {b:.3f}| <= 0.02", abs(a - b) <= 0.02 + 1e-9)
+            )
     for what, ok in checks:
         print(f"{'OK  ' if ok else 'FAIL'} {what}")
     return 0 if all(ok for _, ok in checks) else 1
@@ -275,10 +301,16 @@ def main() -> int:
     ap.add_argument("--embedder", default="hashing", help="hashing, static or minilm")
     ap.add_argument("--work", type=Path, default=Path("benchmarks/data/vocab-work"))
     ap.add_argument("--out", type=Path)
-    ap.add_argument("--timing", action="store_true", help="also time concept reading and search with/without vocabularies")
+    ap.add_argument(
+        "--timing", action="store_true", help="also time concept reading and search with/without vocabularies"
+    )
     ap.add_argument("--baseline", type=Path, help="a run against an older checkout: no plain figure may be lower")
     ap.add_argument("--gap", type=Path, help="a run with the other embedder: shorthand gap <= 0.02")
-    ap.add_argument("--same-questions", type=Path, help="with --combine: keep the paired questions of this other run only (a before/after on one set)")
+    ap.add_argument(
+        "--same-questions",
+        type=Path,
+        help="with --combine: keep the paired questions of this other run only (a before/after on one set)",
+    )
     ap.add_argument("--before", type=Path, help="print a before / **after** table against this run (same question set)")
     ap.add_argument("--expect", action="store_true", help="check issue 21's targets: OK/FAIL lines, exit 1 on a FAIL")
     args = ap.parse_args()

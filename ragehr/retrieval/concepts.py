@@ -158,12 +158,12 @@ class RecordLexicon:
             terms = set()
             for n in names:
                 terms.update(words(n))
+            if first.code:
+                terms.add(first.code.casefold())
             kinds: dict[EventKind, int] = {}
             for e in evs:
                 kinds[e.kind] = kinds.get(e.kind, 0) + 1
             kind = max(kinds.items(), key=lambda kv: (kv[1], kv[0].value))[0]
-            if first.code:
-                terms.add(first.code.casefold())
             concepts.append(RecordConcept(key, kind, name, first.system, first.code, len(evs), frozenset(terms)))
         for evs in groups.values():
             evs.sort(key=lambda e: (e.start is None, e.start.timestamp() if e.start else 0.0, e.event_id))
@@ -194,7 +194,6 @@ class RecordLexicon:
             (c for c in cands if all(w in c.terms for w in ws[1:]) and (kinds is None or c.kind in kinds)),
             key=lambda c: c.key,
         )
-
 
     def find_sense(self, means: str) -> list[RecordConcept]:
         """The record concepts a vocabulary's sense names most specifically: among concepts
@@ -348,6 +347,6 @@ def resolve(text: str, lexicon: RecordLexicon, kinds: Iterable[EventKind] | None
 
 
 __all__ = [
-    "CONCEPT_KINDS", "EXPANDERS", "ConceptMatch", "expand_abbreviations", "expand_drugs", "Expander", "RecordConcept", "RecordLexicon",
-    "Resolution", "concept_key", "match_names", "resolve", "words",
+    "CONCEPT_KINDS", "EXPANDERS", "ConceptMatch", "Expander", "RecordConcept", "RecordLexicon",
+    "Resolution", "concept_key", "expand_abbreviations", "expand_drugs", "match_names", "resolve", "words",
 ]

