@@ -284,7 +284,7 @@ def check(summary: dict, baseline: dict | None, gap: dict | None) -> int:
                 (f"plain {t} no figure lower than baseline" + (": " + ", ".join(low) if low else ""), not low)
             )
     if gap is not None:
-        for c in ("rag@2048", "recall@10/hybrid"):
+        for c in ("rag@2048", "recall@10/dense", "recall@10/hybrid"):
             a, b = sh["ALL"][c], gap["shorthand"]["ALL"][c]
             checks.append(
                 (f"shorthand {c} gap between embedders |{a:.3f} - {b:.3f}| <= 0.02", abs(a - b) <= 0.02 + 1e-9)
