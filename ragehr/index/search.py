@@ -469,15 +469,16 @@ def search(
 
 def _expand(index: PatientIndex, plan: QuestionPlan, text: str) -> tuple[QuestionPlan, str]:
     """Read the plan's concept text against the record's concepts
-    (:func:`ragehr.retrieval.concepts.resolve`): the plan records the matches, and the record's
-    own names of concepts reached through a vocabulary (``K`` -> ``Potassium [Moles/volume] in
-    Blood``) are added to the text BM25 and the dense retriever see."""
+    (:func:`ragehr.retrieval.concepts.resolve`): the plan records the matches, and the heads of
+    the record's names of concepts reached through a vocabulary (``K`` -> ``Potassium`` of
+    ``Potassium [Moles/volume] in Blood``: :attr:`Resolution.query_words`) are added to the text
+    BM25 and the dense retriever see."""
     from dataclasses import replace
 
     res = resolve(plan.concept, index.lexicon())
     if not res.matches:
         return plan, text
-    extra = res.expansion
+    extra = res.query_words
     plan = replace(plan, concepts=res.matches, expansion=extra)
     return plan, (f"{text} {extra}" if extra else text)
 
@@ -495,7 +496,7 @@ def _anchor_on_event(index: PatientIndex, plan: QuestionPlan) -> QuestionPlan:
 
     direction, words = plan.event_anchor  # type: ignore[misc]
     # "since her MI", "before starting Coumadin": the record's own names of what they mean
-    extra = resolve(words, index.lexicon()).expansion
+    extra = resolve(words, index.lexicon()).query_words
     raw = index.bm25.score_all(f"{words} {extra}" if extra else words)
     scores = {
         cid: float(raw[i]) for i, cid in enumerate(index.bm25.ids)

@@ -121,6 +121,17 @@ class Resolution:
         extra = [m.concept.name for m in self.matches if m.via not in ("name", "code")]
         return " ".join(dict.fromkeys(extra))
 
+    @property
+    def query_words(self) -> str:
+        """What retrieval adds to the query: the heads of the names in :attr:`expansion`
+        (``Potassium`` of ``Potassium [Moles/volume] in Blood``; the property and specimen
+        words match every lab and only slow BM25 down), words the text already has left out."""
+        have = set(words(self.text))
+        out: list[str] = []
+        for name in dict.fromkeys(m.concept.name for m in self.matches if m.via not in ("name", "code")):
+            out.extend(w for w in _head(name).split() if w.casefold() not in have and w not in out)
+        return " ".join(out)
+
     def to_json(self) -> list[dict]:
         return [m.to_json() for m in self.matches]
 

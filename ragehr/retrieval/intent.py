@@ -124,8 +124,8 @@ class QuestionPlan:
     """Set by retrieval: how the concept text was read against the record
     (:class:`ragehr.retrieval.concepts.ConceptMatch`, own names and vocabularies)."""
     expansion: str = ""
-    """Set by retrieval: the words a vocabulary added to the query (the record's names of
-    concepts the question named by abbreviation, lay term or brand)."""
+    """Set by retrieval: the words a vocabulary added to the query (the heads of the record's
+    names of concepts the question named by abbreviation, lay term or brand)."""
 
     @property
     def since(self) -> datetime | None:

@@ -54,7 +54,7 @@ def test_context_json_lists_the_concepts_and_the_expansion(idx):
     )
     out = context_json(ctx)
     assert [c["code"] for c in out["concepts"]] == ["2160-0"]
-    assert out["expansion"] == "Creatinine [Mass/volume] in Serum or Plasma"
+    assert out["expansion"] == "Creatinine"
     plain = context_json(
         build_context(
             idx, "How many times was creatinine checked?", strategy="rag", budget_tokens=1024, counter=EstimateCounter()

@@ -227,3 +227,9 @@ def test_vocabularies_load_lazily_not_at_import():
         "and v.shorthand_rows.cache_info().currsize == 0"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_retrieval_adds_the_heads_of_the_records_names(lex):
+    assert resolve("K", lex).query_words == "Potassium"
+    assert resolve("Toprol XL", lex).query_words == "24 HR metoprolol succinate 100 MG Extended Release Oral Tablet"
+    assert resolve("potassium", lex).query_words == ""  # named in the record's own words
