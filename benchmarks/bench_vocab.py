@@ -136,6 +136,13 @@ def run(args) -> tuple[list[dict], list[dict], dict]:
             if not gold:
                 continue
             rw = rewrite(q.question, names, forms)
+            if args.timing_only:
+                for which, text in (("plain", q.question), ("shorthand", rw[0] if rw else None)):
+                    if rw:
+                        rows.append(
+                            {"record": path.name, "set": which, "paired": True, "qid": q.item_id, "question": text}
+                        )
+                continue
             sets = [("plain", q.question)] + ([("shorthand", rw[0])] if rw else [])
             n_rw += bool(rw)
             for which, text in sets:
@@ -144,6 +151,7 @@ def run(args) -> tuple[list[dict], list[dict], dict]:
                     "qtype": q.qtype,
                     "set": which,
                     "paired": bool(rw),
+                    "qid": q.item_id,
                     "question": text,
                     "form": rw[1]["form"] if rw else None,
                     "n_gold": len(gold),
@@ -160,19 +168,26 @@ def run(args) -> tuple[list[dict], list[dict], dict]:
         meta.append({"record": str(path), "chunks": len(idx.stored.chunks), "questions": len(qa), "rewritten": n_rw})
         print(f"{path.name}: {len(idx.stored.chunks)} chunks, {len(qa)} questions, {n_rw} rewritten", file=sys.stderr)
         if args.timing:
-            timing[path.name] = time_it(idx, [r["question"] for r in rows if r["record"] == path.name])
+            mine = [r for r in rows if r["record"] == path.name and r["paired"]]
+            plain = {r["qid"]: r["question"] for r in mine if r["set"] == "plain"}
+            pairs = [(plain[r["qid"]], r["question"]) for r in mine if r["set"] == "shorthand"]
+            timing[path.name] = time_it(idx, pairs)
             print(f"{path.name}: {timing[path.name]}", file=sys.stderr)
     return rows, meta, timing
 
 
-def time_it(idx, texts: list[str], repeat: int = 3) -> dict:
-    """resolve() per question, and hybrid search with and without the vocabularies, in one run."""
+def time_it(idx, pairs: list[tuple[str, str]], repeat: int = 3) -> dict:
+    """Per paired question (plain wording, shorthand): resolve() on the shorthand, and hybrid
+    search of the plain wording without vocabularies (the query path before), the plain
+    wording with them (their cost where nothing needs reading) and the shorthand with them
+    (the same retrieval work as the plain wording plus the reading), interleaved question by
+    question, in alternating order, so load on the machine hits all three alike."""
     from ragehr.index.search import search
     from ragehr.retrieval import concepts
     from ragehr.retrieval.intent import plan_question
 
     lex = idx.lexicon()
-    plans = [plan_question(t, idx.last_time).concept for t in texts]
+    plans = [plan_question(sh, idx.last_time).concept for _, sh in pairs]
     for c in plans:  # warm: vocabularies loaded, the record's drug names read
         concepts.resolve(c, lex)
     res_ms = []
@@ -182,31 +197,33 @@ def time_it(idx, texts: list[str], repeat: int = 3) -> dict:
             concepts.resolve(c, lex)
             res_ms.append((time.perf_counter() - t0) * 1000)
     saved = list(concepts.EXPANDERS)
-    out = {
-        "resolve_p50_ms": round(statistics.median(res_ms), 3),
-        "resolve_p95_ms": round(statistics.quantiles(res_ms, n=20)[18], 3),
-        "n": len(res_ms),
-    }
-    ms: dict[str, list[float]] = {"with": [], "without": []}
+    runs = {"plain_without": (0, []), "plain_with": (0, saved), "shorthand_with": (1, saved)}
+    ms: dict[str, list[float]] = {k: [] for k in runs}
     try:
-        for t in texts:  # warm both paths
-            for exps in (saved, []):
+        for pair in pairs:  # warm every path
+            for which, exps in runs.values():
                 concepts.EXPANDERS[:] = exps
-                search(idx, t, k=10)
+                search(idx, pair[which], k=10)
         for i in range(repeat):
-            for t in texts:  # interleaved, alternating which goes first, so drift hits both alike
-                order = (("with", saved), ("without", [])) if i % 2 == 0 else (("without", []), ("with", saved))
-                for label, exps in order:
+            for pair in pairs:
+                order = list(runs.items()) if i % 2 == 0 else list(runs.items())[::-1]
+                for label, (which, exps) in order:
                     concepts.EXPANDERS[:] = exps
                     t0 = time.perf_counter()
-                    search(idx, t, k=10)
+                    search(idx, pair[which], k=10)
                     ms[label].append((time.perf_counter() - t0) * 1000)
     finally:
         concepts.EXPANDERS[:] = saved
+    out = {
+        "resolve_p50_ms": round(statistics.median(res_ms), 3),
+        "resolve_p95_ms": round(statistics.quantiles(res_ms, n=20)[18], 3),
+        "n_pairs": len(pairs),
+    }
     for label, xs in ms.items():
         out[f"search_p50_ms_{label}"] = round(statistics.median(xs), 3)
-    out["search_p50_added_ms"] = round(out["search_p50_ms_with"] - out["search_p50_ms_without"], 3)
-    out["search_p50_ratio"] = round(out["search_p50_ms_with"] / out["search_p50_ms_without"], 3)
+    base = out["search_p50_ms_plain_without"]
+    out["added_p50_ms_plain"] = round(out["search_p50_ms_plain_with"] - base, 3)
+    out["added_p50_ms_shorthand"] = round(out["search_p50_ms_shorthand_with"] - base, 3)
     return out
 
 
@@ -304,12 +321,13 @@ def main() -> int:
     ap.add_argument(
         "--timing", action="store_true", help="also time concept reading and search with/without vocabularies"
     )
+    ap.add_argument("--timing-only", action="store_true", help="only the timing (no recall figures)")
     ap.add_argument("--baseline", type=Path, help="a run against an older checkout: no plain figure may be lower")
     ap.add_argument("--gap", type=Path, help="a run with the other embedder: shorthand gap <= 0.02")
     ap.add_argument(
         "--same-questions",
         type=Path,
-        help="with --combine: keep the paired questions of this other run only (a before/after on one set)",
+        help="with --combine: keep only the paired questions of this run",
     )
     ap.add_argument("--before", type=Path, help="print a before / **after** table against this run (same question set)")
     ap.add_argument("--expect", action="store_true", help="check issue 21's targets: OK/FAIL lines, exit 1 on a FAIL")
@@ -329,9 +347,18 @@ def main() -> int:
             for r in rows:
                 r["paired"] = (r["record"], r["set"], r["question"]) in keys
     else:
+        args.timing = args.timing or args.timing_only
         rows, meta, timing = run(args)
         if args.timing:
             timing["cold_load_s"] = cold_load_s()
+        if args.timing_only:
+            print(json.dumps(timing, indent=1))
+            if args.out:
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                args.out.write_text(
+                    json.dumps({"embedder": args.embedder, "records": meta, "timing": timing}, indent=1)
+                )
+            return 0
     summary = summarise(rows)
     out = {"embedder": args.embedder, "records": meta, "summary": summary, "timing": timing, "questions": rows}
     if args.out:
