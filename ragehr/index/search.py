@@ -399,12 +399,12 @@ def search(
         plan = _anchor_on_event(index, plan)
     window = plan.window
     text = plan.concept if (plan.intent != "none" or window.span is not None) else question
-    plan, text = _expand(index, plan, text)
+    plan, text, dense_text = _expand(index, plan, text)
     # A series chunk is inside a window read from the question only when one of its rows is.
     in_window = index.allowed(window.since, window.until, kinds, by_date=window.calendar, series_rows=window.is_filter)
     kind_ok = index.allowed(None, None, kinds)
     n = max(k, config.candidates)
-    hits = _fused(index, text, retriever, config, n, in_window)
+    hits = _fused(index, text, retriever, config, n, in_window, dense_text=dense_text)
     if plan.intent == "none" and not window.is_filter:
         return _wrap(index, hits[:k]), plan
 
@@ -467,20 +467,23 @@ def search(
     return _wrap(index, out[:k]), plan
 
 
-def _expand(index: PatientIndex, plan: QuestionPlan, text: str) -> tuple[QuestionPlan, str]:
+def _expand(index: PatientIndex, plan: QuestionPlan, text: str) -> tuple[QuestionPlan, str, str]:
     """Read the plan's concept text against the record's concepts
     (:func:`ragehr.retrieval.concepts.resolve`): the plan records the matches, and the heads of
     the record's names of concepts reached through a vocabulary (``K`` -> ``Potassium`` of
     ``Potassium [Moles/volume] in Blood``: :attr:`Resolution.query_words`) are added to the text
-    BM25 and the dense retriever see."""
+    BM25 sees; the dense retriever gets the whole names (:attr:`Resolution.expansion`: an
+    embedding of a longer text costs nothing more, and the names' words help it). Returns the
+    plan and the BM25 and dense texts."""
     from dataclasses import replace
 
     res = resolve(plan.concept, index.lexicon())
     if not res.matches:
-        return plan, text
+        return plan, text, text
     extra = res.query_words
     plan = replace(plan, concepts=res.matches, expansion=extra)
-    return plan, (f"{text} {extra}" if extra else text)
+    full = res.expansion
+    return plan, (f"{text} {extra}" if extra else text), (f"{text} {full}" if full else text)
 
 
 _ANCHOR_KINDS = (EventKind.CONDITION, EventKind.PROCEDURE, EventKind.MEDICATION, EventKind.ENCOUNTER)
@@ -527,9 +530,11 @@ def _wrap(index: PatientIndex, hits: Sequence[Hit]) -> list[RetrievedChunk]:
 
 
 def _fused(
-    index: PatientIndex, text: str, retriever: str, config: RetrievalConfig, n: int, allowed: set[str] | None
+    index: PatientIndex, text: str, retriever: str, config: RetrievalConfig, n: int, allowed: set[str] | None,
+    *, dense_text: str | None = None,
 ) -> list[Hit]:
-    """The retrievers' runs for ``text`` under ``allowed``, fused (one run: as is)."""
+    """The retrievers' runs for ``text`` (the dense one for ``dense_text`` when given) under
+    ``allowed``, fused (one run: as is)."""
     if allowed is not None and not allowed:
         return []
     runs: dict[str, list[ScoredId]] = {}
@@ -539,7 +544,7 @@ def _fused(
     if retriever in ("hybrid", "dense"):
         if index.dense is None or index.embedder is None:
             raise ConfigError("this index was opened without its dense side; open it with need_dense=True")
-        qv = index.embedder.embed([text])[0]
+        qv = index.embedder.embed([dense_text or text])[0]
         runs["dense"] = index.dense.search(qv, n, allowed=allowed)
     weights = {name: config.weights.get(name, 1.0) for name in runs}
     if len(runs) == 1:
