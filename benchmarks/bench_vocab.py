@@ -136,6 +136,7 @@ def run(args) -> tuple[list[dict], list[dict], dict]:
             if not gold:
                 continue
             rw = rewrite(q.question, names, forms)
+            n_rw += bool(rw)
             if args.timing_only:
                 for which, text in (("plain", q.question), ("shorthand", rw[0] if rw else None)):
                     if rw:
@@ -144,7 +145,6 @@ def run(args) -> tuple[list[dict], list[dict], dict]:
                         )
                 continue
             sets = [("plain", q.question)] + ([("shorthand", rw[0])] if rw else [])
-            n_rw += bool(rw)
             for which, text in sets:
                 row = {
                     "record": path.name,
