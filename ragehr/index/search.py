@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict
 from ragehr.config import RetrievalConfig
 from ragehr.errors import ConfigError, StaleIndexError
 from ragehr.index.store import StoredIndex, open_index, reindex_hint
-from ragehr.retrieval.concepts import RecordLexicon
+from ragehr.retrieval.concepts import RecordLexicon, resolve
 from ragehr.retrieval.fusion import rrf, weighted
 from ragehr.retrieval.intent import QuestionPlan, plan_question
 from ragehr.retrieval.timefilter import TimeWindow, overlaps
@@ -403,11 +403,12 @@ def search(
         plan = _anchor_on_event(index, plan)
     window = plan.window
     text = plan.concept if (plan.intent != "none" or window.span is not None) else question
+    plan, text, dense_text = _expand(index, plan, text)
     # A series chunk is inside a window read from the question only when one of its rows is.
     in_window = index.allowed(window.since, window.until, kinds, by_date=window.calendar, series_rows=window.is_filter)
     kind_ok = index.allowed(None, None, kinds)
     n = max(k, config.candidates)
-    hits = _fused(index, text, retriever, config, n, in_window)
+    hits = _fused(index, text, retriever, config, n, in_window, dense_text=dense_text)
     if plan.intent == "none" and not window.is_filter:
         return _wrap(index, hits[:k]), plan
 
@@ -470,6 +471,25 @@ def search(
     return _wrap(index, out[:k]), plan
 
 
+def _expand(index: PatientIndex, plan: QuestionPlan, text: str) -> tuple[QuestionPlan, str, str]:
+    """Read the plan's concept text against the record's concepts
+    (:func:`ragehr.retrieval.concepts.resolve`): the plan records the matches, and the heads of
+    the record's names of concepts reached through a vocabulary (``K`` -> ``Potassium`` of
+    ``Potassium [Moles/volume] in Blood``: :attr:`Resolution.query_words`) are added to the text
+    BM25 sees; the dense retriever gets the whole names (:attr:`Resolution.expansion`: an
+    embedding of a longer text costs nothing more, and the names' words help it). Returns the
+    plan and the BM25 and dense texts."""
+    from dataclasses import replace
+
+    res = resolve(plan.concept, index.lexicon())
+    if not res.matches:
+        return plan, text, text
+    extra = res.query_words
+    plan = replace(plan, concepts=res.matches, expansion=extra)
+    full = res.expansion
+    return plan, (f"{text} {extra}" if extra else text), (f"{text} {full}" if full else text)
+
+
 _ANCHOR_KINDS = (EventKind.CONDITION, EventKind.PROCEDURE, EventKind.MEDICATION, EventKind.ENCOUNTER)
 
 
@@ -482,7 +502,9 @@ def _anchor_on_event(index: PatientIndex, plan: QuestionPlan) -> QuestionPlan:
     from ragehr.retrieval.timefilter import day_end, day_start
 
     direction, words = plan.event_anchor  # type: ignore[misc]
-    raw = index.bm25.score_all(words)
+    # "since her MI", "before starting Coumadin": the record's own names of what they mean
+    extra = resolve(words, index.lexicon()).query_words
+    raw = index.bm25.score_all(f"{words} {extra}" if extra else words)
     scores = {
         cid: float(raw[i]) for i, cid in enumerate(index.bm25.ids)
         if raw[i] > 0 and index.chunk(cid).kind in _ANCHOR_KINDS and index.chunk(cid).start is not None
@@ -518,9 +540,11 @@ def _wrap(index: PatientIndex, hits: Sequence[Hit]) -> list[RetrievedChunk]:
 
 
 def _fused(
-    index: PatientIndex, text: str, retriever: str, config: RetrievalConfig, n: int, allowed: set[str] | None
+    index: PatientIndex, text: str, retriever: str, config: RetrievalConfig, n: int, allowed: set[str] | None,
+    *, dense_text: str | None = None,
 ) -> list[Hit]:
-    """The retrievers' runs for ``text`` under ``allowed``, fused (one run: as is)."""
+    """The retrievers' runs for ``text`` (the dense one for ``dense_text`` when given) under
+    ``allowed``, fused (one run: as is)."""
     if allowed is not None and not allowed:
         return []
     runs: dict[str, list[ScoredId]] = {}
@@ -530,7 +554,7 @@ def _fused(
     if retriever in ("hybrid", "dense"):
         if index.dense is None or index.embedder is None:
             raise ConfigError("this index was opened without its dense side; open it with need_dense=True")
-        qv = index.embedder.embed([text])[0]
+        qv = index.embedder.embed([dense_text or text])[0]
         runs["dense"] = index.dense.search(qv, n, allowed=allowed)
     weights = {name: config.weights.get(name, 1.0) for name in runs}
     if len(runs) == 1:

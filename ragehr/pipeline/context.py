@@ -40,6 +40,11 @@ class ContextResult:
     time_fallback: str | None = None
     """``rag`` only: set when nothing about the question fell in its time window and the
     nearest dated evidence was packed instead (a sentence saying so)."""
+    concepts: tuple = ()
+    """``rag`` only: the record concepts the question was read as
+    (:class:`ragehr.retrieval.concepts.ConceptMatch`), by own name or vocabulary."""
+    expansion: str | None = None
+    """``rag`` only: the words a vocabulary added to the query, when any."""
 
 
 def record_pieces(record: PatientRecord) -> list[Chunk]:
@@ -128,7 +133,9 @@ def build_context(
     if strategy == "rag":
         hits, plan = search(index, question, config=retrieval, k=max(200, (retrieval or RetrievalConfig()).k), retriever=retriever)
         packed = pack_ranked([*pinned, *(h.chunk for h in hits), *then], budget_tokens, counter, order)
-        return ContextResult(strategy, retriever, packed, plan.phrase, plan.intent, plan.fallback)
+        return ContextResult(
+            strategy, retriever, packed, plan.phrase, plan.intent, plan.fallback, plan.concepts, plan.expansion or None
+        )
     if strategy == "visit-bm25":
         if "visits" not in index.memo:
             index.memo["visits"] = visit_documents(record)
@@ -153,6 +160,8 @@ def context_json(result: ContextResult, window: int | None = None) -> dict:
         "time_phrase": result.time_phrase,
         "intent": result.intent,
         "time_fallback": result.time_fallback,
+        "concepts": [m.to_json() for m in result.concepts],
+        "expansion": result.expansion,
         "truncated_chunk": p.truncated_chunk,
         "chunks": [
             {

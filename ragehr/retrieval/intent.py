@@ -120,6 +120,12 @@ class QuestionPlan:
     fallback: str | None = None
     """Set by retrieval when nothing relevant fell inside the window and the nearest dated
     evidence was used instead: a short sentence saying so."""
+    concepts: tuple = ()
+    """Set by retrieval: how the concept text was read against the record
+    (:class:`ragehr.retrieval.concepts.ConceptMatch`, own names and vocabularies)."""
+    expansion: str = ""
+    """Set by retrieval: the words a vocabulary added to the query (the heads of the record's
+    names of concepts the question named by abbreviation, lay term or brand)."""
 
     @property
     def since(self) -> datetime | None:
@@ -154,6 +160,8 @@ class QuestionPlan:
             "since": w.since.isoformat() if w.since else None,
             "until": w.until.isoformat() if w.until else None,
             "fallback": self.fallback,
+            "concepts": [m.to_json() for m in self.concepts],
+            "expansion": self.expansion or None,
         }
 
 

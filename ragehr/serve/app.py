@@ -413,6 +413,9 @@ class ContextOut(BaseModel):
     time_phrase: str | None
     intent: str | None = None
     time_fallback: str | None = None
+    concepts: list[dict[str, Any]] = []
+    """How the question was read against the record (``ConceptMatch.to_json()``)."""
+    expansion: str | None = None
     truncated_chunk: str | None
     chunks: list[ChunkOut]
 

@@ -229,6 +229,9 @@ def meta_html(r: AskResult) -> str:
     p = r.context.packed
     total = sum(r.timings.values())
     phrase = f" &middot; time in the question: {escape(repr(r.context.time_phrase))}" if r.context.time_phrase else ""
+    read = [m.describe() for m in getattr(r.context, "concepts", ()) if m.via not in ("name", "code")]
+    if read:
+        phrase += " &middot; read as: " + escape("; ".join(read[:6]))
     return (
         f"{escape(r.generation.backend)}/{escape(r.generation.model)} &middot; {escape(r.context.strategy)}"
         f" &middot; {p.used_tokens:,}/{p.budget_tokens:,} evidence tokens &middot; {r.prompt_tokens:,} prompt tokens"

@@ -98,3 +98,16 @@ def test_evidence_header_says_when_the_date_asked_has_no_evidence(serve_index_di
     assert 'class="warn time-fallback"' in evidence_html(r)
     r = ask(idx, "What was the NIHSS on October 8, 2018?", FakeBackend(answer="ok"), strategy="rag", budget=2048)
     assert r.context.time_fallback is None and "time-fallback" not in evidence_html(r)
+
+
+def test_the_page_says_how_a_shorthand_question_was_read(serve_index_dir):
+    from ragehr.index.search import load_patient_index
+    from ragehr.llm.fake import FakeBackend
+    from ragehr.pipeline.ask import ask
+    from ragehr.serve.views import meta_html
+
+    idx = load_patient_index(serve_index_dir, "sample")
+    r = ask(idx, "latest HR?", FakeBackend(answer="ok"), strategy="rag", budget=2048)
+    assert "read as: &quot;HR&quot; -&gt; Heart rate (LOINC 8867-4)" in meta_html(r)
+    r = ask(idx, "latest heart rate?", FakeBackend(answer="ok"), strategy="rag", budget=2048)
+    assert "read as" not in meta_html(r)  # the record's own words: nothing to say

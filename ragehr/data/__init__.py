@@ -1,0 +1,1 @@
+"""Data files shipped with ragehr (read with importlib.resources)."""

@@ -1,0 +1,1 @@
+"""Vocabularies for query expansion: see docs/vocabulary.md."""
