@@ -20,7 +20,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "ragehr"
 
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "types", "patterns", "fsutil"),  # data and helpers that import nothing of ragehr's above errors
+    ("errors", "types", "patterns", "fsutil", "data"),  # data and helpers that import nothing of ragehr's above errors
     ("config", "extras"),
     ("tokens",),  # below ehr: the parsers estimate a record's length
     ("ehr", "embeddings"),

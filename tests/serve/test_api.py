@@ -122,7 +122,8 @@ def test_openapi_fields_are_the_cli_fields(client, serve_index_dir):
     spec = client.get("/openapi.json").json()
     schemas = spec["components"]["schemas"]
     body = set(schemas["AskBody"]["properties"])
-    assert body == {"patient_id", "question", "strategy", "budget", "backend", "retriever", "order", "max_new_tokens"}
+    assert body == {"patient_id", "question", "strategy", "budget", "backend", "retriever", "order", "max_new_tokens",
+                    "answer"}
     assert body <= _cli_options("ask")
     params = {p["name"] for p in spec["paths"]["/api/context"]["get"]["parameters"]}
     assert params <= _cli_options("context") and "patient_id" in params
