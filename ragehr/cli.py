@@ -768,12 +768,14 @@ def patients(
             "last_time": m.last_time,
             "built_at": m.built_at,
             "ragehr_version": m.ragehr_version,
+            "embedder": m.config.get("embedder", "minilm"),  # indexes from before the key were MiniLM's
+            "embedder_id": m.embedder_id,
         }
         if as_json:
             typer.echo(json.dumps(row, ensure_ascii=False))
         else:
             span = f"{(m.first_time or '-')[:10]} .. {(m.last_time or '-')[:10]}"
-            typer.echo(f"{_shown_id(m.patient_id):<24} {span}  {row['events']} events, {row['chunks']} chunks, {row['sources']} file(s)")
+            typer.echo(f"{_shown_id(m.patient_id):<24} {span}  {row['events']} events, {row['chunks']} chunks, {row['sources']} file(s), {row['embedder']} vectors")
     typer.echo(f"{len(manifests)} patient(s) indexed in {index_dir}", err=True)
 
 
