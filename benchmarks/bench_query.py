@@ -31,7 +31,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -145,8 +144,9 @@ def check(result: dict) -> list[tuple[str, bool]]:
     if len(rows) >= 2:
         (a, ra), (b, rb) = rows[0], rows[-1]
         g = rb["split_p50_ms"]["rest"] / max(ra["split_p50_ms"]["rest"], 1e-6)
-        out.append((f"non-scoring part of a search grows {g:.2f}x from {a} ({ra['tokens']:,} tokens) to {b} "
-                    f"({rb['tokens']:,} tokens) < 3x", g < 3))
+        what = (f"non-scoring part of a search grows {g:.2f}x from {a} ({ra['tokens']:,} tokens) to {b} "
+                f"({rb['tokens']:,} tokens) < 3x")
+        out.append((what, g < 3))
     for name, r in rows:
         if "median" in name:
             p = r["latency"]["retrieve"]["p50_ms"]
@@ -161,7 +161,9 @@ def report(result: dict) -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for name, r in result["records"].items():
         lat = r["latency"]
-        pp = lambda k: f"{lat[k]['p50_ms']:.2f} / {lat[k]['p95_ms']:.2f}"  # noqa: E731
+
+        def pp(k: str, lat: dict = lat) -> str:
+            return f"{lat[k]['p50_ms']:.2f} / {lat[k]['p95_ms']:.2f}"
         print(f"| {name} | {r['tokens']:,} | {r['chunks']:,} | {r['build_s']:.2f} | {r['open_s']:.2f} | {pp('retrieve')} | "
               f"{pp('context')} | {pp('ask')} | {lat['retrieve (repeat)']['p50_ms']:.2f} |")
     print("\n| record | tokens | search p50 ms | scoring (BM25 + FAISS) | the rest |")

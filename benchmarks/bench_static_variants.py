@@ -90,9 +90,9 @@ def main() -> int:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
 
+    from ragehr.ehr import load_record
     from ragehr.embeddings import QueryLRU, load_embedder
     from ragehr.embeddings.static import default_models_dir
-    from ragehr.ehr import load_record
 
     embedders = {"static": load_embedder("static", models_dir=default_models_dir())}
     if args.minilm_cache:

@@ -3,7 +3,7 @@ a transformer the question itself; BM25 always scores the question (issue 22).""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -16,7 +16,6 @@ from ragehr.index.build import build_indexes
 from ragehr.index.search import dense_query_text, load_patient_index, search
 from ragehr.types import Event, EventKind, PatientRecord, SourceLocator
 
-UTC = timezone.utc
 QUESTION = "What was the result of the patient's amylase test?"
 
 
