@@ -101,13 +101,19 @@ def test_bm25_still_scores_the_whole_question(built):
 
 
 def test_the_embedders_dense_weight_scales_the_dense_side(built):
-    """With a dense weight of 0 the hybrid ranking is BM25's; the static model's own is 0.75."""
+    """Weighted fusion sums min-max normalised scores: the amylase chunk is BM25's best (1.0),
+    so its fused score is 1 + w x its normalised dense score, w the embedder's dense weight."""
     assert StaticEmbedder.dense_weight == 0.75
-    folder, pid, _ = built
-    emb = Recording(True)
-    emb.dense_weight = 0.0
-    idx = load_patient_index(folder, pid, embedder=emb)
-    q = "amylase result reviewed"
-    hybrid, _ = search(idx, q, retriever="hybrid", k=5)
-    bm25, _ = search(idx, q, retriever="bm25", k=5)
-    assert [h.chunk.chunk_id for h in hybrid] == [h.chunk.chunk_id for h in bm25]
+    folder, pid, amylase = built
+    top = {}
+    for weight in (0.0, 0.5, 1.0):
+        emb = Recording(True)
+        emb.dense_weight = weight
+        idx = load_patient_index(folder, pid, embedder=emb)
+        hits, _ = search(idx, "amylase result reviewed", retriever="hybrid", k=5)
+        assert amylase in hits[0].chunk.event_ids
+        top[weight] = hits[0].hit.score
+    dense = top[1.0] - 1.0
+    assert dense > 0.1
+    assert top[0.0] == pytest.approx(1.0)
+    assert top[0.5] == pytest.approx(1.0 + 0.5 * dense)
