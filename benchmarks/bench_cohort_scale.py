@@ -67,7 +67,7 @@ def estimate(result: dict) -> list[tuple[str, bool]]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("folder", type=Path, help="a folder of record files, one patient each")
+    ap.add_argument("folder", type=Path, nargs="?", help="a folder of record files, one patient each")
     ap.add_argument("--work", type=Path, default=Path("benchmarks/data/cohort-scale-work"))
     ap.add_argument("--first", type=int, default=4, help="also index only this many patients (fixed cost)")
     ap.add_argument("--no-ray", action="store_true")
@@ -76,6 +76,8 @@ def main() -> int:
     args = ap.parse_args()
     if args.check:
         return 0 if all(ok for _, ok in estimate(json.loads(args.check.read_text()))) else 1
+    if args.folder is None:
+        ap.error("give the folder of records (or --check FILE)")
     files = sorted(p for p in args.folder.iterdir() if p.suffix == ".xml")
     if not files:
         raise SystemExit(f"{args.folder}: no .xml records")
