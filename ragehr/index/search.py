@@ -30,7 +30,7 @@ from ragehr.errors import ConfigError, StaleIndexError
 from ragehr.index.store import StoredIndex, open_index, reindex_hint
 from ragehr.retrieval.concepts import RecordLexicon, resolve
 from ragehr.retrieval.fusion import rrf, weighted
-from ragehr.retrieval.intent import QuestionPlan, plan_question
+from ragehr.retrieval.intent import QuestionPlan, concept_text, plan_question
 from ragehr.retrieval.timefilter import TimeWindow, overlaps
 from ragehr.types import Chunk, EventKind, Hit, ScoredId, Status
 
@@ -539,6 +539,15 @@ def _wrap(index: PatientIndex, hits: Sequence[Hit]) -> list[RetrievedChunk]:
     return [RetrievedChunk.model_construct(hit=h, chunk=index.chunk(h.chunk_id)) for h in hits]
 
 
+def dense_query_text(embedder: object, text: str) -> str:
+    """What the dense side embeds for ``text``: its content words (:func:`concept_text`: no
+    question words, no generic "patient", "result", "test", "value") for an embedder that
+    averages word vectors (``query_content_words``: the static model), where those words would
+    pull the query towards every chunk; ``text`` itself for a transformer, which reads them in
+    context. BM25 always scores ``text``."""
+    return concept_text(text) if getattr(embedder, "query_content_words", False) else text
+
+
 def _fused(
     index: PatientIndex, text: str, retriever: str, config: RetrievalConfig, n: int, allowed: set[str] | None,
     *, dense_text: str | None = None,
@@ -554,9 +563,11 @@ def _fused(
     if retriever in ("hybrid", "dense"):
         if index.dense is None or index.embedder is None:
             raise ConfigError("this index was opened without its dense side; open it with need_dense=True")
-        qv = index.embedder.embed([dense_text or text])[0]
+        qv = index.embedder.embed([dense_query_text(index.embedder, dense_text or text)])[0]
         runs["dense"] = index.dense.search(qv, n, allowed=allowed)
     weights = {name: config.weights.get(name, 1.0) for name in runs}
+    if "dense" in weights:  # the embedder's own share of the dense side (static: 0.75; others: 1)
+        weights["dense"] *= float(getattr(index.embedder, "dense_weight", 1.0))
     if len(runs) == 1:
         name, run = next(iter(runs.items()))
         return [Hit.model_construct(chunk_id=s.chunk_id, rank=i, score=s.score, components={name: s.score})

@@ -366,8 +366,7 @@ class AskBody(BaseModel):
 
 
 class PatientOut(BaseModel):
-    """What ``ragehr patients --json`` prints for a patient, with the index's counts by kind
-    and its embedder."""
+    """What ``ragehr patients --json`` prints for a patient, with the index's counts by kind."""
 
     patient_id: str
     n_events: int
@@ -377,8 +376,9 @@ class PatientOut(BaseModel):
     last_time: str | None
     built_at: str
     ragehr_version: str
-    counts: dict[str, int] = Field(description="events, chunks, duplicates_removed, and events per kind")
     embedder: str
+    embedder_id: str
+    counts: dict[str, int] = Field(description="events, chunks, duplicates_removed, and events per kind")
 
 
 class PatientsOut(BaseModel):
@@ -610,7 +610,7 @@ def create_app(options: ServeOptions, token: str | None = None, *, loopback_only
         ms = await run_in_threadpool(service.manifests)
         return {
             "patients": [
-                {**PatientInfo.from_manifest(m).to_json(), "counts": m.counts, "embedder": m.embedder_id}
+                {**PatientInfo.from_manifest(m).to_json(), "counts": m.counts}
                 for m in ms.values()
             ],
             "backends": list(options.backends),

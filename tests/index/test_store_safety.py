@@ -276,11 +276,14 @@ def test_patients_command(built, tmp_path, capsys):
     rows = [json.loads(line) for line in out.splitlines()]
     assert sorted(r["patient_id"] for r in rows) == ["MRN\x1b-1", "sample"]
     assert all(r["n_events"] == 60 and r["first_time"].startswith("2018") for r in rows)
+    # which vectors each index has (static is the default now; older indexes may be MiniLM's)
+    assert all(r["embedder"] == "hashing" and r["embedder_id"].startswith("hashing") for r in rows)
     assert "2 patient(s)" in err
     with pytest.raises(SystemExit):
         cli_main(["patients", "--index-dir", str(built)])
     out, _ = capsys.readouterr()
     assert "\x1b" not in out and "MRN\\x1b-1" in out and "sample" in out
+    assert "hashing vectors" in out
     with pytest.raises(SystemExit) as info:
         cli_main(["patients", "--index-dir", str(tmp_path / "none")])
     assert info.value.code == 0 and "0 patient(s)" in capsys.readouterr().err
