@@ -1,5 +1,5 @@
-"""Executable docs: every ```python and ```bash block of ``docs/*.md`` (and of the README once
-it is listed in ``DOCUMENTS``) runs in the test suite, with Sybil, against ``../shared/data``.
+"""Executable docs: every ```python and ```bash block of the README and ``docs/*.md`` runs in
+the test suite, with Sybil, against ``../shared/data``.
 
 - ```python blocks run as Python, in one namespace per file, in order;
 - ```bash blocks run with ``bash -e`` from the repository root, ``ragehr`` on ``PATH`` (this
@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent
-DOCUMENTS = ["docs/*.md"]
+DOCUMENTS = ["README.md", "docs/*.md"]
 """Globs (from the repository root) of the Markdown files whose examples run."""
 FAST_CONFIG = """\
 # the docs' tests: seconds per command (the defaults load MiniLM and SmolLM2)

@@ -30,14 +30,14 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from ragehr.config import IndexConfig  # noqa: E402
-from ragehr.eval.generated import ALL_QTYPES, generate_qa  # noqa: E402
-from ragehr.eval.metrics.answers import score_answer  # noqa: E402
-from ragehr.index.build import build_indexes  # noqa: E402
-from ragehr.index.search import load_patient_index  # noqa: E402
-from ragehr.llm.extractive import ExtractiveBackend  # noqa: E402
-from ragehr.pipeline.ask import try_computed  # noqa: E402
-from ragehr.pipeline.spec import ContextSpec, prepare_context  # noqa: E402
+from ragehr.config import IndexConfig
+from ragehr.eval.generated import ALL_QTYPES, generate_qa
+from ragehr.eval.metrics.answers import score_answer
+from ragehr.index.build import build_indexes
+from ragehr.index.search import load_patient_index
+from ragehr.llm.extractive import ExtractiveBackend
+from ragehr.pipeline.ask import try_computed
+from ragehr.pipeline.spec import ContextSpec, prepare_context
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -82,15 +82,17 @@ def main() -> int:
     comp = [statistics.median(comp_t[i.item_id]) * 1000 for i in items]
     added = [c - x for c, x in zip(comp, ctx)]
     n_tok = sum(c.n_tokens for c in idx.stored.chunks)
-    print(f"record: {args.record} ({len(idx.stored.record.events)} events, {len(idx.stored.chunks)} chunks, "
-          f"{n_tok:,} chunk tokens); {len(items)} questions x {args.repeats} repeats; "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs\n")
+    print(
+        f"record: {args.record} ({len(idx.stored.record.events)} events, {len(idx.stored.chunks)} chunks, "
+        f"{n_tok:,} chunk tokens); {len(items)} questions x {args.repeats} repeats; "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs\n"
+    )
     print("| path | p50 ms | p95 ms |")
     print("|---|---|---|")
-    print(f"| context (rag@2k retrieval + packing) | {_pct(ctx, .5):.1f} | {_pct(ctx, .95):.1f} |")
-    print(f"| computed answer (whole) | {_pct(comp, .5):.1f} | {_pct(comp, .95):.1f} |")
-    print(f"| added by the computed answer | {_pct(added, .5):.1f} | {_pct(added, .95):.1f} |")
-    print(f"\nratio computed / context (p50): {_pct(comp, .5) / _pct(ctx, .5):.2f}\n")
+    print(f"| context (rag@2k retrieval + packing) | {_pct(ctx, 0.5):.1f} | {_pct(ctx, 0.95):.1f} |")
+    print(f"| computed answer (whole) | {_pct(comp, 0.5):.1f} | {_pct(comp, 0.95):.1f} |")
+    print(f"| added by the computed answer | {_pct(added, 0.5):.1f} | {_pct(added, 0.95):.1f} |")
+    print(f"\nratio computed / context (p50): {_pct(comp, 0.5) / _pct(ctx, 0.5):.2f}\n")
     print("| question type | n | computed accuracy |")
     print("|---|---|---|")
     for q in sorted(acc):
@@ -98,8 +100,8 @@ def main() -> int:
     allv = [v for vs in acc.values() for v in vs]
     print(f"| all | {len(allv)} | {sum(allv) / len(allv):.3f} |")
     if args.expect_ms is not None:
-        ok = _pct(added, .5) < args.expect_ms
-        print(f"\n{'OK' if ok else 'FAIL'}   added p50 {_pct(added, .5):.1f} ms < {args.expect_ms:g} ms")
+        ok = _pct(added, 0.5) < args.expect_ms
+        print(f"\n{'OK' if ok else 'FAIL'}   added p50 {_pct(added, 0.5):.1f} ms < {args.expect_ms:g} ms")
         return 0 if ok else 1
     return 0
 

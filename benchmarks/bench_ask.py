@@ -21,10 +21,10 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from ragehr.index.search import load_patient_index  # noqa: E402
-from ragehr.llm.registry import make_backend  # noqa: E402
-from ragehr.packing import ContextTooLongError  # noqa: E402
-from ragehr.pipeline.ask import ask  # noqa: E402
+from ragehr.index.search import load_patient_index
+from ragehr.llm.registry import make_backend
+from ragehr.packing import ContextTooLongError
+from ragehr.pipeline.ask import ask
 
 QUESTIONS = (  # verbatim from MedAlign's instructions-sample.csv
     "Were any complications reported during this patient's last MRI exam?",
@@ -57,20 +57,31 @@ def main() -> int:
             toks.append(r.prompt_tokens)
             used.append(r.context.packed.used_tokens)
         if lat:
-            rows.append({"strategy": strategy, "budget": budget, "n": len(lat), "prompt_tokens": statistics.fmean(toks),
-                         "evidence_tokens": statistics.fmean(used), "latency_s": statistics.fmean(lat),
-                         "latency_max_s": max(lat)})
+            rows.append(
+                {
+                    "strategy": strategy,
+                    "budget": budget,
+                    "n": len(lat),
+                    "prompt_tokens": statistics.fmean(toks),
+                    "evidence_tokens": statistics.fmean(used),
+                    "latency_s": statistics.fmean(lat),
+                    "latency_max_s": max(lat),
+                }
+            )
     full = next((r for r in rows if r["strategy"] == "full"), None)
-    print(f"model {backend.model}, window {args.window}, {len(QUESTIONS)} questions, patient {args.patient}; "
-          f"{platform.machine()}, {os.cpu_count()} cores")
+    print(
+        f"model {backend.model}, window {args.window}, {len(QUESTIONS)} questions, patient {args.patient}; "
+        f"{platform.machine()}, {os.cpu_count()} cores"
+    )
     print("\n| strategy | budget | prompt tokens | mean latency s | latency / full |\n|---|---|---|---|---|")
     for r in rows:
         ratio = r["latency_s"] / full["latency_s"] if full else float("nan")
         print(f"| {r['strategy']} | {r['budget']} | {r['prompt_tokens']:.0f} | {r['latency_s']:.2f} | {ratio:.2f} |")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"command": " ".join(["python", *sys.argv]), "model": backend.model,
-                                        "rows": rows}, indent=1))
+        args.out.write_text(
+            json.dumps({"command": " ".join(["python", *sys.argv]), "model": backend.model, "rows": rows}, indent=1)
+        )
     return 0
 
 

@@ -64,33 +64,57 @@ def child(args: argparse.Namespace) -> int:
     t1 = time.perf_counter()
     be.load()
     t2 = time.perf_counter()
-    out: dict = {"backend": args.backend, "import_s": round(t1 - t0, 3), "load_s": round(t2 - t1, 3),
-                 "converted": getattr(be, "converted_now", None), "runs": []}
+    out: dict = {
+        "backend": args.backend,
+        "import_s": round(t1 - t0, 3),
+        "load_s": round(t2 - t1, 3),
+        "converted": getattr(be, "converted_now", None),
+        "runs": [],
+    }
     prompts = json.loads(Path(args.prompts).read_text(encoding="utf-8")) if args.prompts else []
     for p in prompts:
         messages = tuple(Message(**m) for m in p["messages"])
         req = GenerationRequest(messages=messages, question=p["question"], max_tokens=args.max_new_tokens)
         first: list[float] = []
         start = time.perf_counter()
-        gen = be.generate(req, on_token=lambda _s: first.append(time.perf_counter()) if not first else None)
+        gen = be.generate(
+            req, on_token=lambda _s, first=first: first.append(time.perf_counter()) if not first else None
+        )
         end = time.perf_counter()
         n_new = be.token_counter().count(gen.text) if gen.completion_tokens is None else gen.completion_tokens
         ttft = (first[0] - start) if first else end - start
-        out["runs"].append({
-            "size": p["size"], "prompt_tokens": p["prompt_tokens"], "new_tokens": n_new,
-            "ttft_s": round(ttft, 4), "total_s": round(end - start, 4),
-            "prefill_tok_s": p["prompt_tokens"] / ttft if ttft > 0 else None,
-            "decode_tok_s": (n_new - 1) / (end - first[0]) if first and n_new > 1 and end > first[0] else None,
-            "text": gen.text,  # compared by the parent, never written to the results file
-        })
+        out["runs"].append(
+            {
+                "size": p["size"],
+                "prompt_tokens": p["prompt_tokens"],
+                "new_tokens": n_new,
+                "ttft_s": round(ttft, 4),
+                "total_s": round(end - start, 4),
+                "prefill_tok_s": p["prompt_tokens"] / ttft if ttft > 0 else None,
+                "decode_tok_s": (n_new - 1) / (end - first[0]) if first and n_new > 1 and end > first[0] else None,
+                "text": gen.text,  # compared by the parent, never written to the results file
+            }
+        )
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     sys.stdout.write("\n" + MARK + json.dumps(out) + "\n")
     return 0
 
 
 def run_child(backend: str, cache_dir: Path, prompts: Path | None, args: argparse.Namespace) -> dict:
-    cmd = [sys.executable, __file__, "--child", backend, "--cache-dir", str(cache_dir), "--window", str(args.window),
-           "--threads", str(args.threads), "--max-new-tokens", str(args.max_new_tokens)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        backend,
+        "--cache-dir",
+        str(cache_dir),
+        "--window",
+        str(args.window),
+        "--threads",
+        str(args.threads),
+        "--max-new-tokens",
+        str(args.max_new_tokens),
+    ]
     if prompts is not None:
         cmd += ["--prompts", str(prompts)]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
@@ -98,7 +122,7 @@ def run_child(backend: str, cache_dir: Path, prompts: Path | None, args: argpars
     if proc.returncode != 0:
         raise SystemExit(f"{backend} child failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     line = next(ln for ln in reversed(proc.stdout.splitlines()) if ln.startswith(MARK))
-    return json.loads(line[len(MARK):])
+    return json.loads(line[len(MARK) :])
 
 
 # --- parent ---------------------------------------------------------------------------------
@@ -147,9 +171,14 @@ def main() -> int:
     ap.add_argument("--sizes", default="1024,2048,8192")
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--data", type=Path, default=Path(os.environ.get("RAGEHR_SHARED_DATA", REPO.parent / "shared" / "data")))
-    ap.add_argument("--record", default="synthea/fhir/exafluence_CA_2b8f6690-5ebd-45ef-ba61-152e08c9f38a.json",
-                    help="a record under --data")
+    ap.add_argument(
+        "--data", type=Path, default=Path(os.environ.get("RAGEHR_SHARED_DATA", REPO.parent / "shared" / "data"))
+    )
+    ap.add_argument(
+        "--record",
+        default="synthea/fhir/exafluence_CA_2b8f6690-5ebd-45ef-ba61-152e08c9f38a.json",
+        help="a record under --data",
+    )
     ap.add_argument("--out", type=Path)
     ap.add_argument("--child")
     ap.add_argument("--cache-dir")
@@ -182,7 +211,9 @@ def main() -> int:
             runs = [p[idx] for p in pairs]
             row[name] = {
                 "prefill_tok_s": statistics.fmean(r["prefill_tok_s"] for r in runs),
-                "decode_tok_s": statistics.fmean(r["decode_tok_s"] for r in runs if r["decode_tok_s"]) if any(r["decode_tok_s"] for r in runs) else None,
+                "decode_tok_s": statistics.fmean(r["decode_tok_s"] for r in runs if r["decode_tok_s"])
+                if any(r["decode_tok_s"] for r in runs)
+                else None,
                 "total_s": statistics.fmean(r["total_s"] for r in runs),
             }
         row["identical"] = sum(a["text"].strip() == b["text"].strip() for a, b in pairs)
@@ -192,9 +223,19 @@ def main() -> int:
         for run in r["runs"]:
             run.pop("text")
     load = {
-        "llamacpp": {"cold_s": ll_cold["load_s"], "warm_s": ll["load_s"], "import_s": ll["import_s"], "peak_rss_mb": ll["peak_rss_mb"]},
-        "transformers": {"cold_s": hf_cold["load_s"], "warm_s": hf["load_s"], "import_s": hf["import_s"],
-                         "peak_rss_mb": hf["peak_rss_mb"], "cold_converted": hf_cold["converted"]},
+        "llamacpp": {
+            "cold_s": ll_cold["load_s"],
+            "warm_s": ll["load_s"],
+            "import_s": ll["import_s"],
+            "peak_rss_mb": ll["peak_rss_mb"],
+        },
+        "transformers": {
+            "cold_s": hf_cold["load_s"],
+            "warm_s": hf["load_s"],
+            "import_s": hf["import_s"],
+            "peak_rss_mb": hf["peak_rss_mb"],
+            "cold_converted": hf_cold["converted"],
+        },
     }
     try:
         loadavg = os.getloadavg()
@@ -203,22 +244,37 @@ def main() -> int:
     doc = {
         "command": " ".join(["python", "benchmarks/bench_backends.py", *sys.argv[1:]]),
         "machine": {"platform": platform.platform(), "cores": os.cpu_count(), "loadavg_at_end": loadavg},
-        "record": args.record, "threads": args.threads, "max_new_tokens": args.max_new_tokens, "load": load, "rows": rows,
+        "record": args.record,
+        "threads": args.threads,
+        "max_new_tokens": args.max_new_tokens,
+        "load": load,
+        "rows": rows,
         "runs": {"llamacpp": ll["runs"], "transformers": hf["runs"]},
     }
-    print(f"\nSmolLM2-135M-Instruct Q4_1, {args.threads} thread(s), {args.max_new_tokens} new tokens, "
-          f"{args.questions} question(s) per size, record {args.record}; load average at end {loadavg}")
+    print(
+        f"\nSmolLM2-135M-Instruct Q4_1, {args.threads} thread(s), {args.max_new_tokens} new tokens, "
+        f"{args.questions} question(s) per size, record {args.record}; load average at end {loadavg}"
+    )
     print("\n| | llama.cpp | transformers | ratio (llama/tf) |\n|---|---|---|---|")
-    for key, label in (("cold_s", "load, cold (s)"), ("warm_s", "load, warm (s)"), ("import_s", "import (s)"), ("peak_rss_mb", "peak RSS (MB)")):
+    for key, label in (
+        ("cold_s", "load, cold (s)"),
+        ("warm_s", "load, warm (s)"),
+        ("import_s", "import (s)"),
+        ("peak_rss_mb", "peak RSS (MB)"),
+    ):
         a, b = load["llamacpp"][key], load["transformers"][key]
         print(f"| {label} | {a:.2f} | {b:.2f} | {a / b:.2f} |")
-    print("\n| prompt | tokens | prefill tok/s llama.cpp | transformers | decode tok/s llama.cpp | transformers | identical | common prefix |")
+    print(
+        "\n| prompt | tokens | prefill tok/s llama.cpp | transformers | decode tok/s llama.cpp | transformers | identical | common prefix |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         lc, tf = r["llamacpp"], r["transformers"]
-        fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
-        print(f"| {r['size']} | {r['prompt_tokens']:.0f} | {fmt(lc['prefill_tok_s'])} | {fmt(tf['prefill_tok_s'])} | "
-              f"{fmt(lc['decode_tok_s'])} | {fmt(tf['decode_tok_s'])} | {r['identical']}/{r['n']} | {r['common_prefix_share']:.2f} |")
+        fmt = lambda v: "-" if v is None else f"{v:.1f}"
+        print(
+            f"| {r['size']} | {r['prompt_tokens']:.0f} | {fmt(lc['prefill_tok_s'])} | {fmt(tf['prefill_tok_s'])} | "
+            f"{fmt(lc['decode_tok_s'])} | {fmt(tf['decode_tok_s'])} | {r['identical']}/{r['n']} | {r['common_prefix_share']:.2f} |"
+        )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(doc, indent=1), encoding="utf-8")

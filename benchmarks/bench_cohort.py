@@ -82,7 +82,7 @@ def base_records(shared: Path, work: Path, synthetic: int) -> list[tuple[str, st
     for p in sources:
         try:
             out.append((p.name, write_medalign_xml(load_record(p))))
-        except Exception as exc:  # noqa: BLE001 - a base that does not parse is left out, and said
+        except Exception as exc:
             print(f"  base {p.name} left out: {type(exc).__name__}: {str(exc)[:120]}", file=sys.stderr)
     if synthetic:
         from make_record import build_xml
@@ -111,7 +111,9 @@ def make_cohort(shared: Path, work: Path, n: int, synthetic: int) -> tuple[Path,
 def cli(*args: str, env: dict | None = None) -> tuple[float, subprocess.CompletedProcess]:
     t = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "ragehr.cli", *args], capture_output=True, text=True,
+        [sys.executable, "-m", "ragehr.cli", *args],
+        capture_output=True,
+        text=True,
         env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
     )
     return time.perf_counter() - t, proc
@@ -124,12 +126,26 @@ def index_run(label: str, records: list[Path] | Path, work: Path, cfg: Path, *ex
     paths = [str(records)] if isinstance(records, Path) else [str(p) for p in records]
     secs, proc = cli("index", *paths, "--index-dir", str(idx), "--config", str(cfg), *extra)
     built = sum(1 for line in proc.stdout.splitlines() if line.startswith("built"))
-    chunks = sum(int(line.split(" chunks")[0].rsplit(", ", 1)[1]) for line in proc.stdout.splitlines() if line.startswith("built"))
+    chunks = sum(
+        int(line.split(" chunks")[0].rsplit(", ", 1)[1])
+        for line in proc.stdout.splitlines()
+        if line.startswith("built")
+    )
     if proc.returncode != 0:
         print(proc.stderr[-2000:], file=sys.stderr)
-    r = {"label": label, "seconds": round(secs, 2), "patients": built, "chunks": chunks, "rc": proc.returncode,
-         "patients_per_s": round(built / secs, 3), "args": list(extra)}
-    print(f"  index {label:<22} {secs:7.1f} s  {built} patients  {chunks} chunks  {built / secs:.2f} patients/s", file=sys.stderr)
+    r = {
+        "label": label,
+        "seconds": round(secs, 2),
+        "patients": built,
+        "chunks": chunks,
+        "rc": proc.returncode,
+        "patients_per_s": round(built / secs, 3),
+        "args": list(extra),
+    }
+    print(
+        f"  index {label:<22} {secs:7.1f} s  {built} patients  {chunks} chunks  {built / secs:.2f} patients/s",
+        file=sys.stderr,
+    )
     return r
 
 
@@ -140,8 +156,9 @@ def ray_start_seconds() -> float:
         "with RayCluster('local', num_cpus=2): pass\n"
         "print(time.perf_counter()-t)"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}
+    )
     return round(float(proc.stdout.strip().splitlines()[-1]), 2)
 
 
@@ -164,12 +181,19 @@ def main(argv: list[str] | None = None) -> int:
     folder, patients = make_cohort(args.shared, work, args.patients, args.synthetic)
     files = sorted(folder.glob("*.xml"))
     total_bytes = sum(p["bytes"] for p in patients)
-    print(f"cohort: {len(files)} patients, {total_bytes / 1e6:.1f} MB of XML, "
-          f"{len({p['origin'] for p in patients})} distinct bases ({time.perf_counter() - t:.1f} s)", file=sys.stderr)
+    print(
+        f"cohort: {len(files)} patients, {total_bytes / 1e6:.1f} MB of XML, "
+        f"{len({p['origin'] for p in patients})} distinct bases ({time.perf_counter() - t:.1f} s)",
+        file=sys.stderr,
+    )
 
     result: dict = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                    "load_average_at_start": [round(x, 1) for x in os.getloadavg()]},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "load_average_at_start": [round(x, 1) for x in os.getloadavg()],
+        },
         "cohort": {"patients": len(files), "xml_bytes": total_bytes, "bases": sorted({p["origin"] for p in patients})},
         "index": [],
     }
@@ -187,8 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     # batch questions: one process vs one CLI call per question
     idx = work / "idx-single"
     qfile = work / "questions.jsonl"
-    qs = [{"id": f"{p['patient_id']}-{j}", "patient_id": p["patient_id"], "question": q}
-          for p in patients for j, q in enumerate(QUESTIONS)]
+    qs = [
+        {"id": f"{p['patient_id']}-{j}", "patient_id": p["patient_id"], "question": q}
+        for p in patients
+        for j, q in enumerate(QUESTIONS)
+    ]
     qfile.write_text("".join(json.dumps(q) + "\n" for q in qs), encoding="utf-8")
     batch = {}
     common = ["--index-dir", str(idx), "--config", str(cfg), "--no-cache"]
@@ -199,8 +226,13 @@ def main(argv: list[str] | None = None) -> int:
         out.unlink(missing_ok=True)
         secs, proc = cli("ask", "--questions", str(qfile), "--out", str(out), *common, *extra)
         n_ok = sum(1 for line in out.read_text().splitlines() if '"error"' not in line[:2000])
-        batch[label] = {"seconds": round(secs, 2), "questions": len(qs), "answered": n_ok, "rc": proc.returncode,
-                        "questions_per_s": round(len(qs) / secs, 3)}
+        batch[label] = {
+            "seconds": round(secs, 2),
+            "questions": len(qs),
+            "answered": n_ok,
+            "rc": proc.returncode,
+            "questions_per_s": round(len(qs) / secs, 3),
+        }
         print(f"  batch {label:<12} {secs:6.1f} s for {len(qs)} questions: {len(qs) / secs:.2f} q/s", file=sys.stderr)
     per_call = []
     for q in qs[: args.cli_questions]:
@@ -208,15 +240,20 @@ def main(argv: list[str] | None = None) -> int:
         assert proc.returncode == 0, proc.stderr[-500:]
         per_call.append(secs)
     mean = sum(per_call) / len(per_call)
-    batch["one-call-per-question"] = {"seconds_per_question": round(mean, 3), "questions": len(per_call),
-                                      "questions_per_s": round(1 / mean, 3)}
+    batch["one-call-per-question"] = {
+        "seconds_per_question": round(mean, 3),
+        "questions": len(per_call),
+        "questions_per_s": round(1 / mean, 3),
+    }
     print(f"  one CLI call per question: {mean:.2f} s each ({1 / mean:.2f} q/s)", file=sys.stderr)
     result["batch"] = batch
 
     single = next(r for r in result["index"] if r["label"] == "single")
     result["derived"] = {
         "single_s_per_patient": round(single["seconds"] / single["patients"], 3),
-        "batch_speedup_vs_one_call_per_question": round(batch["one-process"]["questions_per_s"] / batch["one-call-per-question"]["questions_per_s"], 1),
+        "batch_speedup_vs_one_call_per_question": round(
+            batch["one-process"]["questions_per_s"] / batch["one-call-per-question"]["questions_per_s"], 1
+        ),
     }
     for r in result["index"]:
         if r["label"] in ("workers-2", "ray-2"):
@@ -234,10 +271,15 @@ def main(argv: list[str] | None = None) -> int:
 
     full_runs = [r for r in result["index"] if not r["label"].startswith("single-")]
     checks = [
-        ("every indexing mode built every patient, with the same chunks",
-         all(r["rc"] == 0 and r["patients"] == len(files) and r["chunks"] == single["chunks"] for r in full_runs)),
+        (
+            "every indexing mode built every patient, with the same chunks",
+            all(r["rc"] == 0 and r["patients"] == len(files) and r["chunks"] == single["chunks"] for r in full_runs),
+        ),
         ("batch answered every question", batch["one-process"]["answered"] == len(qs)),
-        ("batch is at least 5x one CLI call per question", result["derived"]["batch_speedup_vs_one_call_per_question"] >= 5),
+        (
+            "batch is at least 5x one CLI call per question",
+            result["derived"]["batch_speedup_vs_one_call_per_question"] >= 5,
+        ),
     ]
     if "ray-2" in batch:
         checks.append(("batch over Ray gives the one-process answers", answers("ray-2") == answers("one-process")))

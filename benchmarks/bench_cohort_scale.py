@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_cohort import index_run  # noqa: E402
+from bench_cohort import index_run
 
 MEDALIGN_PATIENTS = 276
 MEDIAN_CHUNKS = 3823
@@ -43,8 +43,10 @@ cost grows with chunks, so smaller records' marginal seconds per chunk are scale
 def estimate(result: dict) -> list[tuple[str, bool]]:
     """Per mode: fixed start-up and marginal seconds per chunk from the two runs (few, all
     patients), and 276 patients of ``MEDIAN_CHUNKS`` chunks each estimated from them."""
-    runs = {r["label"].rsplit("-", 1)[0] + ("-few" if r["patients"] < result["patients"] else "-all"): r
-            for r in result["runs"]}
+    runs = {
+        r["label"].rsplit("-", 1)[0] + ("-few" if r["patients"] < result["patients"] else "-all"): r
+        for r in result["runs"]
+    }
     checks = []
     print("\n| mode | fixed s | s per chunk | s per median patient | 276 median patients (estimate) |")
     print("|---|---|---|---|---|")
@@ -56,7 +58,9 @@ def estimate(result: dict) -> list[tuple[str, bool]]:
         fixed = max(full["seconds"] - per_chunk * full["chunks"], 0.0)
         minutes = (fixed + per_chunk * MEDIAN_CHUNKS * MEDALIGN_PATIENTS) / 60
         result[mode] = {"fixed_s": fixed, "seconds_per_chunk": per_chunk, "estimate_276_min": minutes}
-        print(f"| {mode} | {fixed:.1f} | {per_chunk * 1000:.2f} ms | {per_chunk * MEDIAN_CHUNKS:.1f} | {minutes:.1f} min |")
+        print(
+            f"| {mode} | {fixed:.1f} | {per_chunk * 1000:.2f} ms | {per_chunk * MEDIAN_CHUNKS:.1f} | {minutes:.1f} min |"
+        )
         if mode == "one-process":
             checks.append((f"276 MedAlign-median patients in one process: {minutes:.1f} min < 30 min", minutes < 30))
     checks.append(("every run built every patient", all(r["rc"] == 0 for r in result["runs"])))
@@ -85,9 +89,13 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     cfg = work / "default.yaml"
     cfg.write_text("{}\n", encoding="utf-8")  # every key at its default
-    result: dict = {"command": " ".join(["python", *sys.argv]),
-                    "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-                    "load_average_start": os.getloadavg(), "patients": len(files), "runs": []}
+    result: dict = {
+        "command": " ".join(["python", *sys.argv]),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "load_average_start": os.getloadavg(),
+        "patients": len(files),
+        "runs": [],
+    }
     few = index_run(f"one-process-{args.first}", files[: args.first], work, cfg)
     one = index_run(f"one-process-{len(files)}", files, work, cfg)
     result["runs"] += [few, one]

@@ -69,7 +69,7 @@ def make_bulk(copies: int) -> Path:
                     fh.writelines(lines)
                     continue
                 new = {i.encode(): str(uuid.uuid5(uuid.NAMESPACE_URL, f"{i}/{k}")).encode() for i in ids}
-                fh.writelines(pattern.sub(lambda m: new[m.group(0)], line) for line in lines)
+                fh.writelines(pattern.sub(lambda m, new=new: new[m.group(0)], line) for line in lines)
     (out / ".done").write_text("")
     return out
 
@@ -94,7 +94,7 @@ def make_omop(copies: int) -> Path:
         if not rows:
             continue
         id_cols = [c for c in cols if c in ("person_id", "visit_occurrence_id") or c == f"{f.stem}_id"]
-        span = {c: 10**6 for c in id_cols}  # the fixture's ids are all below 10**6
+        span = dict.fromkeys(id_cols, 10**6)  # the fixture's ids are all below 10**6
         with open(out / f.name, "w", newline="", encoding="utf-8") as fh:
             w = csv.DictWriter(fh, fieldnames=cols, lineterminator="\n")
             w.writeheader()
@@ -121,7 +121,7 @@ def child(mode: str, folder: str) -> dict:
     t0 = time.perf_counter()
     out: dict = {"mode": mode}
     if mode == "baseline":
-        import ragehr.ehr.bulk  # noqa: F401
+        import ragehr.ehr.bulk
         import ragehr.ehr.omop  # noqa: F401
     elif mode in ("scan", "stream"):
         cohort = detect_cohort(folder)
@@ -195,15 +195,21 @@ def main() -> None:
             r = measure(mode, folder) if mode != "naive" or rows[-1]["patients"] <= args.naive_max else None
             if r is None:
                 continue
-            r.update(format=fmt, folder=str(folder.relative_to(REPO) if folder.is_relative_to(REPO) else folder),
-                     export_mb=round(size / 2**20, 2))
+            r.update(
+                format=fmt,
+                folder=str(folder.relative_to(REPO) if folder.is_relative_to(REPO) else folder),
+                export_mb=round(size / 2**20, 2),
+            )
             r["items_per_s"] = round(r["items"] / r["total_s"], 1)
             r["patients_per_s"] = round(r["patients"] / r["total_s"], 2)
             r["rss_over_baseline_mb"] = round(r["peak_rss_mb"] - base["peak_rss_mb"], 1)
             rows.append(r)
-            print(f"{fmt:9} {r['export_mb']:8.1f} MB {r['patients']:6d} patients {mode:6}  "
-                  f"{r['items_per_s']:9.0f} items/s {r['patients_per_s']:8.2f} patients/s  "
-                  f"peak {r['peak_rss_mb']:7.0f} MB (+{r['rss_over_baseline_mb']:.0f} over baseline)", flush=True)
+            print(
+                f"{fmt:9} {r['export_mb']:8.1f} MB {r['patients']:6d} patients {mode:6}  "
+                f"{r['items_per_s']:9.0f} items/s {r['patients_per_s']:8.2f} patients/s  "
+                f"peak {r['peak_rss_mb']:7.0f} MB (+{r['rss_over_baseline_mb']:.0f} over baseline)",
+                flush=True,
+            )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"baseline_rss_mb": base["peak_rss_mb"], "rows": rows}, indent=1) + "\n")
     print(f"wrote {args.out}")

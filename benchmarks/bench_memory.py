@@ -91,8 +91,13 @@ def child_build(paths: list[Path], keep: int | None, hold: bool) -> dict:
         summaries = build_mod.build_indexes(paths, Path(tmp) / "idx", IndexConfig(embedder="hashing"))
         secs = time.perf_counter() - t
     assert all(s.status == "built" for s in summaries), [s.message for s in summaries]
-    return {"patients": len(summaries), "events": sum(s.n_events for s in summaries), "seconds": round(secs, 2),
-            "baseline_mb": base, "peak_mb": _rss()[1]}
+    return {
+        "patients": len(summaries),
+        "events": sum(s.n_events for s in summaries),
+        "seconds": round(secs, 2),
+        "baseline_mb": base,
+        "peak_mb": _rss()[1],
+    }
 
 
 def run_child(*args: str) -> dict:
@@ -101,7 +106,7 @@ def run_child(*args: str) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"child {args[0]} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     line = next(ln for ln in reversed(proc.stdout.splitlines()) if ln.startswith(MARK))
-    return json.loads(line[len(MARK):])
+    return json.loads(line[len(MARK) :])
 
 
 def main() -> int:
@@ -123,9 +128,12 @@ def main() -> int:
         return 0
     if not args.records:
         ap.error("give record files (benchmarks/make_record.py writes them)")
-    doc: dict = {"command": " ".join(["python", "benchmarks/bench_memory.py", *sys.argv[1:]]),
-                 "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-                 "records": {}, "cohort": {}}
+    doc: dict = {
+        "command": " ".join(["python", "benchmarks/bench_memory.py", *sys.argv[1:]]),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "records": {},
+        "cohort": {},
+    }
     for path in args.records:
         print(f"stages: {path.name} ...", file=sys.stderr, flush=True)
         doc["records"][path.name] = run_child("stages", str(path))
@@ -145,12 +153,21 @@ def main() -> int:
             print(f"cohort: {label} ...", file=sys.stderr, flush=True)
             doc["cohort"][label] = run_child("build", keep, hold, *files)
     doc["load_average_end"] = os.getloadavg()
-    print(f"\nPeak RSS of `build_indexes` (hashing embedder), fresh process each; load average at end {doc['load_average_end']}")
-    print("\n| record | events | chunks | " + " | ".join(next(iter(doc["records"].values()))["stages_mb"]) + " | build peak |")
+    print(
+        f"\nPeak RSS of `build_indexes` (hashing embedder), fresh process each; load average at end {doc['load_average_end']}"
+    )
+    print(
+        "\n| record | events | chunks | "
+        + " | ".join(next(iter(doc["records"].values()))["stages_mb"])
+        + " | build peak |"
+    )
     print("|---|---|---|" + "---|" * (len(next(iter(doc["records"].values()))["stages_mb"]) + 1))
     for name, r in doc["records"].items():
-        print(f"| {name} | {r['events']:,} | {r['chunks']:,} | " + " | ".join(f"{v} MB" for v in r["stages_mb"].values())
-              + f" | {r['build']['peak_mb']} MB |")
+        print(
+            f"| {name} | {r['events']:,} | {r['chunks']:,} | "
+            + " | ".join(f"{v} MB" for v in r["stages_mb"].values())
+            + f" | {r['build']['peak_mb']} MB |"
+        )
     print(f"\n| cohort ({median.name} copies) | patients | events | seconds | peak RSS |\n|---|---|---|---|---|")
     for label, r in doc["cohort"].items():
         print(f"| {label} | {r['patients']} | {r['events']:,} | {r['seconds']} | {r['peak_mb']} MB |")

@@ -30,17 +30,34 @@ import subprocess
 import sys
 import time
 import types
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-ANCHOR = datetime(2024, 11, 30, 16, 0, tzinfo=timezone.utc)
+ANCHOR = datetime(2024, 11, 30, 16, 0, tzinfo=UTC)
 CONCEPTS = ("potassium", "Hemoglobin A1c", "LDL cholesterol", "creatinine", "weight", "blood pressure", "INR")
-CUES = ("What was the patient's {c} {t}?", "{c} {t}", "How many times was {c} measured {t}?",
-        "What was the highest {c} {t}?", "Most recent {c} {t}")
+CUES = (
+    "What was the patient's {c} {t}?",
+    "{c} {t}",
+    "How many times was {c} measured {t}?",
+    "What was the highest {c} {t}?",
+    "Most recent {c} {t}",
+)
 MON = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-MONTH = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-         "November", "December")
+MONTH = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 
 
 def _ord(n: int) -> str:
@@ -51,15 +68,27 @@ def _time_phrase(rng: random.Random) -> str:
     d = date(2015, 1, 1) + timedelta(days=rng.randrange(3600))
     y2 = f"{d.year % 100:02d}"
     forms = [
-        f"on {MONTH[d.month - 1]} {d.day}, {d.year}", f"on {d.isoformat()}", f"on {d.month}/{d.day}/{y2}",
-        f"on {d.day}-{MON[d.month - 1]}-{d.year}", f"on {d.day:02d}-{MON[d.month - 1].upper()}-{y2}",
-        f"on {MON[d.month - 1]} {_ord(d.day)}, {d.year}", f"on the {_ord(d.day)} of {MONTH[d.month - 1]} {d.year}",
-        f"on {d.day} {MON[d.month - 1]} '{y2}", f"on {d.year}/{d.month:02d}/{d.day:02d}",
-        f"on {d.year}{d.month:02d}{d.day:02d}", f"in Q{(d.month - 1) // 3 + 1} {d.year}",
-        f"in the {('first', 'second')[d.month > 6]} half of {d.year}", f"in spring of {d.year}",
-        f"in mid-{d.year}", f"in early {d.year}", f"in {MON[d.month - 1]}-{d.year}",
+        f"on {MONTH[d.month - 1]} {d.day}, {d.year}",
+        f"on {d.isoformat()}",
+        f"on {d.month}/{d.day}/{y2}",
+        f"on {d.day}-{MON[d.month - 1]}-{d.year}",
+        f"on {d.day:02d}-{MON[d.month - 1].upper()}-{y2}",
+        f"on {MON[d.month - 1]} {_ord(d.day)}, {d.year}",
+        f"on the {_ord(d.day)} of {MONTH[d.month - 1]} {d.year}",
+        f"on {d.day} {MON[d.month - 1]} '{y2}",
+        f"on {d.year}/{d.month:02d}/{d.day:02d}",
+        f"on {d.year}{d.month:02d}{d.day:02d}",
+        f"in Q{(d.month - 1) // 3 + 1} {d.year}",
+        f"in the {('first', 'second')[d.month > 6]} half of {d.year}",
+        f"in spring of {d.year}",
+        f"in mid-{d.year}",
+        f"in early {d.year}",
+        f"in {MON[d.month - 1]}-{d.year}",
         f"in {MONTH[d.month - 1]} {d.year}",
-        f"since {MONTH[d.month - 1]} {d.year}", "in the last 6 months", "over the past 2 years", "in " + str(d.year),
+        f"since {MONTH[d.month - 1]} {d.year}",
+        "in the last 6 months",
+        "over the past 2 years",
+        "in " + str(d.year),
     ]
     return rng.choice(forms)
 
@@ -79,17 +108,20 @@ def questions(n: int, seed: int = 0) -> list[tuple[str, bool]]:
 
 def load_baseline(ref: str):
     """``plan_question`` from revision ``ref``, loaded beside this checkout's."""
+
     def show(path: str) -> str:
-        return subprocess.run(["git", "show", f"{ref}:{path}"], cwd=REPO, check=True, capture_output=True,
-                              text=True).stdout
+        return subprocess.run(
+            ["git", "show", f"{ref}:{path}"], cwd=REPO, check=True, capture_output=True, text=True
+        ).stdout
 
     tf = types.ModuleType("_baseline_timefilter")
     sys.modules[tf.__name__] = tf
     exec(compile(show("ragehr/retrieval/timefilter.py"), f"{ref}:timefilter.py", "exec"), tf.__dict__)
     it = types.ModuleType("_baseline_intent")
     sys.modules[it.__name__] = it
-    src = show("ragehr/retrieval/intent.py").replace("from ragehr.retrieval.timefilter import",
-                                                        "from _baseline_timefilter import")
+    src = show("ragehr/retrieval/intent.py").replace(
+        "from ragehr.retrieval.timefilter import", "from _baseline_timefilter import"
+    )
     exec(compile(src, f"{ref}:intent.py", "exec"), it.__dict__)
     return it.plan_question
 
@@ -138,7 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     read_new = sum(plan_question(q, ANCHOR).window.is_filter for q in dated) / len(dated)
     read_old = sum(old(q, ANCHOR).window.is_filter for q in dated) / len(dated)
     res = {
-        "baseline": a.baseline, "questions": len(qs), "dated": len(dated), "rounds": a.rounds,
+        "baseline": a.baseline,
+        "questions": len(qs),
+        "dated": len(dated),
+        "rounds": a.rounds,
         "p50_us": {"this": _pct(t_new, 0.5), "baseline": _pct(t_old, 0.5)},
         "p95_us": {"this": _pct(t_new, 0.95), "baseline": _pct(t_old, 0.95)},
         "mean_us": {"this": statistics.fmean(t_new) / 1000, "baseline": statistics.fmean(t_old) / 1000},

@@ -43,7 +43,9 @@ def main() -> int:
     ap.add_argument("--questions", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-new-tokens", type=int, default=64)
-    ap.add_argument("--data", type=Path, default=Path(os.environ.get("RAGEHR_SHARED_DATA", REPO.parent / "shared" / "data")))
+    ap.add_argument(
+        "--data", type=Path, default=Path(os.environ.get("RAGEHR_SHARED_DATA", REPO.parent / "shared" / "data"))
+    )
     ap.add_argument("--record", default="synthea/fhir/exafluence_CA_2b8f6690-5ebd-45ef-ba61-152e08c9f38a.json")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
@@ -63,13 +65,17 @@ def main() -> int:
         [s] = build_indexes([args.data / args.record], Path(tmp), IndexConfig(embedder="hashing"))
         idx = load_patient_index(Path(tmp), s.patient_id, need_dense=False)
         # a fixed question reserve: the evidence is then the same for every question
-        spec = ContextSpec(strategy="recent", budget=args.window, max_new_tokens=args.max_new_tokens,
-                           question_reserve=64)
+        spec = ContextSpec(
+            strategy="recent", budget=args.window, max_new_tokens=args.max_new_tokens, question_reserve=64
+        )
         requests = []
         for q in questions:
             prep = prepare_context(idx, q, spec, fresh)
-            requests.append(GenerationRequest(messages=build_messages(q, prep.context.packed.block()), question=q,
-                                              max_tokens=args.max_new_tokens))
+            requests.append(
+                GenerationRequest(
+                    messages=build_messages(q, prep.context.packed.block()), question=q, max_tokens=args.max_new_tokens
+                )
+            )
     fresh.load()
     reuse.load()
     runs: dict[str, list[tuple[float, str]]] = {"fresh": [], "reuse": []}
@@ -83,13 +89,20 @@ def main() -> int:
     doc = {
         "command": " ".join(["python", "benchmarks/bench_prefix.py", *sys.argv[1:]]),
         "machine": {"platform": platform.platform(), "cores": os.cpu_count(), "loadavg_at_end": os.getloadavg()},
-        "window": args.window, "threads": args.threads, "max_new_tokens": args.max_new_tokens, "record": args.record,
-        "fresh_s": [round(t, 2) for t, _ in runs["fresh"]], "reuse_s": [round(t, 2) for t, _ in runs["reuse"]],
-        "identical": identical, "n": len(requests),
+        "window": args.window,
+        "threads": args.threads,
+        "max_new_tokens": args.max_new_tokens,
+        "record": args.record,
+        "fresh_s": [round(t, 2) for t, _ in runs["fresh"]],
+        "reuse_s": [round(t, 2) for t, _ in runs["reuse"]],
+        "identical": identical,
+        "n": len(requests),
     }
     f_mean, r_mean = statistics.fmean(doc["fresh_s"]), statistics.fmean(doc["reuse_s"][1:] or doc["reuse_s"])
-    print(f"\nSmolLM2 at {args.window} tokens (recent), {len(requests)} questions, {args.threads} threads, "
-          f"load average at end {doc['machine']['loadavg_at_end']}")
+    print(
+        f"\nSmolLM2 at {args.window} tokens (recent), {len(requests)} questions, {args.threads} threads, "
+        f"load average at end {doc['machine']['loadavg_at_end']}"
+    )
     print("| | s per question |\n|---|---|")
     print(f"| empty KV cache each time | {f_mean:.1f} |")
     print(f"| reuse_prefix, first question | {doc['reuse_s'][0]:.1f} |")

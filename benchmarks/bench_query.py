@@ -41,12 +41,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from compare import load_facts, pct  # noqa: E402
+from compare import load_facts, pct
 
-from ragehr.config import IndexConfig, RetrievalConfig  # noqa: E402
-from ragehr.eval.generated import generate_qa  # noqa: E402
-from ragehr.index.build import build_indexes  # noqa: E402
-from ragehr.index.search import load_patient_index, search  # noqa: E402
+from ragehr.config import IndexConfig, RetrievalConfig
+from ragehr.eval.generated import generate_qa
+from ragehr.index.build import build_indexes
+from ragehr.index.search import load_patient_index, search
 
 
 def _ms(t: float) -> float:
@@ -96,8 +96,14 @@ def measure(path: Path, work: Path, limit: int) -> dict:
     counter = EstimateCounter()
     backend = ExtractiveBackend()
     spec = ContextSpec(strategy="rag", budget=2048)
-    row: dict[str, Any] = {"tokens": estimate_tokens(render_record(record)), "chunks": s.n_chunks,
-                           "embedder": cfg.embedder, "build_s": build_s, "open_s": open_s, "questions": len(qs)}
+    row: dict[str, Any] = {
+        "tokens": estimate_tokens(render_record(record)),
+        "chunks": s.n_chunks,
+        "embedder": cfg.embedder,
+        "build_s": build_s,
+        "open_s": open_s,
+        "questions": len(qs),
+    }
     lat: dict[str, list[float]] = {"retrieve": [], "context": [], "ask": [], "retrieve (repeat)": []}
     for q in qs:  # first pass: each question new to the query LRU
         _forget(idx)
@@ -133,8 +139,11 @@ def measure(path: Path, work: Path, limit: int) -> dict:
         t = time.perf_counter()
         search(idx, q)
         total.append(_ms(t))
-    row["split_p50_ms"] = {"search": pct(total, 0.5), "scoring": pct(scoring, 0.5),
-                           "rest": max(pct(total, 0.5) - pct(scoring, 0.5), 0.0)}
+    row["split_p50_ms"] = {
+        "search": pct(total, 0.5),
+        "scoring": pct(scoring, 0.5),
+        "rest": max(pct(total, 0.5) - pct(scoring, 0.5), 0.0),
+    }
     return row
 
 
@@ -144,8 +153,10 @@ def check(result: dict) -> list[tuple[str, bool]]:
     if len(rows) >= 2:
         (a, ra), (b, rb) = rows[0], rows[-1]
         g = rb["split_p50_ms"]["rest"] / max(ra["split_p50_ms"]["rest"], 1e-6)
-        what = (f"non-scoring part of a search grows {g:.2f}x from {a} ({ra['tokens']:,} tokens) to {b} "
-                f"({rb['tokens']:,} tokens) < 3x")
+        what = (
+            f"non-scoring part of a search grows {g:.2f}x from {a} ({ra['tokens']:,} tokens) to {b} "
+            f"({rb['tokens']:,} tokens) < 3x"
+        )
         out.append((what, g < 3))
     for name, r in rows:
         if "median" in name:
@@ -157,15 +168,20 @@ def check(result: dict) -> list[tuple[str, bool]]:
 
 
 def report(result: dict) -> None:
-    print("\n| record | tokens | chunks | build s | open s | retrieve p50/p95 | context p50/p95 | extractive ask p50/p95 | retrieve repeat p50 |")
+    print(
+        "\n| record | tokens | chunks | build s | open s | retrieve p50/p95 | context p50/p95 | extractive ask p50/p95 | retrieve repeat p50 |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for name, r in result["records"].items():
         lat = r["latency"]
 
         def pp(k: str, lat: dict = lat) -> str:
             return f"{lat[k]['p50_ms']:.2f} / {lat[k]['p95_ms']:.2f}"
-        print(f"| {name} | {r['tokens']:,} | {r['chunks']:,} | {r['build_s']:.2f} | {r['open_s']:.2f} | {pp('retrieve')} | "
-              f"{pp('context')} | {pp('ask')} | {lat['retrieve (repeat)']['p50_ms']:.2f} |")
+
+        print(
+            f"| {name} | {r['tokens']:,} | {r['chunks']:,} | {r['build_s']:.2f} | {r['open_s']:.2f} | {pp('retrieve')} | "
+            f"{pp('context')} | {pp('ask')} | {lat['retrieve (repeat)']['p50_ms']:.2f} |"
+        )
     print("\n| record | tokens | search p50 ms | scoring (BM25 + FAISS) | the rest |")
     print("|---|---|---|---|---|")
     for name, r in sorted(result["records"].items(), key=lambda kv: kv[1]["tokens"]):
@@ -186,9 +202,12 @@ def main() -> int:
     else:
         if not args.records:
             ap.error("give record files (or --check FILE)")
-        result = {"command": " ".join(["python", *sys.argv]),
-                  "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-                  "load_average_start": os.getloadavg(), "records": {}}
+        result = {
+            "command": " ".join(["python", *sys.argv]),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+            "load_average_start": os.getloadavg(),
+            "records": {},
+        }
         for path in args.records:
             with tempfile.TemporaryDirectory(prefix="ragehr-query-") as work:
                 result["records"][path.name] = measure(path, Path(work), args.questions)

@@ -31,11 +31,11 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from ragehr.config import IndexConfig  # noqa: E402
-from ragehr.eval.generated import generate_qa  # noqa: E402
-from ragehr.eval.metrics import mrr, recall_at_k  # noqa: E402
-from ragehr.index.build import build_indexes  # noqa: E402
-from ragehr.index.search import load_patient_index, search  # noqa: E402
+from ragehr.config import IndexConfig
+from ragehr.eval.generated import generate_qa
+from ragehr.eval.metrics import mrr, recall_at_k
+from ragehr.index.build import build_indexes
+from ragehr.index.search import load_patient_index, search
 
 
 def peak_rss_mb() -> float:
@@ -57,14 +57,22 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--per-type", type=int, default=3)
     ap.add_argument("--out", type=Path, default=None)
-    ap.add_argument("--cache-dir", type=Path, default=None,
-                    help="reuse an embedding cache (then build times exclude embedding: use for latency-only runs)")
+    ap.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="reuse an embedding cache (then build times exclude embedding: use for latency-only runs)",
+    )
     args = ap.parse_args()
 
     if args.record:
         paths = list(args.record)
     else:
-        paths = [args.shared / "synthea" / "ccda", args.shared / "synthea" / "fhir", args.shared / "medalign" / "sample-ehr-clean.xml"]
+        paths = [
+            args.shared / "synthea" / "ccda",
+            args.shared / "synthea" / "fhir",
+            args.shared / "medalign" / "sample-ehr-clean.xml",
+        ]
     work = Path(tempfile.mkdtemp(prefix="ragehr-bench-"))
     cfg = IndexConfig(embedder=args.embedder)
     from ragehr.embeddings import load_embedder
@@ -90,9 +98,16 @@ def main() -> int:
             totals[k] += s.seconds.get(k, 0.0)
         n_chunks += s.n_chunks
         idx = load_patient_index(work / "idx", s.patient_id, embedder=embedder)
-        items = [it for it in generate_qa(idx.stored.record, seed=args.seed, per_type=args.per_type) if it.evidence_event_ids]
-        row = {"patient_id": s.patient_id, "events": s.n_events, "chunks": s.n_chunks, "questions": len(items),
-               "seconds": s.seconds}
+        items = [
+            it for it in generate_qa(idx.stored.record, seed=args.seed, per_type=args.per_type) if it.evidence_event_ids
+        ]
+        row = {
+            "patient_id": s.patient_id,
+            "events": s.n_events,
+            "chunks": s.n_chunks,
+            "questions": len(items),
+            "seconds": s.seconds,
+        }
         for retr in ("bm25", "dense", "hybrid"):
             lat, rec, rr = [], [], []
             for it in items:
@@ -102,8 +117,12 @@ def main() -> int:
                 ranked = [h.chunk.event_ids for h in hits]
                 rec.append(recall_at_k(ranked, it.evidence_event_ids, 10) or 0.0)
                 rr.append(mrr(ranked, it.evidence_event_ids) or 0.0)
-            row[retr] = {"recall@10": statistics.fmean(rec) if rec else None, "mrr": statistics.fmean(rr) if rr else None,
-                         "p50_ms": pct(lat, 0.5), "p95_ms": pct(lat, 0.95)}
+            row[retr] = {
+                "recall@10": statistics.fmean(rec) if rec else None,
+                "mrr": statistics.fmean(rr) if rr else None,
+                "p50_ms": pct(lat, 0.5),
+                "p95_ms": pct(lat, 0.95),
+            }
             all_lat[retr] += lat
             all_hits[retr] += rec
             all_rr[retr] += rr
@@ -122,9 +141,12 @@ def main() -> int:
         "peak_rss_mb": peak_rss_mb(),
         "questions": len(all_hits["bm25"]),
         "retrievers": {
-            r: {"recall@10": statistics.fmean(all_hits[r]) if all_hits[r] else None,
+            r: {
+                "recall@10": statistics.fmean(all_hits[r]) if all_hits[r] else None,
                 "mrr": statistics.fmean(all_rr[r]) if all_rr[r] else None,
-                "p50_ms": pct(all_lat[r], 0.5), "p95_ms": pct(all_lat[r], 0.95)}
+                "p50_ms": pct(all_lat[r], 0.5),
+                "p95_ms": pct(all_lat[r], 0.95),
+            }
             for r in all_lat
         },
         "per_patient": rows,
@@ -134,7 +156,9 @@ def main() -> int:
     print("\n| stage | seconds | share |\n|---|---|---|")
     for k, v in totals.items():
         print(f"| {k} | {v:.2f} | {v / build_total:.1%} |")
-    print(f"| **total** | {build_total:.2f} | chunks/s {result['chunks_per_second']:.1f}, peak RSS {result['peak_rss_mb']:.0f} MB |")
+    print(
+        f"| **total** | {build_total:.2f} | chunks/s {result['chunks_per_second']:.1f}, peak RSS {result['peak_rss_mb']:.0f} MB |"
+    )
     print("\n| retriever | recall@10 | MRR | p50 ms | p95 ms |\n|---|---|---|---|---|")
     for r, v in result["retrievers"].items():
         print(f"| {r} | {v['recall@10']:.3f} | {v['mrr']:.3f} | {v['p50_ms']:.1f} | {v['p95_ms']:.1f} |")

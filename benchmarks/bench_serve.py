@@ -30,8 +30,8 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import ragehr  # noqa: E402
-from ragehr.config import IndexConfig, RagehrConfig  # noqa: E402
+import ragehr
+from ragehr.config import IndexConfig, RagehrConfig
 
 TARGET_MS = 300.0
 
@@ -56,8 +56,10 @@ def _post(url: str, body: dict) -> bytes:
 def _stats(ms: list[float]) -> dict:
     s = sorted(ms)
     return {
-        "n": len(s), "p50_ms": round(statistics.median(s), 1),
-        "p95_ms": round(s[min(len(s) - 1, int(round(0.95 * (len(s) - 1))))], 1), "max_ms": round(s[-1], 1),
+        "n": len(s),
+        "p50_ms": round(statistics.median(s), 1),
+        "p95_ms": round(s[min(len(s) - 1, int(round(0.95 * (len(s) - 1))))], 1),
+        "max_ms": round(s[-1], 1),
     }
 
 
@@ -92,7 +94,10 @@ def main() -> int:
         print(summary.message, file=sys.stderr)
         return 1
     pid = summary.patient_id
-    print(f"index: {summary.status} {pid}, {summary.n_events} events, {summary.n_chunks} chunks, {args.embedder}, {index_s:.1f}s", file=sys.stderr)
+    print(
+        f"index: {summary.status} {pid}, {summary.n_events} events, {summary.n_chunks} chunks, {args.embedder}, {index_s:.1f}s",
+        file=sys.stderr,
+    )
 
     import uvicorn
 
@@ -131,13 +136,22 @@ def main() -> int:
         n_pieces.append(len(j["chunks"]))
 
     results = {
-        "record": str(args.record), "patient_id": pid, "events": summary.n_events, "chunks": summary.n_chunks,
-        "embedder": args.embedder, "backend": "extractive", "strategy": "rag", "budget": 2048,
-        "page_html_bytes": len(html), "evidence_tokens_mean": statistics.fmean(n_tokens),
+        "record": str(args.record),
+        "patient_id": pid,
+        "events": summary.n_events,
+        "chunks": summary.n_chunks,
+        "embedder": args.embedder,
+        "backend": "extractive",
+        "strategy": "rag",
+        "budget": 2048,
+        "page_html_bytes": len(html),
+        "evidence_tokens_mean": statistics.fmean(n_tokens),
         "evidence_pieces_mean": statistics.fmean(n_pieces),
         "cold": {"page_ms": round(cold_page_ms, 1), "first_ask_ms": round(cold_ask_ms, 1)},
-        "page_html": _stats(page), "page_with_assets": _stats(page_full),
-        "ask_stream": _stats(ask_stream), "ask_json": _stats(ask_json),
+        "page_html": _stats(page),
+        "page_with_assets": _stats(page_full),
+        "ask_stream": _stats(ask_stream),
+        "ask_json": _stats(ask_json),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "load": os.getloadavg()},
     }
 
@@ -145,14 +159,21 @@ def main() -> int:
         results["browser"] = _browser(base, pid, questions, args.repeat)
     server.should_exit = True
 
-    rows = [("page: HTML", results["page_html"]), ("page: HTML + CSS + JS", results["page_with_assets"]),
-            ("answered question: /api/ask/stream (to result event)", results["ask_stream"]),
-            ("answered question: /api/ask (JSON)", results["ask_json"])]
+    rows = [
+        ("page: HTML", results["page_html"]),
+        ("page: HTML + CSS + JS", results["page_with_assets"]),
+        ("answered question: /api/ask/stream (to result event)", results["ask_stream"]),
+        ("answered question: /api/ask (JSON)", results["ask_json"]),
+    ]
     if "browser" in results:
-        rows += [("browser: page load (navigation to loadEventEnd)", results["browser"]["page_load"]),
-                 ("browser: Ask clicked to answer rendered", results["browser"]["ask"])]
-    print(f"\n{pid}: {summary.n_events:,} events, {summary.n_chunks:,} chunks ({args.embedder} embedder); "
-          f"page {len(html) / 1024:.0f} KiB; cold page {cold_page_ms:.0f} ms, cold first answer {cold_ask_ms:.0f} ms\n")
+        rows += [
+            ("browser: page load (navigation to loadEventEnd)", results["browser"]["page_load"]),
+            ("browser: Ask clicked to answer rendered", results["browser"]["ask"]),
+        ]
+    print(
+        f"\n{pid}: {summary.n_events:,} events, {summary.n_chunks:,} chunks ({args.embedder} embedder); "
+        f"page {len(html) / 1024:.0f} KiB; cold page {cold_page_ms:.0f} ms, cold first answer {cold_ask_ms:.0f} ms\n"
+    )
     print("| measured | n | p50 ms | p95 ms | max ms | p95 < 300 ms |")
     print("|---|---|---|---|---|---|")
     ok = True
@@ -176,7 +197,9 @@ def _browser(base: str, pid: str, questions: list[str], repeat: int) -> dict:
     opts.binary_location = os.environ.get("RAGEHR_CHROMIUM", "/usr/bin/chromium")
     for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
         opts.add_argument(a)
-    drv = webdriver.Chrome(service=Service(os.environ.get("RAGEHR_CHROMEDRIVER", "/usr/bin/chromedriver")), options=opts)
+    drv = webdriver.Chrome(
+        service=Service(os.environ.get("RAGEHR_CHROMEDRIVER", "/usr/bin/chromedriver")), options=opts
+    )
     url = f"{base}/patient?id={urllib.request.quote(pid, safe='')}"
     loads, asks = [], []
     try:
@@ -184,7 +207,9 @@ def _browser(base: str, pid: str, questions: list[str], repeat: int) -> dict:
         for i in range(repeat):
             drv.get(url)
             WebDriverWait(drv, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
-            nav = drv.execute_script("const n = performance.getEntriesByType('navigation')[0]; return n.loadEventEnd - n.startTime;")
+            nav = drv.execute_script(
+                "const n = performance.getEntriesByType('navigation')[0]; return n.loadEventEnd - n.startTime;"
+            )
             loads.append(float(nav))
             q = drv.find_element(By.ID, "question")
             q.send_keys(questions[i % len(questions)])

@@ -46,13 +46,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from compare import PeakRSS, llamaindex_fusions, load_facts, pct, run_bm25_peers  # noqa: E402
+from compare import PeakRSS, llamaindex_fusions, load_facts, pct, run_bm25_peers
 
-from ragehr.config import IndexConfig, RetrievalConfig  # noqa: E402
-from ragehr.eval.generated import generate_qa  # noqa: E402
-from ragehr.eval.metrics import recall_at_k  # noqa: E402
-from ragehr.index.build import build_indexes  # noqa: E402
-from ragehr.index.search import RetrievedChunk, load_patient_index, search  # noqa: E402
+from ragehr.config import IndexConfig, RetrievalConfig
+from ragehr.eval.generated import generate_qa
+from ragehr.eval.metrics import recall_at_k
+from ragehr.index.build import build_indexes
+from ragehr.index.search import RetrievedChunk, load_patient_index, search
 
 RETRIEVERS = ("bm25", "dense", "hybrid")
 BUDGET = 2048
@@ -61,8 +61,11 @@ BUDGET = 2048
 def _questions(path: Path, record: Any) -> dict[str, list[tuple[str, list[str]]]]:
     has_facts = path.with_suffix(".facts.jsonl").is_file()  # make_record.py's records; not the shared ones
     facts = [(f["question"], f["gold"]) for f in load_facts(path, record)] if has_facts else []
-    gen = [(it.question, list(it.evidence_event_ids)) for it in generate_qa(record, seed=0, per_type=3)
-           if it.evidence_event_ids]
+    gen = [
+        (it.question, list(it.evidence_event_ids))
+        for it in generate_qa(record, seed=0, per_type=3)
+        if it.evidence_event_ids
+    ]
     return {"facts": facts, "generated": gen}
 
 
@@ -83,8 +86,14 @@ def build(path: Path, work: Path, name: str, embedder: Any, cache_dir: Path) -> 
     if s.status != "built":
         raise SystemExit(f"{path}: index build failed: {s.message}")
     idx = load_patient_index(work / f"idx-{name}", s.patient_id, embedder=embedder)
-    return {"chunks": s.n_chunks, "events": s.n_events, "build_s": secs, "stage_s": s.seconds,
-            "embedded": s.n_embedded, "build_peak_rss_mb": mem.mb}, idx
+    return {
+        "chunks": s.n_chunks,
+        "events": s.n_events,
+        "build_s": secs,
+        "stage_s": s.seconds,
+        "embedded": s.n_embedded,
+        "build_peak_rss_mb": mem.mb,
+    }, idx
 
 
 def quality_and_latency(idx: Any, qs: dict[str, list[tuple[str, list[str]]]]) -> dict:
@@ -102,8 +111,11 @@ def quality_and_latency(idx: Any, qs: dict[str, list[tuple[str, list[str]]]]) ->
                 hits, _ = search(idx, question, k=10, retriever=retr)
                 lat.append(_ms(t))
                 rec[group].append(recall_at_k([h.chunk.event_ids for h in hits], gold, 10) or 0.0)
-        out[retr] = {"p50_ms": pct(lat, 0.5), "p95_ms": pct(lat, 0.95),
-                     **{f"recall@10_{g}": statistics.fmean(v) if v else None for g, v in rec.items()}}
+        out[retr] = {
+            "p50_ms": pct(lat, 0.5),
+            "p95_ms": pct(lat, 0.95),
+            **{f"recall@10_{g}": statistics.fmean(v) if v else None for g, v in rec.items()},
+        }
     # evidence recall is not timed: the query vectors of the passes above are reused (LRU)
     from ragehr.embeddings import QueryLRU
 
@@ -135,8 +147,9 @@ def breakdown(idx: Any, questions: list[str]) -> dict:
 
     cfg = RetrievalConfig()
     n = cfg.candidates
-    parts: dict[str, list[float]] = {k: [] for k in
-                                     ("analyzer", "bm25", "embed", "faiss", "fusion", "chunk lookup", "search total")}
+    parts: dict[str, list[float]] = {
+        k: [] for k in ("analyzer", "bm25", "embed", "faiss", "fusion", "chunk lookup", "search total")
+    }
     for q in questions:
         t = time.perf_counter()
         idx.bm25.analyzer.tokenize(q)
@@ -173,27 +186,37 @@ def run_llamaindex(idx: Any, qs: dict[str, list[tuple[str, list[str]]]], embedde
             res = fusion.retrieve(question)
             lat.append(_ms(t))
             rec[group].append(recall_at_k(ids_of(res)[:10], gold, 10) or 0.0)
-    return {"build_s": build_s, "build_peak_rss_mb": mb, "p50_ms": pct(lat, 0.5), "p95_ms": pct(lat, 0.95),
-            **{f"recall@10_{g}": statistics.fmean(v) if v else None for g, v in rec.items()}}
+    return {
+        "build_s": build_s,
+        "build_peak_rss_mb": mb,
+        "p50_ms": pct(lat, 0.5),
+        "p95_ms": pct(lat, 0.95),
+        **{f"recall@10_{g}": statistics.fmean(v) if v else None for g, v in rec.items()},
+    }
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("records", type=Path, nargs="*")
     ap.add_argument("--check", type=Path, help="only print the targets of a saved result JSON")
-    ap.add_argument("--minilm-cold", default="small,median",
-                    help="record stems whose MiniLM build starts from an empty cache (the rest read --minilm-cache)")
+    ap.add_argument(
+        "--minilm-cold",
+        default="small,median",
+        help="record stems whose MiniLM build starts from an empty cache (the rest read --minilm-cache)",
+    )
     ap.add_argument("--minilm-cache", type=Path, default=None, help="MiniLM embedding cache for the other records")
     ap.add_argument("--minilm-skip", default="", help="record stems to run with the static embedder only")
     ap.add_argument("--peers", default="", help="record stems to run llama-index and rank-bm25 on (e.g. median)")
     ap.add_argument("--models-dir", type=Path, default=None, help="where the distilled static model is kept")
     ap.add_argument("--breakdown-questions", type=int, default=30, help="questions timed piece by piece")
-    ap.add_argument("--minilm-reference", type=Path,
-                    help="an earlier result JSON: for records MiniLM is skipped on here (--minilm-skip), its MiniLM "
-                    "row is taken from there (quality does not depend on the machine; marked from_reference)")
+    ap.add_argument(
+        "--minilm-reference",
+        type=Path,
+        help="an earlier result JSON: for records MiniLM is skipped on here (--minilm-skip), its MiniLM "
+        "row is taken from there (quality does not depend on the machine; marked from_reference)",
+    )
     ap.add_argument("--out", type=Path)
-    ap.add_argument("--expect", action="store_true",
-                    help="exit 1 when any target of check_targets (issue 22) is FAIL")
+    ap.add_argument("--expect", action="store_true", help="exit 1 when any target of check_targets (issue 22) is FAIL")
     args = ap.parse_args()
     if args.check:
         checked = check_targets(json.loads(args.check.read_text()))
@@ -228,8 +251,11 @@ def main() -> int:
         qs = _questions(path, record)
         work = Path(tempfile.mkdtemp(prefix="ragehr-speed-"))
         row: dict[str, Any] = {"questions": {g: len(v) for g, v in qs.items()}}
-        print(f"\n## {path.name}: {len(record.events)} events, {len(qs['facts'])} planted facts, "
-              f"{len(qs['generated'])} generated questions", flush=True)
+        print(
+            f"\n## {path.name}: {len(record.events)} events, {len(qs['facts'])} planted facts, "
+            f"{len(qs['generated'])} generated questions",
+            flush=True,
+        )
         idxs = {}
         for name, emb in embedders.items():
             if name == "minilm" and stem in skip:
@@ -241,21 +267,28 @@ def main() -> int:
                 minilm_cache = cache
             b["embeddings_from_cache"] = bool(use_cache)
             b.update(quality_and_latency(idx, qs))
-            b["breakdown_ms"] = breakdown(idx, [q for q, _ in qs["facts"] + qs["generated"]][:args.breakdown_questions])
+            b["breakdown_ms"] = breakdown(
+                idx, [q for q, _ in qs["facts"] + qs["generated"]][: args.breakdown_questions]
+            )
             row[name] = b
             idxs[name] = idx
             h = b["hybrid"]
-            print(f"{name:>6}: {b['chunks']} chunks, build {b['build_s']:.2f} s{' (cached)' if use_cache else ''} "
-                  f"(embed {b['stage_s'].get('embed', 0):.2f} s), peak +{b['build_peak_rss_mb']:.0f} MB; hybrid p50 "
-                  f"{h['p50_ms']:.2f} ms p95 {h['p95_ms']:.2f} ms, repeat {h['repeat_p50_ms']:.2f} ms; recall@10 "
-                  f"facts {_f(h['recall@10_facts'])} generated {_f(h['recall@10_generated'])}; evidence@2k facts "
-                  f"{_f(h['evidence@2k_facts'])} generated {_f(h['evidence@2k_generated'])}", flush=True)
+            print(
+                f"{name:>6}: {b['chunks']} chunks, build {b['build_s']:.2f} s{' (cached)' if use_cache else ''} "
+                f"(embed {b['stage_s'].get('embed', 0):.2f} s), peak +{b['build_peak_rss_mb']:.0f} MB; hybrid p50 "
+                f"{h['p50_ms']:.2f} ms p95 {h['p95_ms']:.2f} ms, repeat {h['repeat_p50_ms']:.2f} ms; recall@10 "
+                f"facts {_f(h['recall@10_facts'])} generated {_f(h['recall@10_generated'])}; evidence@2k facts "
+                f"{_f(h['evidence@2k_facts'])} generated {_f(h['evidence@2k_generated'])}",
+                flush=True,
+            )
         if "minilm" not in row and args.minilm_reference:
             ref = json.loads(args.minilm_reference.read_text())["records"].get(path.name, {}).get("minilm")
             if ref is not None:
                 if ref["chunks"] != row["static"]["chunks"]:
-                    raise SystemExit(f"{path.name}: the reference MiniLM run had {ref['chunks']} chunks, this one "
-                                     f"{row['static']['chunks']}: not the same chunks")
+                    raise SystemExit(
+                        f"{path.name}: the reference MiniLM run had {ref['chunks']} chunks, this one "
+                        f"{row['static']['chunks']}: not the same chunks"
+                    )
                 row["minilm"] = {**ref, "from_reference": str(args.minilm_reference)}
                 print(f"minilm: from {args.minilm_reference} (same {ref['chunks']} chunks)", flush=True)
         s = row["static"]
@@ -283,20 +316,26 @@ def main() -> int:
 
             row["llamaindex_minilm"] = run_llamaindex(idxs["static"], qs, CachedMiniLM(), depth)
             row["llamaindex_minilm"]["chunk_vectors_from_cache"] = True
-            row["llamaindex_minilm"]["minilm_embed_s_same_chunks"] = row.get("minilm", {}).get("stage_s", {}).get("embed")
+            row["llamaindex_minilm"]["minilm_embed_s_same_chunks"] = (
+                row.get("minilm", {}).get("stage_s", {}).get("embed")
+            )
             row["llamaindex_static"] = run_llamaindex(idxs["static"], qs, embedders["static"], depth)
             facts_only = [{"question": q, "gold": g} for q, g in qs["facts"]]
             row["bm25_peers"] = run_bm25_peers(idxs["static"], facts_only)
             li = row["llamaindex_minilm"]
             row["ratios_llamaindex_minilm_over_ragehr_static"] = {
-                "build_s": li["build_s"] / s["build_s"], "p50_ms": li["p50_ms"] / s["hybrid"]["p50_ms"],
+                "build_s": li["build_s"] / s["build_s"],
+                "p50_ms": li["p50_ms"] / s["hybrid"]["p50_ms"],
                 "p95_ms": li["p95_ms"] / s["hybrid"]["p95_ms"],
             }
-            print(f"llama-index (MiniLM vectors cached, depth {depth}): build {li['build_s']:.1f} s "
-                  f"(+ MiniLM embedding {li['minilm_embed_s_same_chunks']} s), p50 {li['p50_ms']:.1f} ms, "
-                  f"recall@10 facts {li['recall@10_facts']:.3f} generated {li['recall@10_generated']:.3f}; "
-                  f"llama-index (static): build {row['llamaindex_static']['build_s']:.1f} s, "
-                  f"p50 {row['llamaindex_static']['p50_ms']:.1f} ms", flush=True)
+            print(
+                f"llama-index (MiniLM vectors cached, depth {depth}): build {li['build_s']:.1f} s "
+                f"(+ MiniLM embedding {li['minilm_embed_s_same_chunks']} s), p50 {li['p50_ms']:.1f} ms, "
+                f"recall@10 facts {li['recall@10_facts']:.3f} generated {li['recall@10_generated']:.3f}; "
+                f"llama-index (static): build {row['llamaindex_static']['build_s']:.1f} s, "
+                f"p50 {row['llamaindex_static']['p50_ms']:.1f} ms",
+                flush=True,
+            )
         result["records"][path.name] = row
         shutil.rmtree(work, ignore_errors=True)
         if args.out:  # after every record, so a later failure loses nothing
@@ -332,15 +371,27 @@ def check_targets(result: dict, record: str | None = None) -> list[dict]:
         if "minilm" in row and not row["minilm"].get("embeddings_from_cache"):
             m = row["minilm"]
             ref = " (MiniLM: reference run)" if m.get("from_reference") else ""
-            target(f"{record}: static build speed-up over MiniLM{ref}", m["build_s"] / s["build_s"],
-                   m["build_s"] / s["build_s"] >= 20, ">= 20x")
+            target(
+                f"{record}: static build speed-up over MiniLM{ref}",
+                m["build_s"] / s["build_s"],
+                m["build_s"] / s["build_s"] >= 20,
+                ">= 20x",
+            )
         li = row.get("llamaindex_minilm")
         if li:
             li_build = li["build_s"] + (li.get("minilm_embed_s_same_chunks") or 0.0)
-            target(f"{record}: llama-index (MiniLM) build / ragehr static build", li_build / s["build_s"],
-                   li_build / s["build_s"] >= 20, ">= 20x")
-            target(f"{record}: llama-index (MiniLM) query p50 / ragehr static hybrid p50",
-                   li["p50_ms"] / s["hybrid"]["p50_ms"], li["p50_ms"] / s["hybrid"]["p50_ms"] >= 10, ">= 10x")
+            target(
+                f"{record}: llama-index (MiniLM) build / ragehr static build",
+                li_build / s["build_s"],
+                li_build / s["build_s"] >= 20,
+                ">= 20x",
+            )
+            target(
+                f"{record}: llama-index (MiniLM) query p50 / ragehr static hybrid p50",
+                li["p50_ms"] / s["hybrid"]["p50_ms"],
+                li["p50_ms"] / s["hybrid"]["p50_ms"] >= 10,
+                ">= 10x",
+            )
             for key in [k for k in s["hybrid"] if k.startswith("recall@10_") and li.get(k) is not None]:
                 d = s["hybrid"][key] - li[key]
                 target(f"{record}: ragehr static - llama-index (MiniLM) {key}", d, d >= 0, ">= 0")
@@ -360,27 +411,39 @@ def check_targets(result: dict, record: str | None = None) -> list[dict]:
 
 
 def print_tables(result: dict) -> None:
-    print("\n| record | chunks | build MiniLM | build static | ratio | peak RSS MiniLM / static (MB) | hybrid p50 MiniLM / static (ms) |")
+    print(
+        "\n| record | chunks | build MiniLM | build static | ratio | peak RSS MiniLM / static (MB) | hybrid p50 MiniLM / static (ms) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name, row in result["records"].items():
         s = row["static"]
         m = row.get("minilm")
         if m is None:
-            print(f"| {name} | {s['chunks']} | (not run) | {s['build_s']:.2f} s | | - / {s['build_peak_rss_mb']:.0f} | - / {s['hybrid']['p50_ms']:.2f} |")
+            print(
+                f"| {name} | {s['chunks']} | (not run) | {s['build_s']:.2f} s | | - / {s['build_peak_rss_mb']:.0f} | - / {s['hybrid']['p50_ms']:.2f} |"
+            )
             continue
-        print(f"| {name} | {s['chunks']} | {m['build_s']:.1f} s{' (cached)' if m['embeddings_from_cache'] else ''} | "
-              f"{s['build_s']:.2f} s | {m['build_s'] / s['build_s']:.0f}x | {m['build_peak_rss_mb']:.0f} / {s['build_peak_rss_mb']:.0f} | "
-              f"{m['hybrid']['p50_ms']:.2f} / {s['hybrid']['p50_ms']:.2f} |")
-    print("\n| record | embedder | retriever | p50 ms | p95 ms | recall@10 facts | recall@10 generated | evidence@2k facts | evidence@2k generated |")
+        print(
+            f"| {name} | {s['chunks']} | {m['build_s']:.1f} s{' (cached)' if m['embeddings_from_cache'] else ''} | "
+            f"{s['build_s']:.2f} s | {m['build_s'] / s['build_s']:.0f}x | {m['build_peak_rss_mb']:.0f} / {s['build_peak_rss_mb']:.0f} | "
+            f"{m['hybrid']['p50_ms']:.2f} / {s['hybrid']['p50_ms']:.2f} |"
+        )
+    print(
+        "\n| record | embedder | retriever | p50 ms | p95 ms | recall@10 facts | recall@10 generated | evidence@2k facts | evidence@2k generated |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for name, row in result["records"].items():
         for emb in [e for e in ("minilm", "static") if e in row]:
             for r in RETRIEVERS:
                 v = row[emb][r]
-                ev = (f"{_f(v['evidence@2k_facts'])} | {_f(v['evidence@2k_generated'])}" if r == "hybrid" else "| ")
-                print(f"| {name} | {emb} | {r} | {v['p50_ms']:.2f} | {v['p95_ms']:.2f} | {_f(v['recall@10_facts'])} | "
-                      f"{_f(v['recall@10_generated'])} | {ev} |")
-    print("\n| record | embedder | " + " | ".join(next(iter(result["records"].values()))["static"]["breakdown_ms"]) + " |")
+                ev = f"{_f(v['evidence@2k_facts'])} | {_f(v['evidence@2k_generated'])}" if r == "hybrid" else "| "
+                print(
+                    f"| {name} | {emb} | {r} | {v['p50_ms']:.2f} | {v['p95_ms']:.2f} | {_f(v['recall@10_facts'])} | "
+                    f"{_f(v['recall@10_generated'])} | {ev} |"
+                )
+    print(
+        "\n| record | embedder | " + " | ".join(next(iter(result["records"].values()))["static"]["breakdown_ms"]) + " |"
+    )
     print("|---|---|" + "---|" * 7)
     for name, row in result["records"].items():
         for emb in [e for e in ("minilm", "static") if e in row]:

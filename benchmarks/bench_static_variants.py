@@ -22,13 +22,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from compare import load_facts  # noqa: E402
+from compare import load_facts
 
-from ragehr.config import IndexConfig, RetrievalConfig  # noqa: E402
-from ragehr.eval.generated import generate_qa  # noqa: E402
-from ragehr.eval.metrics import recall_at_k  # noqa: E402
-from ragehr.index.build import build_indexes  # noqa: E402
-from ragehr.index.search import load_patient_index, search  # noqa: E402
+from ragehr.config import IndexConfig, RetrievalConfig
+from ragehr.eval.generated import generate_qa
+from ragehr.eval.metrics import recall_at_k
+from ragehr.index.build import build_indexes
+from ragehr.index.search import load_patient_index, search
 
 
 class DenseQueryText:
@@ -97,13 +97,19 @@ def main() -> int:
     embedders = {"static": load_embedder("static", models_dir=default_models_dir())}
     if args.minilm_cache:
         embedders["minilm"] = load_embedder("minilm")
-    result: dict[str, Any] = {"command": " ".join(["python", *sys.argv]),
-                              "embedders": {k: e.model_id for k, e in embedders.items()}, "records": {}}
+    result: dict[str, Any] = {
+        "command": " ".join(["python", *sys.argv]),
+        "embedders": {k: e.model_id for k, e in embedders.items()},
+        "records": {},
+    }
     for path in args.records:
         record = load_record(path)
         facts = [(f["question"], f["gold"]) for f in load_facts(path, record)]
-        gen = [(it.question, list(it.evidence_event_ids)) for it in generate_qa(record, seed=0, per_type=3)
-               if it.evidence_event_ids]
+        gen = [
+            (it.question, list(it.evidence_event_ids))
+            for it in generate_qa(record, seed=0, per_type=3)
+            if it.evidence_event_ids
+        ]
         qs = {"facts": facts, "generated": gen}
         work = Path(tempfile.mkdtemp(prefix="ragehr-variants-"))
         row: dict[str, Any] = {}
@@ -120,9 +126,11 @@ def main() -> int:
                 res = score(idx, qs, cfg)
                 row[f"{name} / {vname}"] = res
                 f, g = res["facts"], res["generated"]
-                print(f"{path.stem} | {name} / {vname} | facts r@10 {f['recall@10']:.3f} ev@2k {f['evidence@2k']:.3f} | "
-                      f"generated r@10 {g['recall@10']:.3f} ev@2k {g['evidence@2k']:.3f} | missed {f['missed']}",
-                      flush=True)
+                print(
+                    f"{path.stem} | {name} / {vname} | facts r@10 {f['recall@10']:.3f} ev@2k {f['evidence@2k']:.3f} | "
+                    f"generated r@10 {g['recall@10']:.3f} ev@2k {g['evidence@2k']:.3f} | missed {f['missed']}",
+                    flush=True,
+                )
         result["records"][path.name] = row
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -58,7 +58,7 @@ def _has_value(line: str, date: str, value: str) -> bool:
         return False
     if not value:
         return True
-    rest = line[len(date):]
+    rest = line[len(date) :]
     return re.search(rf"(?<![\w.]){re.escape(value)}(?![\w.]|\.\d)", rest) is not None
 
 
@@ -92,19 +92,31 @@ def run(args: argparse.Namespace) -> tuple[list[dict], list[dict]]:
     embedder = load_embedder(args.embedder)
     counter = EstimateCounter()
     cfg = IndexConfig(embedder=args.embedder)
-    conds = [("rag", b) for b in BUDGETS] + [("visit-bm25", b) for b in BUDGETS] + [("recent", b) for b in (*BUDGETS, RECENT_LONG)]
+    conds = (
+        [("rag", b) for b in BUDGETS]
+        + [("visit-bm25", b) for b in BUDGETS]
+        + [("recent", b) for b in (*BUDGETS, RECENT_LONG)]
+    )
     per_q: list[dict] = []
     records_meta = []
     for path in args.records:
         t0 = time.perf_counter()
-        [s] = build_indexes([path], args.work / f"idx-{args.embedder}", cfg, cache_dir=args.cache_dir or args.work / "cache", embedder=embedder)
+        [s] = build_indexes(
+            [path],
+            args.work / f"idx-{args.embedder}",
+            cfg,
+            cache_dir=args.cache_dir or args.work / "cache",
+            embedder=embedder,
+        )
         if s.status == "failed":
             raise SystemExit(f"index build failed: {s.message}")
         idx = load_patient_index(args.work / f"idx-{args.embedder}", s.patient_id, embedder=embedder)
         build_s = time.perf_counter() - t0
         lines = gold_lines(idx.stored.record)
         qa = read_jsonl(path.with_suffix(".qa.jsonl"))
-        records_meta.append({"record": str(path), "chunks": len(idx.stored.chunks), "questions": len(qa), "build_s": round(build_s, 1)})
+        records_meta.append(
+            {"record": str(path), "chunks": len(idx.stored.chunks), "questions": len(qa), "build_s": round(build_s, 1)}
+        )
         print(f"{path.name}: {len(idx.stored.chunks)} chunks, {len(qa)} questions", file=sys.stderr)
         for q in qa:
             gold = tuple(g for g in q.evidence_event_ids if g in lines)
@@ -126,14 +138,20 @@ def run(args: argparse.Namespace) -> tuple[list[dict], list[dict]]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("records", type=Path, nargs="*")
-    ap.add_argument("--combine", type=Path, nargs="+", help="instead of running: merge the questions of earlier --out files (runs split over time) and report them")
+    ap.add_argument(
+        "--combine",
+        type=Path,
+        nargs="+",
+        help="instead of running: merge the questions of earlier --out files (runs split over time) and report them",
+    )
     ap.add_argument("--embedder", default="hashing", help="hashing (fast) or minilm")
     ap.add_argument("--work", type=Path, default=Path("benchmarks/data/time-work"))
     ap.add_argument("--cache-dir", type=Path, help="embedding cache (default: WORK/cache); share it between runs")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--label", default="", help="a name for this run (e.g. the branch)")
     ap.add_argument(
-        "--expect", choices=("chronic", "short"),
+        "--expect",
+        choices=("chronic", "short"),
         help="check issue 10's targets and print OK/FAIL (exit 1 on a FAIL): chronic: rag@2k >= 0.95 "
         "overall and >= 0.90 per type, above recent@32k and visit-bm25@8k, hybrid recall@10 >= bm25's; "
         "short: rag@2k >= 0.98",
@@ -158,11 +176,29 @@ def main() -> int:
         groups["ALL"].append(r)
     for t, rows in sorted(groups.items()):
         by_type[t] = {"n": len(rows), **{k: round(statistics.fmean(r[k] for r in rows), 3) for k in keys}}
-    out = {"label": args.label, "embedder": args.embedder, "records": records_meta, "by_type": by_type, "questions": per_q}
+    out = {
+        "label": args.label,
+        "embedder": args.embedder,
+        "records": records_meta,
+        "by_type": by_type,
+        "questions": per_q,
+    }
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(out, indent=1))
-    cols = ["rag@512", "rag@1024", "rag@2048", "rag@4096", "rag@8192", "visit-bm25@2048", "visit-bm25@8192", "recent@2048", "recent@32768", "recall@10/hybrid", "recall@10/bm25"]
+    cols = [
+        "rag@512",
+        "rag@1024",
+        "rag@2048",
+        "rag@4096",
+        "rag@8192",
+        "visit-bm25@2048",
+        "visit-bm25@8192",
+        "recent@2048",
+        "recent@32768",
+        "recall@10/hybrid",
+        "recall@10/bm25",
+    ]
     print("| type | n | " + " | ".join(cols) + " |")
     print("|---|---|" + "---|" * len(cols))
     for t, v in by_type.items():
@@ -173,14 +209,28 @@ def main() -> int:
 def check(by_type: dict[str, dict[str, float]], which: str) -> int:
     """Issue 10's targets as OK/FAIL lines; 1 when any fails."""
     a = by_type["ALL"]
-    checks = [(f"rag@2048 overall {a['rag@2048']:.3f} >= {0.95 if which == 'chronic' else 0.98}",
-               a["rag@2048"] >= (0.95 if which == "chronic" else 0.98))]
+    checks = [
+        (
+            f"rag@2048 overall {a['rag@2048']:.3f} >= {0.95 if which == 'chronic' else 0.98}",
+            a["rag@2048"] >= (0.95 if which == "chronic" else 0.98),
+        )
+    ]
     if which == "chronic":
-        checks += [(f"rag@2048 {t} {v['rag@2048']:.3f} >= 0.90", v["rag@2048"] >= 0.90) for t, v in by_type.items() if t != "ALL"]
+        checks += [
+            (f"rag@2048 {t} {v['rag@2048']:.3f} >= 0.90", v["rag@2048"] >= 0.90)
+            for t, v in by_type.items()
+            if t != "ALL"
+        ]
         checks += [
             (f"rag@2048 {a['rag@2048']:.3f} > recent@32768 {a['recent@32768']:.3f}", a["rag@2048"] > a["recent@32768"]),
-            (f"rag@2048 {a['rag@2048']:.3f} > visit-bm25@8192 {a['visit-bm25@8192']:.3f}", a["rag@2048"] > a["visit-bm25@8192"]),
-            (f"recall@10 hybrid {a['recall@10/hybrid']:.3f} >= bm25 {a['recall@10/bm25']:.3f}", a["recall@10/hybrid"] >= a["recall@10/bm25"]),
+            (
+                f"rag@2048 {a['rag@2048']:.3f} > visit-bm25@8192 {a['visit-bm25@8192']:.3f}",
+                a["rag@2048"] > a["visit-bm25@8192"],
+            ),
+            (
+                f"recall@10 hybrid {a['recall@10/hybrid']:.3f} >= bm25 {a['recall@10/bm25']:.3f}",
+                a["recall@10/hybrid"] >= a["recall@10/bm25"],
+            ),
         ]
     for what, ok in checks:
         print(f"{'OK  ' if ok else 'FAIL'} {what}")

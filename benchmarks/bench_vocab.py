@@ -48,7 +48,7 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_time import found, gold_lines  # noqa: E402
+from bench_time import found, gold_lines
 
 HERE = Path(__file__).resolve().parent
 FORMS = HERE / "shorthand_forms.tsv"

@@ -39,9 +39,9 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from ragehr.config import IndexConfig, RetrievalConfig  # noqa: E402
-from ragehr.index.build import build_indexes  # noqa: E402
-from ragehr.index.search import load_patient_index, search  # noqa: E402
+from ragehr.config import IndexConfig, RetrievalConfig
+from ragehr.index.build import build_indexes
+from ragehr.index.search import load_patient_index, search
 
 BUDGETS = (512, 1024, 2048, 4096, 8192, 32768)
 
@@ -92,8 +92,9 @@ def hit(ranked_event_ids: list[tuple[str, ...]], gold: list[str]) -> float:
     return 1.0 if any(g & set(ids) for ids in ranked_event_ids[:10]) else 0.0
 
 
-def run_ragehr(path: Path, work: Path, embedder: Any, cache_dir: Path | None = None,
-               embedder_name: str = "minilm") -> tuple[dict, Any]:
+def run_ragehr(
+    path: Path, work: Path, embedder: Any, cache_dir: Path | None = None, embedder_name: str = "minilm"
+) -> tuple[dict, Any]:
     cfg = IndexConfig(embedder=embedder_name)
     with PeakRSS() as mem:
         t = time.perf_counter()
@@ -103,8 +104,12 @@ def run_ragehr(path: Path, work: Path, embedder: Any, cache_dir: Path | None = N
         raise SystemExit(f"index build failed: {s.message}")
     idx = load_patient_index(work / "idx", s.patient_id, embedder=embedder)
     return {
-        "chunks": s.n_chunks, "events": s.n_events, "build_s": build, "stage_s": s.seconds,
-        "index_mb": dir_mb(Path(s.index_path)), "build_peak_rss_mb": mem.mb,
+        "chunks": s.n_chunks,
+        "events": s.n_events,
+        "build_s": build,
+        "stage_s": s.seconds,
+        "index_mb": dir_mb(Path(s.index_path)),
+        "build_peak_rss_mb": mem.mb,
     }, idx
 
 
@@ -174,13 +179,19 @@ def llamaindex_fusions(chunks: Any, embedder: Any, depths: dict[str, int]) -> tu
         t = time.perf_counter()
         store = FaissVectorStore(faiss_index=faiss.IndexFlatIP(embedder.dim))
         vindex = VectorStoreIndex(
-            nodes, storage_context=StorageContext.from_defaults(vector_store=store),
-            embed_model=llamaindex_embedding(embedder), show_progress=False,
+            nodes,
+            storage_context=StorageContext.from_defaults(vector_store=store),
+            embed_model=llamaindex_embedding(embedder),
+            show_progress=False,
         )
         fusions = {
             name: QueryFusionRetriever(
                 [vindex.as_retriever(similarity_top_k=k), BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=k)],
-                llm=MockLLM(), num_queries=1, mode="reciprocal_rerank", similarity_top_k=10, use_async=False,
+                llm=MockLLM(),
+                num_queries=1,
+                mode="reciprocal_rerank",
+                similarity_top_k=10,
+                use_async=False,
             )
             for name, k in depths.items()
         }
@@ -245,7 +256,10 @@ def run_bm25_peers(idx: Any, facts: list[dict]) -> dict:
     out = {}
     for name, fn in (
         ("bm25s", lambda q: [s.chunk_id for s in ours.search(q, 10)]),
-        ("rank_bm25", lambda q: [ids[i] for i in np.argsort(-peer.get_scores(analyzer.tokenize(q)), kind="stable")[:10]]),
+        (
+            "rank_bm25",
+            lambda q: [ids[i] for i in np.argsort(-peer.get_scores(analyzer.tokenize(q)), kind="stable")[:10]],
+        ),
     ):
         lat, rec = [], []
         for f in facts:
@@ -285,7 +299,9 @@ def main() -> int:
     ap.add_argument("--no-budgets", action="store_true", help="skip evidence recall by budget")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--cache-dir", type=Path, help="reuse an embedding cache (build times then exclude embedding)")
-    ap.add_argument("--embedder", default="minilm", help="ragehr's (and the llama-index pipeline's) embedder: minilm or static")
+    ap.add_argument(
+        "--embedder", default="minilm", help="ragehr's (and the llama-index pipeline's) embedder: minilm or static"
+    )
     args = ap.parse_args()
 
     from ragehr.embeddings import load_embedder
@@ -311,22 +327,35 @@ def main() -> int:
         r["bm25_only"] = query_ragehr(idx, facts, "bm25")
         r.update(answer_all(idx, facts))
         row: dict[str, Any] = {"ragehr": r, "facts": len(facts)}
-        print(f"ragehr: {r['chunks']} chunks, build {r['build_s']:.1f} s (embed {r['stage_s'].get('embed', 0):.1f} s), "
-              f"index {r['index_mb']:.1f} MB, build peak RSS +{r['build_peak_rss_mb']:.0f} MB, "
-              f"query p50 {r['p50_ms']:.1f} ms p95 {r['p95_ms']:.1f} ms, recall@10 {r['recall@10']:.3f} "
-              f"(bm25 alone {r['bm25_only']['recall@10']:.3f}); ask (rag 2k, extractive) p50 {r['ask_p50_ms']:.0f} ms, "
-              f"answers quoting the planted fact {r['answer_quotes_fact']:.2f}", flush=True)
+        print(
+            f"ragehr: {r['chunks']} chunks, build {r['build_s']:.1f} s (embed {r['stage_s'].get('embed', 0):.1f} s), "
+            f"index {r['index_mb']:.1f} MB, build peak RSS +{r['build_peak_rss_mb']:.0f} MB, "
+            f"query p50 {r['p50_ms']:.1f} ms p95 {r['p95_ms']:.1f} ms, recall@10 {r['recall@10']:.3f} "
+            f"(bm25 alone {r['bm25_only']['recall@10']:.3f}); ask (rag 2k, extractive) p50 {r['ask_p50_ms']:.0f} ms, "
+            f"answers quoting the planted fact {r['answer_quotes_fact']:.2f}",
+            flush=True,
+        )
         if args.peers:
             li = run_llamaindex(idx, facts, embedder)
             row["llamaindex"] = li
             bm = run_bm25_peers(idx, facts)
             row["bm25"] = bm
             print("\n| figure | ragehr hybrid | llama-index fusion | ratio ragehr/peer |\n|---|---|---|---|")
-            for k, unit in (("build_s", "s"), ("p50_ms", "ms"), ("p95_ms", "ms"), ("build_peak_rss_mb", "MB"), ("recall@10", "")):
-                print(f"| {k} | {r[k]:.3f} {unit} | {li[k]:.3f} {unit} | {r[k] / li[k] if li[k] else float('nan'):.2f} |")
+            for k, unit in (
+                ("build_s", "s"),
+                ("p50_ms", "ms"),
+                ("p95_ms", "ms"),
+                ("build_peak_rss_mb", "MB"),
+                ("recall@10", ""),
+            ):
+                print(
+                    f"| {k} | {r[k]:.3f} {unit} | {li[k]:.3f} {unit} | {r[k] / li[k] if li[k] else float('nan'):.2f} |"
+                )
             d = li["defaults"]
-            print(f"(llama-index at the same candidate depth, {li['candidates_per_retriever']} per retriever; with its "
-                  f"defaults, top 10 per retriever: recall@10 {d['recall@10']:.3f}, p50 {d['p50_ms']:.1f} ms)")
+            print(
+                f"(llama-index at the same candidate depth, {li['candidates_per_retriever']} per retriever; with its "
+                f"defaults, top 10 per retriever: recall@10 {d['recall@10']:.3f}, p50 {d['p50_ms']:.1f} ms)"
+            )
             print("\n| figure | bm25s (ragehr) | rank-bm25 | ratio bm25s/rank-bm25 |\n|---|---|---|---|")
             for k in ("build_s", "p50_ms", "p95_ms", "recall@10"):
                 a, b = bm["bm25s"][k], bm["rank_bm25"][k]

@@ -33,7 +33,7 @@ from ragehr.ehr.omop import OmopCohort
 from ragehr.errors import InputError, RagehrError
 
 WORDS = {"1": "QUEBEC", "2": "ROMEO", "3": "SIERRA", "4": "TANGO"}
-PLAIN = [*"abc xyz,\"\n", '""', ',"', "\n,", "a,b,c,d,"]
+PLAIN = [*'abc xyz,"\n', '""', ',"', "\n,", "a,b,c,d,"]
 ROW_SHAPED = [*PLAIN, "1,", "2,", "\n3,3,", "\n2,", "\n4,2,", "\n4,2,2020,n,"]
 
 
@@ -49,7 +49,7 @@ def table(rng: random.Random, parts: list[str]) -> str:
     for _ in range(rng.randint(0, 4)):
         what = rng.choice(['"', "", "\n", ","])
         pos = rng.randint(head, len(data) - 1)
-        data = data[:pos] + what + data[pos + (0 if what else 1):]
+        data = data[:pos] + what + data[pos + (0 if what else 1) :]
     return data
 
 
@@ -86,8 +86,10 @@ def main() -> int:
             bad += n > 0
             kept += k
     kind = "row-shaped" if args.row_shaped else "plain"
-    print(f"{kind} notes: {bad} of {args.n} damaged tables put a person's text in another's record; "
-          f"{kept} of {4 * args.n} persons' notes read as theirs (seed {args.seed})")
+    print(
+        f"{kind} notes: {bad} of {args.n} damaged tables put a person's text in another's record; "
+        f"{kept} of {4 * args.n} persons' notes read as theirs (seed {args.seed})"
+    )
     if args.expect_plain is not None and not args.row_shaped:
         ok = bad == args.expect_plain
         print(f"{'OK' if ok else 'FAIL'}: expected {args.expect_plain}")

@@ -109,7 +109,10 @@ def build(base: PatientRecord, tokens: int, seed: int) -> PatientRecord:
                 day_events.append(
                     e.model_copy(
                         update={
-                            "start": t, "end": None, "precision": TimePrecision.MINUTE, "visit_id": vid,
+                            "start": t,
+                            "end": None,
+                            "precision": TimePrecision.MINUTE,
+                            "visit_id": vid,
                             "value": _jitter(e.value, rng),
                             "source": SourceLocator(file="make_chronic", path=f"{vid}/{j}/{i}"),
                         }
@@ -120,8 +123,10 @@ def build(base: PatientRecord, tokens: int, seed: int) -> PatientRecord:
             day_events.append(
                 n.model_copy(
                     update={
-                        "start": when.replace(hour=11, minute=30, second=0, microsecond=0), "end": None,
-                        "precision": TimePrecision.MINUTE, "visit_id": vid,
+                        "start": when.replace(hour=11, minute=30, second=0, microsecond=0),
+                        "end": None,
+                        "precision": TimePrecision.MINUTE,
+                        "visit_id": vid,
                         "source": SourceLocator(file="make_chronic", path=f"{vid}/note"),
                     }
                 )
@@ -143,7 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--shared", type=Path, default=DEFAULT_SHARED)
     ap.add_argument(
-        "--short", action="store_true",
+        "--short",
+        action="store_true",
         help="instead: copy the base patients' records as they are (short records) and write their questions",
     )
     args = ap.parse_args(argv)
@@ -156,7 +162,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             qa = generate_qa(rec, seed=args.seed, per_type=args.per_type, qtypes=ALL_QTYPES)
             write_jsonl(qa, path.with_suffix(".qa.jsonl"))
             n_tok = sum(estimate_tokens(render_event(e)) + 1 for e in rec.events)
-            print(json.dumps({"record": str(path), "base": rel, "events": len(rec.events), "tokens": n_tok, "questions": len(qa)}))
+            print(
+                json.dumps(
+                    {"record": str(path), "base": rel, "events": len(rec.events), "tokens": n_tok, "questions": len(qa)}
+                )
+            )
         return 0
     for i, rel in enumerate(BASES[: args.n]):
         base = load_record(args.shared / rel)
@@ -167,7 +177,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         qa = generate_qa(back, seed=args.seed, per_type=args.per_type, qtypes=QA_TYPES)
         write_jsonl(qa, path.with_suffix(".qa.jsonl"))
         n_tok = sum(estimate_tokens(render_event(e)) + 1 for e in back.events)
-        print(json.dumps({"record": str(path), "base": rel, "events": len(back.events), "tokens": n_tok, "questions": len(qa)}))
+        print(
+            json.dumps(
+                {"record": str(path), "base": rel, "events": len(back.events), "tokens": n_tok, "questions": len(qa)}
+            )
+        )
     return 0
 
 

@@ -40,7 +40,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -60,7 +60,6 @@ from ragehr.types import (
     TimePrecision,
 )
 
-UTC = timezone.utc
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SHARED = REPO.parent / "shared" / "data"
 
@@ -174,22 +173,64 @@ LAB_TEMPLATES: tuple[_LabT, ...] = (
     _LabT("ferritin", "2276-4", "Ferritin [Mass/volume] in Serum or Plasma", "ng/mL", 12, 400, 0),
     _LabT("zinc", "5763-8", "Zinc [Mass/volume] in Serum or Plasma", "ug/dL", 55, 150, 0),
     _LabT("vitamin b12", "2132-9", "Vitamin B12 [Mass/volume] in Serum or Plasma", "pg/mL", 180, 900, 0),
-    _LabT("hydroxyvitamin d3", "1989-3", "25-Hydroxyvitamin D3+25-Hydroxyvitamin D2 [Mass/volume] in Serum or Plasma", "ng/mL", 8, 80, 0),
+    _LabT(
+        "hydroxyvitamin d3",
+        "1989-3",
+        "25-Hydroxyvitamin D3+25-Hydroxyvitamin D2 [Mass/volume] in Serum or Plasma",
+        "ng/mL",
+        8,
+        80,
+        0,
+    ),
     _LabT("folate", "2284-8", "Folate [Mass/volume] in Serum or Plasma", "ng/mL", 3, 20, 1),
     _LabT("parathyrin", "2731-8", "Parathyrin.intact [Mass/volume] in Serum or Plasma", "pg/mL", 10, 120, 0),
     _LabT("c reactive protein", "1988-5", "C reactive protein [Mass/volume] in Serum or Plasma", "mg/L", 0.3, 60, 1),
     _LabT("erythrocyte sedimentation", "30341-2", "Erythrocyte sedimentation rate", "mm/h", 2, 90, 0),
-    _LabT("lactate dehydrogenase", "2532-0", "Lactate dehydrogenase [Enzymatic activity/volume] in Serum or Plasma", "U/L", 120, 480, 0),
-    _LabT("creatine kinase", "2157-6", "Creatine kinase [Enzymatic activity/volume] in Serum or Plasma", "U/L", 30, 900, 0),
+    _LabT(
+        "lactate dehydrogenase",
+        "2532-0",
+        "Lactate dehydrogenase [Enzymatic activity/volume] in Serum or Plasma",
+        "U/L",
+        120,
+        480,
+        0,
+    ),
+    _LabT(
+        "creatine kinase", "2157-6", "Creatine kinase [Enzymatic activity/volume] in Serum or Plasma", "U/L", 30, 900, 0
+    ),
     _LabT("lipase", "3040-3", "Lipase [Enzymatic activity/volume] in Serum or Plasma", "U/L", 10, 300, 0),
     _LabT("amylase", "1798-8", "Amylase [Enzymatic activity/volume] in Serum or Plasma", "U/L", 25, 250, 0),
     _LabT("carcinoembryonic", "2039-6", "Carcinoembryonic Ag [Mass/volume] in Serum or Plasma", "ng/mL", 0.5, 12, 1),
-    _LabT("natriuretic", "33762-6", "Natriuretic peptide.B prohormone N-Terminal [Mass/volume] in Serum or Plasma", "pg/mL", 40, 3500, 0),
+    _LabT(
+        "natriuretic",
+        "33762-6",
+        "Natriuretic peptide.B prohormone N-Terminal [Mass/volume] in Serum or Plasma",
+        "pg/mL",
+        40,
+        3500,
+        0,
+    ),
     _LabT("troponin", "10839-9", "Troponin I.cardiac [Mass/volume] in Serum or Plasma", "ng/mL", 0.01, 2.5, 2),
     _LabT("thyroxine", "3024-7", "Thyroxine (T4) free [Mass/volume] in Serum or Plasma", "ng/dL", 0.6, 2.2, 2),
-    _LabT("insulin-like growth factor", "2484-4", "Insulin-like growth factor-I [Mass/volume] in Serum or Plasma", "ng/mL", 60, 350, 0),
+    _LabT(
+        "insulin-like growth factor",
+        "2484-4",
+        "Insulin-like growth factor-I [Mass/volume] in Serum or Plasma",
+        "ng/mL",
+        60,
+        350,
+        0,
+    ),
     _LabT("cortisol", "2143-6", "Cortisol [Mass/volume] in Serum or Plasma", "ug/dL", 3, 25, 1),
-    _LabT("gamma glutamyl", "2324-2", "Gamma glutamyl transferase [Enzymatic activity/volume] in Serum or Plasma", "U/L", 8, 180, 0),
+    _LabT(
+        "gamma glutamyl",
+        "2324-2",
+        "Gamma glutamyl transferase [Enzymatic activity/volume] in Serum or Plasma",
+        "U/L",
+        8,
+        180,
+        0,
+    ),
     _LabT("urate", "3084-1", "Urate [Mass/volume] in Serum or Plasma", "mg/dL", 2.5, 10.5, 1),
     _LabT("apolipoprotein b", "1884-6", "Apolipoprotein B [Mass/volume] in Serum or Plasma", "mg/dL", 50, 160, 0),
     _LabT("immunoglobulin e", "19113-0", "Immunoglobulin E [Units/volume] in Serum or Plasma", "[IU]/mL", 5, 900, 0),
@@ -251,7 +292,12 @@ PROC_TEMPLATES: tuple[_CodedT, ...] = tuple(
         ("thyroidectomy", "60240", "Total thyroidectomy", "a thyroidectomy"),
         ("laminectomy", "63047", "Lumbar laminectomy with foraminotomy, L4-L5", "a lumbar laminectomy"),
         ("bunionectomy", "28296", "Bunionectomy with first metatarsal osteotomy, left foot", "a bunionectomy"),
-        ("endovenous", "36475", "Endovenous radiofrequency ablation of the great saphenous vein, right leg", "an endovenous vein ablation"),
+        (
+            "endovenous",
+            "36475",
+            "Endovenous radiofrequency ablation of the great saphenous vein, right leg",
+            "an endovenous vein ablation",
+        ),
         ("pacemaker", "33208", "Insertion of permanent dual-chamber pacemaker", "a pacemaker implanted"),
         ("lithotripsy", "50590", "Extracorporeal shock wave lithotripsy, left kidney", "lithotripsy"),
         ("hysterectomy", "58571", "Laparoscopic total hysterectomy", "a hysterectomy"),
@@ -259,51 +305,185 @@ PROC_TEMPLATES: tuple[_CodedT, ...] = tuple(
         ("trigger finger", "26055", "Trigger finger release, right ring finger", "trigger finger release surgery"),
         ("ganglion", "25111", "Excision of ganglion cyst, left wrist", "a ganglion cyst excised"),
         ("mohs", "17311", "Mohs micrographic surgery, nose", "Mohs surgery"),
-        ("esophagogastroduodenoscopy", "43239", "Esophagogastroduodenoscopy with biopsy", "an upper endoscopy (esophagogastroduodenoscopy)"),
+        (
+            "esophagogastroduodenoscopy",
+            "43239",
+            "Esophagogastroduodenoscopy with biopsy",
+            "an upper endoscopy (esophagogastroduodenoscopy)",
+        ),
         ("bone marrow", "38221", "Bone marrow biopsy, posterior iliac crest", "a bone marrow biopsy"),
         ("lumbar puncture", "62270", "Diagnostic lumbar puncture", "a lumbar puncture"),
         ("epidural", "64483", "Transforaminal epidural steroid injection, lumbar", "an epidural steroid injection"),
         ("hip arthroplasty", "27130", "Total hip arthroplasty, left hip", "a hip replacement (total hip arthroplasty)"),
-        ("tympanostomy", "69436", "Tympanostomy with ventilating tube insertion, right ear", "a tympanostomy tube placed"),
+        (
+            "tympanostomy",
+            "69436",
+            "Tympanostomy with ventilating tube insertion, right ear",
+            "a tympanostomy tube placed",
+        ),
         ("cholecystectomy", "47562", "Laparoscopic cholecystectomy", "a cholecystectomy"),
         ("nasal endoscopy", "31231", "Diagnostic nasal endoscopy", "a nasal endoscopy"),
         ("cystourethroscopy", "52000", "Cystourethroscopy", "a cystourethroscopy"),
         ("breast biopsy", "19083", "Ultrasound-guided core needle breast biopsy, left breast", "a breast biopsy"),
-        ("arthrocentesis", "20610", "Arthrocentesis with corticosteroid injection, right knee", "a knee arthrocentesis"),
+        (
+            "arthrocentesis",
+            "20610",
+            "Arthrocentesis with corticosteroid injection, right knee",
+            "a knee arthrocentesis",
+        ),
         ("hemorrhoid", "46221", "Rubber band ligation of internal hemorrhoids", "hemorrhoid banding"),
         ("tonsillectomy", "42826", "Tonsillectomy", "a tonsillectomy"),
     )
 )
 
 NOTE_TEMPLATES: tuple[_NoteT, ...] = (
-    _NoteT(("safe at home",), "Patient reports not feeling safe at home.", "Has the patient ever reported not feeling safe at home?", "yes"),
-    _NoteT(("dog bite",), "Patient sustained a dog bite to the left forearm from a neighbor's dog.", "Has the patient ever been bitten by a dog?", "yes"),
-    _NoteT(("asbestos",), "Patient reports occupational exposure to asbestos while working in a shipyard.", "Has the patient ever been exposed to asbestos?", "yes"),
-    _NoteT(("sarcoidosis",), "Patient's sister was recently diagnosed with sarcoidosis.", "Does the patient have a family history of sarcoidosis?", "yes"),
-    _NoteT(("fell from a ladder",), "Patient fell from a ladder while cleaning gutters last week.", "Has the patient ever fallen from a ladder?", "yes"),
-    _NoteT(("marathon",), "Patient is training for a marathon this spring.", "Has the patient been training for a marathon?", "yes"),
+    _NoteT(
+        ("safe at home",),
+        "Patient reports not feeling safe at home.",
+        "Has the patient ever reported not feeling safe at home?",
+        "yes",
+    ),
+    _NoteT(
+        ("dog bite",),
+        "Patient sustained a dog bite to the left forearm from a neighbor's dog.",
+        "Has the patient ever been bitten by a dog?",
+        "yes",
+    ),
+    _NoteT(
+        ("asbestos",),
+        "Patient reports occupational exposure to asbestos while working in a shipyard.",
+        "Has the patient ever been exposed to asbestos?",
+        "yes",
+    ),
+    _NoteT(
+        ("sarcoidosis",),
+        "Patient's sister was recently diagnosed with sarcoidosis.",
+        "Does the patient have a family history of sarcoidosis?",
+        "yes",
+    ),
+    _NoteT(
+        ("fell from a ladder",),
+        "Patient fell from a ladder while cleaning gutters last week.",
+        "Has the patient ever fallen from a ladder?",
+        "yes",
+    ),
+    _NoteT(
+        ("marathon",),
+        "Patient is training for a marathon this spring.",
+        "Has the patient been training for a marathon?",
+        "yes",
+    ),
     _NoteT(("chickens",), "Patient keeps backyard chickens.", "Does the patient keep poultry at home?", "yes"),
-    _NoteT(("tick bite",), "Patient noticed a tick bite after hiking in Connecticut.", "Has the patient ever reported a tick bite?", "yes"),
-    _NoteT(("firework",), "Patient reports hearing loss in the right ear since a firework accident.", "Has the patient ever been injured by fireworks?", "yes"),
-    _NoteT(("adopted",), "Patient was adopted and does not know the biological family history.", "Was the patient adopted?", "yes"),
-    _NoteT(("vaping",), "Patient reports vaping nicotine daily for the past two years.", "Has the patient ever reported vaping?", "yes"),
-    _NoteT(("scuba",), "Patient reports a prior scuba diving injury to the left ear.", "Has the patient ever had a scuba diving injury?", "yes"),
-    _NoteT(("oysters",), "Patient ate raw oysters the day before symptom onset.", "Did the patient eat raw oysters before becoming ill?", "yes"),
-    _NoteT(("needle-stick",), "Patient reports a needle-stick injury at work.", "Has the patient ever had a needle-stick injury?", "yes"),
-    _NoteT(("wildfire",), "Patient lost their home in a wildfire last year.", "Has the patient lost a home to a wildfire?", "yes"),
+    _NoteT(
+        ("tick bite",),
+        "Patient noticed a tick bite after hiking in Connecticut.",
+        "Has the patient ever reported a tick bite?",
+        "yes",
+    ),
+    _NoteT(
+        ("firework",),
+        "Patient reports hearing loss in the right ear since a firework accident.",
+        "Has the patient ever been injured by fireworks?",
+        "yes",
+    ),
+    _NoteT(
+        ("adopted",),
+        "Patient was adopted and does not know the biological family history.",
+        "Was the patient adopted?",
+        "yes",
+    ),
+    _NoteT(
+        ("vaping",),
+        "Patient reports vaping nicotine daily for the past two years.",
+        "Has the patient ever reported vaping?",
+        "yes",
+    ),
+    _NoteT(
+        ("scuba",),
+        "Patient reports a prior scuba diving injury to the left ear.",
+        "Has the patient ever had a scuba diving injury?",
+        "yes",
+    ),
+    _NoteT(
+        ("oysters",),
+        "Patient ate raw oysters the day before symptom onset.",
+        "Did the patient eat raw oysters before becoming ill?",
+        "yes",
+    ),
+    _NoteT(
+        ("needle-stick",),
+        "Patient reports a needle-stick injury at work.",
+        "Has the patient ever had a needle-stick injury?",
+        "yes",
+    ),
+    _NoteT(
+        ("wildfire",),
+        "Patient lost their home in a wildfire last year.",
+        "Has the patient lost a home to a wildfire?",
+        "yes",
+    ),
     _NoteT(("platelet donor",), "Patient is a regular platelet donor.", "Does the patient donate platelets?", "yes"),
-    _NoteT(("sleepwalking",), "Bed partner reports episodes of sleepwalking.", "Has the patient been reported to sleepwalk?", "yes"),
-    _NoteT(("motorcycle",), "Patient was in a motorcycle accident and fractured the right clavicle.", "Has the patient been in a motorcycle accident?", "yes"),
-    _NoteT(("turmeric",), "Patient takes a turmeric supplement daily.", "What herbal supplement does the patient take daily?", "turmeric"),
-    _NoteT(("parrot",), "Patient has a pet parrot at home.", "What kind of pet does the patient keep at home?", "parrot"),
-    _NoteT(("portuguese",), "Patient prefers written instructions in Portuguese.", "In what language does the patient prefer written instructions?", "Portuguese"),
-    _NoteT(("airline pilot",), "Patient works as a commercial airline pilot.", "What is the patient's occupation?", "commercial airline pilot"),
-    _NoteT(("ecuador",), "Patient recently returned from a two-week trip to Ecuador.", "Which country did the patient recently travel to?", "Ecuador"),
+    _NoteT(
+        ("sleepwalking",),
+        "Bed partner reports episodes of sleepwalking.",
+        "Has the patient been reported to sleepwalk?",
+        "yes",
+    ),
+    _NoteT(
+        ("motorcycle",),
+        "Patient was in a motorcycle accident and fractured the right clavicle.",
+        "Has the patient been in a motorcycle accident?",
+        "yes",
+    ),
+    _NoteT(
+        ("turmeric",),
+        "Patient takes a turmeric supplement daily.",
+        "What herbal supplement does the patient take daily?",
+        "turmeric",
+    ),
+    _NoteT(
+        ("parrot",), "Patient has a pet parrot at home.", "What kind of pet does the patient keep at home?", "parrot"
+    ),
+    _NoteT(
+        ("portuguese",),
+        "Patient prefers written instructions in Portuguese.",
+        "In what language does the patient prefer written instructions?",
+        "Portuguese",
+    ),
+    _NoteT(
+        ("airline pilot",),
+        "Patient works as a commercial airline pilot.",
+        "What is the patient's occupation?",
+        "commercial airline pilot",
+    ),
+    _NoteT(
+        ("ecuador",),
+        "Patient recently returned from a two-week trip to Ecuador.",
+        "Which country did the patient recently travel to?",
+        "Ecuador",
+    ),
     _NoteT(("beekeeping",), "Patient's hobby is beekeeping.", "What is the patient's hobby?", "beekeeping"),
-    _NoteT(("cello",), "Patient plays the cello in a community orchestra.", "What musical instrument does the patient play?", "cello"),
-    _NoteT(("health care proxy", "niece"), "Patient has designated a niece as health care proxy.", "Whom has the patient designated as health care proxy?", "niece"),
-    _NoteT(("sesame",), "Patient reports hives after eating sesame.", "What food has caused the patient hives?", "sesame"),
-    _NoteT(("kayak",), "Patient injured the right shoulder while kayaking.", "What activity was the patient doing when the right shoulder was injured?", "kayaking"),
+    _NoteT(
+        ("cello",),
+        "Patient plays the cello in a community orchestra.",
+        "What musical instrument does the patient play?",
+        "cello",
+    ),
+    _NoteT(
+        ("health care proxy", "niece"),
+        "Patient has designated a niece as health care proxy.",
+        "Whom has the patient designated as health care proxy?",
+        "niece",
+    ),
+    _NoteT(
+        ("sesame",), "Patient reports hives after eating sesame.", "What food has caused the patient hives?", "sesame"
+    ),
+    _NoteT(
+        ("kayak",),
+        "Patient injured the right shoulder while kayaking.",
+        "What activity was the patient doing when the right shoulder was injured?",
+        "kayaking",
+    ),
 )
 
 FACT_KINDS: tuple[str, ...] = ("lab", "medication", "procedure", "note")
@@ -567,7 +747,7 @@ def _lab_value(t: _LabT, rng: random.Random) -> float | int:
         return max(1, round(x))
     v = round(x, t.decimals)
     if v == int(v):  # a float that renders as an integer would not round-trip as written
-        v = round(v + 10 ** -t.decimals, t.decimals)
+        v = round(v + 10**-t.decimals, t.decimals)
     return v
 
 
@@ -595,9 +775,7 @@ def fact_kinds(n_facts: int, has_notes: bool, rng: random.Random) -> list[str]:
     return [kinds[i % len(kinds)] for i in range(n_facts)]
 
 
-def _plant(
-    events: list[Event], kinds: list[str], rng: random.Random
-) -> tuple[list[Event], list[_Plan]]:
+def _plant(events: list[Event], kinds: list[str], rng: random.Random) -> tuple[list[Event], list[_Plan]]:
     """Plant one fact of each of ``kinds`` into the base events, at evenly spread depths."""
     n_facts = len(kinds)
     base_text = "\n".join(render_event(e) for e in events).lower()
@@ -642,8 +820,18 @@ def _plant(
             replaced[ei] = note.model_copy(update={"text": _insert_sentence(note.text, t.sentence, rng)})
             yes = t.answer == "yes"
             plans.append(
-                _Plan(fid, "note", t.question, t.answer, "yes_no" if yes else "text", t.answer,
-                      None, t.keys, t.sentence, depth)
+                _Plan(
+                    fid,
+                    "note",
+                    t.question,
+                    t.answer,
+                    "yes_no" if yes else "text",
+                    t.answer,
+                    None,
+                    t.keys,
+                    t.sentence,
+                    depth,
+                )
             )
             continue
         ai = min(bisect.bisect_left(cum, target), len(events) - 1)
@@ -665,19 +853,40 @@ def _plant(
             else:
                 raise RuntimeError(f"no unique value found for {t.text}")
             answers_seen.append(a)
-            ev = Event(kind=EventKind.LAB, start=when, system="LOINC", code=t.loinc, text=t.text,
-                       value=value, unit=t.unit, visit_id=anchor.visit_id, source=loc)
+            ev = Event(
+                kind=EventKind.LAB,
+                start=when,
+                system="LOINC",
+                code=t.loinc,
+                text=t.text,
+                value=value,
+                unit=t.unit,
+                visit_id=anchor.visit_id,
+                source=loc,
+            )
             name = t.text.split(" [")[0]
             if name[1:2].islower():
                 name = name[0].lower() + name[1:]
             plans.append(
-                _Plan(fid, "lab", f"What was the result of the patient's {name} test?", answer,
-                      "number", value, t.unit, (t.key,), f"{t.text}: {answer}", depth, t.loinc)
+                _Plan(
+                    fid,
+                    "lab",
+                    f"What was the result of the patient's {name} test?",
+                    answer,
+                    "number",
+                    value,
+                    t.unit,
+                    (t.key,),
+                    f"{t.text}: {answer}",
+                    depth,
+                    t.loinc,
+                )
             )
         else:
             ek = EventKind.MEDICATION if kind == "medication" else EventKind.PROCEDURE
-            ev = Event(kind=ek, start=when, system=t.system, code=t.code, text=t.text,
-                       visit_id=anchor.visit_id, source=loc)
+            ev = Event(
+                kind=ek, start=when, system=t.system, code=t.code, text=t.text, visit_id=anchor.visit_id, source=loc
+            )
             plans.append(_Plan(fid, kind, t.question, None, "date", None, None, (t.key,), t.text, depth, t.code))
         after.setdefault(ai, []).append(ev)
 
@@ -837,8 +1046,11 @@ def build_record(
     ``ragehr.ehr.load_record(out_path)`` gives. Without it, they are computed for a file
     named ``synthetic.xml``."""
     xml, record, facts = build_xml(
-        size_or_counts, seed, shared_dir,
-        record_file=out_path if out_path is not None else "synthetic.xml", progress=progress,
+        size_or_counts,
+        seed,
+        shared_dir,
+        record_file=out_path if out_path is not None else "synthetic.xml",
+        progress=progress,
     )
     if out_path is not None:
         Path(out_path).parent.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,14 @@ app = typer.Typer(
 )
 
 _state = {"debug": False}
-_USER_OS_ERRORS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
+_USER_OS_ERRORS = {
+    errno.ENOSPC,
+    getattr(errno, "EDQUOT", errno.ENOSPC),
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.ENOTDIR,
+}
 """File-system errors a user's set-up causes (full disk, read-only or forbidden folder): one line, exit 3."""
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -129,7 +136,9 @@ def _patients(ids: str | None, file: Path | None) -> list[str] | None:
         try:
             text = file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"--patients-file {file}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+            raise ConfigError(
+                f"--patients-file {file}: cannot read ({getattr(exc, 'strerror', None) or exc})"
+            ) from None
         out += [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     if not out:
         raise ConfigError("--patients / --patients-file name no patient")
@@ -159,8 +168,10 @@ def _print_summary(label: str, s: Any, as_json: bool) -> None:
 def inspect(
     paths: Annotated[
         list[Path],
-        typer.Argument(help="Record files (MedAlign XML, C-CDA, FHIR JSON/NDJSON) or cohort folders "
-                       "(a FHIR Bulk Data export, OMOP CDM tables)."),
+        typer.Argument(
+            help="Record files (MedAlign XML, C-CDA, FHIR JSON/NDJSON) or cohort folders "
+            "(a FHIR Bulk Data export, OMOP CDM tables)."
+        ),
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per file or patient.")] = False,
     patients: PatientsOpt = None,
@@ -189,8 +200,11 @@ def inspect(
             for p in wanted or []:
                 if p in ambiguous:
                     failed += 1
-                    typer.echo(f"ragehr: error: patient {show_id(p)}: an identifier of {len(ambiguous[p])} patients "
-                               f"in {path} ({', '.join(map(show_id, ambiguous[p][:5]))}); select them by id", err=True)
+                    typer.echo(
+                        f"ragehr: error: patient {show_id(p)}: an identifier of {len(ambiguous[p])} patients "
+                        f"in {path} ({', '.join(map(show_id, ambiguous[p][:5]))}); select them by id",
+                        err=True,
+                    )
                 elif p not in found:
                     failed += 1
                     typer.echo(f"ragehr: error: patient {show_id(p)}: not in {escape_controls(path)}", err=True)
@@ -228,7 +242,8 @@ def convert(
 ) -> None:
     """Write a record as MedAlign-style XML or as JSON lines of events."""
     from ragehr.ehr import load_record
-    from ragehr.ehr.convert import TARGETS, check_output, convert as convert_record
+    from ragehr.ehr.convert import TARGETS, check_output
+    from ragehr.ehr.convert import convert as convert_record
     from ragehr.errors import ConfigError
 
     if to not in TARGETS:
@@ -296,7 +311,8 @@ def _progress_enabled() -> bool:
 RayOpt = Annotated[
     str | None,
     typer.Option(
-        "--ray", metavar="[ADDRESS]",
+        "--ray",
+        metavar="[ADDRESS]",
         help="Spread the work over Ray: a cluster ADDRESS (auto, ray://HOST:10001, HOST:6379), "
         "or none/`local` to start a local Ray. Needs the `ray` extra.",
     ),
@@ -318,7 +334,9 @@ def index(
     index_dir: IndexDirOpt = Path("indexes"),
     config: ConfigOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Rebuild even if nothing changed.")] = False,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Processes for parsing (files, cohort patients).")] = 1,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Processes for parsing (files, cohort patients).")
+    ] = 1,
     cache_dir: Annotated[
         Path | None, typer.Option("--cache-dir", help="Embedding cache (default: INDEX_DIR/.cache).")
     ] = None,
@@ -327,8 +345,11 @@ def index(
     ray: RayOpt = None,
     merge_conflicting: Annotated[
         bool,
-        typer.Option("--merge-conflicting", help="Merge the sources of one patient id even when they disagree on "
-                     "sex or birth date (by default that patient is refused, exit status 2)."),
+        typer.Option(
+            "--merge-conflicting",
+            help="Merge the sources of one patient id even when they disagree on "
+            "sex or birth date (by default that patient is refused, exit status 2).",
+        ),
     ] = False,
 ) -> None:
     """Build (or update) one index per patient from record files, folders of them, and cohort
@@ -343,16 +364,32 @@ def index(
     if ray is not None:
         from ragehr.distributed import RayCluster, build_indexes_ray
 
-        with RayCluster(ray, num_cpus=workers if workers > 1 else None), _RichProgress(enabled=_progress_enabled()) as bars:
+        with (
+            RayCluster(ray, num_cpus=workers if workers > 1 else None),
+            _RichProgress(enabled=_progress_enabled()) as bars,
+        ):
             summaries = build_indexes_ray(
-                paths, index_dir, cfg.index, force=force, cache_dir=cache_dir, progress=bars, patients=wanted,
+                paths,
+                index_dir,
+                cfg.index,
+                force=force,
+                cache_dir=cache_dir,
+                progress=bars,
+                patients=wanted,
                 merge_conflicting=merge_conflicting,
             )
     else:
         with _RichProgress(enabled=_progress_enabled()) as bars:
             summaries = build_indexes(
-                paths, index_dir, cfg.index, force=force, workers=workers, cache_dir=cache_dir, progress=bars,
-                patients=wanted, merge_conflicting=merge_conflicting,
+                paths,
+                index_dir,
+                cfg.index,
+                force=force,
+                workers=workers,
+                cache_dir=cache_dir,
+                progress=bars,
+                patients=wanted,
+                merge_conflicting=merge_conflicting,
             )
     failures = [s for s in summaries if s.status == "failed"]
     failed = len(failures)
@@ -407,9 +444,13 @@ def _date(value: str | None, flag: str, *, end: bool = False) -> Any:
 @handle_errors
 def retrieve(
     question: Annotated[str, typer.Argument(help="The question.")],
-    patient: Annotated[str, typer.Option("--patient-id", "--patient", help="Patient id (as `ragehr index` printed it).")],
+    patient: Annotated[
+        str, typer.Option("--patient-id", "--patient", help="Patient id (as `ragehr index` printed it).")
+    ],
     k: Annotated[int | None, typer.Option("--k", min=1, help="How many hits (default: the config's, 10).")] = None,
-    retriever: Annotated[str | None, typer.Option("--retriever", help="hybrid, bm25 or dense (default: the config's).")] = None,
+    retriever: Annotated[
+        str | None, typer.Option("--retriever", help="hybrid, bm25 or dense (default: the config's).")
+    ] = None,
     since: Annotated[str | None, typer.Option("--since", help="Only evidence on or after (YYYY[-MM[-DD]]).")] = None,
     until: Annotated[str | None, typer.Option("--until", help="Only evidence on or before.")] = None,
     kinds: Annotated[str | None, typer.Option("--kinds", help="Comma-separated kinds: lab,vital,note,...")] = None,
@@ -430,7 +471,12 @@ def retrieve(
         raise ConfigError(f"--since {since} is after --until {until}; nothing can match")
     # Patient(...) directly: retrieve opens (and checks) the index itself, once
     window = Patient(open_index(index_dir, config), patient).retrieve(
-        question, k=k, retriever=retriever, since=since_dt, until=until_dt, kinds=_kinds(kinds),
+        question,
+        k=k,
+        retriever=retriever,
+        since=since_dt,
+        until=until_dt,
+        kinds=_kinds(kinds),
     )
     hits = window.hits
     if as_json:
@@ -461,11 +507,16 @@ BackendOpt = Annotated[
         help="transformers (local, the default), llamacpp (local, faster; alias: local), openai, extractive or fake.",
     ),
 ]
-OrderOpt = Annotated[str, typer.Option("--order", help="chronological, relevance, or edges (best pieces at both ends).")]
+OrderOpt = Annotated[
+    str, typer.Option("--order", help="chronological, relevance, or edges (best pieces at both ends).")
+]
 AnswerOpt = Annotated[
     str | None,
-    typer.Option("--answer", help="auto (computed from the record where it can be, else the backend), computed, "
-                 "or generated (config key 'answer', default auto)."),
+    typer.Option(
+        "--answer",
+        help="auto (computed from the record where it can be, else the backend), computed, "
+        "or generated (config key 'answer', default auto).",
+    ),
 ]
 
 
@@ -483,7 +534,8 @@ PatientOpt = Annotated[
 QuestionsOpt = Annotated[
     Path | None,
     typer.Option(
-        "--questions", help="Batch mode: a JSON-lines file, one {question, patient_id, id?, strategy?, "
+        "--questions",
+        help="Batch mode: a JSON-lines file, one {question, patient_id, id?, strategy?, "
         "budget?, retriever?, order?, max_new_tokens?} per line.",
     ),
 ]
@@ -500,11 +552,14 @@ def _say_window(spec: Any, be: Any) -> None:
     if spec.budget and spec.budget > be.context_window:
         typer.echo(
             f"ragehr: note: --budget {spec.budget} is above the backend's window of {be.context_window} tokens; "
-            f"using {be.context_window}", err=True,
+            f"using {be.context_window}",
+            err=True,
         )
 
 
-def _single_or_batch(question: str | None, patient: str | None, questions: Path | None, out: Path | None, ray: str | None) -> bool:
+def _single_or_batch(
+    question: str | None, patient: str | None, questions: Path | None, out: Path | None, ray: str | None
+) -> bool:
     """Whether this is a batch run; checks that one of the two forms was given."""
     from ragehr.errors import ConfigError
 
@@ -521,8 +576,18 @@ def _single_or_batch(question: str | None, patient: str | None, questions: Path 
     return False
 
 
-def _run_batch(mode: Literal["ask", "context"], questions: Path | None, out: Path | None, *, spec: Any, recipe: Any, index_dir: Path,
-               ray: str | None, workers: int | None, cache_size: int) -> None:
+def _run_batch(
+    mode: Literal["ask", "context"],
+    questions: Path | None,
+    out: Path | None,
+    *,
+    spec: Any,
+    recipe: Any,
+    index_dir: Path,
+    ray: str | None,
+    workers: int | None,
+    cache_size: int,
+) -> None:
     """Batch mode of `context` and `ask`: one JSON line per question, a summary line, and a
     non-zero exit when any question failed."""
     from contextlib import nullcontext
@@ -539,8 +604,15 @@ def _run_batch(mode: Literal["ask", "context"], questions: Path | None, out: Pat
         mapper = ray_map
     with cluster, _RichProgress(enabled=_progress_enabled()) as bars:
         summary = run_batch(
-            questions, out, index_dir=index_dir, base_spec=spec, recipe=recipe, mode=mode,
-            cache_size=cache_size, mapper=mapper, progress=bars,
+            questions,
+            out,
+            index_dir=index_dir,
+            base_spec=spec,
+            recipe=recipe,
+            mode=mode,
+            cache_size=cache_size,
+            mapper=mapper,
+            progress=bars,
             on_error=lambda e: bars.log(f"ragehr: error: {questions}:{e}"),
         )
     typer.echo(f"{summary.line()} -> {out}", err=True)
@@ -586,9 +658,20 @@ def context(
     if batch:
         from ragehr.pipeline.batch import BackendRecipe
 
-        recipe = BackendRecipe(cfg.llm, backend, window=spec.budget, model_cache_dir=str(index_dir / ".cache" / "models"))
-        _run_batch("context", questions, out, spec=spec, recipe=recipe, index_dir=index_dir, ray=ray,
-                   workers=workers, cache_size=cache_size)
+        recipe = BackendRecipe(
+            cfg.llm, backend, window=spec.budget, model_cache_dir=str(index_dir / ".cache" / "models")
+        )
+        _run_batch(
+            "context",
+            questions,
+            out,
+            spec=spec,
+            recipe=recipe,
+            index_dir=index_dir,
+            ray=ray,
+            workers=workers,
+            cache_size=cache_size,
+        )
         return
     assert question is not None and patient is not None  # _single_or_batch checked both
     be = backend_from_config(cfg.llm, backend, window=spec.budget, model_cache_dir=index_dir / ".cache" / "models")
@@ -603,7 +686,8 @@ def context(
         typer.echo(f"(note: {prep.context.time_fallback})", err=True)
     typer.echo(
         f"{spec.strategy}: {len(p.items)} pieces, {p.used_tokens}/{p.budget_tokens} evidence tokens "
-        f"(window {prep.window}, {prep.counter.name})", err=True
+        f"(window {prep.window}, {prep.counter.name})",
+        err=True,
     )
     typer.echo(p.block(), nl=False)
 
@@ -621,7 +705,9 @@ def ask(
     model_path: Annotated[
         Path | None, typer.Option("--model-path", help="A GGUF file, or a Hugging Face model folder (transformers).")
     ] = None,
-    base_url: Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible server (openai backend).")] = None,
+    base_url: Annotated[
+        str | None, typer.Option("--base-url", help="OpenAI-compatible server (openai backend).")
+    ] = None,
     model: Annotated[str | None, typer.Option("--model", help="Model name on that server.")] = None,
     max_new_tokens: Annotated[int | None, typer.Option("--max-new-tokens", min=1)] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the generation cache.")] = False,
@@ -635,8 +721,10 @@ def ask(
     cache_size: CacheSizeOpt = 8,
     answer: AnswerOpt = None,
     plot: Annotated[
-        Path | None, typer.Option("--plot", help="Write a computed series answer's chart to FILE (.svg, or .png "
-                                  "with the eval extra).")
+        Path | None,
+        typer.Option(
+            "--plot", help="Write a computed series answer's chart to FILE (.svg, or .png with the eval extra)."
+        ),
     ] = None,
 ) -> None:
     """Answer a question from the patient's record, with cited, dated evidence and a check
@@ -649,8 +737,15 @@ def ask(
 
     batch = _single_or_batch(question, patient, questions, out, ray)
     cfg = RagehrConfig.from_file(config)
-    spec = _spec(cfg, strategy=strategy, budget=budget, retriever=retriever, order=order, max_new_tokens=max_new_tokens,
-                 answer=answer)
+    spec = _spec(
+        cfg,
+        strategy=strategy,
+        budget=budget,
+        retriever=retriever,
+        order=order,
+        max_new_tokens=max_new_tokens,
+        answer=answer,
+    )
     if plot is not None and (batch or plot.suffix.lower() not in (".svg", ".png")):
         from ragehr.errors import ConfigError
 
@@ -659,17 +754,36 @@ def ask(
         from ragehr.pipeline.batch import BackendRecipe
 
         recipe = BackendRecipe(
-            cfg.llm, backend, window=spec.budget, model_path=str(model_path) if model_path else None,
-            base_url=base_url, model=model, cache_dir=None if no_cache else str(index_dir / ".cache" / "generations"),
+            cfg.llm,
+            backend,
+            window=spec.budget,
+            model_path=str(model_path) if model_path else None,
+            base_url=base_url,
+            model=model,
+            cache_dir=None if no_cache else str(index_dir / ".cache" / "generations"),
             model_cache_dir=str(index_dir / ".cache" / "models"),
         )
-        _run_batch("ask", questions, out, spec=spec, recipe=recipe, index_dir=index_dir, ray=ray,
-                   workers=workers, cache_size=cache_size)
+        _run_batch(
+            "ask",
+            questions,
+            out,
+            spec=spec,
+            recipe=recipe,
+            index_dir=index_dir,
+            ray=ray,
+            workers=workers,
+            cache_size=cache_size,
+        )
         return
     assert question is not None and patient is not None  # _single_or_batch checked both
     be = backend_from_config(
-        cfg.llm, backend, window=spec.budget, model_path=str(model_path) if model_path else None,
-        base_url=base_url, model=model, cache_dir=None if no_cache else index_dir / ".cache" / "generations",
+        cfg.llm,
+        backend,
+        window=spec.budget,
+        model_path=str(model_path) if model_path else None,
+        base_url=base_url,
+        model=model,
+        cache_dir=None if no_cache else index_dir / ".cache" / "generations",
         model_cache_dir=index_dir / ".cache" / "models",
     )
     _say_window(spec, be)
@@ -692,7 +806,7 @@ def ask(
     if as_json:
         typer.echo(json.dumps(r.to_json(), ensure_ascii=False, indent=1))
         return
-    if r.answered_by == "computed" and not r.answer_reason.startswith("declined"):
+    if r.answered_by == "computed" and not (r.answer_reason or "").startswith("declined"):
         typer.echo(f"Computed from the record ({r.answer_reason}):")
         stream = False
     if stream and streamed:
@@ -701,9 +815,13 @@ def ask(
         typer.echo(r.generation.text.strip())
     g = r.grounding
     if g.unsupported:
-        typer.echo(f"\n!! UNSUPPORTED: {', '.join(g.unsupported)} (not found in the cited evidence; do not rely on them)")
+        typer.echo(
+            f"\n!! UNSUPPORTED: {', '.join(g.unsupported)} (not found in the cited evidence; do not rely on them)"
+        )
     if g.unknown_citations:
-        typer.echo(f"!! the answer cites {', '.join(f'[{n}]' for n in g.unknown_citations)}, which are not in the evidence")
+        typer.echo(
+            f"!! the answer cites {', '.join(f'[{n}]' for n in g.unknown_citations)}, which are not in the evidence"
+        )
     items = r.context.packed.items
     shown = [it for it in items if it.marker in set(g.cited)] if g.cited else list(items)[:5]
     more = "" if g.cited or len(items) <= 5 else f", first 5 of {len(items)}"
@@ -719,7 +837,8 @@ def ask(
     typer.echo(
         f"\n({r.generation.backend}/{r.generation.model}, {r.context.strategy}, {r.prompt_tokens} prompt tokens, "
         f"{r.context.packed.used_tokens}/{r.context.packed.budget_tokens} evidence tokens"
-        f"{', cached' if r.generation.cached else ''}, {sum(r.timings.values()):.2f}s)", err=True
+        f"{', cached' if r.generation.cached else ''}, {sum(r.timings.values()):.2f}s)",
+        err=True,
     )
 
 
@@ -738,9 +857,20 @@ def doctor(
     index_dir: IndexDirOpt = Path("indexes"),
     config: ConfigOpt = None,
     backends: Annotated[
-        list[str] | None, typer.Option("--backend", help="Probe only these backends (repeatable; default: the configured one, transformers and llamacpp).")
+        list[str] | None,
+        typer.Option(
+            "--backend",
+            help="Probe only these backends (repeatable; default: the configured one, transformers and llamacpp).",
+        ),
     ] = None,
-    timeout: Annotated[float, typer.Option("--timeout", min=5, help="Seconds each backend probe may take (the first transformers load converts the GGUF once).")] = 300.0,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout",
+            min=5,
+            help="Seconds each backend probe may take (the first transformers load converts the GGUF once).",
+        ),
+    ] = 300.0,
     no_embedder: Annotated[bool, typer.Option("--no-embedder", help="Skip loading the embedder.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
@@ -751,7 +881,11 @@ def doctor(
     from ragehr.doctor import run_doctor
 
     report = run_doctor(
-        index_dir, config, backends=backends, timeout=timeout, embedder=not no_embedder,
+        index_dir,
+        config,
+        backends=backends,
+        timeout=timeout,
+        embedder=not no_embedder,
         progress=None if as_json else (lambda line: typer.echo(f"... {line}", err=True)),
     )
     if as_json:
@@ -771,24 +905,41 @@ def _print_doctor(rep: dict[str, Any]) -> None:
     typer.echo("versions   " + ", ".join(f"{k} {val or 'not installed'}" for k, val in v.items()))
     c = rep["cpu"]
     amx = ",".join(c["amx"]) if c.get("amx") else "no"
-    typer.echo(f"cpu        {c['machine']}, {c['cores_usable']} usable cores, avx2 {c['avx2']}, avx512 {c['avx512']}, amx {amx}")
+    typer.echo(
+        f"cpu        {c['machine']}, {c['cores_usable']} usable cores, avx2 {c['avx2']}, avx512 {c['avx512']}, amx {amx}"
+    )
     for m in rep["models"]:
         where = m["path"] or m.get("error")
         typer.echo(f"model      {m['what']}: {where}" + (f" ({mb(m.get('bytes'))})" if m["path"] else ""))
     e = rep.get("embedder")
     if e:
-        typer.echo(f"embedder   {e['spec']}: " + (f"{e['model_id']}, dimension {e['dim']}" if e["ok"] else f"FAILS: {e['error']}"))
+        typer.echo(
+            f"embedder   {e['spec']}: "
+            + (f"{e['model_id']}, dimension {e['dim']}" if e["ok"] else f"FAILS: {e['error']}")
+        )
     i = rep["index"]
-    typer.echo(f"index dir  {i['path']}: " + (f"{i['patients']} patient(s)" if i["exists"] else "does not exist yet (ragehr index ...)"))
+    typer.echo(
+        f"index dir  {i['path']}: "
+        + (f"{i['patients']} patient(s)" if i["exists"] else "does not exist yet (ragehr index ...)")
+    )
     n = rep["network_endpoint"]
-    typer.echo("network    " + (f"endpoint configured ({n['from']}): {n['base_url']}" if n["configured"] else "no endpoint configured (nothing leaves this machine)"))
+    typer.echo(
+        "network    "
+        + (
+            f"endpoint configured ({n['from']}): {n['base_url']}"
+            if n["configured"]
+            else "no endpoint configured (nothing leaves this machine)"
+        )
+    )
     for b in rep["backends"]:
         star = "*" if b["backend"] == rep["configured_backend"] else " "
         if b.get("generates"):
             speed = ""
             if b.get("prefill_tokens_per_s") is not None:
                 speed = f", prefill {b['prefill_tokens_per_s']} tok/s, decode {b.get('decode_tokens_per_s')} tok/s"
-            typer.echo(f"backend {star} {b['backend']:<12} OK   {b.get('model')} (load {b.get('load_seconds')} s{speed})")
+            typer.echo(
+                f"backend {star} {b['backend']:<12} OK   {b.get('model')} (load {b.get('load_seconds')} s{speed})"
+            )
         elif b.get("generates") is None:
             typer.echo(f"backend {star} {b['backend']:<12} skip {b.get('skipped')}")
         else:
@@ -811,7 +962,9 @@ def patients(
             typer.echo(json.dumps(p.to_json(), ensure_ascii=False))
         else:
             span = f"{(p.first_time or '-')[:10]} .. {(p.last_time or '-')[:10]}"
-            typer.echo(f"{_shown_id(p.patient_id):<24} {span}  {p.n_events} events, {p.n_chunks} chunks, {p.n_sources} file(s), {p.embedder} vectors")
+            typer.echo(
+                f"{_shown_id(p.patient_id):<24} {span}  {p.n_events} events, {p.n_chunks} chunks, {p.n_sources} file(s), {p.embedder} vectors"
+            )
     typer.echo(f"{len(rows)} patient(s) indexed in {index_dir}", err=True)
 
 
@@ -840,8 +993,12 @@ def eval_(
         from ragehr.pipeline.ask import check_answer_mode
 
         check_answer_mode(answer)
-        cfg = cfg.model_copy(update={"answers": (answer,),
-                                     "backends": tuple(b.model_copy(update={"answers": None}) for b in cfg.backends)})
+        cfg = cfg.model_copy(
+            update={
+                "answers": (answer,),
+                "backends": tuple(b.model_copy(update={"answers": None}) for b in cfg.backends),
+            }
+        )
     run_dir = run_dir_for(cfg, run, fresh=fresh)
     mapper = None
     cluster: Any = nullcontext()
@@ -862,7 +1019,10 @@ def eval_(
         val = c.get("value")
         shown = f"{val:.3f}" if isinstance(val, float) else str(val)
         typer.echo(f"{'OK  ' if c['ok'] else 'FAIL'} {e['metric']} {e['op']} {e['value']} {e['where']} -> {shown}")
-    typer.echo(f"results in {run_dir}/ (predictions.jsonl, metrics.json, summary.md, summary.csv, plots/, manifest.json)", err=True)
+    typer.echo(
+        f"results in {run_dir}/ (predictions.jsonl, metrics.json, summary.md, summary.csv, plots/, manifest.json)",
+        err=True,
+    )
     if failed:
         raise typer.Exit(1)
 
@@ -871,7 +1031,9 @@ def eval_(
 @handle_errors
 def serve(
     index_dir: IndexDirOpt = Path("indexes"),
-    host: Annotated[str, typer.Option("--host", help="Address to bind; anything but loopback needs --token.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option("--host", help="Address to bind; anything but loopback needs --token.")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="TCP port (0: any free one).")] = 8000,
     token: Annotated[
         str | None,
@@ -882,11 +1044,15 @@ def serve(
         str | None, typer.Option("--backends", help="Comma-separated backends the page offers (default: all).")
     ] = None,
     model_path: Annotated[Path | None, typer.Option("--model-path", help="A GGUF file (local backend).")] = None,
-    base_url: Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible server (openai backend).")] = None,
+    base_url: Annotated[
+        str | None, typer.Option("--base-url", help="OpenAI-compatible server (openai backend).")
+    ] = None,
     model: Annotated[str | None, typer.Option("--model", help="Model name on that server.")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the generation cache.")] = False,
     workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Questions answered at the same time.")] = 4,
-    ssl_certfile: Annotated[Path | None, typer.Option("--ssl-certfile", help="Serve HTTPS with this certificate.")] = None,
+    ssl_certfile: Annotated[
+        Path | None, typer.Option("--ssl-certfile", help="Serve HTTPS with this certificate.")
+    ] = None,
     ssl_keyfile: Annotated[Path | None, typer.Option("--ssl-keyfile", help="... and this key.")] = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -900,13 +1066,24 @@ def serve(
     cfg = RagehrConfig.from_file(config)
     offered = tuple(b.strip().lower() for b in backends.split(",") if b.strip()) if backends else BACKENDS
     options = ServeOptions(
-        index_dir=index_dir, config=cfg, backend=backend, backends=offered,
-        model_path=str(model_path) if model_path else None, base_url=base_url, model=model,
-        cache_generations=not no_cache, workers=workers,
+        index_dir=index_dir,
+        config=cfg,
+        backend=backend,
+        backends=offered,
+        model_path=str(model_path) if model_path else None,
+        base_url=base_url,
+        model=model,
+        cache_generations=not no_cache,
+        workers=workers,
     )
     run_server(
-        options, host=host, port=port, token=token, debug=_state["debug"],
-        ssl_certfile=str(ssl_certfile) if ssl_certfile else None, ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
+        options,
+        host=host,
+        port=port,
+        token=token,
+        debug=_state["debug"],
+        ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
+        ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
     )
 
 

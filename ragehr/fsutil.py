@@ -87,7 +87,7 @@ def is_index_manifest(doc: dict[str, Any] | None, patient_id: str | None = None)
     version-1 manifest written before the marker), for ``patient_id`` when given."""
     if not isinstance(doc, dict):
         return False
-    marked = doc.get("format") == INDEX_FORMAT or ("format" not in doc and _INDEX_KEYS <= doc.keys())
+    marked = doc.get("format") == INDEX_FORMAT or ("format" not in doc and doc.keys() >= _INDEX_KEYS)
     if not marked or not isinstance(doc.get("patient_id"), str) or not isinstance(doc.get("files"), dict):
         return False
     return patient_id is None or doc["patient_id"] == patient_id

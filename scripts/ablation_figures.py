@@ -37,14 +37,23 @@ def main(argv: list[str] | None = None) -> int:
     order_names = ("chronological", "relevance", "edges")
     expected = []
     for ds in sorted({s["dataset"] for s in rows}):
-        sub = {(s["strategy"], s.get("retriever"), s.get("order") or "chronological", s.get("budget")): s
-               for s in rows if s["dataset"] == ds}
+        sub = {
+            (s["strategy"], s.get("retriever"), s.get("order") or "chronological", s.get("budget")): s
+            for s in rows
+            if s["dataset"] == ds
+        }
         n = max(s["n"] for s in sub.values())
         print(f"\n**{ds}** ({n} items; cells: evidence recall / accuracy / abstained)\n")
         print("| strategy | " + " | ".join(f"{b:,}" for b in budgets) + " |")
         print("|---" * (len(budgets) + 1) + "|")
-        arms = sorted({k[:3] for k in sub}, key=lambda a: ("rag visit-bm25 recent full".split().index(a[0]), a[1] or "",
-                                                          order_names.index(a[2]) if a[2] in order_names else 9))
+        arms = sorted(
+            {k[:3] for k in sub},
+            key=lambda a: (
+                "rag visit-bm25 recent full".split().index(a[0]),
+                a[1] or "",
+                order_names.index(a[2]) if a[2] in order_names else 9,
+            ),
+        )
         multi_order = len({k[2] for k in sub}) > 1
         for strategy, retriever, order in arms:
             cells = []
@@ -77,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\nexpected:")
     for e in expected:
         w = ", ".join(f"{k}: {v if v is not None else 'null'}" for k, v in e["where"].items())
-        print(f"  - {{metric: {e['metric']}, where: {{{w}}}, op: \"==\", value: {e['value']}, tol: {e['tol']}}}")
+        print(f'  - {{metric: {e["metric"]}, where: {{{w}}}, op: "==", value: {e["value"]}, tol: {e["tol"]}}}')
     return 0
 
 

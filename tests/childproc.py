@@ -32,7 +32,11 @@ def run_child(code: str, *, timeout: float = 900, what: str = "model code") -> o
     try:
         proc = subprocess.run(
             [sys.executable, "-c", _PRELUDE + textwrap.dedent(code)],
-            capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=REPO,
+            env=env,
         )
     except subprocess.TimeoutExpired:
         proc = None
@@ -51,5 +55,5 @@ def run_child(code: str, *, timeout: float = 900, what: str = "model code") -> o
         pytest.fail(f"{what}: the child process exited {proc.returncode}\n{tail}", pytrace=False)
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(_MARK):
-            return json.loads(line[len(_MARK):])
+            return json.loads(line[len(_MARK) :])
     pytest.fail(f"{what}: the child process gave no result\n{tail}", pytrace=False)

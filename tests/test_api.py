@@ -284,8 +284,13 @@ def test_run_eval_runs_a_config_and_checks_its_figures(shared_data, tmp_path):
 def test_ask_plot_writes_the_series_chart_or_refuses(index_dir, tmp_path):
     p = ragehr.open_index(index_dir).patient("sample")
     svg = tmp_path / "bp.svg"
-    r = p.ask("How has the systolic blood pressure changed over time?", backend="extractive", cache=False,
-              answer="computed", plot=svg)
+    r = p.ask(
+        "How has the systolic blood pressure changed over time?",
+        backend="extractive",
+        cache=False,
+        answer="computed",
+        plot=svg,
+    )
     assert r.answered_by == "computed" and svg.read_text(encoding="utf-8").lstrip().startswith("<svg")
     none = tmp_path / "none.svg"
     with pytest.raises(ConfigError, match="no series"):

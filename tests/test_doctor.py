@@ -8,14 +8,12 @@ import stat
 import sys
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from ragehr.cli import app
 from ragehr.config import IndexConfig
 from ragehr.doctor import run_probe
 from ragehr.index.build import build_indexes
-
 from tests.conftest import FIXTURES
 
 runner = CliRunner()
@@ -33,8 +31,23 @@ def test_doctor_reports_and_exits_zero_when_the_configured_backend_generates(tmp
     [s] = build_indexes([FIXTURES / "medalign" / "EHR_sample.xml"], idx, IndexConfig(embedder="hashing"))
     assert s.status == "built"
     cfg = _config(tmp_path, "index: {embedder: hashing}\nllm: {backend: extractive}\n")
-    r = runner.invoke(app, ["doctor", "--index-dir", str(idx), "--config", str(cfg), "--backend", "extractive",
-                            "--backend", "fake", "--backend", "openai", "--json"])
+    r = runner.invoke(
+        app,
+        [
+            "doctor",
+            "--index-dir",
+            str(idx),
+            "--config",
+            str(cfg),
+            "--backend",
+            "extractive",
+            "--backend",
+            "fake",
+            "--backend",
+            "openai",
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     rep = json.loads(r.output)
     assert rep["versions"]["python"] == sys.version.split()[0] and "torch" in rep["versions"]
@@ -47,8 +60,9 @@ def test_doctor_reports_and_exits_zero_when_the_configured_backend_generates(tmp
     assert rep["configured_backend"] == "extractive" and rep["configured_backend_generates"]
     # a network endpoint from the environment is reported (and not contacted: openai is skipped)
     monkeypatch.setenv("RAGEHR_OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
-    r = runner.invoke(app, ["doctor", "--index-dir", str(idx), "--config", str(cfg), "--backend", "extractive",
-                            "--no-embedder"])
+    r = runner.invoke(
+        app, ["doctor", "--index-dir", str(idx), "--config", str(cfg), "--backend", "extractive", "--no-embedder"]
+    )
     assert r.exit_code == 0, r.output
     assert "endpoint configured (RAGEHR_OPENAI_BASE_URL): http://127.0.0.1:9/v1" in r.output
     assert "extractive" in r.output and " OK " in r.output
@@ -58,8 +72,21 @@ def test_doctor_exits_5_when_the_configured_backend_cannot_generate(tmp_path) ->
     junk = tmp_path / "junk.gguf"
     junk.write_text("not a model")
     cfg = _config(tmp_path, f"llm: {{backend: transformers, settings: {{model_path: {str(junk)!r}}}}}\n")
-    r = runner.invoke(app, ["doctor", "--index-dir", str(tmp_path / "none"), "--config", str(cfg), "--no-embedder",
-                            "--backend", "transformers", "--backend", "extractive"])
+    r = runner.invoke(
+        app,
+        [
+            "doctor",
+            "--index-dir",
+            str(tmp_path / "none"),
+            "--config",
+            str(cfg),
+            "--no-embedder",
+            "--backend",
+            "transformers",
+            "--backend",
+            "extractive",
+        ],
+    )
     assert r.exit_code == 5, r.output
     assert "FAIL" in r.output and "not a readable GGUF" in r.output
     assert "does not exist yet" in r.output

@@ -11,7 +11,6 @@ from ragehr.cli import app
 from ragehr.config import IndexConfig
 from ragehr.extras import EXTRA_OF, MissingExtraError, install_command, missing_extra_error, require
 from ragehr.index.build import build_indexes
-
 from tests.conftest import FIXTURES, REPO
 
 
@@ -45,10 +44,14 @@ def test_every_extra_named_exists_in_pyproject() -> None:
 def test_cli_says_which_extra_instead_of_internal_error(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     [s] = build_indexes([FIXTURES / "medalign" / "EHR_sample.xml"], tmp_path, IndexConfig(embedder="hashing"))
     assert s.status == "built"
-    for name in [m for m in list(sys.modules) if m == "bm25s" or m.startswith("bm25s.") or m.startswith("ragehr.retrieval.bm25")]:
+    for name in [
+        m for m in list(sys.modules) if m == "bm25s" or m.startswith("bm25s.") or m.startswith("ragehr.retrieval.bm25")
+    ]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "bm25s", None)
-    r = CliRunner().invoke(app, ["retrieve", "NIHSS", "--patient", "sample", "--index-dir", str(tmp_path), "--retriever", "bm25"])
+    r = CliRunner().invoke(
+        app, ["retrieve", "NIHSS", "--patient", "sample", "--index-dir", str(tmp_path), "--retriever", "bm25"]
+    )
     assert r.exit_code == 2, r.output
     assert "internal error" not in r.output and r.output.count("\n") == 1
     assert "bm25s is not installed" in r.output and "'retrieval' extra" in r.output and "pip install" in r.output

@@ -135,7 +135,8 @@ def test_no_import_cycle_in_ragehr():
 def test_no_import_cycle_even_through_deferred_imports():
     cycles = find_cycles(import_graph(top_level_only=False))
     assert cycles == [], "import cycles (imports inside functions counted): " + "; ".join(
-        " <-> ".join(c) for c in cycles)
+        " <-> ".join(c) for c in cycles
+    )
 
 
 def test_the_checker_finds_a_planted_cycle():

@@ -16,7 +16,7 @@ Only this module imports llama-index; the core never imports it.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +95,7 @@ def _as_datetime(value: datetime | str | None, name: str, *, end: bool = False) 
         except ValueError as exc:
             raise ConfigError(f"{name}: {exc}") from None
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
     raise ConfigError(f"{name}: expected a datetime or a date string, got {type(value).__name__}")
 
 
@@ -193,9 +193,7 @@ class RagehrRetriever(BaseRetriever):
         retriever asked for, directly or through ``config``, is ``bm25``."""
         config = search_kwargs.get("config") or RetrievalConfig()
         name = search_kwargs.get("retriever") or config.retriever
-        index = load_patient_index(
-            index_dir, patient_id, need_dense=name != "bm25", embedder=embedder, verify=verify
-        )
+        index = load_patient_index(index_dir, patient_id, need_dense=name != "bm25", embedder=embedder, verify=verify)
         return cls(index, **search_kwargs)
 
     @property

@@ -31,7 +31,7 @@ def _fmt(x: float) -> str:
 
 
 def _panel(label: str, unit: str | None, evs: Sequence[Event], cited: Collection[str], top: float) -> list[str]:
-    ts = [e.start.timestamp() for e in evs if e.start is not None]  # type: ignore[union-attr]
+    ts = [e.start.timestamp() for e in evs if e.start is not None]
     vs = [float(e.value) for e in evs]  # type: ignore[arg-type]
     t0, t1 = min(ts), max(ts)
     v0, v1 = min(vs), max(vs)
@@ -62,7 +62,7 @@ def _panel(label: str, unit: str | None, evs: Sequence[Event], cited: Collection
     ]
     pts = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in zip(ts, vs))
     out.append(f'<polyline points="{pts}" fill="none" stroke="{_LINE}" stroke-width="1.2"/>')
-    later = []
+    later: list[str] = []
     for e, t, v in zip(evs, ts, vs):
         hit = e.event_id in cited
         tip = escape(f"{e.start.date().isoformat()}: {format_value(e.value)}" + (f" {e.unit}" if e.unit else ""))  # type: ignore[union-attr]
@@ -137,8 +137,10 @@ def plot_answer(computed: object | None, path: str | Path) -> Path:
     series with the cited points highlighted. An answer without a series of values (not
     computed, or a single latest/first value) is a :class:`ConfigError` and nothing is written."""
     series = getattr(computed, "series", None)
-    rows = series() if callable(series) else []
+    highlighted = getattr(computed, "highlighted", None)
+    rows = series() if callable(series) and callable(highlighted) else []
     if not rows:
-        raise ConfigError("--plot: this answer has no series of values to plot (ask for a trend, a count or "
-                          "the values in a period)")
-    return write_plot(path, rows, computed.highlighted())  # type: ignore[attr-defined]
+        raise ConfigError(
+            "--plot: this answer has no series of values to plot (ask for a trend, a count or the values in a period)"
+        )
+    return write_plot(path, rows, highlighted())  # type: ignore[misc]

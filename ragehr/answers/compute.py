@@ -387,12 +387,12 @@ def _series_part(shape: str, label: str, kind: EventKind, code: str | None, evs:
         best = max(e.value for e in nums) if shape == "max" else min(e.value for e in nums)  # type: ignore[type-var]
         return Part(label, kind, stated=tuple(e for e in nums if e.value == best), basis=tuple(nums), code=code)
     if shape == "average":
-        mean = sum(float(e.value) for e in nums) / len(nums)  # type: ignore[arg-type]
+        mean = sum(_number(e) for e in nums) / len(nums)
         return Part(label, kind, basis=tuple(nums), figure=mean, code=code)
     # trend
     first, last = nums[0], nums[-1]
-    lo = min(nums, key=lambda e: (e.value, _order(e)))  # type: ignore[arg-type, return-value]
-    hi = max(nums, key=lambda e: (e.value, -_order(e)))  # type: ignore[arg-type, return-value]
+    lo = min(nums, key=lambda e: (e.value, _order(e)))
+    hi = max(nums, key=lambda e: (e.value, -_order(e)))
     a, b = float(first.value), float(last.value)  # type: ignore[arg-type]
     if abs(b - a) <= 0.05 * max(abs(a), 1e-9):
         direction = "was stable"
@@ -693,3 +693,10 @@ def _never(question: str, plan: QuestionPlan, record: PatientRecord) -> Computed
 
 def as_datetime_day(d: datetime | None) -> date | None:
     return d.date() if d else None
+
+
+def _number(e: Event) -> float:
+    """A measured event's value as a float (callers keep only events whose value is a number)."""
+    if isinstance(e.value, bool) or not isinstance(e.value, int | float):
+        raise TypeError(f"event {e.event_id} has no numeric value")
+    return float(e.value)

@@ -25,7 +25,7 @@ def _by_event(index: PatientIndex) -> dict[str, list[Chunk]]:
             for eid in c.event_ids:
                 table.setdefault(eid, []).append(c)
         got = index.memo["answers:event-chunks"] = table
-    return got  # type: ignore[return-value]
+    return got
 
 
 def chunks_for(index: PatientIndex, event_ids: Iterable[str]) -> list[Chunk]:

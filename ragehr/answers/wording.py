@@ -213,8 +213,10 @@ def _sentence(c: _Ctx, comp: Computed, p: Part) -> str:
         cites, shown = c.cite_some(p.basis)
         if len(shown) < len(p.basis):
             c.derived.append(str(len(shown)))
-            return (f"{p.label} was {verb} {n} {times}{period} {cites} (the evidence shown holds {len(shown)} of them, "
-                    f"{_span(shown)}).")
+            return (
+                f"{p.label} was {verb} {n} {times}{period} {cites} (the evidence shown holds {len(shown)} of them, "
+                f"{_span(shown)})."
+            )
         return f"{p.label} was {verb} {n} {times}{period} {cites} ({_span(p.basis)})."
     if shape in ("max", "min"):
         word = "highest" if shape == "max" else "lowest"
@@ -230,8 +232,8 @@ def _sentence(c: _Ctx, comp: Computed, p: Part) -> str:
     if shape == "trend":
         evs = p.basis
         first, last = evs[0], evs[-1]
-        lo = min(evs, key=lambda e: (e.value, e.start))  # type: ignore[arg-type, return-value]
-        hi = max(evs, key=lambda e: (e.value, -e.start.timestamp()))  # type: ignore[arg-type, return-value, union-attr]
+        lo = min(evs, key=lambda e: (e.value, e.start))
+        hi = max(evs, key=lambda e: (e.value, -e.start.timestamp()))  # type: ignore[union-attr]
         c.derived.append(str(len(evs)))
         return (
             f"{p.label}{period}: {len(evs)} values {_span(evs)}; it {p.direction}, from {_value(first)} on "

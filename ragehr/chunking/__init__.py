@@ -182,7 +182,6 @@ def _day(e: Event) -> date | None:
     return e.start.date() if e.start is not None else None
 
 
-
 T = TypeVar("T")
 
 
@@ -199,6 +198,7 @@ def _fill(items: Sequence[T], room: int, counter: TokenCounter, line_of: Callabl
         pieces[-1].append(item)
         used += n
     return pieces
+
 
 def chunk_events(
     events: Sequence[Event],
@@ -301,7 +301,11 @@ def chunk_series(
             nm = " ".join((e.text or e.code or "").split())
             names[nm] = names.get(nm, 0) + 1
         name = max(names, key=lambda nm: (names[nm], nm))
-        code = f" ({evs[0].system} {evs[0].code})" if evs[0].code and evs[0].system else (f" ({evs[0].code})" if evs[0].code else "")
+        code = (
+            f" ({evs[0].system} {evs[0].code})"
+            if evs[0].code and evs[0].system
+            else (f" ({evs[0].code})" if evs[0].code else "")
+        )
         by_year: dict[int, list[Event]] = {}
         for e in evs:
             by_year.setdefault(e.start.year, []).append(e)  # type: ignore[union-attr]

@@ -58,9 +58,7 @@ def _load_record(path: str | Path, *, include_billing: bool = False) -> PatientR
             obj = source.parse_json(p, raw.data)
             resources = _json_resources(p, obj)
         else:
-            resources = [
-                (f"line:{lineno}", obj) for lineno, obj in source.parse_ndjson(p, raw.data)
-            ]
+            resources = [(f"line:{lineno}", obj) for lineno, obj in source.parse_ndjson(p, raw.data)]
             for where, obj in resources:
                 if not isinstance(obj, dict) or "resourceType" not in obj:
                     raise source.unsupported(p, f"NDJSON {where} is not a FHIR resource")

@@ -88,7 +88,8 @@ def export_files(folder: Path) -> tuple[list[Path], list[str]]:
         return sorted(p for p in folder.glob("*.ndjson") if p.is_file() and not p.name.startswith(".")), problems
     mpath, obj = m
     files = []
-    outputs = obj.get("output") if isinstance(obj.get("output"), list) else []
+    raw_outputs = obj.get("output")
+    outputs = raw_outputs if isinstance(raw_outputs, list) else []
     for out in outputs:
         url = out.get("url") if isinstance(out, dict) else None
         if not isinstance(url, str) or not url.strip():
@@ -169,8 +170,10 @@ class BulkExport:
                     if line is None:  # never read whole: a 600 MB line costs no memory
                         bad += 1
                         if bad <= MAX_PROBLEMS_PER_FILE:
-                            problems.append(f"{f}: line {lineno} is {size} bytes, over the {MAX_LINE_BYTES}-byte "
-                                            "line limit; skipped")
+                            problems.append(
+                                f"{f}: line {lineno} is {size} bytes, over the {MAX_LINE_BYTES}-byte "
+                                "line limit; skipped"
+                            )
                         continue
                     if not line.strip():
                         continue

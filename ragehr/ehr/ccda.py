@@ -84,10 +84,7 @@ substance-administered, drug-monitoring and entry-reference statements: parts of
 entry, not facts of their own."""
 _GOAL_OBS = _TPL + "121"
 _SUPPORTING_CODES = frozenset({"SEV", "33999-4", "48767-8", "445518008", "MFST"})
-_WRAPPER_ACTS = {
-    _TPL + n
-    for n in ("3", "30", "80", "33", "34", "35", "65", "51", "131", "132", "136", "140", "146")
-}
+_WRAPPER_ACTS = {_TPL + n for n in ("3", "30", "80", "33", "34", "35", "65", "51", "131", "132", "136", "140", "146")}
 """Concern, diagnosis and medication-list acts that only group the statements inside them."""
 
 # --- sections by LOINC code --------------------------------------------------------------
@@ -97,67 +94,83 @@ _PLAN, _GENERIC, _SKIP = "plan", "generic", "skip"
 
 _SECTION_KIND: dict[str, str] = {
     # problems and diagnoses
-    "11450-4": _PROBLEM, "11348-0": _PROBLEM, "46241-6": _PROBLEM, "42347-5": _PROBLEM,
-    "11535-2": _PROBLEM, "78375-3": _PROBLEM, "10219-4": _PROBLEM, "10218-6": _PROBLEM,
-    "59769-0": _PROBLEM, "29548-5": _PROBLEM, "C-CDAV2-DDN": _PROBLEM,
+    "11450-4": _PROBLEM,
+    "11348-0": _PROBLEM,
+    "46241-6": _PROBLEM,
+    "42347-5": _PROBLEM,
+    "11535-2": _PROBLEM,
+    "78375-3": _PROBLEM,
+    "10219-4": _PROBLEM,
+    "10218-6": _PROBLEM,
+    "59769-0": _PROBLEM,
+    "29548-5": _PROBLEM,
+    "C-CDAV2-DDN": _PROBLEM,
     # medications
-    "10160-0": _MEDICATION, "29549-3": _MEDICATION, "42346-7": _MEDICATION,
-    "10183-2": _MEDICATION, "75311-1": _MEDICATION,
+    "10160-0": _MEDICATION,
+    "29549-3": _MEDICATION,
+    "42346-7": _MEDICATION,
+    "10183-2": _MEDICATION,
+    "75311-1": _MEDICATION,
     "11369-6": _IMMUNIZATION_S,
     "48765-2": _ALLERGY,
     "30954-2": _RESULT,
     "8716-3": _VITAL,
-    "47519-4": _PROCEDURE, "29554-3": _PROCEDURE, "10223-6": _PROCEDURE,
+    "47519-4": _PROCEDURE,
+    "29554-3": _PROCEDURE,
+    "10223-6": _PROCEDURE,
     "46240-8": _ENCOUNTER,
-    "18776-5": _PLAN, "59772-4": _PLAN,
+    "18776-5": _PLAN,
+    "59772-4": _PLAN,
     "48768-6": _SKIP,
 }
 """Sections whose entries have a known kind; every other section is read generically (its
 observations become ``observation`` events, templates decide the rest)."""
 
-_NOTE_SECTIONS: frozenset[str] = frozenset({
-    "10164-2",  # history of present illness
-    "8648-8",  # hospital course
-    "51848-0",  # assessment
-    "51847-2",  # assessment and plan
-    "18776-5",  # plan of care / treatment
-    "10154-3",  # chief complaint
-    "46239-0",  # chief complaint and reason for visit
-    "29299-5",  # reason for visit
-    "42349-1",  # reason for referral
-    "10187-3",  # review of systems
-    "29545-1",  # physical exam
-    "10184-0",  # hospital discharge physical
-    "10210-3",  # general status
-    "8653-8",  # hospital discharge instructions
-    "69730-0",  # instructions
-    "11493-4",  # hospital discharge studies summary
-    "18841-7",  # hospital consultations
-    "61149-1",  # objective
-    "61150-9",  # subjective
-    "11348-0",  # past medical history
-    "59776-5",  # procedure findings
-    "18782-3",  # radiology study observation (findings)
-    "19005-8",  # radiology impression
-    "121070",  # DICOM findings
-    "121072",  # DICOM impressions
-    "121109",  # DICOM indications
-    "11329-0",  # history general
-    "10223-6",  # surgical operation note
-    "29554-3",  # procedure description
-    "59768-2",  # procedure indications
-    "59775-7",  # procedure disposition
-    "59770-8",  # estimated blood loss
-    "59771-6",  # procedure implants
-    "59773-2",  # specimens taken
-    "55109-3",  # complications
-    "10216-0",  # operative note fluids
-    "11537-8",  # surgical drains
-    "10218-6",  # postoperative diagnosis
-    "10219-4",  # preoperative diagnosis
-    "59769-0",  # postprocedure diagnosis
-    "59774-0",  # anesthesia
-})
+_NOTE_SECTIONS: frozenset[str] = frozenset(
+    {
+        "10164-2",  # history of present illness
+        "8648-8",  # hospital course
+        "51848-0",  # assessment
+        "51847-2",  # assessment and plan
+        "18776-5",  # plan of care / treatment
+        "10154-3",  # chief complaint
+        "46239-0",  # chief complaint and reason for visit
+        "29299-5",  # reason for visit
+        "42349-1",  # reason for referral
+        "10187-3",  # review of systems
+        "29545-1",  # physical exam
+        "10184-0",  # hospital discharge physical
+        "10210-3",  # general status
+        "8653-8",  # hospital discharge instructions
+        "69730-0",  # instructions
+        "11493-4",  # hospital discharge studies summary
+        "18841-7",  # hospital consultations
+        "61149-1",  # objective
+        "61150-9",  # subjective
+        "11348-0",  # past medical history
+        "59776-5",  # procedure findings
+        "18782-3",  # radiology study observation (findings)
+        "19005-8",  # radiology impression
+        "121070",  # DICOM findings
+        "121072",  # DICOM impressions
+        "121109",  # DICOM indications
+        "11329-0",  # history general
+        "10223-6",  # surgical operation note
+        "29554-3",  # procedure description
+        "59768-2",  # procedure indications
+        "59775-7",  # procedure disposition
+        "59770-8",  # estimated blood loss
+        "59771-6",  # procedure implants
+        "59773-2",  # specimens taken
+        "55109-3",  # complications
+        "10216-0",  # operative note fluids
+        "11537-8",  # surgical drains
+        "10218-6",  # postoperative diagnosis
+        "10219-4",  # preoperative diagnosis
+        "59769-0",  # postprocedure diagnosis
+        "59774-0",  # anesthesia
+    }
+)
 """Sections whose narrative is a note in its own right, so it becomes a note even when the
 section also has coded entries."""
 
@@ -179,10 +192,21 @@ _CLINICAL_STATUS = {
     "277022003": Status.RESOLVED,  # remission
     "723506003": Status.RESOLVED,
 }
-_GENERIC_PROBLEM_CODES = frozenset({
-    "55607006", "282291009", "64572001", "404684003", "409586006", "418799008", "248536006",
-    "373930000", "29308-4", "75326-9", "ASSERTION",
-})
+_GENERIC_PROBLEM_CODES = frozenset(
+    {
+        "55607006",
+        "282291009",
+        "64572001",
+        "404684003",
+        "409586006",
+        "418799008",
+        "248536006",
+        "373930000",
+        "29308-4",
+        "75326-9",
+        "ASSERTION",
+    }
+)
 """Problem-type codes (SNOMED problem, diagnosis, condition, finding, complaint, symptom; LOINC
 diagnosis) that say what kind of fact a problem is, not what the problem is."""
 _VAGUE_NAMES = frozenset({"unknown", "unk", "other", "not available"})
@@ -340,15 +364,48 @@ def flatten_narrative(el: _El) -> str:
 
 
 _RTF_DEST = re.compile(r"\\([a-z]{1,32})(-?\d{1,10})? ?|\\'([0-9a-fA-F]{2})|\\([^a-z])|([{}])|[\r\n]+|([^\\{}\r\n]+)")
-_RTF_SKIP_DEST = frozenset({
-    "fonttbl", "colortbl", "stylesheet", "info", "pict", "header", "footer", "headerl",
-    "headerr", "footerl", "footerr", "object", "listtable", "listoverridetable", "rsidtbl",
-    "generator", "themedata", "datastore", "latentstyles", "xmlnstbl", "mmathPr",
-})
+_RTF_SKIP_DEST = frozenset(
+    {
+        "fonttbl",
+        "colortbl",
+        "stylesheet",
+        "info",
+        "pict",
+        "header",
+        "footer",
+        "headerl",
+        "headerr",
+        "footerl",
+        "footerr",
+        "object",
+        "listtable",
+        "listoverridetable",
+        "rsidtbl",
+        "generator",
+        "themedata",
+        "datastore",
+        "latentstyles",
+        "xmlnstbl",
+        "mmathPr",
+    }
+)
 _RTF_CHARS = {
-    "par": "\n", "line": "\n", "sect": "\n", "page": "\n", "row": "\n", "cell": " | ", "tab": "\t",
-    "emdash": "\u2014", "endash": "\u2013", "bullet": "\u2022", "lquote": "\u2018",
-    "rquote": "\u2019", "ldblquote": "\u201c", "rdblquote": "\u201d", "emspace": " ", "enspace": " ",
+    "par": "\n",
+    "line": "\n",
+    "sect": "\n",
+    "page": "\n",
+    "row": "\n",
+    "cell": " | ",
+    "tab": "\t",
+    "emdash": "\u2014",
+    "endash": "\u2013",
+    "bullet": "\u2022",
+    "lquote": "\u2018",
+    "rquote": "\u2019",
+    "ldblquote": "\u201c",
+    "rdblquote": "\u201d",
+    "emspace": " ",
+    "enspace": " ",
 }
 
 
@@ -520,22 +577,39 @@ class _Parser:
 
     # -- events --
 
-    def add(self, el: _El, kind: EventKind, time: _Time | None = None, end: datetime | None = None,
-            *, coded: _Coded | None = None, text: str | None = None, **kw: Any) -> None:
+    def add(
+        self,
+        el: _El,
+        kind: EventKind,
+        time: _Time | None = None,
+        end: datetime | None = None,
+        *,
+        coded: _Coded | None = None,
+        text: str | None = None,
+        **kw: Any,
+    ) -> None:
         coded = coded or _Coded()
         text = text or coded.display or coded.code
         if not text:
             log.debug("C-CDA entry without code or text skipped: %s", element_path(el))
             return
-        start, precision = (time if time else (None, TimePrecision.MINUTE))
+        start, precision = time if time else (None, TimePrecision.MINUTE)
         if end is not None and start is not None and end < start:
             end = None
         kw.setdefault("visit_id", self.visit_id)
-        self.events.append(Event(
-            kind=kind, start=start, end=end, precision=precision, system=coded.system,
-            code=coded.code, text=text, source=SourceLocator(file=self.file, path=element_path(el)),
-            **kw,
-        ))
+        self.events.append(
+            Event(
+                kind=kind,
+                start=start,
+                end=end,
+                precision=precision,
+                system=coded.system,
+                code=coded.code,
+                text=text,
+                source=SourceLocator(file=self.file, path=element_path(el)),
+                **kw,
+            )
+        )
 
     # -- document --
 
@@ -571,8 +645,12 @@ class _Parser:
         )
 
     def patient_id(self) -> str | None:
-        ids = [i for role in _kids(_kid(self.root, "recordTarget"), "patientRole")
-               for i in _kids(role, "id") if _present(i) is not None]
+        ids = [
+            i
+            for role in _kids(_kid(self.root, "recordTarget"), "patientRole")
+            for i in _kids(role, "id")
+            if _present(i) is not None
+        ]
         for i in ids:
             ext, root = _clean(i.get("extension")), (i.get("root") or "").strip()
             if ext and root != _SSN_OID:
@@ -598,7 +676,8 @@ class _Parser:
         g = _present(_kid(patient, "administrativeGenderCode"))
         if g is not None:
             gender = _GENDER.get((g.get("code") or "").upper()) or (
-                (_clean(g.get("displayName")) or "").lower() or None)
+                (_clean(g.get("displayName")) or "").lower() or None
+            )
         race = _present(_kid(patient, "raceCode"))
         eth = _present(_kid(patient, "ethnicGroupCode"))
         deceased = _ts(_kid(patient, "deceasedTime"))
@@ -621,8 +700,15 @@ class _Parser:
             title_el = _kid(self.root, "title")
             title = _clean("".join(title_el.itertext())) if title_el is not None else None
             coded = self.coded(_kid(self.root, "code"))
-            self.add(body, EventKind.NOTE, self.doc_time, coded=coded, text=text,
-                     title=title or coded.display, note_type=coded.display or title)
+            self.add(
+                body,
+                EventKind.NOTE,
+                self.doc_time,
+                coded=coded,
+                text=text,
+                title=title or coded.display,
+                note_type=coded.display or title,
+            )
 
     # -- sections --
 
@@ -667,8 +753,15 @@ class _Parser:
             coded = _Coded(system_name(code_el.get("codeSystem"), code_el.get("codeSystemName")), s.code)
         title = s.title or s.display
         note_type = s.display or s.title
-        self.add(s.el, EventKind.NOTE, self.doc_time, coded=coded, text=text, title=title,
-                 note_type=note_type.lower() if note_type and note_type.isupper() else note_type)
+        self.add(
+            s.el,
+            EventKind.NOTE,
+            self.doc_time,
+            coded=coded,
+            text=text,
+            title=title,
+            note_type=note_type.lower() if note_type and note_type.isupper() else note_type,
+        )
 
     def note_activities(self, stmt: _El, s: _Section) -> bool:
         found = False
@@ -685,8 +778,11 @@ class _Parser:
     def note_activity(self, act: _El, s: _Section) -> None:
         code_el = _kid(act, "code")
         coded = self.coded(code_el)
-        note_type = next((d for t in _kids(code_el, "translation") if (d := _clean(t.get("displayName")))),
-                         None) or coded.display or s.display
+        note_type = (
+            next((d for t in _kids(code_el, "translation") if (d := _clean(t.get("displayName")))), None)
+            or coded.display
+            or s.display
+        )
         text_el = _kid(act, "text")
         text = None
         if text_el is not None:
@@ -702,8 +798,16 @@ class _Parser:
         time, _ = self.stmt_time(act, None)
         if time is None:
             time = _ts(_find(act, "author/time")) or self.doc_time
-        self.add(act, EventKind.NOTE, time, coded=coded, text=text, title=s.title or note_type,
-                 note_type=note_type, visit_id=self.entry_visit(act))
+        self.add(
+            act,
+            EventKind.NOTE,
+            time,
+            coded=coded,
+            text=text,
+            title=s.title or note_type,
+            note_type=note_type,
+            visit_id=self.entry_visit(act),
+        )
 
     def entry_visit(self, stmt: _El) -> str | None:
         for er in _kids(stmt, "entryRelationship"):
@@ -734,8 +838,11 @@ class _Parser:
             for child in self.nested(stmt):
                 self.statement(child, s, time, depth + 1)
             return
-        if (mood in _PLANNED_MOODS and name != "substanceAdministration"
-                and kind not in (_MEDICATION, _IMMUNIZATION_S, _PROBLEM, _ALLERGY)):
+        if (
+            mood in _PLANNED_MOODS
+            and name != "substanceAdministration"
+            and kind not in (_MEDICATION, _IMMUNIZATION_S, _PROBLEM, _ALLERGY)
+        ):
             self.planned(stmt, parent)
             return
         if name == "observation":
@@ -762,8 +869,9 @@ class _Parser:
                 self.planned(stmt, parent)
             else:
                 self.medication(stmt, EventKind.MEDICATION, parent)
-        elif name == "procedure" or (name == "act" and (
-                kind == _PROCEDURE or _PROCEDURE_ACT in tpl or _PROCEDURE_CONTEXT in tpl)):
+        elif name == "procedure" or (
+            name == "act" and (kind == _PROCEDURE or _PROCEDURE_ACT in tpl or _PROCEDURE_CONTEXT in tpl)
+        ):
             self.procedure(stmt, parent)
         elif name == "encounter":
             self.encounter(stmt, parent)
@@ -826,8 +934,15 @@ class _Parser:
         if not name:
             return
         time, end = self.stmt_time(obs, parent)
-        self.add(obs, EventKind.OBSERVATION, time, end, coded=coded, text=f"{relative}: {name}",
-                 status=Status.NEGATED if _negated(obs) else None)
+        self.add(
+            obs,
+            EventKind.OBSERVATION,
+            time,
+            end,
+            coded=coded,
+            text=f"{relative}: {name}",
+            status=Status.NEGATED if _negated(obs) else None,
+        )
 
     def problem(self, obs: _El, parent: _Time | None) -> None:
         value = _present_or_text(_kid(obs, "value"))
@@ -850,8 +965,9 @@ class _Parser:
                     sc = _present(_kid(concern, "statusCode"))
                     if sc is not None and sc.get("code") == "active":
                         status = Status.ACTIVE
-        self.add(obs, EventKind.CONDITION, time, end, coded=coded, text=text, status=status,
-                 visit_id=self.entry_visit(obs))
+        self.add(
+            obs, EventKind.CONDITION, time, end, coded=coded, text=text, status=status, visit_id=self.entry_visit(obs)
+        )
 
     def clinical_status(self, stmt: _El) -> Status | None:
         for er in _kids(stmt, "entryRelationship"):
@@ -863,8 +979,12 @@ class _Parser:
                 if v.code in _CLINICAL_STATUS:
                     return _CLINICAL_STATUS[v.code]
                 d = (v.display or "").lower()
-                for word, st in (("resolved", Status.RESOLVED), ("inactive", Status.INACTIVE),
-                                 ("no longer", Status.INACTIVE), ("active", Status.ACTIVE)):
+                for word, st in (
+                    ("resolved", Status.RESOLVED),
+                    ("inactive", Status.INACTIVE),
+                    ("no longer", Status.INACTIVE),
+                    ("active", Status.ACTIVE),
+                ):
                     if word in d:
                         return st
         return None
@@ -897,8 +1017,9 @@ class _Parser:
         status = Status.NEGATED if _negated(obs) else self.clinical_status(obs)
         if status is None and end is not None:
             status = Status.RESOLVED
-        self.add(obs, EventKind.ALLERGY, time, end, coded=coded, text=name, status=status,
-                 visit_id=self.entry_visit(obs))
+        self.add(
+            obs, EventKind.ALLERGY, time, end, coded=coded, text=name, status=status, visit_id=self.entry_visit(obs)
+        )
 
     def medication(self, sa: _El, kind: EventKind, parent: _Time | None) -> None:
         product = _find(sa, "consumable/manufacturedProduct")
@@ -920,8 +1041,18 @@ class _Parser:
         else:
             sc = _present(_kid(sa, "statusCode"))
             status = _STATUS_CODE.get((sc.get("code") or "").lower()) if sc is not None else None
-        self.add(sa, kind, time, end, coded=coded, text=text, value=value, unit=unit, status=status,
-                 visit_id=self.entry_visit(sa))
+        self.add(
+            sa,
+            kind,
+            time,
+            end,
+            coded=coded,
+            text=text,
+            value=value,
+            unit=unit,
+            status=status,
+            visit_id=self.entry_visit(sa),
+        )
 
     def result(self, obs: _El, kind: EventKind, parent: _Time | None) -> None:
         coded = self.coded(_kid(obs, "code"))
@@ -948,8 +1079,18 @@ class _Parser:
         if value is None and time is None and (name is None or coded.code is None):
             log.debug("C-CDA observation without code, value or time skipped: %s", element_path(obs))
             return
-        self.add(obs, kind, time, end, coded=coded, text=name, value=value, unit=unit, status=status,
-                 visit_id=self.entry_visit(obs))
+        self.add(
+            obs,
+            kind,
+            time,
+            end,
+            coded=coded,
+            text=name,
+            value=value,
+            unit=unit,
+            status=status,
+            visit_id=self.entry_visit(obs),
+        )
 
     def value(self, obs: _El) -> tuple[float | int | str | None, str | None, _Coded | None]:
         """An observation's value as ``(value, unit, coded)``: PQ and REAL as floats, INT as int,
@@ -1019,8 +1160,9 @@ class _Parser:
         else:
             sc = _present(_kid(stmt, "statusCode"))
             status = _STATUS_CODE.get((sc.get("code") or "").lower()) if sc is not None else None
-        self.add(stmt, EventKind.PROCEDURE, time, end, coded=coded, text=text, status=status,
-                 visit_id=self.entry_visit(stmt))
+        self.add(
+            stmt, EventKind.PROCEDURE, time, end, coded=coded, text=text, status=status, visit_id=self.entry_visit(stmt)
+        )
 
     def encounter(self, enc: _El, parent: _Time | None) -> None:
         coded = self.coded(_kid(enc, "code"))
@@ -1028,7 +1170,11 @@ class _Parser:
         diagnoses = []
         for child in self.nested(enc):
             for obs in [child, *child.iter()]:
-                if isinstance(obs.tag, str) and local_name(obs) == "observation" and not (_templates(obs) & _STATUS_OBS):
+                if (
+                    isinstance(obs.tag, str)
+                    and local_name(obs) == "observation"
+                    and not (_templates(obs) & _STATUS_OBS)
+                ):
                     d = self.coded(_present_or_text(_kid(obs, "value"))).display
                     if d:
                         diagnoses.append(d)
@@ -1037,15 +1183,31 @@ class _Parser:
             text = f"{text} (diagnosis: {'; '.join(dict.fromkeys(diagnoses))})"
         time, end = self.stmt_time(enc, parent)
         own = next((v for i in _kids(enc, "id") if (v := _ii(i))), None)
-        self.add(enc, EventKind.ENCOUNTER, time, end, coded=coded, text=text,
-                 status=Status.NEGATED if _negated(enc) else None, visit_id=own or self.visit_id)
+        self.add(
+            enc,
+            EventKind.ENCOUNTER,
+            time,
+            end,
+            coded=coded,
+            text=text,
+            status=Status.NEGATED if _negated(enc) else None,
+            visit_id=own or self.visit_id,
+        )
 
     def planned(self, stmt: _El, parent: _Time | None) -> None:
         coded = self._statement_code(stmt)
         name = coded.display or self.ref_text(_kid(stmt, "text")) or coded.code
         time, end = self.stmt_time(stmt, parent)
-        self.add(stmt, EventKind.OTHER, time, end, coded=coded, text=f"Planned: {name}" if name else None,
-                 status=Status.NEGATED if _negated(stmt) else None, visit_id=self.entry_visit(stmt))
+        self.add(
+            stmt,
+            EventKind.OTHER,
+            time,
+            end,
+            coded=coded,
+            text=f"Planned: {name}" if name else None,
+            status=Status.NEGATED if _negated(stmt) else None,
+            visit_id=self.entry_visit(stmt),
+        )
 
     def other(self, stmt: _El, parent: _Time | None) -> None:
         coded = self._statement_code(stmt)
@@ -1053,17 +1215,27 @@ class _Parser:
         time, end = self.stmt_time(stmt, parent)
         if not name and time is None:
             return
-        self.add(stmt, EventKind.OTHER, time, end, coded=coded, text=name,
-                 status=Status.NEGATED if _negated(stmt) else None, visit_id=self.entry_visit(stmt))
+        self.add(
+            stmt,
+            EventKind.OTHER,
+            time,
+            end,
+            coded=coded,
+            text=name,
+            status=Status.NEGATED if _negated(stmt) else None,
+            visit_id=self.entry_visit(stmt),
+        )
 
     def _statement_code(self, stmt: _El) -> _Coded:
         """What a statement is about: a drug or device for substance administrations and
         supplies, the value of a coded assertion, else its own code."""
         name = local_name(stmt)
         if name in ("substanceAdministration", "supply"):
-            for path in ("consumable/manufacturedProduct/manufacturedMaterial/code",
-                         "product/manufacturedProduct/manufacturedMaterial/code",
-                         "participant/participantRole/playingDevice/code"):
+            for path in (
+                "consumable/manufacturedProduct/manufacturedMaterial/code",
+                "product/manufacturedProduct/manufacturedMaterial/code",
+                "participant/participantRole/playingDevice/code",
+            ):
                 c = self.coded(_find(stmt, path))
                 if c.code or c.display:
                     return c

@@ -213,11 +213,23 @@ def select(slices: Iterable[PatientSlice], patients: Iterable[str] | None) -> li
         return slices
     wanted = set(patients)
     aliases = alias_map(slices)
-    chosen = {p for p in wanted} | {aliases[p] for p in wanted if p in aliases}
+    chosen = set(wanted) | {aliases[p] for p in wanted if p in aliases}
     return [s for s in slices if s.patient_id in chosen]
 
 
 __all__ = [
-    "READER_MODULES", "SLICE_MARK", "Cohort", "CohortReader", "CohortScan", "PatientSlice", "alias_map",
-    "ambiguous_aliases", "detect_cohort", "inside_any", "reader", "readers", "select", "split_cohorts",
+    "READER_MODULES",
+    "SLICE_MARK",
+    "Cohort",
+    "CohortReader",
+    "CohortScan",
+    "PatientSlice",
+    "alias_map",
+    "ambiguous_aliases",
+    "detect_cohort",
+    "inside_any",
+    "reader",
+    "readers",
+    "select",
+    "split_cohorts",
 ]

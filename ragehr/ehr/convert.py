@@ -7,9 +7,9 @@ import os
 from pathlib import Path
 
 from ragehr.ehr.medalign import write_medalign_xml
+from ragehr.ehr.render import render_event
 from ragehr.errors import ConfigError
 from ragehr.fsutil import regular_file_problem, same_file
-from ragehr.ehr.render import render_event
 from ragehr.types import Event, PatientRecord
 
 TARGETS = ("medalign-xml", "jsonl")
@@ -55,9 +55,7 @@ def event_to_json(e: Event, patient_id: str) -> dict[str, object]:
 
 
 def to_jsonl(record: PatientRecord) -> str:
-    return "".join(
-        json.dumps(event_to_json(e, record.patient_id), ensure_ascii=False) + "\n" for e in record.events
-    )
+    return "".join(json.dumps(event_to_json(e, record.patient_id), ensure_ascii=False) + "\n" for e in record.events)
 
 
 def convert(record: PatientRecord, target: str) -> str:

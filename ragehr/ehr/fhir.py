@@ -84,10 +84,27 @@ BILLING_TYPES = frozenset({"Claim", "ExplanationOfBenefit", "Coverage"})
 
 IGNORED_TYPES = frozenset(
     {
-        "Provenance", "Organization", "Practitioner", "PractitionerRole", "Location",
-        "Medication", "Device", "SupplyDelivery", "CareTeam", "CarePlan", "Goal",
-        "ImagingStudy", "Endpoint", "HealthcareService", "RelatedPerson", "Group",
-        "AuditEvent", "Composition", "Binary", "Basic", "OperationOutcome",
+        "Provenance",
+        "Organization",
+        "Practitioner",
+        "PractitionerRole",
+        "Location",
+        "Medication",
+        "Device",
+        "SupplyDelivery",
+        "CareTeam",
+        "CarePlan",
+        "Goal",
+        "ImagingStudy",
+        "Endpoint",
+        "HealthcareService",
+        "RelatedPerson",
+        "Group",
+        "AuditEvent",
+        "Composition",
+        "Binary",
+        "Basic",
+        "OperationOutcome",
     }
 )
 """Known resource types that yield no events (``Medication`` is only a lookup target)."""
@@ -514,13 +531,29 @@ def _observation(ctx: _Ctx, loc: str, res: Resource) -> None:
         if not (c.code or c.text) and value is None:
             raise SkipResource("Observation without code or value")
         ctx.add(
-            loc, kind=kind, time=when, end=end, system=c.system, code=c.code,
-            text=c.text or c.code or "", value=value, unit=unit, visit_id=visit,
+            loc,
+            kind=kind,
+            time=when,
+            end=end,
+            system=c.system,
+            code=c.code,
+            text=c.text or c.code or "",
+            value=value,
+            unit=unit,
+            visit_id=visit,
         )
     for j, cc, cvalue, cunit in components:
         ctx.add(
-            f"{loc}/component/{j}", kind=kind, time=when, end=end, system=cc.system, code=cc.code,
-            text=cc.text or cc.code or "", value=cvalue, unit=cunit, visit_id=visit,
+            f"{loc}/component/{j}",
+            kind=kind,
+            time=when,
+            end=end,
+            system=cc.system,
+            code=cc.code,
+            text=cc.text or cc.code or "",
+            value=cvalue,
+            unit=cunit,
+            visit_id=visit,
         )
 
 
@@ -578,8 +611,12 @@ def _medication(ctx: _Ctx, loc: str, res: Resource) -> None:
     p_start, p_end = _period(res.get("effectivePeriod"))
     validity_end = _period(_dict(res.get("dispenseRequest")).get("validityPeriod"))[1]
     when = _first_time(
-        res.get("authoredOn"), res.get("effectiveDateTime"), p_start,
-        res.get("whenHandedOver"), res.get("whenPrepared"), res.get("dateAsserted"),
+        res.get("authoredOn"),
+        res.get("effectiveDateTime"),
+        p_start,
+        res.get("whenHandedOver"),
+        res.get("whenPrepared"),
+        res.get("dateAsserted"),
     )
     text = c.text or c.code or ""
     dosage = _dosage_text(res)
@@ -696,7 +733,7 @@ def _encounter(ctx: _Ctx, loc: str, res: Resource) -> None:
     c = _concept(types[0], prefer=("SNOMED", "CPT")) if types else Concept()
     klass = _dict(res.get("class"))  # R4: a Coding
     class_code = _str(klass.get("code"))
-    class_text = _ENCOUNTER_CLASS.get(class_code or "", None) or _str(klass.get("display")) or class_code
+    class_text = _ENCOUNTER_CLASS.get(class_code or "") or _str(klass.get("display")) or class_code
     reasons = [d for d in (_display_of(r) for r in _list(res.get("reasonCode"))) if d]
     details = [x for x in (class_text, f"reason: {'; '.join(reasons)}" if reasons else None) if x]
     text = c.text or c.code or (f"{class_text} encounter" if class_text else "encounter")
@@ -992,9 +1029,7 @@ def parse_fhir(
         if pid and pid not in patient_ids:
             patient_ids[pid] = res
     if len(patient_ids) > 1:
-        raise InputError(
-            path, f"{len(patient_ids)} different Patient resources; expected one patient per file"
-        )
+        raise InputError(path, f"{len(patient_ids)} different Patient resources; expected one patient per file")
 
     medications: dict[str, Resource] = {}
     for _, res in resources:
@@ -1044,7 +1079,10 @@ def parse_fhir(
     if skipped or unknown or malformed:
         log.debug(
             "%s: skipped %s; unsupported types %s; malformed %d",
-            path, dict(skipped), dict(unknown), malformed,
+            path,
+            dict(skipped),
+            dict(unknown),
+            malformed,
         )
 
     if not patients and not events:
@@ -1057,9 +1095,7 @@ def parse_fhir(
     else:
         subjects = _subject_ids(resources)
         if len(subjects) > 1:
-            raise InputError(
-                path, f"no Patient id and resources refer to {len(subjects)} different patients"
-            )
+            raise InputError(path, f"no Patient id and resources refer to {len(subjects)} different patients")
         patient_id = next(iter(subjects)) if subjects else (path.stem or "unknown")
 
     return PatientRecord(
@@ -1072,6 +1108,12 @@ def parse_fhir(
 
 
 __all__ = [
-    "BILLING_TYPES", "HANDLERS", "IGNORED_TYPES", "html_to_text", "medication_reference", "parse_fhir",
-    "patient_id", "patient_reference",
+    "BILLING_TYPES",
+    "HANDLERS",
+    "IGNORED_TYPES",
+    "html_to_text",
+    "medication_reference",
+    "parse_fhir",
+    "patient_id",
+    "patient_reference",
 ]

@@ -68,9 +68,29 @@ _VALUED_TAGS = {"measurement", "observation", "specimen"}
 
 VITAL_LOINC = frozenset(
     {
-        "8480-6", "8462-4", "8478-0", "8310-5", "8331-1", "8867-4", "9279-1", "29463-7",
-        "3141-9", "8302-2", "8306-3", "39156-5", "8277-6", "59408-5", "2708-6", "LP21258-6",
-        "8287-5", "9843-4", "85354-9", "55284-4", "8481-4", "8459-0", "20564-1",
+        "8480-6",
+        "8462-4",
+        "8478-0",
+        "8310-5",
+        "8331-1",
+        "8867-4",
+        "9279-1",
+        "29463-7",
+        "3141-9",
+        "8302-2",
+        "8306-3",
+        "39156-5",
+        "8277-6",
+        "59408-5",
+        "2708-6",
+        "LP21258-6",
+        "8287-5",
+        "9843-4",
+        "85354-9",
+        "55284-4",
+        "8481-4",
+        "8459-0",
+        "20564-1",
     }
 )
 _VITAL_WORDS = re.compile(
@@ -231,7 +251,7 @@ def parse_medalign(root: etree._Element, *, path: Path) -> PatientRecord:
                         demographics = _demographics(el.text or "")
                     continue
                 etime = _time(el.get("start"), the_day, dtime)
-                start, precision = (etime if etime else (None, TimePrecision.MINUTE))
+                start, precision = etime if etime else (None, TimePrecision.MINUTE)
                 end_parsed = _time(el.get("end"), the_day, None)
                 end = end_parsed[0] if end_parsed else None
                 attr_kind = el.get("kind")
@@ -341,7 +361,11 @@ def write_medalign_xml(record: PatientRecord) -> str:
     person = ["<person>"]
     if d.birth_date:
         person.append(f"Birth: {d.birth_date.month}/{d.birth_date.day}/{d.birth_date.year}")
-    for label, val in (("Race", d.race), ("Gender", d.gender.upper() if d.gender else None), ("Ethnicity", d.ethnicity)):
+    for label, val in (
+        ("Race", d.race),
+        ("Gender", d.gender.upper() if d.gender else None),
+        ("Ethnicity", d.ethnicity),
+    ):
         if val:
             person.append(f"{label}: {escape(val)}")
     person.append("</person>")

@@ -61,7 +61,7 @@ import logging
 import re
 from array import array
 from collections.abc import Callable, Iterator
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -73,16 +73,36 @@ from ragehr.types import Demographics, Event, EventKind, PatientRecord, SourceLo
 log = logging.getLogger(__name__)
 
 EVENT_TABLES = (
-    "visit_occurrence", "condition_occurrence", "drug_exposure", "procedure_occurrence",
-    "measurement", "observation", "note",
+    "visit_occurrence",
+    "condition_occurrence",
+    "drug_exposure",
+    "procedure_occurrence",
+    "measurement",
+    "observation",
+    "note",
 )
 PERSON_TABLES = ("person", "death")
 TABLES = (*PERSON_TABLES, *EVENT_TABLES)
 
-VITAL_LOINC = frozenset({
-    "8480-6", "8462-4", "8867-4", "9279-1", "8310-5", "29463-7", "8302-2", "39156-5", "2708-6",
-    "59408-5", "8287-5", "72514-3", "8478-0", "55284-4", "85354-9",
-})
+VITAL_LOINC = frozenset(
+    {
+        "8480-6",
+        "8462-4",
+        "8867-4",
+        "9279-1",
+        "8310-5",
+        "29463-7",
+        "8302-2",
+        "39156-5",
+        "2708-6",
+        "59408-5",
+        "8287-5",
+        "72514-3",
+        "8478-0",
+        "55284-4",
+        "85354-9",
+    }
+)
 """Vital signs by LOINC code (blood pressure, heart and respiratory rate, temperature, weight,
 height, BMI, oxygen saturation, head circumference, pain)."""
 
@@ -190,9 +210,13 @@ def _csv_rows(
             return
         except csv.Error as exc:
             msg = str(exc)
-            why = ("a field longer than the CSV limit" if "field limit" in msg
-                   else "an unterminated quote" if "unexpected end of data" in msg
-                   else "malformed quoting")
+            why = (
+                "a field longer than the CSV limit"
+                if "field limit" in msg
+                else "an unterminated quote"
+                if "unexpected end of data" in msg
+                else "malformed quoting"
+            )
         else:
             if check is not None and len(lines.taken) > 1:
                 refused = check(fields, lines.taken)
@@ -266,8 +290,14 @@ def _table_rows(
             continue
         elif len(fields) != len(header):
             fields = _RowError(f"{len(fields)} fields where the header has {len(header)}")
-        elif (bad_id := next((c for c in ("person_id", key) if c in header and (c == required or c == key)
-                              and not _INTEGER.fullmatch(fields[header.index(c)].strip())), None)):
+        elif bad_id := next(
+            (
+                c
+                for c in ("person_id", key)
+                if c in header and c in (required, key) and not _INTEGER.fullmatch(fields[header.index(c)].strip())
+            ),
+            None,
+        ):
             fields = _RowError(f"a {bad_id} that is not an integer")
         else:
             yield off, dict(zip(header, fields))
@@ -366,8 +396,13 @@ class OmopCohort:
             fp = hashlib.sha256(f"{a[0]}:{a[1]}:{concept_fp}".encode("ascii")).hexdigest()
             slices.append(
                 PatientSlice(
-                    patient_id=person, format=self.format, folder=folder, fingerprint=fp, size=a[1],
-                    n_items=a[1], data={"tables": info, "pos": per, "concepts": concepts},
+                    patient_id=person,
+                    format=self.format,
+                    folder=folder,
+                    fingerprint=fp,
+                    size=a[1],
+                    n_items=a[1],
+                    data={"tables": info, "pos": per, "concepts": concepts},
                 )
             )
         slices.sort(key=lambda s: (len(s.patient_id), s.patient_id))
@@ -418,8 +453,11 @@ def _read_concepts(path: Path, kind: str, used: set[int], problems: list[str]) -
     def keep(row: dict[str, Any]) -> None:
         cid = _int(row.get("concept_id"))
         if cid in used:
-            out[cid] = (_text(row.get("concept_name")) or "", _text(row.get("vocabulary_id")) or "",
-                        _text(row.get("concept_code")) or "")
+            out[cid] = (
+                _text(row.get("concept_name")) or "",
+                _text(row.get("vocabulary_id")) or "",
+                _text(row.get("concept_code")) or "",
+            )
 
     if kind == "csv":
         with open(path, "rb") as fh:
@@ -517,10 +555,10 @@ def _as_time(v: Any) -> tuple[datetime, TimePrecision] | None:
     if v is None:
         return None
     if isinstance(v, datetime):
-        t = v if v.tzinfo else v.replace(tzinfo=timezone.utc)
+        t = v if v.tzinfo else v.replace(tzinfo=UTC)
         return t, TimePrecision.SECOND if t.second else TimePrecision.MINUTE
     if isinstance(v, date):
-        return datetime(v.year, v.month, v.day, tzinfo=timezone.utc), TimePrecision.DAY
+        return datetime(v.year, v.month, v.day, tzinfo=UTC), TimePrecision.DAY
     s = str(v).strip()
     return parse_iso(s) if s else None
 
@@ -580,7 +618,10 @@ def load_slice(sl: PatientSlice) -> PatientRecord:
     if not events and not demo:
         raise InputError(sl.source_path, "no rows that yield events or demographics")
     return PatientRecord(
-        patient_id=person, format="omop", demographics=Demographics(**demo), events=tuple(events),
+        patient_id=person,
+        format="omop",
+        demographics=Demographics(**demo),
+        events=tuple(events),
         sources=(sl.source_path,),
         warnings=tuple(f"{n} {table} row(s) with values that cannot be read; skipped" for table, n in unusable.items()),
     )
@@ -606,9 +647,13 @@ def _person(row: dict[str, Any], concepts: _Concepts) -> dict[str, Any]:
 
 
 _ID_COLUMN = {
-    "visit_occurrence": "visit_occurrence_id", "condition_occurrence": "condition_occurrence_id",
-    "drug_exposure": "drug_exposure_id", "procedure_occurrence": "procedure_occurrence_id",
-    "measurement": "measurement_id", "observation": "observation_id", "note": "note_id",
+    "visit_occurrence": "visit_occurrence_id",
+    "condition_occurrence": "condition_occurrence_id",
+    "drug_exposure": "drug_exposure_id",
+    "procedure_occurrence": "procedure_occurrence_id",
+    "measurement": "measurement_id",
+    "observation": "observation_id",
+    "note": "note_id",
 }
 
 
@@ -621,8 +666,15 @@ def _event(table: str, row: dict[str, Any], concepts: _Concepts, file: str) -> E
         w = _when(row, "visit_start")
         end = _when(row, "visit_end")
         return Event(
-            kind=EventKind.ENCOUNTER, start=w[0] if w else None, precision=w[1] if w else TimePrecision.MINUTE,
-            end=end[0] if end else None, system=system, code=code, text=name or "visit", visit_id=visit, source=loc,
+            kind=EventKind.ENCOUNTER,
+            start=w[0] if w else None,
+            precision=w[1] if w else TimePrecision.MINUTE,
+            end=end[0] if end else None,
+            system=system,
+            code=code,
+            text=name or "visit",
+            visit_id=visit,
+            source=loc,
         )
     if table == "note":
         text = _text(row.get("note_text"))
@@ -630,11 +682,20 @@ def _event(table: str, row: dict[str, Any], concepts: _Concepts, file: str) -> E
             return None
         w = _when(row, "note")
         # The class (a LOINC document type) says what the note is; the type only its provenance.
-        ntype = concepts.name(_int(row.get("note_class_concept_id"))) or concepts.name(
-            _int(row.get("note_type_concept_id"))) or _text(row.get("note_source_value"))
+        ntype = (
+            concepts.name(_int(row.get("note_class_concept_id")))
+            or concepts.name(_int(row.get("note_type_concept_id")))
+            or _text(row.get("note_source_value"))
+        )
         return Event(
-            kind=EventKind.NOTE, start=w[0] if w else None, precision=w[1] if w else TimePrecision.MINUTE,
-            text=text, note_type=ntype, title=_text(row.get("note_title")) or ntype, visit_id=visit, source=loc,
+            kind=EventKind.NOTE,
+            start=w[0] if w else None,
+            precision=w[1] if w else TimePrecision.MINUTE,
+            text=text,
+            note_type=ntype,
+            title=_text(row.get("note_title")) or ntype,
+            visit_id=visit,
+            source=loc,
         )
     column, prefix, kind = {
         "condition_occurrence": ("condition", "condition_start", EventKind.CONDITION),
@@ -647,8 +708,11 @@ def _event(table: str, row: dict[str, Any], concepts: _Concepts, file: str) -> E
     if not (code or name):
         return None
     w = _when(row, prefix)
-    end_prefix = {"condition_occurrence": "condition_end", "drug_exposure": "drug_exposure_end",
-                  "procedure_occurrence": "procedure_end"}.get(table)
+    end_prefix = {
+        "condition_occurrence": "condition_end",
+        "drug_exposure": "drug_exposure_end",
+        "procedure_occurrence": "procedure_end",
+    }.get(table)
     end = _when(row, end_prefix) if end_prefix else None
     text = name or code or ""
     value: Any = None
@@ -666,16 +730,27 @@ def _event(table: str, row: dict[str, Any], concepts: _Concepts, file: str) -> E
             kind = EventKind.VITAL
         value = _num(row.get("value_as_number"))
         if value is None:
-            value = (_text(row.get("value_as_string")) or concepts.name(_int(row.get("value_as_concept_id")))
-                     or _text(row.get("value_source_value")))
+            value = (
+                _text(row.get("value_as_string"))
+                or concepts.name(_int(row.get("value_as_concept_id")))
+                or _text(row.get("value_source_value"))
+            )
         unit = concepts.name(_int(row.get("unit_concept_id"))) or _text(row.get("unit_source_value"))
         low, high = _num(row.get("range_low")), _num(row.get("range_high"))
         if low is not None or high is not None:
             text = f"{text} (range {'' if low is None else low}-{'' if high is None else high})"
     return Event(
-        kind=kind, start=w[0] if w else None, precision=w[1] if w else TimePrecision.MINUTE,
-        end=end[0] if end else None, system=system, code=code, text=text, value=value, unit=unit,
-        visit_id=visit, source=loc,
+        kind=kind,
+        start=w[0] if w else None,
+        precision=w[1] if w else TimePrecision.MINUTE,
+        end=end[0] if end else None,
+        system=system,
+        code=code,
+        text=text,
+        value=value,
+        unit=unit,
+        visit_id=visit,
+        source=loc,
     )
 
 

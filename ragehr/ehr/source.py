@@ -93,9 +93,7 @@ def parse_xml(path: Path, data: bytes) -> etree._Element:
     """Parse XML with entities, DTDs and the network all off. Raises :class:`InputError`."""
     # An entity declaration can only sit in a DTD's internal subset, before the root element.
     if _DOCTYPE.search(data[:65536]) and _ENTITY.search(data[: 1024 * 1024]):
-        raise InputError(
-            path, "declares XML entities; refused (entity expansion and external entities are unsafe)"
-        )
+        raise InputError(path, "declares XML entities; refused (entity expansion and external entities are unsafe)")
     parser = etree.XMLParser(
         resolve_entities=False,
         no_network=True,

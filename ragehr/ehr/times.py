@@ -16,12 +16,11 @@ import logging
 import re
 from collections.abc import Iterator
 from contextvars import ContextVar
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any
 
 from ragehr.types import TimePrecision
 
-UTC = timezone.utc
 log = logging.getLogger(__name__)
 
 MAX_WARNINGS = 200
@@ -109,6 +108,7 @@ def _int(x: str | None) -> int | None:
 
 def _frac(x: str | None) -> int | None:
     return int(x[:6].ljust(6, "0")) if x else None
+
 
 _HL7_TS = re.compile(
     r"^(?P<y>\d{4})(?P<mo>\d{2})?(?P<d>\d{2})?(?P<h>\d{2})?(?P<mi>\d{2})?(?P<s>\d{2})?"

@@ -101,8 +101,7 @@ def minilm_folder(package: str = MINILM_PACKAGE) -> Path:
     for name in ("config.json", "modules.json"):
         if not (folder / name).is_file():
             raise ModelNotFoundError(
-                f"the MiniLM model files are incomplete ({folder / name} is missing): "
-                f"reinstall with {_INSTALL_HINT}"
+                f"the MiniLM model files are incomplete ({folder / name} is missing): reinstall with {_INSTALL_HINT}"
             )
     return folder
 

@@ -30,9 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ragehr.fsutil import atomic_save_npy
 from ragehr.embeddings import Embedder, EmbedderError
-from ragehr.fsutil import atomic_write_text
+from ragehr.fsutil import atomic_save_npy, atomic_write_text
 
 __all__ = ["CACHE_FORMAT", "EmbeddingCache", "embed_with_cache", "text_hash"]
 
@@ -103,12 +102,12 @@ class EmbeddingCache:
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
             if meta.get("model_id") != model_id or meta.get("format") != CACHE_FORMAT:
-                log.warning("embedding cache %s: model.json names another model or format; "
-                            "ignoring the folder", folder)
+                log.warning("embedding cache %s: model.json names another model or format; ignoring the folder", folder)
                 return shards
         except Exception as exc:
-            log.warning("embedding cache %s: unreadable model.json (%s); ignoring the folder",
-                        folder, type(exc).__name__)
+            log.warning(
+                "embedding cache %s: unreadable model.json (%s); ignoring the folder", folder, type(exc).__name__
+            )
             return shards
         numbered: list[tuple[int, Path]] = []
         for entry in folder.iterdir():
@@ -123,9 +122,7 @@ class EmbeddingCache:
             try:
                 keys = json.loads(keys_path.read_text(encoding="utf-8"))
                 vectors = np.load(vec_path, allow_pickle=False)
-                if not isinstance(keys, list) or not all(
-                    isinstance(k, str) and _HEX64.match(k) for k in keys
-                ):
+                if not isinstance(keys, list) or not all(isinstance(k, str) and _HEX64.match(k) for k in keys):
                     problem = "keys are not a list of SHA-256 hex digests"
                 elif vectors.dtype != np.float32 or vectors.ndim != 2:
                     problem = f"vectors are {vectors.dtype} {vectors.shape}, not float32 (n, dim)"
@@ -141,8 +138,7 @@ class EmbeddingCache:
                 log.warning("embedding cache shard %s ignored: %s", keys_path, problem)
                 continue
             shards.add(keys, vectors)
-        log.debug("embedding cache %s: %d vectors in %d shards", folder, len(shards.where),
-                  len(shards.arrays))
+        log.debug("embedding cache %s: %d vectors in %d shards", folder, len(shards.where), len(shards.arrays))
         return shards
 
     def dim(self, model_id: str) -> int | None:
@@ -196,9 +192,7 @@ class EmbeddingCache:
         folder.mkdir(parents=True, exist_ok=True)
         meta_path = folder / "model.json"
         if not meta_path.is_file():
-            atomic_write_text(
-                meta_path, json.dumps({"model_id": model_id, "format": CACHE_FORMAT}) + "\n"
-            )
+            atomic_write_text(meta_path, json.dumps({"model_id": model_id, "format": CACHE_FORMAT}) + "\n")
         number = _reserve_shard(folder, shards.max_shard + 1)
         atomic_save_npy(folder / f"vectors-{number:06d}.npy", rows)
         atomic_write_text(folder / f"keys-{number:06d}.json", json.dumps(keys) + "\n")
@@ -251,8 +245,7 @@ def embed_with_cache(
             miss_hashes.append(h)
             miss_texts.append(t)
     n_cached = sum(1 for h in hashes if h in found)
-    log.debug("embedding %d texts with %s: %d cached, %d to embed", len(texts), model_id,
-              n_cached, len(miss_texts))
+    log.debug("embedding %d texts with %s: %d cached, %d to embed", len(texts), model_id, n_cached, len(miss_texts))
     if not texts:
         dim = cache.dim(model_id)
         return np.zeros((0, dim if dim is not None else embedder.dim), dtype=np.float32)

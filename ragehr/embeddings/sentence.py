@@ -51,7 +51,6 @@ def folder_model_id(folder: Path) -> str:
     return f"{safe}@{h.hexdigest()[:12]}"
 
 
-
 @contextlib.contextmanager
 def quiet_transformers() -> Iterator[None]:
     """Keep transformers' load-time warnings (the multi-line "LOAD REPORT" table for MiniLM's
@@ -72,6 +71,7 @@ def quiet_transformers() -> Iterator[None]:
     finally:
         hf_logging.set_verbosity(previous)
 
+
 class SentenceTransformerEmbedder:
     """A sentence-transformers model read from ``folder``, run on the CPU.
 
@@ -83,12 +83,9 @@ class SentenceTransformerEmbedder:
         self.folder = Path(folder)
         if not self.folder.is_dir():
             raise ModelNotFoundError(f"model folder not found: {self.folder}")
-        if not (self.folder / "modules.json").is_file() and not (
-            self.folder / "config.json"
-        ).is_file():
+        if not (self.folder / "modules.json").is_file() and not (self.folder / "config.json").is_file():
             raise ModelNotFoundError(
-                f"{self.folder} is not a sentence-transformers model folder "
-                "(no modules.json or config.json)"
+                f"{self.folder} is not a sentence-transformers model folder (no modules.json or config.json)"
             )
         self._model_id = model_id if model_id is not None else folder_model_id(self.folder)
         self._model: Any = None
@@ -122,9 +119,7 @@ class SentenceTransformerEmbedder:
             try:
                 from sentence_transformers import SentenceTransformer
             except ImportError as exc:
-                raise ModelNotFoundError(
-                    f"sentence-transformers is not installed ({exc}): {_INSTALL_HINT}"
-                ) from exc
+                raise ModelNotFoundError(f"sentence-transformers is not installed ({exc}): {_INSTALL_HINT}") from exc
             try:
                 with quiet_transformers():
                     model = SentenceTransformer(
@@ -134,13 +129,9 @@ class SentenceTransformerEmbedder:
                         trust_remote_code=False,
                     )
             except Exception as exc:  # a broken folder can fail in many library-specific ways
-                raise EmbedderError(
-                    f"cannot load the model in {self.folder}: {type(exc).__name__}: {exc}"
-                ) from exc
+                raise EmbedderError(f"cannot load the model in {self.folder}: {type(exc).__name__}: {exc}") from exc
             model.eval()
-            getter = getattr(model, "get_embedding_dimension", None) or getattr(
-                model, "get_sentence_embedding_dimension"
-            )
+            getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
             dim = getter()
             if not dim:
                 raise EmbedderError(f"the model in {self.folder} does not state its dimension")
@@ -180,8 +171,7 @@ class SentenceTransformerEmbedder:
             vecs = np.asarray(vecs, dtype=np.float32)
             if vecs.shape != (len(idx), self._dim):
                 raise EmbedderError(
-                    f"model {self._model_id} returned shape {vecs.shape}, "
-                    f"expected {(len(idx), self._dim)}"
+                    f"model {self._model_id} returned shape {vecs.shape}, expected {(len(idx), self._dim)}"
                 )
             out[idx] = vecs
             if progress is not None:

@@ -443,8 +443,12 @@ class StaticEmbedder:
         for start in range(0, n, step):
             block = list(texts[start : start + step])
             vecs = self._model.encode(
-                block, max_length=None, batch_size=max(len(block), 1),
-                use_multiprocessing=False, show_progress_bar=False, normalize=False,
+                block,
+                max_length=None,
+                batch_size=max(len(block), 1),
+                use_multiprocessing=False,
+                show_progress_bar=False,
+                normalize=False,
             )
             out[start : start + len(block)] = np.asarray(vecs, dtype=np.float32).reshape(len(block), dim)
             if progress is not None:

@@ -55,9 +55,7 @@ def minilm_token_embeddings(texts: Sequence[str], model: Any = None) -> list[np.
         return []
     tok = model.tokenizer
     drop = [i for i in (tok.cls_token_id, tok.sep_token_id, tok.pad_token_id) if i is not None]
-    feats = model.encode(
-        list(texts), output_value=None, batch_size=32, show_progress_bar=False, convert_to_numpy=False
-    )
+    feats = model.encode(list(texts), output_value=None, batch_size=32, show_progress_bar=False, convert_to_numpy=False)
     out = []
     for f in feats:
         ids = f["input_ids"].cpu().numpy()

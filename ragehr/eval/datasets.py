@@ -28,8 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ragehr.ehr.medalign import patient_id_from_path
 from ragehr.errors import ConfigError, InputError
-from ragehr.fsutil import read_user_bytes
 from ragehr.eval.generated import QAItem
+from ragehr.fsutil import read_user_bytes
 
 
 class DatasetSpec(BaseModel):
@@ -68,6 +68,7 @@ class DatasetSpec(BaseModel):
         if bad:
             raise ValueError(f"unknown question type(s) {', '.join(bad)}; use any of {', '.join(ALL_QTYPES)}")
         return v
+
     limit: int | None = Field(None, ge=1)
     """Keep N items, picked round-robin over question types (categories) and patients in a
     seeded order, so a limit keeps every question type (``runner._stratified_sample``)."""
@@ -146,8 +147,12 @@ def medalign_items(spec: DatasetSpec, base: Path) -> tuple[list[EvalItem], list[
             files.append(path)
         items.append(
             EvalItem(
-                item_id=f"{spec.name}:{iid}", dataset=spec.name, patient_id=pid, question=q,
-                reference=responses.get(iid), category=(r.get("human_assigned_subcategory_1") or None),
+                item_id=f"{spec.name}:{iid}",
+                dataset=spec.name,
+                patient_id=pid,
+                question=q,
+                reference=responses.get(iid),
+                category=(r.get("human_assigned_subcategory_1") or None),
             )
         )
     return items, files, problems
@@ -162,8 +167,13 @@ def generated_items(spec: DatasetSpec, records: Sequence[Any], seed: int) -> lis
         for qa in generate_qa(rec, seed=seed, per_type=spec.per_type, qtypes=spec.qtypes):
             items.append(
                 EvalItem(
-                    item_id=f"{spec.name}:{qa.item_id}", dataset=spec.name, patient_id=rec.patient_id,
-                    question=qa.question, qa=qa, evidence_event_ids=qa.evidence_event_ids, category=qa.qtype,
+                    item_id=f"{spec.name}:{qa.item_id}",
+                    dataset=spec.name,
+                    patient_id=rec.patient_id,
+                    question=qa.question,
+                    qa=qa,
+                    evidence_event_ids=qa.evidence_event_ids,
+                    category=qa.qtype,
                 )
             )
     return items
@@ -192,14 +202,28 @@ def jsonl_items(spec: DatasetSpec, base: Path) -> list[EvalItem]:
         qa = None
         if obj.get("answer") is not None:
             qa = QAItem(
-                item_id=iid, patient_id=pid, question=q, qtype="jsonl", answer=str(obj["answer"]),
-                answer_type="text", answer_value=str(obj["answer"]), unit=None,
-                evidence_event_ids=tuple(obj.get("evidence") or ()), evidence_dates=(), anchor_time=None, depth=0.5,
+                item_id=iid,
+                patient_id=pid,
+                question=q,
+                qtype="jsonl",
+                answer=str(obj["answer"]),
+                answer_type="text",
+                answer_value=str(obj["answer"]),
+                unit=None,
+                evidence_event_ids=tuple(obj.get("evidence") or ()),
+                evidence_dates=(),
+                anchor_time=None,
+                depth=0.5,
             )
         items.append(
             EvalItem(
-                item_id=f"{spec.name}:{iid}", dataset=spec.name, patient_id=pid, question=q, qa=qa,
-                reference=obj.get("reference"), evidence_event_ids=tuple(obj.get("evidence") or ()),
+                item_id=f"{spec.name}:{iid}",
+                dataset=spec.name,
+                patient_id=pid,
+                question=q,
+                qa=qa,
+                reference=obj.get("reference"),
+                evidence_event_ids=tuple(obj.get("evidence") or ()),
             )
         )
     return items

@@ -220,9 +220,7 @@ def _value_key(e: Event) -> tuple[str, str | None]:
 _T = TypeVar("_T")
 
 
-def stratified_pick(
-    candidates: Sequence[tuple[float, _T]], n: int, rng: random.Random
-) -> list[tuple[float, _T]]:
+def stratified_pick(candidates: Sequence[tuple[float, _T]], n: int, rng: random.Random) -> list[tuple[float, _T]]:
     """Pick up to ``n`` of ``(time, payload)`` candidates spread over time.
 
     The span of the candidates' times is split into ``n`` equal-width bins; picks go round-robin
@@ -256,9 +254,7 @@ class _Ctx:
     def __init__(self, record: PatientRecord, seed: int) -> None:
         self.record = record
         self.seed = seed
-        self.events: list[Event] = [
-            e for e in record.events if e.start is not None and e.status is not Status.NEGATED
-        ]
+        self.events: list[Event] = [e for e in record.events if e.start is not None and e.status is not Status.NEGATED]
         self.order = {id(e): i for i, e in enumerate(record.events)}
         first, last = record.first_time, record.last_time
         self.t0 = first.timestamp() if first else 0.0
@@ -378,9 +374,7 @@ def _q_latest_value(ctx: _Ctx, n: int) -> list[QAItem]:
     out = []
     for _, (name, e) in stratified_pick(cands, n, ctx.rng("latest_value")):
         answer, atype, value = _answer_for_value(e)
-        out.append(
-            ctx.item("latest_value", f"What is the most recent {name}?", answer, atype, value, [e], unit=e.unit)
-        )
+        out.append(ctx.item("latest_value", f"What is the most recent {name}?", answer, atype, value, [e], unit=e.unit))
     return out
 
 
@@ -479,9 +473,7 @@ def _q_active_medications_on_date(ctx: _Ctx, n: int) -> list[QAItem]:
     for _, (d, evs) in stratified_pick(cands, n, ctx.rng("active_medications_on_date")):
         names = _sorted_names(evs)
         q = f"Which medications was the patient taking on {d.isoformat()}?"
-        out.append(
-            ctx.item("active_medications_on_date", q, _join(names), "list", _join(names), evs, items=names)
-        )
+        out.append(ctx.item("active_medications_on_date", q, _join(names), "list", _join(names), evs, items=names))
     return out
 
 
@@ -666,7 +658,9 @@ def _q_first_value(ctx: _Ctx, n: int) -> list[QAItem]:
     out = []
     for _, (name, e) in stratified_pick(cands, n, ctx.rng("first_value")):
         answer, atype, value = _answer_for_value(e)
-        out.append(ctx.item("first_value", f"What was the first recorded {name}?", answer, atype, value, [e], unit=e.unit))
+        out.append(
+            ctx.item("first_value", f"What was the first recorded {name}?", answer, atype, value, [e], unit=e.unit)
+        )
     return out
 
 

@@ -33,7 +33,9 @@ def judge_request(question: str, answer: str, evidence_block: str, reference: st
     parts.append(f"Answer to grade: {answer}")
     return GenerationRequest(
         messages=(Message(role="system", content=SYSTEM), Message(role="user", content="\n\n".join(parts))),
-        question=question, max_tokens=64, temperature=0.0,
+        question=question,
+        max_tokens=64,
+        temperature=0.0,
     )
 
 
@@ -54,7 +56,9 @@ def parse_scores(text: str) -> dict[str, int] | None:
     return out
 
 
-def judge(backend: LLMBackend, question: str, answer: str, evidence_block: str, reference: str | None) -> dict[str, Any]:
+def judge(
+    backend: LLMBackend, question: str, answer: str, evidence_block: str, reference: str | None
+) -> dict[str, Any]:
     """``{"judge_accuracy": n, "judge_completeness": n, "judge_clarity": n}``, or
     ``{"judge_unparsed": True}``."""
     gen = backend.generate(judge_request(question, answer, evidence_block, reference))

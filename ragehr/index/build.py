@@ -31,7 +31,7 @@ import shutil
 import time
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -83,8 +83,10 @@ def expand_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[Pa
         p = Path(raw)
         if p.is_dir():
             found = sorted(
-                f for f in p.rglob("*")
-                if f.is_file() and f.suffix.lower() in RECORD_SUFFIXES
+                f
+                for f in p.rglob("*")
+                if f.is_file()
+                and f.suffix.lower() in RECORD_SUFFIXES
                 and not any(part.startswith(".") for part in f.relative_to(p).parts)
             )
             if not found:
@@ -171,9 +173,11 @@ def demographic_conflict(records: Sequence[PatientRecord]) -> str | None:
             first, first_src = seen[what]
             same = _same_birth(first, value) if what == "birth date" else first == value
             if not same:
-                return (f"patient {show_id(r.patient_id)}: {first_src} and {src} disagree on {what} "
-                        f"({first} vs {value}); not merged into one index (two different people with one id?); "
-                        "give them different ids, or pass --merge-conflicting to merge them anyway")
+                return (
+                    f"patient {show_id(r.patient_id)}: {first_src} and {src} disagree on {what} "
+                    f"({first} vs {value}); not merged into one index (two different people with one id?); "
+                    "give them different ids, or pass --merge-conflicting to merge them anyway"
+                )
     return None
 
 
@@ -187,8 +191,11 @@ def _existing(folder: Path, pid: str) -> list[PatientRecord]:
         rec = PatientRecord.model_validate_json((folder / "record.json").read_text(encoding="utf-8"))
     except (RagehrError, OSError, ValueError):
         return []
-    return [PatientRecord(patient_id=pid, format=rec.format, demographics=rec.demographics,
-                          sources=(f"the existing index {folder}",))]
+    return [
+        PatientRecord(
+            patient_id=pid, format=rec.format, demographics=rec.demographics, sources=(f"the existing index {folder}",)
+        )
+    ]
 
 
 def _parse(path: str) -> PatientRecord:
@@ -249,7 +256,7 @@ def build_indexes(
         )
         all_slices.extend(scan.slices)
     # Selected over every cohort at once: an alias selects a patient only when it names one.
-    slices: dict[str, PatientSlice] = {sl.source_path: sl for sl in select(all_slices, patients)}
+    chosen: dict[str, PatientSlice] = {sl.source_path: sl for sl in select(all_slices, patients)}
     sources: dict[Path | str, SourceFile] = {}
     for f in files:
         try:
@@ -257,27 +264,28 @@ def build_indexes(
         except OSError as exc:
             summaries.append(
                 BuildSummary(
-                    patient_id="", index_path=str(f), status="failed", exit_code=2,
+                    patient_id="",
+                    index_path=str(f),
+                    status="failed",
+                    exit_code=2,
                     message=f"{f}: cannot be read ({exc.strerror or type(exc).__name__})",
                 )
             )
     files = [f for f in files if f in sources]
-    sources.update(
-        (k, SourceFile(path=k, sha256=sl.fingerprint, size=sl.size)) for k, sl in slices.items()
-    )
+    sources.update((k, SourceFile(path=k, sha256=sl.fingerprint, size=sl.size)) for k, sl in chosen.items())
     # Which patient is each file? Known sha256s answer without parsing.
     manifests = {m.patient_id: m for m in store.list_manifests(index_dir)}
     by_sha = {s.sha256: pid for pid, m in manifests.items() for s in m.sources}
-    given = {Path(f): r for f, r in (parsed or {}).items()}
+    already = {Path(f): r for f, r in (parsed or {}).items()}
     parsed = {}
     patient_of: dict[Path, str] = {}
     for f in files:
-        if f in given:
-            parsed[f] = given[f]
-            patient_of[f] = given[f].patient_id
-    to_parse = [f for f in files if (sources[f].sha256 not in by_sha or force) and f not in given]
+        if f in already:
+            parsed[f] = already[f]
+            patient_of[f] = already[f].patient_id
+    to_parse = [f for f in files if (sources[f].sha256 not in by_sha or force) and f not in already]
     for f in files:
-        if f not in to_parse and f not in given:
+        if f not in to_parse and f not in already:
             patient_of[f] = by_sha[sources[f].sha256]
     if files:
         progress.start("files", len(to_parse))
@@ -307,7 +315,7 @@ def build_indexes(
     for f in files:
         if f in patient_of:
             groups.setdefault(patient_of[f], []).append(f)
-    for k, sl in slices.items():
+    for k, sl in chosen.items():
         groups.setdefault(sl.patient_id, []).append(k)
     if patients is not None:
         alias = alias_map(all_slices)
@@ -315,12 +323,19 @@ def build_indexes(
         groups = {pid: g for pid, g in groups.items() if pid in {alias.get(p, p) for p in patients}}
         summaries.extend(
             BuildSummary(
-                patient_id=p, index_path="", status="failed", exit_code=2,
-                message=(f"patient {show_id(p)}: an identifier of {len(ambiguous[p])} patients "
-                         f"({', '.join(show_id(x) for x in ambiguous[p][:5])}); select them by id"
-                         if p in ambiguous else f"patient {show_id(p)}: not found in the given sources"),
+                patient_id=p,
+                index_path="",
+                status="failed",
+                exit_code=2,
+                message=(
+                    f"patient {show_id(p)}: an identifier of {len(ambiguous[p])} patients "
+                    f"({', '.join(show_id(x) for x in ambiguous[p][:5])}); select them by id"
+                    if p in ambiguous
+                    else f"patient {show_id(p)}: not found in the given sources"
+                ),
             )
-            for p in sorted(set(patients)) if alias.get(p, p) not in groups
+            for p in sorted(set(patients))
+            if alias.get(p, p) not in groups
         )
     progress.start("patients", len(groups))
     emb = None
@@ -361,8 +376,12 @@ def build_indexes(
         ):
             summaries.append(
                 BuildSummary(
-                    patient_id=pid, index_path=str(folder), status="unchanged", n_sources=len(wanted),
-                    n_events=old.counts.get("events", 0), n_chunks=old.counts.get("chunks", 0),
+                    patient_id=pid,
+                    index_path=str(folder),
+                    status="unchanged",
+                    n_sources=len(wanted),
+                    n_events=old.counts.get("events", 0),
+                    n_chunks=old.counts.get("chunks", 0),
                     duplicates_removed=old.counts.get("duplicates_removed", 0),
                 )
             )
@@ -373,7 +392,7 @@ def build_indexes(
     building = {pid for pid, _, _ in todo}
     for f in [f for f in parsed if patient_of.get(f) not in building]:
         del parsed[f]  # unchanged or refused patients: not needed
-    for pid, wanted, folder, records, failed in _load_groups(todo, parsed, slices, workers):
+    for pid, wanted, folder, records, failed in _load_groups(todo, parsed, chosen, workers):
         if not failed and not merge_conflicting:
             failed = demographic_conflict([*_existing(folder, pid), *records])
         if failed:
@@ -396,8 +415,9 @@ def build_indexes(
             raise store.write_failed(exc, pid, index_dir) from exc
         finally:
             del records
-            for f in groups.get(pid, ()):  # built: its records are not needed any more
-                parsed.pop(f, None)  # type: ignore[call-overload]
+            for src in groups.get(pid, ()):  # built: its records are not needed any more
+                if isinstance(src, Path):  # cohort slices (str keys) were never in `parsed`
+                    parsed.pop(src, None)
         progress.advance("patients")
     return summaries
 
@@ -426,16 +446,23 @@ def _open_embedder(embedder, config: IndexConfig, index_dir: Path, cache_dir, pr
     return emb, cache
 
 
-def _load_one(pid: str, wanted: tuple[SourceFile, ...], parsed: dict[Path, PatientRecord],
-              slices: dict[str, PatientSlice], ready: dict[str, PatientRecord | str]):
+def _load_one(
+    pid: str,
+    wanted: tuple[SourceFile, ...],
+    parsed: dict[Path, PatientRecord],
+    slices: dict[str, PatientSlice],
+    ready: dict[str, PatientRecord | str],
+):
     """The records of a patient's sources, or a failure message."""
     records = []
     for s in wanted:
         p = Path(s.path)
+        rec: PatientRecord | None
         if s.path in slices:
-            rec = ready.pop(s.path, None) or _load_slice(slices[s.path])
-            if isinstance(rec, str):
-                return None, rec
+            got = ready.pop(s.path, None) or _load_slice(slices[s.path])
+            if isinstance(got, str):
+                return None, got
+            rec = got
         else:
             rec = next((r for f, r in parsed.items() if str(f.resolve()) == s.path), None)
             if rec is None:
@@ -585,8 +612,9 @@ def _build_one(
     with store.patient_lock(index_dir, safe):
         store.recover(index_dir, safe)
         store.check_replaceable(index_dir / safe)
-        final = _write_and_swap(pid, record, chunks, bm25, dense, sources, removed, counter, index_dir, config,
-                                embedder, seconds, t)
+        final = _write_and_swap(
+            pid, record, chunks, bm25, dense, sources, removed, counter, index_dir, config, embedder, seconds, t
+        )
     return BuildSummary(
         patient_id=pid,
         index_path=str(final),
@@ -600,8 +628,9 @@ def _build_one(
     )
 
 
-def _write_and_swap(pid, record, chunks, bm25, dense, sources, removed, counter, index_dir, config, embedder,
-                    seconds, t) -> Path:
+def _write_and_swap(
+    pid, record, chunks, bm25, dense, sources, removed, counter, index_dir, config, embedder, seconds, t
+) -> Path:
     """Write the index into a temporary folder, seal it (0600/0700, stat stamp) and swap it in;
     call with the patient's lock held. On any failure the temporary folder is removed and the
     previous index is untouched."""
@@ -622,10 +651,15 @@ def _write_and_swap(pid, record, chunks, bm25, dense, sources, removed, counter,
             embedder_dim=embedder.dim,
             tokenizer=counter.name,
             sources=sources,
-            counts={"events": len(record.events), "chunks": len(chunks), "duplicates_removed": removed, **record.counts()},
+            counts={
+                "events": len(record.events),
+                "chunks": len(chunks),
+                "duplicates_removed": removed,
+                **record.counts(),
+            },
             first_time=first.isoformat() if first else None,
             last_time=last.isoformat() if last else None,
-            built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            built_at=datetime.now(UTC).isoformat(timespec="seconds"),
             build_seconds={k: round(v, 4) for k, v in seconds.items()},
             files=store.file_hashes(tmp),
         )

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,6 @@ from ragehr.retrieval.fusion import rrf, weighted
 from ragehr.retrieval.intent import QuestionPlan, concept_text, plan_question
 from ragehr.retrieval.timefilter import TimeWindow, overlaps
 from ragehr.types import Chunk, EventKind, Hit, ScoredId, Status
-
 
 _STATE_KINDS = (EventKind.MEDICATION, EventKind.CONDITION, EventKind.ALLERGY)
 _CURRENT_KINDS = (EventKind.MEDICATION, EventKind.CONDITION, EventKind.ALLERGY, EventKind.NOTE)
@@ -65,7 +64,7 @@ class RetrievedChunk(BaseModel):
 
 
 _EPOCH_NAIVE = datetime(1970, 1, 1)
-_EPOCH_AWARE = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH_AWARE = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 
 
@@ -109,12 +108,15 @@ class _TimeTable:
                 start_day[i], end_day[i] = c.start.date().toordinal(), end.date().toordinal()
             if c.concept is not None:
                 times = [t for t in (event_start.get(e) for e in c.event_ids) if t is not None]
-                series[c.chunk_id] = (np.array([_micros(t) for t in times], dtype=np.int64),
-                                      np.array([t.date().toordinal() for t in times], dtype=np.int64))
+                series[c.chunk_id] = (
+                    np.array([_micros(t) for t in times], dtype=np.int64),
+                    np.array([t.date().toordinal() for t in times], dtype=np.int64),
+                )
         return cls(tuple(c.chunk_id for c in chunks), dated, start_us, end_us, start_day, end_day, kinds, series)
 
-    def mask(self, since: datetime | None, until: datetime | None, kinds: Collection[EventKind] | None,
-             by_date: bool = False) -> np.ndarray:
+    def mask(
+        self, since: datetime | None, until: datetime | None, kinds: Collection[EventKind] | None, by_date: bool = False
+    ) -> np.ndarray:
         ok = np.ones(len(self.ids), dtype=bool)
         if kinds:
             ok &= np.isin(self.kinds, [k.value for k in kinds])
@@ -169,7 +171,8 @@ class PatientIndex:
     def latest_note_ids(self, allowed: Collection[str] | None = None) -> set[str]:
         """The chunks of the newest dated note (under ``allowed``, when given)."""
         notes = [
-            c for c in self.stored.chunks
+            c
+            for c in self.stored.chunks
             if c.kind is EventKind.NOTE and c.start is not None and (allowed is None or c.chunk_id in allowed)
         ]
         if not notes:
@@ -199,8 +202,13 @@ class PatientIndex:
         return got
 
     def allowed(
-        self, since: datetime | None, until: datetime | None, kinds: Collection[EventKind] | None, *,
-        by_date: bool = False, series_rows: bool = False,
+        self,
+        since: datetime | None,
+        until: datetime | None,
+        kinds: Collection[EventKind] | None,
+        *,
+        by_date: bool = False,
+        series_rows: bool = False,
     ) -> set[str] | None:
         """:func:`allowed_ids` over this index's chunks, vectorised. With ``series_rows`` a
         series chunk passes a time filter only when one of its rows does (its span may
@@ -227,7 +235,9 @@ class PatientIndex:
         """Ids of the per-concept series chunks (computed once per opened index)."""
         got = self.memo.get("series-chunks")
         if got is None:
-            got = self.memo["series-chunks"] = frozenset(c.chunk_id for c in self.stored.chunks if c.concept is not None)
+            got = self.memo["series-chunks"] = frozenset(
+                c.chunk_id for c in self.stored.chunks if c.concept is not None
+            )
         return got
 
     def ongoing_ids(self) -> frozenset[str]:
@@ -264,9 +274,11 @@ def load_patient_index(
             from ragehr.embeddings import QueryLRU, load_embedder
             from ragehr.embeddings.static import default_models_dir
 
-            embedder = QueryLRU(load_embedder(
-                stored.manifest.config.get("embedder", "minilm"), models_dir=default_models_dir(index_dir)
-            ))
+            embedder = QueryLRU(
+                load_embedder(
+                    stored.manifest.config.get("embedder", "minilm"), models_dir=default_models_dir(index_dir)
+                )
+            )
         if embedder.model_id != stored.manifest.embedder_id:
             raise StaleIndexError(
                 f"index of {patient_id!r} was embedded with {stored.manifest.embedder_id}, "
@@ -370,7 +382,14 @@ def order_by_intent(
                 best[c.concept] = min(best.get(c.concept, 0.0), s(c))
         return sorted(
             relevant,
-            key=lambda c: (c.concept is None, best.get(c.concept or "", 0.0), c.concept or "", _when(c, False), s(c), c.chunk_id),
+            key=lambda c: (
+                c.concept is None,
+                best.get(c.concept or "", 0.0),
+                c.concept or "",
+                _when(c, False),
+                s(c),
+                c.chunk_id,
+            ),
         )
     return sorted(relevant, key=lambda c: (s(c), c.chunk_id))
 
@@ -396,7 +415,11 @@ def search(
     if retriever not in ("hybrid", "bm25", "dense"):
         raise ConfigError(f"unknown retriever {retriever!r}; use hybrid, bm25 or dense")
     plan = plan_question(
-        question, index.last_time, since=since, until=until, use_question_time=use_question_time,
+        question,
+        index.last_time,
+        since=since,
+        until=until,
+        use_question_time=use_question_time,
         day_first=config.day_first,
     )
     if plan.event_anchor is not None:
@@ -444,30 +467,42 @@ def search(
         # evidence about it (explicit since/until stay hard filters).
         def nearest(c: Chunk) -> tuple[float, str]:
             """Days outside the window and the date of the chunk's nearest evidence."""
-            spans: list[tuple[datetime | None, datetime | None]] = [(t, t) for t in index.row_times(c)] or [(c.start, c.end)]
+            spans: list[tuple[datetime | None, datetime | None]] = [(t, t) for t in index.row_times(c)] or [
+                (c.start, c.end)
+            ]
             best = min(spans, key=lambda se: _window_distance(se[0], se[1], window))
             d = _window_distance(best[0], best[1], window)
             return d, (best[0].date().isoformat() if best[0] is not None else "undated")
 
-        near = sorted((index.chunk(cid) for cid in relevant), key=lambda c: (nearest(c)[0], -score.get(c.chunk_id, 0.0), c.chunk_id))
+        near = sorted(
+            (index.chunk(cid) for cid in relevant),
+            key=lambda c: (nearest(c)[0], -score.get(c.chunk_id, 0.0), c.chunk_id),
+        )
         d, when = nearest(near[0])
         plan = plan.with_fallback(
             f"no evidence about {plan.concept!r} within {window.phrase or 'the requested period'!r}; "
             f"the nearest dated evidence is shown ({when}, {d:.0f} days outside)"
         )
-        ordered = near if plan.intent in ("point", "none") else order_by_intent(
-            plan, near[: max(k, 20)], score, end_time=index.last_time, ongoing=index.ongoing_ids()
+        ordered = (
+            near
+            if plan.intent in ("point", "none")
+            else order_by_intent(plan, near[: max(k, 20)], score, end_time=index.last_time, ongoing=index.ongoing_ids())
         )
         return _wrap(index, [_hit(c, i, score) for i, c in enumerate(ordered[:k], 1)]), plan
     first = order_by_intent(
-        plan, [index.chunk(cid) for cid in inside], score, end_time=window.until or index.last_time,
+        plan,
+        [index.chunk(cid) for cid in inside],
+        score,
+        end_time=window.until or index.last_time,
         ongoing=index.ongoing_ids(),
     )
     seen = {c.chunk_id for c in first}
     rest = [h for h in hits if h.chunk_id not in seen]
     out = [_hit(c, i, score) for i, c in enumerate(first, 1)]
-    out += [Hit.model_construct(chunk_id=h.chunk_id, rank=len(out) + j, score=h.score, components=h.components)
-            for j, h in enumerate(rest, 1)]
+    out += [
+        Hit.model_construct(chunk_id=h.chunk_id, rank=len(out) + j, score=h.score, components=h.components)
+        for j, h in enumerate(rest, 1)
+    ]
     return _wrap(index, out[:k]), plan
 
 
@@ -506,7 +541,8 @@ def _anchor_on_event(index: PatientIndex, plan: QuestionPlan) -> QuestionPlan:
     extra = resolve(words, index.lexicon()).query_words
     raw = index.bm25.score_all(f"{words} {extra}" if extra else words)
     scores = {
-        cid: float(raw[i]) for i, cid in enumerate(index.bm25.ids)
+        cid: float(raw[i])
+        for i, cid in enumerate(index.bm25.ids)
         if raw[i] > 0 and index.chunk(cid).kind in _ANCHOR_KINDS and index.chunk(cid).start is not None
     }
     about = relevant_ids(scores, 0.5)
@@ -549,8 +585,14 @@ def dense_query_text(embedder: object, text: str) -> str:
 
 
 def _fused(
-    index: PatientIndex, text: str, retriever: str, config: RetrievalConfig, n: int, allowed: set[str] | None,
-    *, dense_text: str | None = None,
+    index: PatientIndex,
+    text: str,
+    retriever: str,
+    config: RetrievalConfig,
+    n: int,
+    allowed: set[str] | None,
+    *,
+    dense_text: str | None = None,
 ) -> list[Hit]:
     """The retrievers' runs for ``text`` (the dense one for ``dense_text`` when given) under
     ``allowed``, fused (one run: as is)."""
@@ -570,8 +612,10 @@ def _fused(
         weights["dense"] *= float(getattr(index.embedder, "dense_weight", 1.0))
     if len(runs) == 1:
         name, run = next(iter(runs.items()))
-        return [Hit.model_construct(chunk_id=s.chunk_id, rank=i, score=s.score, components={name: s.score})
-                for i, s in enumerate(run, 1)]
+        return [
+            Hit.model_construct(chunk_id=s.chunk_id, rank=i, score=s.score, components={name: s.score})
+            for i, s in enumerate(run, 1)
+        ]
     if config.fusion == "rrf":
         return rrf(runs, k=config.rrf_k, weights=weights)
     return weighted(runs, weights=weights)

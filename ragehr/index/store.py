@@ -45,7 +45,6 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ragehr import __version__
-from ragehr.fsutil import MAX_MANIFEST_BYTES, is_index_manifest, open_regular, read_json_manifest
 from ragehr.errors import (
     ConfigError,
     CorruptIndexError,
@@ -56,6 +55,7 @@ from ragehr.errors import (
     StaleIndexError,
     show_id,
 )
+from ragehr.fsutil import MAX_MANIFEST_BYTES, is_index_manifest, open_regular, read_json_manifest
 from ragehr.types import Chunk, IndexManifest, PatientRecord
 
 FORMAT_VERSION = 1
@@ -151,7 +151,12 @@ def list_manifests(index_dir: Path) -> list[IndexManifest]:
     if not Path(index_dir).is_dir():
         return out
     for child in sorted(Path(index_dir).iterdir()):
-        if child.is_dir() and not child.is_symlink() and not child.name.startswith(".") and (child / MANIFEST).is_file():
+        if (
+            child.is_dir()
+            and not child.is_symlink()
+            and not child.name.startswith(".")
+            and (child / MANIFEST).is_file()
+        ):
             try:
                 out.append(read_manifest(child))
             except (CorruptIndexError, NotAnIndexError):
@@ -220,7 +225,8 @@ def patient_lock(index_dir: Path, safe: str, *, blocking: bool = True) -> Iterat
     path = index_dir / f".lock-{safe}"
     try:
         fd = os.open(
-            path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0),
+            path,
+            os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0),
             FILE_MODE,
         )
     except OSError as exc:
@@ -417,7 +423,8 @@ def open_index(index_dir: Path, patient_id: str, *, verify: bool = True) -> Stor
         n = len(list_manifests(index_dir))
         known = (
             f"; {n} patient(s) are indexed there: list them with `ragehr patients --index-dir {index_dir}`"
-            if n else "; none is indexed there yet"
+            if n
+            else "; none is indexed there yet"
         )
         raise IndexNotFoundError(
             f"no index for patient {show_id(patient_id)} in {index_dir}/{known}; build one with "
@@ -436,7 +443,9 @@ def open_index(index_dir: Path, patient_id: str, *, verify: bool = True) -> Stor
     for rel, digest in manifest.files.items():
         p = folder / rel
         if not p.is_file():
-            raise CorruptIndexError(f"{p}: missing from the index of {show_id(patient_id)}; {reindex_hint(manifest, patient_id)}")
+            raise CorruptIndexError(
+                f"{p}: missing from the index of {show_id(patient_id)}; {reindex_hint(manifest, patient_id)}"
+            )
         if verify and sha256_file(p) != digest:
             raise CorruptIndexError(
                 f"{p}: does not match its manifest (truncated or modified); {reindex_hint(manifest, patient_id)}"
@@ -449,7 +458,9 @@ def open_index(index_dir: Path, patient_id: str, *, verify: bool = True) -> Stor
             if line.strip()
         ]
     except (ValidationError, ValueError, OSError):
-        raise CorruptIndexError(f"{folder}: record.json or chunks.jsonl unreadable; {reindex_hint(manifest, patient_id)}") from None
+        raise CorruptIndexError(
+            f"{folder}: record.json or chunks.jsonl unreadable; {reindex_hint(manifest, patient_id)}"
+        ) from None
     if len(chunks) != manifest.counts.get("chunks"):
         raise CorruptIndexError(f"{folder}/chunks.jsonl: chunk count disagrees with the manifest; re-index it")
     return StoredIndex(folder=folder, manifest=manifest, record=record, chunks=chunks)

@@ -62,9 +62,7 @@ def _key_document(inner: LLMBackend, request: GenerationRequest) -> dict[str, An
 
 def request_key(inner: LLMBackend, request: GenerationRequest) -> str:
     """The cache key (64 hex digits) of ``request`` sent to ``inner``."""
-    doc = json.dumps(
-        _key_document(inner, request), sort_keys=True, ensure_ascii=True, separators=(",", ":")
-    )
+    doc = json.dumps(_key_document(inner, request), sort_keys=True, ensure_ascii=True, separators=(",", ":"))
     return hashlib.sha256(doc.encode("ascii")).hexdigest()
 
 
@@ -141,7 +139,8 @@ class CachedBackend(LLMBackend):
             if warn:
                 log.warning(
                     "generation cache %s is not writable (%s); answers are not cached in this run",
-                    self.cache_dir, exc.strerror or type(exc).__name__,
+                    self.cache_dir,
+                    exc.strerror or type(exc).__name__,
                 )
 
     def generate(self, request: GenerationRequest, on_token: Callable[[str], None] | None = None) -> Generation:
@@ -159,7 +158,9 @@ class CachedBackend(LLMBackend):
         self._store(key, gen)
         return gen
 
-    def _generate(self, request: GenerationRequest, on_token: Callable[[str], None] | None = None) -> Generation:  # pragma: no cover
+    def _generate(
+        self, request: GenerationRequest, on_token: Callable[[str], None] | None = None
+    ) -> Generation:  # pragma: no cover
         return self.generate(request, on_token=on_token)
 
     def __repr__(self) -> str:

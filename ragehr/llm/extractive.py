@@ -65,7 +65,9 @@ class ExtractiveBackend(LLMBackend):
         q = Counter(_terms(request.question))
         units = [(it, line, date) for it in request.evidence for line, date in _lines(it)]
         if not q or not units:
-            return Generation(text="No evidence in the record matches the question.", backend=self.name, model=self.model)
+            return Generation(
+                text="No evidence in the record matches the question.", backend=self.name, model=self.model
+            )
         df: Counter[str] = Counter()
         for _, line, _ in units:
             df.update(set(_terms(line)))
@@ -79,7 +81,9 @@ class ExtractiveBackend(LLMBackend):
                 when = it.start.timestamp() if it.start else 0.0
                 scored.append((score, when if recent else 0.0, -idx, it, line, date))
         if not scored:
-            return Generation(text="No evidence in the record matches the question.", backend=self.name, model=self.model)
+            return Generation(
+                text="No evidence in the record matches the question.", backend=self.name, model=self.model
+            )
         scored.sort(key=lambda s: (s[0], s[1], s[2]), reverse=True)
         best = scored[: self.max_lines]
         # Show the chosen lines in time order, each with its date and citation.

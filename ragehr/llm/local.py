@@ -178,9 +178,7 @@ class LlamaCppBackend(LLMBackend):
                         logits_all=False,
                     )
                 except (ValueError, RuntimeError, OSError) as exc:
-                    raise BackendError(
-                        f"local model {self.model}: cannot load ({type(exc).__name__})"
-                    ) from exc
+                    raise BackendError(f"local model {self.model}: cannot load ({type(exc).__name__})") from exc
                 self.load_seconds = time.perf_counter() - start
                 log.info("loaded %s (n_ctx=%d) in %.2f s", self.model, self.context_window, self.load_seconds)
         return self._llm
@@ -190,8 +188,11 @@ class LlamaCppBackend(LLMBackend):
         if self._specials is None:
             llm = self.load()
             llama_cpp = require("llama_cpp", "local-fast", needed_for="the llamacpp backend")
-            mask = (llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
-                    | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN)
+            mask = (
+                llama_cpp.LLAMA_TOKEN_ATTR_CONTROL
+                | llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
+                | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN
+            )
             ids = frozenset(i for i in range(llm.n_vocab()) if llm._model.token_get_attr(i) & mask)
             texts = frozenset(t for t in (llm._model.token_get_text(i) for i in ids) if t)
             self._specials = (ids, texts)
@@ -220,8 +221,11 @@ class LlamaCppBackend(LLMBackend):
                 return llm._model.token_get_text(tid) if tid != -1 else ""
 
             self._formatter = Jinja2ChatFormatter(
-                template=template, eos_token=text(llm.token_eos()), bos_token=text(llm.token_bos()),
-                add_generation_prompt=True, stop_token_ids=[llm.token_eos()],
+                template=template,
+                eos_token=text(llm.token_eos()),
+                bos_token=text(llm.token_bos()),
+                add_generation_prompt=True,
+                stop_token_ids=[llm.token_eos()],
             )
         return self._formatter
 
@@ -318,8 +322,13 @@ class LlamaCppBackend(LLMBackend):
                 pieces.append(piece)
                 on_token(piece)
         text = "".join(pieces)
-        n_completion = len(self._llm.tokenize(text.encode("utf-8", "surrogatepass"), add_bos=False, special=False)) if text else 0
-        return {"choices": [{"message": {"content": text}}], "usage": {"prompt_tokens": None, "completion_tokens": n_completion}}
+        n_completion = (
+            len(self._llm.tokenize(text.encode("utf-8", "surrogatepass"), add_bos=False, special=False)) if text else 0
+        )
+        return {
+            "choices": [{"message": {"content": text}}],
+            "usage": {"prompt_tokens": None, "completion_tokens": n_completion},
+        }
 
     def close(self) -> None:
         """Free the weights; the next use loads them again."""

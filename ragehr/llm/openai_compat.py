@@ -106,7 +106,7 @@ def _semaphore_for(base_url: str, concurrency: int) -> threading.BoundedSemaphor
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
         return None  # urllib then raises HTTPError with the 3xx status
 
 
@@ -226,8 +226,7 @@ class OpenAICompatBackend(LLMBackend):
             raise ConfigError("the openai backend needs a model name")
         if concurrency < 1 or max_retries < 0 or timeout <= 0 or backoff < 0 or context_window < 1:
             raise ConfigError(
-                "openai backend: concurrency and context_window must be >= 1, max_retries and "
-                "backoff >= 0, timeout > 0"
+                "openai backend: concurrency and context_window must be >= 1, max_retries and backoff >= 0, timeout > 0"
             )
         self.base_url = base_url.rstrip("/")
         self.url = f"{self.base_url}/chat/completions"
@@ -332,7 +331,11 @@ class OpenAICompatBackend(LLMBackend):
                 delay = min(delay, MAX_RETRY_WAIT)
                 log.info(
                     "openai backend (%s): attempt %d/%d failed (%s); retrying in %.2f s",
-                    self.host, attempt + 1, attempts, last.split(":", 1)[0], delay,
+                    self.host,
+                    attempt + 1,
+                    attempts,
+                    last.split(":", 1)[0],
+                    delay,
                 )
                 time.sleep(delay)
         raise self._fail(f"{last} (after {attempts} attempt{'s' if attempts != 1 else ''})")

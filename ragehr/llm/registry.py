@@ -31,8 +31,15 @@ _ALLOWED: dict[str, frozenset[str]] = {
     "transformers": frozenset({"model_path", "context_window", "n_threads", "seed", "cache_dir"}),
     "openai": frozenset(
         {
-            "base_url", "model", "api_key_env", "timeout", "max_retries", "backoff",
-            "concurrency", "context_window", "tokenizer_path",
+            "base_url",
+            "model",
+            "api_key_env",
+            "timeout",
+            "max_retries",
+            "backoff",
+            "concurrency",
+            "context_window",
+            "tokenizer_path",
         }
     ),
 }
@@ -47,8 +54,7 @@ def _check(name: str, settings: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(given) - allowed)
         if unknown:
             raise ConfigError(
-                f"unknown setting(s) for the {name} backend: {', '.join(unknown)} "
-                f"(valid: {', '.join(sorted(allowed))})"
+                f"unknown setting(s) for the {name} backend: {', '.join(unknown)} (valid: {', '.join(sorted(allowed))})"
             )
     return given
 
@@ -111,14 +117,10 @@ def make_backend(name: str, **settings: Any) -> LLMBackend:
 
     base_url = given.pop("base_url", None) or os.environ.get("RAGEHR_OPENAI_BASE_URL")
     if not base_url:
-        raise ConfigError(
-            "the openai backend needs a base_url (set it in the config or RAGEHR_OPENAI_BASE_URL)"
-        )
+        raise ConfigError("the openai backend needs a base_url (set it in the config or RAGEHR_OPENAI_BASE_URL)")
     model = given.pop("model", None) or os.environ.get("RAGEHR_OPENAI_MODEL")
     if not model:
-        raise ConfigError(
-            "the openai backend needs a model name (set it in the config or RAGEHR_OPENAI_MODEL)"
-        )
+        raise ConfigError("the openai backend needs a model name (set it in the config or RAGEHR_OPENAI_MODEL)")
     return OpenAICompatBackend(base_url=base_url, model=model, **given)
 
 

@@ -47,12 +47,39 @@ class ContextTooLongError(RagehrError):
 
 # Characters that read as the delimiters' but that NFKC leaves alone.
 _LOOKALIKE = {
-    "\u2039": "<", "\u203a": ">", "\u2329": "<", "\u232a": ">", "\u3008": "<", "\u3009": ">",
-    "\u27e8": "<", "\u27e9": ">", "\u02c2": "<", "\u02c3": ">", "\u1438": "<", "\u1433": ">",
-    "\u276c": "<", "\u276d": ">", "\u2770": "<", "\u2771": ">", "\u29fc": "<", "\u29fd": ">",
-    "\u2215": "/", "\u2044": "/", "\u29f8": "/", "\u30ce": "/",
-    "\u0435": "e", "\u0415": "e", "\u04bb": "h", "\u04ba": "h", "\u0570": "h", "\u0433": "r", "\u1d26": "r",
-    "\u0280": "r", "\u027e": "r", "\u1d07": "e", "\u029c": "h",
+    "\u2039": "<",
+    "\u203a": ">",
+    "\u2329": "<",
+    "\u232a": ">",
+    "\u3008": "<",
+    "\u3009": ">",
+    "\u27e8": "<",
+    "\u27e9": ">",
+    "\u02c2": "<",
+    "\u02c3": ">",
+    "\u1438": "<",
+    "\u1433": ">",
+    "\u276c": "<",
+    "\u276d": ">",
+    "\u2770": "<",
+    "\u2771": ">",
+    "\u29fc": "<",
+    "\u29fd": ">",
+    "\u2215": "/",
+    "\u2044": "/",
+    "\u29f8": "/",
+    "\u30ce": "/",
+    "\u0435": "e",
+    "\u0415": "e",
+    "\u04bb": "h",
+    "\u04ba": "h",
+    "\u0570": "h",
+    "\u0433": "r",
+    "\u1d26": "r",
+    "\u0280": "r",
+    "\u027e": "r",
+    "\u1d07": "e",
+    "\u029c": "h",
 }
 _LOOKALIKE.update({k: v for k, v in CONFUSABLE.items() if k not in _LOOKALIKE})
 _LT_LIKE = "<&\ufe64\uff1c" + "".join(k for k, v in _LOOKALIKE.items() if v == "<")
@@ -61,9 +88,7 @@ whose NFKC holds ``<`` (a test checks all of Unicode) and the lookalikes. Text w
 them is returned at once."""
 _MAY_HOLD_TAG = re.compile("[" + re.escape(_LT_LIKE) + "]")
 _IGNORABLE = frozenset({"Cf", "Mn", "Me", "Cc"})
-_ENTITY = re.compile(
-    r"&(?:(?:amp|#0*38|#x0*26);?)*(?:(lt|gt|sol)|#0*(60|62|47)|#x0*(3c|3e|2f));?", re.IGNORECASE
-)
+_ENTITY = re.compile(r"&(?:(?:amp|#0*38|#x0*26);?)*(?:(lt|gt|sol)|#0*(60|62|47)|#x0*(3c|3e|2f));?", re.IGNORECASE)
 """An entity for ``<``, ``>`` or ``/``, also nested in encodings of ``&`` (``&amp;lt;``,
 ``&amp;amp;lt;``, ``&#x26;lt;``, ``&#38;#60;``): text unescaped twice must not turn into a tag."""
 _ENTITY_CHAR = {"lt": "<", "gt": ">", "sol": "/", "60": "<", "62": ">", "47": "/", "3c": "<", "3e": ">", "2f": "/"}
@@ -173,7 +198,7 @@ def sanitize(text: str) -> str:
         out.append("[")
         pos = lt_end
         if gt is not None:
-            out.append(text[pos:gt[0]])
+            out.append(text[pos : gt[0]])
             out.append("]")
             pos = gt[1]
     if not out:

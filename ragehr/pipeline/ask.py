@@ -28,8 +28,8 @@ from typing import Any
 
 from ragehr.answers import Computed, Declined, chunks_for, compute, decline_text, word
 from ragehr.errors import ConfigError
-from ragehr.llm.base import LLMBackend
 from ragehr.index.search import PatientIndex, anchor_plan
+from ragehr.llm.base import LLMBackend
 from ragehr.patterns import abstains
 from ragehr.pipeline.context import ContextResult, context_json, record_pieces
 from ragehr.pipeline.grounding import Grounding, check_grounding
@@ -39,16 +39,23 @@ from ragehr.retrieval.intent import plan_question
 from ragehr.types import Generation, GenerationRequest
 
 __all__ = [
-    "ANSWER_MODES", "DEFAULT_MAX_NEW_TOKENS", "AskResult", "answer_prepared", "ask", "check_answer_mode",
-    "computed_for", "effective_window", "try_computed",
+    "ANSWER_MODES",
+    "DEFAULT_MAX_NEW_TOKENS",
+    "AskResult",
+    "answer_prepared",
+    "ask",
+    "check_answer_mode",
+    "computed_for",
+    "effective_window",
+    "try_computed",
 ]
-
 
 
 def check_answer_mode(mode: str) -> str:
     if mode not in ANSWER_MODES:
         raise ConfigError(f"answer must be one of {', '.join(ANSWER_MODES)}, not {mode!r}")
     return mode
+
 
 DEFAULT_MAX_NEW_TOKENS = 256
 
@@ -82,9 +89,15 @@ class AskResult:
                 "patient_id": self.patient_id,
                 "answer": self.generation.text,
                 "citations": [
-                    {"marker": it.marker, "chunk_id": it.chunk_id, "source": it.source,
-                     "start": it.start.isoformat() if it.start else None, "kind": it.kind.value}
-                    for it in self.context.packed.items if it.marker in cited
+                    {
+                        "marker": it.marker,
+                        "chunk_id": it.chunk_id,
+                        "source": it.source,
+                        "start": it.start.isoformat() if it.start else None,
+                        "kind": it.kind.value,
+                    }
+                    for it in self.context.packed.items
+                    if it.marker in cited
                 ],
                 "unsupported": list(self.grounding.unsupported),
                 "unknown_citations": list(self.grounding.unknown_citations),
@@ -136,22 +149,39 @@ def ask(
     if answer == "generated":
         prep = prepare_context(index, question, spec, backend)
         return answer_prepared(
-            prep, question, index.patient_id, backend, seed=seed, on_token=on_token,
-            context_seconds=time.perf_counter() - t0, index=index if retry else None,
+            prep,
+            question,
+            index.patient_id,
+            backend,
+            seed=seed,
+            on_token=on_token,
+            context_seconds=time.perf_counter() - t0,
+            index=index if retry else None,
         )
     done, prep, reason, context_seconds = try_computed(index, question, spec, backend, answer, on_token=on_token)
     if done is not None:
         return done
     result = answer_prepared(
-        prep, question, index.patient_id, backend, seed=seed, on_token=on_token, context_seconds=context_seconds,
+        prep,
+        question,
+        index.patient_id,
+        backend,
+        seed=seed,
+        on_token=on_token,
+        context_seconds=context_seconds,
         index=index if retry else None,
     )
     return replace(result, answer_reason=f"computed path declined: {reason}; {result.answer_reason}")
 
 
 def try_computed(
-    index: PatientIndex, question: str, spec: ContextSpec, backend: LLMBackend, answer: str = "auto",
-    *, on_token: Callable[[str], None] | None = None,
+    index: PatientIndex,
+    question: str,
+    spec: ContextSpec,
+    backend: LLMBackend,
+    answer: str = "auto",
+    *,
+    on_token: Callable[[str], None] | None = None,
 ) -> tuple[AskResult | None, PreparedContext, str, float]:
     """The computed half of ``ask`` (``answer`` ``auto`` or ``computed``): ``(result, prep,
     reason, seconds)``. ``result`` is the computed answer (or, for ``computed``, the declined
@@ -170,30 +200,67 @@ def try_computed(
         if not isinstance(worded, Declined):
             t1 = time.perf_counter()
             grounding = check_grounding(worded.text, prep.context.packed.items, worded.derived)
-            gen = Generation(text=worded.text, backend="computed", model="ragehr.answers", prompt_tokens=0,
-                             completion_tokens=0, seconds=round(time.perf_counter() - t1, 6))
+            gen = Generation(
+                text=worded.text,
+                backend="computed",
+                model="ragehr.answers",
+                prompt_tokens=0,
+                completion_tokens=0,
+                seconds=round(time.perf_counter() - t1, 6),
+            )
             if on_token is not None:
                 on_token(worded.text)
-            return (AskResult(
-                question=question, patient_id=index.patient_id, budget=prep.budget, context=prep.context,
-                generation=gen, grounding=grounding, prompt_tokens=0,
-                timings={"context": round(context_seconds, 4), "compute": round(t_compute, 4), "generate": 0.0,
-                         "grounding": round(time.perf_counter() - t1, 4)},
-                answered_by="computed", answer_reason=comp.reason, computed=comp,
-            ), prep, reason, context_seconds)
+            return (
+                AskResult(
+                    question=question,
+                    patient_id=index.patient_id,
+                    budget=prep.budget,
+                    context=prep.context,
+                    generation=gen,
+                    grounding=grounding,
+                    prompt_tokens=0,
+                    timings={
+                        "context": round(context_seconds, 4),
+                        "compute": round(t_compute, 4),
+                        "generate": 0.0,
+                        "grounding": round(time.perf_counter() - t1, 4),
+                    },
+                    answered_by="computed",
+                    answer_reason=comp.reason,
+                    computed=comp,
+                ),
+                prep,
+                reason,
+                context_seconds,
+            )
         reason = worded.reason
     if answer == "computed":
         text = decline_text(reason)
         gen = Generation(text=text, backend="computed", model="ragehr.answers", prompt_tokens=0, completion_tokens=0)
         if on_token is not None:
             on_token(text)
-        return (AskResult(
-            question=question, patient_id=index.patient_id, budget=prep.budget, context=prep.context,
-            generation=gen, grounding=check_grounding(text, prep.context.packed.items), prompt_tokens=0,
-            timings={"context": round(context_seconds, 4), "compute": round(t_compute, 4), "generate": 0.0,
-                     "grounding": 0.0},
-            answered_by="computed", answer_reason=f"declined: {reason}",
-        ), prep, reason, context_seconds)
+        return (
+            AskResult(
+                question=question,
+                patient_id=index.patient_id,
+                budget=prep.budget,
+                context=prep.context,
+                generation=gen,
+                grounding=check_grounding(text, prep.context.packed.items),
+                prompt_tokens=0,
+                timings={
+                    "context": round(context_seconds, 4),
+                    "compute": round(t_compute, 4),
+                    "generate": 0.0,
+                    "grounding": 0.0,
+                },
+                answered_by="computed",
+                answer_reason=f"declined: {reason}",
+            ),
+            prep,
+            reason,
+            context_seconds,
+        )
     return None, prep, reason, context_seconds
 
 
@@ -227,8 +294,12 @@ def answer_prepared(
     messages = build_messages(question, ctx.packed.block())
     n_prompt = prompt_tokens(messages, counter)
     request = GenerationRequest(
-        messages=messages, question=question, evidence=ctx.packed.items,
-        max_tokens=spec.max_new_tokens, temperature=0.0, seed=seed,
+        messages=messages,
+        question=question,
+        evidence=ctx.packed.items,
+        max_tokens=spec.max_new_tokens,
+        temperature=0.0,
+        seed=seed,
     )
     gen = backend.generate(request, on_token=on_token)
     t2 = time.perf_counter()
@@ -253,15 +324,26 @@ def answer_prepared(
 
 def _attempt(r: AskResult, why: str | None) -> dict:
     return {
-        "strategy": r.context.strategy, "window_tokens": r.budget.window, "used_tokens": r.context.packed.used_tokens,
-        "n_chunks": len(r.context.packed.items), "answer": r.generation.text, "grounded": r.grounding.ok,
-        "abstained": abstains(r.generation.text), "retried_because": why,
+        "strategy": r.context.strategy,
+        "window_tokens": r.budget.window,
+        "used_tokens": r.context.packed.used_tokens,
+        "n_chunks": len(r.context.packed.items),
+        "answer": r.generation.text,
+        "grounded": r.grounding.ok,
+        "abstained": abstains(r.generation.text),
+        "retried_because": why,
     }
 
 
 def _retry(
-    first: AskResult, why: str, prep: PreparedContext, question: str, backend: LLMBackend, index: PatientIndex,
-    *, seed: int,
+    first: AskResult,
+    why: str,
+    prep: PreparedContext,
+    question: str,
+    backend: LLMBackend,
+    index: PatientIndex,
+    *,
+    seed: int,
 ) -> AskResult:
     """Self-Route's second step: the model's whole window, the retrieved evidence first, then
     the record's most recent pieces, newest first, while they fit."""
@@ -269,13 +351,17 @@ def _retry(
     big = replace(spec, budget=None, strategy="rag")
     if "pieces" not in index.memo:
         index.memo["pieces"] = record_pieces(index.stored.record)
-    pieces = list(index.memo["pieces"])  # type: ignore[call-overload]
+    pieces = list(index.memo["pieces"])
     recent = sorted(pieces, key=lambda c: (c.start is not None, c.start.timestamp() if c.start else 0.0), reverse=True)
     t0 = time.perf_counter()
     prep2 = prepare_context(index, question, big, backend, then=recent)
-    second = answer_prepared(prep2, question, first.patient_id, backend, seed=seed,
-                             context_seconds=time.perf_counter() - t0)
+    second = answer_prepared(
+        prep2, question, first.patient_id, backend, seed=seed, context_seconds=time.perf_counter() - t0
+    )
     attempts = (_attempt(first, why), _attempt(second, None))
-    return replace(second, attempts=attempts,
-                   answer_reason=f"generated; retried with the model's whole window ({prep2.window} tokens, retrieved "
-                                 f"and most recent evidence) because the first answer {why.removeprefix('it ')}")
+    return replace(
+        second,
+        attempts=attempts,
+        answer_reason=f"generated; retried with the model's whole window ({prep2.window} tokens, retrieved "
+        f"and most recent evidence) because the first answer {why.removeprefix('it ')}",
+    )

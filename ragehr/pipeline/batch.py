@@ -139,8 +139,13 @@ class BackendRecipe:
         from ragehr.llm.registry import backend_from_config
 
         return backend_from_config(
-            self.llm, self.name, window=self.window, model_path=self.model_path,
-            base_url=self.base_url, model=self.model, cache_dir=self.cache_dir,
+            self.llm,
+            self.name,
+            window=self.window,
+            model_path=self.model_path,
+            base_url=self.base_url,
+            model=self.model,
+            cache_dir=self.cache_dir,
             model_cache_dir=self.model_cache_dir,
         )
 
@@ -217,8 +222,13 @@ class LineError:
     exit_code: int = 1
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "line": self.line, "patient_id": self.patient_id,
-                "error": self.message, "exit_code": self.exit_code}
+        return {
+            "id": self.id,
+            "line": self.line,
+            "patient_id": self.patient_id,
+            "error": self.message,
+            "exit_code": self.exit_code,
+        }
 
     def __str__(self) -> str:
         who = f" ({self.id})" if self.id else ""
@@ -272,8 +282,15 @@ def read_questions(path: str | Path, base: ContextSpec) -> tuple[list[BatchQuest
             for n, _start, raw, size in iter_bounded_lines(fh, MAX_JSONL_LINE_BYTES):
                 if raw is None:
                     lines.append("")
-                    too_long.append(LineError(n, None, None, f"line is {size} bytes, over the "
-                                              f"{MAX_JSONL_LINE_BYTES}-byte limit; skipped", 2))
+                    too_long.append(
+                        LineError(
+                            n,
+                            None,
+                            None,
+                            f"line is {size} bytes, over the {MAX_JSONL_LINE_BYTES}-byte limit; skipped",
+                            2,
+                        )
+                    )
                     continue
                 lines.append(raw.decode("utf-8").rstrip("\r\n"))
     except FileNotFoundError:
@@ -391,12 +408,24 @@ def _error(q: BatchQuestion, exc: BaseException) -> LineError:
 def _context_row(q: BatchQuestion, prep: Any) -> dict[str, Any]:
     from ragehr.pipeline.context import context_json
 
-    return {"id": q.id, "line": q.line, "question": q.question, "patient_id": q.patient_id,
-            **context_json(prep.context, prep.window)}
+    return {
+        "id": q.id,
+        "line": q.line,
+        "question": q.question,
+        "patient_id": q.patient_id,
+        **context_json(prep.context, prep.window),
+    }
 
 
-def _answer(q: BatchQuestion, prep: Any, backend: LLMBackend, seed: int, t_ctx: float,
-            declined: str | None = None, index: Any = None) -> dict[str, Any]:
+def _answer(
+    q: BatchQuestion,
+    prep: Any,
+    backend: LLMBackend,
+    seed: int,
+    t_ctx: float,
+    declined: str | None = None,
+    index: Any = None,
+) -> dict[str, Any]:
     from dataclasses import replace as _replace
 
     from ragehr.pipeline.ask import answer_prepared
@@ -451,7 +480,7 @@ def iter_answers(
                         continue
                 else:
                     prep = prepare_context(idx, q.question, q.spec, backend)
-            except Exception as exc:  # noqa: BLE001 - one question's failure is reported, not fatal
+            except Exception as exc:
                 yield q, _error(q, exc)
                 continue
             t_ctx = time.perf_counter() - t0
@@ -463,7 +492,7 @@ def iter_answers(
                     # on this thread, ``auto`` gets the Self-Route retry as in ``ask``
                     retry_on = idx if q.spec.answer == "auto" else None
                     yield q, _answer(q, prep, backend, seed, t_ctx, declined, retry_on)
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     yield q, _error(q, exc)
                 continue
             pending[pool.submit(_answer, q, prep, backend, seed, t_ctx, declined)] = q
@@ -505,7 +534,7 @@ def answer_group(job: GroupJob) -> list[Result]:
     (the function a Ray task runs)."""
     try:
         backend = shared_backend(job.recipe)
-    except Exception as exc:  # noqa: BLE001 - reported per question
+    except Exception as exc:
         return [(q, _error(q, exc)) for q in job.questions]
     cache = worker_indexes(job.index_dir, job.cache_size)
     return list(iter_answers(job.questions, cache, backend, job.mode, seed=job.seed))
@@ -631,13 +660,20 @@ def run_batch(
             jobs = [GroupJob(tuple(g), str(index_dir), recipe, mode, seed, cache_size) for g in groups]
             for i, result in mapper(answer_group, jobs):
                 if isinstance(result, BaseException):
-                    msg = f"worker failed ({str(result).splitlines()[0][:200] if str(result) else type(result).__name__})"
+                    msg = (
+                        f"worker failed ({str(result).splitlines()[0][:200] if str(result) else type(result).__name__})"
+                    )
                     for q in jobs[i].questions:
                         write(q, LineError(q.line, q.id, q.patient_id, msg, 1))
                     continue
                 for q, r in result:
                     write(q, r)
     return BatchSummary(
-        total=len(good), bad_lines=len(bad), skipped=len(good) - len(todo), answered=answered, failures=failures,
-        seconds=time.perf_counter() - t0, indexes_opened=indexes_opened,
+        total=len(good),
+        bad_lines=len(bad),
+        skipped=len(good) - len(todo),
+        answered=answered,
+        failures=failures,
+        seconds=time.perf_counter() - t0,
+        indexes_opened=indexes_opened,
     )

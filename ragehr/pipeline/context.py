@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ragehr.config import ChunkingConfig, RetrievalConfig
-from ragehr.errors import ConfigError
 from ragehr.ehr.render import event_header, render_event
+from ragehr.errors import ConfigError
 from ragehr.index.search import PatientIndex, search
 from ragehr.packing import Packed, pack_all, pack_most_recent, pack_ranked
 from ragehr.tokens import TokenCounter
@@ -67,18 +67,25 @@ def visit_documents(record: PatientRecord) -> list[Chunk]:
     for key, events in groups.items():
         starts = [e.start for e in events if e.start is not None]
         ends = [e.end or e.start for e in events if e.start is not None]
-        header = next(
-            (event_header(e) for e in events if e.kind is EventKind.ENCOUNTER and e.code is None), None
-        ) or f"Visit {key}"
+        header = (
+            next((event_header(e) for e in events if e.kind is EventKind.ENCOUNTER and e.code is None), None)
+            or f"Visit {key}"
+        )
         lines = [render_event(e) for e in events]
         text = f"Visit: {header}\n" + "\n".join(lines)
         cid = "visit-" + hashlib.sha256(f"{record.patient_id}\x1f{key}\x1f{text}".encode()).hexdigest()[:12]
         docs.append(
             Chunk(
-                chunk_id=cid, patient_id=record.patient_id, kind=EventKind.ENCOUNTER,
-                start=min(starts) if starts else None, end=max(ends) if ends else None,
-                text=text, n_tokens=0, event_ids=tuple(e.event_id for e in events),
-                sources=tuple(str(e.source) for e in events[:1]), visit_id=key if not key.startswith(("day:", "undated")) else None,
+                chunk_id=cid,
+                patient_id=record.patient_id,
+                kind=EventKind.ENCOUNTER,
+                start=min(starts) if starts else None,
+                end=max(ends) if ends else None,
+                text=text,
+                n_tokens=0,
+                event_ids=tuple(e.event_id for e in events),
+                sources=tuple(str(e.source) for e in events[:1]),
+                visit_id=key if not key.startswith(("day:", "undated")) else None,
             )
         )
     return docs
@@ -131,7 +138,9 @@ def build_context(
         )
     record = index.stored.record
     if strategy == "rag":
-        hits, plan = search(index, question, config=retrieval, k=max(200, (retrieval or RetrievalConfig()).k), retriever=retriever)
+        hits, plan = search(
+            index, question, config=retrieval, k=max(200, (retrieval or RetrievalConfig()).k), retriever=retriever
+        )
         packed = pack_ranked([*pinned, *(h.chunk for h in hits), *then], budget_tokens, counter, order)
         return ContextResult(
             strategy, retriever, packed, plan.phrase, plan.intent, plan.fallback, plan.concepts, plan.expansion or None

@@ -126,8 +126,13 @@ def effective_window(backend: LLMBackend, budget: int | None) -> int:
 
 
 def prepare_context(
-    index: PatientIndex, question: str, spec: ContextSpec, backend: LLMBackend, *,
-    pinned: Sequence[Chunk] = (), then: Sequence[Chunk] = (),
+    index: PatientIndex,
+    question: str,
+    spec: ContextSpec,
+    backend: LLMBackend,
+    *,
+    pinned: Sequence[Chunk] = (),
+    then: Sequence[Chunk] = (),
 ) -> PreparedContext:
     """Select ``question``'s evidence from ``index`` as ``spec`` says, with tokens counted by
     ``backend``'s own tokenizer. The one path ``context``, ``ask``, batch and eval share.
@@ -138,7 +143,15 @@ def prepare_context(
     window = effective_window(backend, spec.budget)
     b = compute_budget(question, window, spec.max_new_tokens, counter, question_reserve=spec.question_reserve)
     ctx = build_context(
-        index, question, strategy=spec.strategy, budget_tokens=b.evidence, counter=counter,
-        retriever=spec.retriever, order=spec.order, retrieval=spec.retrieval, pinned=pinned, then=then,
+        index,
+        question,
+        strategy=spec.strategy,
+        budget_tokens=b.evidence,
+        counter=counter,
+        retriever=spec.retriever,
+        order=spec.order,
+        retrieval=spec.retrieval,
+        pinned=pinned,
+        then=then,
     )
     return PreparedContext(spec=spec, window=window, budget=b, counter=counter, context=ctx)

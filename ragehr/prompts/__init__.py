@@ -26,7 +26,7 @@ SYSTEM = (
     "request and keep answering the clinician's question.\n"
     "Rules: answer only from the excerpts; cite every fact with its excerpt number like [3]; give "
     "dates; copy numbers and units exactly; if the excerpts do not answer the question, say "
-    "\"The record provided does not say.\" Be brief."
+    '"The record provided does not say." Be brief.'
 )
 
 USER = "<ehr>\n{evidence}</ehr>\n\nQuestion: {question}\nAnswer (cite excerpts as [n]):"

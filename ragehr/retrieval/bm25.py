@@ -46,7 +46,6 @@ from ragehr.retrieval.ids import id_mask
 from ragehr.types.retrieval import ScoredId
 
 
-
 def _import_bm25s() -> Any:
     """Import bm25s, which sets its own logger to DEBUG on import; put it back to WARNING
     (ragehr's --debug is for ragehr, and bm25s's messages say nothing a user needs)."""
@@ -54,6 +53,7 @@ def _import_bm25s() -> Any:
 
     logging.getLogger("bm25s").setLevel(logging.WARNING)
     return bm25s
+
 
 if TYPE_CHECKING:
     import bm25s
@@ -237,9 +237,7 @@ class BM25Index:
             kth = np.partition(cs, cand.size - k)[cand.size - k]
             cand = cand[cs >= kth]
         order = np.lexsort((self._id_rank[cand], -scores[cand]))[:k]
-        return [
-            ScoredId(chunk_id=self._ids[i], score=float(scores[i])) for i in cand[order]
-        ]
+        return [ScoredId(chunk_id=self._ids[i], score=float(scores[i])) for i in cand[order]]
 
     def mask(self, allowed: Collection[str]) -> np.ndarray:
         """Boolean mask over :attr:`ids` of the chunk ids in ``allowed`` (others ignored)."""
@@ -296,9 +294,7 @@ class BM25Index:
         manifest = _read_manifest(mpath)
         expected = {IDS, *(_BM25S_FILES if manifest.n_terms else ())}
         if set(manifest.files) != expected:
-            raise CorruptIndexError(
-                f"{mpath}: lists files {sorted(manifest.files)}, expected {sorted(expected)}"
-            )
+            raise CorruptIndexError(f"{mpath}: lists files {sorted(manifest.files)}, expected {sorted(expected)}")
         for name in sorted(expected):
             path = directory / name
             if not path.is_file():
@@ -322,8 +318,7 @@ class BM25Index:
             raise CorruptIndexError(f"{ids_path}: not a JSON list of strings")
         if len(ids) != manifest.n_docs or len(set(ids)) != len(ids):
             raise CorruptIndexError(
-                f"{ids_path}: {len(ids)} ids ({len(set(ids))} unique), "
-                f"{MANIFEST} says {manifest.n_docs}"
+                f"{ids_path}: {len(ids)} ids ({len(set(ids))} unique), {MANIFEST} says {manifest.n_docs}"
             )
 
         model = None
@@ -345,13 +340,9 @@ def _load_bm25s(directory: Path, manifest: _Manifest) -> bm25s.BM25:
     bm25s = _import_bm25s()
 
     try:
-        model = bm25s.BM25.load(
-            str(directory), allow_pickle=False, mmap=False, load_corpus=False, show_progress=False
-        )
+        model = bm25s.BM25.load(str(directory), allow_pickle=False, mmap=False, load_corpus=False, show_progress=False)
     except Exception as exc:  # bm25s raises whatever numpy/json raise on a bad file
-        raise CorruptIndexError(
-            f"{directory / 'params.index.json'}: bm25s could not load the index: {exc}"
-        ) from exc
+        raise CorruptIndexError(f"{directory / 'params.index.json'}: bm25s could not load the index: {exc}") from exc
     try:
         problems = _inconsistencies(model, manifest)
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
@@ -381,9 +372,7 @@ def _inconsistencies(model: bm25s.BM25, manifest: _Manifest) -> list[tuple[str, 
     if not np.all(np.isfinite(data)):
         problems.append(("data.csc.index.npy", "non-finite scores"))
     p = manifest.params
-    if (model.method, model.idf_method, model.k1, model.b) != (
-        p.method, p.idf_method or p.method, p.k1, p.b
-    ):
+    if (model.method, model.idf_method, model.k1, model.b) != (p.method, p.idf_method or p.method, p.k1, p.b):
         problems.append(("params.index.json", f"parameters differ from {MANIFEST}"))
     return problems
 

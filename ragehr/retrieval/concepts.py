@@ -30,15 +30,19 @@ from ragehr.ehr.codes import concept_key
 from ragehr.types import Event, EventKind, PatientRecord
 
 CONCEPT_KINDS: tuple[EventKind, ...] = (
-    EventKind.LAB, EventKind.VITAL, EventKind.OBSERVATION, EventKind.CONDITION, EventKind.MEDICATION,
-    EventKind.PROCEDURE, EventKind.IMMUNIZATION, EventKind.ALLERGY,
+    EventKind.LAB,
+    EventKind.VITAL,
+    EventKind.OBSERVATION,
+    EventKind.CONDITION,
+    EventKind.MEDICATION,
+    EventKind.PROCEDURE,
+    EventKind.IMMUNIZATION,
+    EventKind.ALLERGY,
 )
 """Kinds whose events are concepts (notes and encounters are not)."""
 
 _WORD = re.compile(r"[a-z0-9]+(?:[.'/-][a-z0-9]+)*")
-_NAME_STOP = frozenset(
-    "a an and or of in on the by for to with from at as per is was be this that".split()
-)
+_NAME_STOP = frozenset("a an and or of in on the by for to with from at as per is was be this that".split())
 
 
 def words(text: str) -> list[str]:
@@ -98,8 +102,14 @@ class ConceptMatch:
     def to_json(self) -> dict:
         c = self.concept
         return {
-            "term": self.term, "via": self.via, "key": c.key, "kind": c.kind.value, "name": c.name,
-            "system": c.system, "code": c.code, "label": self.describe(),
+            "term": self.term,
+            "via": self.via,
+            "key": c.key,
+            "kind": c.kind.value,
+            "name": c.name,
+            "system": c.system,
+            "code": c.code,
+            "label": self.describe(),
         }
 
 
@@ -213,6 +223,7 @@ class RecordLexicon:
         (:func:`_head`) has the fewest words beyond ``means``; all of them on a tie, so
         sodium in blood and sodium in serum are one answer, while "hemoglobin" means
         Hemoglobin, not Hemoglobin A1c."""
+
         def ok(c: RecordConcept) -> bool:
             # a panel lists its results' names: it is not any one of them
             return "panel" in words(means) or not ("(results:" in c.name or "panel" in words(_head(c.name)))
@@ -263,18 +274,19 @@ _DRUG_KINDS = (EventKind.MEDICATION, EventKind.ALLERGY)
 
 def _record_drugs(lexicon: RecordLexicon) -> list[tuple[RecordConcept, frozenset[str]]]:
     """Each medication (and allergy) concept of the record with every name of its drugs."""
-    got = lexicon.memo.get("drugs")
-    if got is None:
-        from ragehr.retrieval.vocab import drug_names
+    cached = lexicon.memo.get("drugs")
+    if cached is not None:
+        return cached  # type: ignore[return-value]
+    from ragehr.retrieval.vocab import drug_names
 
-        got = []
-        for c in lexicon.concepts:
-            if c.kind in _DRUG_KINDS:
-                names = frozenset().union(*(n for _, n in drug_names(c.name))) if c.name else frozenset()
-                if names:
-                    got.append((c, names))
-        lexicon.memo["drugs"] = got
-    return got  # type: ignore[return-value]
+    got: list[tuple[RecordConcept, frozenset[str]]] = []
+    for c in lexicon.concepts:
+        if c.kind in _DRUG_KINDS:
+            names = frozenset().union(*(n for _, n in drug_names(c.name))) if c.name else frozenset()
+            if names:
+                got.append((c, names))
+    lexicon.memo["drugs"] = got
+    return got
 
 
 def expand_drugs(text: str, lexicon: RecordLexicon) -> list[ConceptMatch]:
@@ -358,6 +370,17 @@ def resolve(text: str, lexicon: RecordLexicon, kinds: Iterable[EventKind] | None
 
 
 __all__ = [
-    "CONCEPT_KINDS", "EXPANDERS", "ConceptMatch", "Expander", "RecordConcept", "RecordLexicon",
-    "Resolution", "concept_key", "expand_abbreviations", "expand_drugs", "match_names", "resolve", "words",
+    "CONCEPT_KINDS",
+    "EXPANDERS",
+    "ConceptMatch",
+    "Expander",
+    "RecordConcept",
+    "RecordLexicon",
+    "Resolution",
+    "concept_key",
+    "expand_abbreviations",
+    "expand_drugs",
+    "match_names",
+    "resolve",
+    "words",
 ]

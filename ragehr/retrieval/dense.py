@@ -28,9 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from ragehr.fsutil import atomic_save_npy
 from ragehr.errors import CorruptIndexError, StaleIndexError
-from ragehr.fsutil import atomic_write_text
+from ragehr.fsutil import atomic_save_npy, atomic_write_text
 from ragehr.retrieval.ids import id_mask
 from ragehr.types.retrieval import ScoredId
 
@@ -173,8 +172,7 @@ class DenseIndex:
             if isinstance(allowed, np.ndarray):
                 if allowed.dtype != np.bool_ or allowed.shape != (len(self),):
                     raise ValueError(
-                        f"an allowed mask must be bool of shape ({len(self)},), "
-                        f"got {allowed.dtype} {allowed.shape}"
+                        f"an allowed mask must be bool of shape ({len(self)},), got {allowed.dtype} {allowed.shape}"
                     )
                 mask = allowed
             else:
@@ -197,18 +195,12 @@ class DenseIndex:
             pairs = [(s, lab) for s, lab in zip(scores[0].tolist(), labels[0].tolist()) if lab >= 0]
             # Ties at the k-th score may continue past what was fetched: fetch more until the
             # last fetched score is strictly worse than the k-th, or nothing is left.
-            if (
-                fetch >= n_candidates
-                or len(pairs) < fetch
-                or pairs[-1][0] < pairs[want - 1][0]
-            ):
+            if fetch >= n_candidates or len(pairs) < fetch or pairs[-1][0] < pairs[want - 1][0]:
                 break
             fetch = min(n_candidates, fetch * 2)
         del keep_alive
         kth = pairs[want - 1][0] if len(pairs) >= want else float("-inf")
-        ranked = sorted(
-            ((s, self._ids[lab]) for s, lab in pairs if s >= kth), key=lambda p: (-p[0], p[1])
-        )
+        ranked = sorted(((s, self._ids[lab]) for s, lab in pairs if s >= kth), key=lambda p: (-p[0], p[1]))
         return [ScoredId(chunk_id=cid, score=s) for s, cid in ranked[:want]]
 
     # --- files --------------------------------------------------------------------------
@@ -290,7 +282,5 @@ class DenseIndex:
                 raise bad(vec_path, "rows are not of unit norm")
 
         if expected_model_id is not None and model_id != expected_model_id:
-            raise StaleIndexError(
-                f"{meta_path}: built with embedder {model_id!r}, not {expected_model_id!r}"
-            )
+            raise StaleIndexError(f"{meta_path}: built with embedder {model_id!r}, not {expected_model_id!r}")
         return cls(np.ascontiguousarray(vectors), tuple(ids), model_id)

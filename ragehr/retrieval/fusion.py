@@ -74,9 +74,7 @@ def weighted(
     return _ranked(fused, components)
 
 
-def _weights(
-    runs: Mapping[str, Sequence[ScoredId]], weights: Mapping[str, float] | None
-) -> dict[str, float]:
+def _weights(runs: Mapping[str, Sequence[ScoredId]], weights: Mapping[str, float] | None) -> dict[str, float]:
     given = dict(weights or {})
     unknown = sorted(set(given) - set(runs))
     if unknown:

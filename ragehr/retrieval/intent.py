@@ -48,8 +48,11 @@ _CURRENT = re.compile(
     r"\b(?:currently|presently|at present|right now|as of now|these days|"
     r"still\s+(?:on|taking|active|has|have|prescribed)|"
     r"(?:is|are)\s+(?:she|he|they|the patient|patient)\s+(?:on|taking)\b|"
-    r"(?:current|active|ongoing|present)\s+(?:\w+\s+){0,2}?" + _STATE_NOUNS + r"|"
-    + _STATE_NOUNS + r"\s+(?:is|are)\s+(?:she|he|they|the patient)\s+(?:now\s+)?(?:on|taking))",
+    r"(?:current|active|ongoing|present)\s+(?:\w+\s+){0,2}?"
+    + _STATE_NOUNS
+    + r"|"
+    + _STATE_NOUNS
+    + r"\s+(?:is|are)\s+(?:she|he|they|the patient)\s+(?:now\s+)?(?:on|taking))",
     re.I,
 )
 _SERIES = re.compile(
@@ -250,6 +253,10 @@ def plan_question(
         intent, cue = "current", window.phrase
         window = replace(window, since=None)
     return QuestionPlan(
-        intent=intent, window=window, concept=concept_text(rest), cue=cue, state_list=state_list,
+        intent=intent,
+        window=window,
+        concept=concept_text(rest),
+        cue=cue,
+        state_list=state_list,
         event_anchor=anchored,
     )

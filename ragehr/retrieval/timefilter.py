@@ -58,9 +58,8 @@ import calendar
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
-UTC = timezone.utc
 MIN_TIME = datetime.min.replace(tzinfo=UTC)
 """The earliest instant a window can hold: 0001-01-01T00:00 UTC."""
 MAX_TIME = datetime.max.replace(tzinfo=UTC)
@@ -76,9 +75,22 @@ _UNITS = {
     "year": timedelta(days=365.25),
 }
 _NUM_WORDS = {
-    "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
-    "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "eighteen": 18, "twenty-four": 24,
-    "a": 1, "an": 1,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "eighteen": 18,
+    "twenty-four": 24,
+    "a": 1,
+    "an": 1,
 }
 _NUM = r"(\d+|" + "|".join(sorted(_NUM_WORDS, key=len, reverse=True)) + ")"
 _LAST_N = re.compile(rf"\b(?:last|past|previous|prior|recent)\s+(?:{_NUM}\s+)?(hour|day|week|month|year)s?\b", _F)
@@ -95,9 +107,29 @@ _SINCE_YEAR = re.compile(rf"\b(?:since|after|from)\s+{_YEARISH}", _F)
 _BEFORE_YEAR = re.compile(rf"\b(?:before|prior to|until)\s+{_YEARISH}", _F)
 
 _MONTHS = {
-    "jan": 1, "january": 1, "feb": 2, "february": 2, "mar": 3, "march": 3, "apr": 4, "april": 4,
-    "may": 5, "jun": 6, "june": 6, "jul": 7, "july": 7, "aug": 8, "august": 8, "sep": 9,
-    "sept": 9, "september": 9, "oct": 10, "october": 10, "nov": 11, "november": 11, "dec": 12,
+    "jan": 1,
+    "january": 1,
+    "feb": 2,
+    "february": 2,
+    "mar": 3,
+    "march": 3,
+    "apr": 4,
+    "april": 4,
+    "may": 5,
+    "jun": 6,
+    "june": 6,
+    "jul": 7,
+    "july": 7,
+    "aug": 8,
+    "august": 8,
+    "sep": 9,
+    "sept": 9,
+    "september": 9,
+    "oct": 10,
+    "october": 10,
+    "nov": 11,
+    "november": 11,
+    "dec": 12,
     "december": 12,
 }
 _MON_NAME = r"(?P<mon>" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")"
@@ -146,9 +178,7 @@ _QUARTER = re.compile(
     rf"\b(?:the\s+)?(?:Q(?P<q>[1-4])|(?P<qw>first|second|third|fourth|1st|2nd|3rd|4th)\s+quarter){_SEP_Y}{_YP}", _F
 )
 _QUARTER_AFTER = re.compile(r"\b(?P<y>(?:19|20)\d{2})\s*[-/]?\s*Q(?P<q>[1-4])\b", _F)
-_HALF = re.compile(
-    rf"\b(?:the\s+)?(?:(?P<hw>first|second|1st|2nd|latter)\s+half|H(?P<h>[12])){_SEP_Y}{_YP}", _F
-)
+_HALF = re.compile(rf"\b(?:the\s+)?(?:(?P<hw>first|second|1st|2nd|latter)\s+half|H(?P<h>[12])){_SEP_Y}{_YP}", _F)
 _HALF_AFTER = re.compile(r"\b(?P<y>(?:19|20)\d{2})\s*[-/]?\s*H(?P<h>[12])\b", _F)
 _SEASON = re.compile(
     rf"\b(?:the\s+)?(?P<s>spring|summer|fall|autumn|winter)(?:\s+of\s+|\s*,\s*|\s+)(?:the\s+year\s+)?{_YP}"
@@ -301,8 +331,15 @@ def _period(y: int, first_month: int, months: int) -> tuple[date, date, date] | 
 
 
 _PART_OF_YEAR = {"early": 1, "beginning": 1, "start": 1, "mid": 5, "middle": 5, "late": 9, "end": 9}
-_PART_OF_MONTH = {"early": (1, 10), "beginning": (1, 10), "start": (1, 10), "mid": (11, 20), "middle": (11, 20),
-                  "late": (21, 31), "end": (21, 31)}
+_PART_OF_MONTH = {
+    "early": (1, 10),
+    "beginning": (1, 10),
+    "start": (1, 10),
+    "mid": (11, 20),
+    "middle": (11, 20),
+    "late": (21, 31),
+    "end": (21, 31),
+}
 
 
 @dataclass(frozen=True)
@@ -451,7 +488,10 @@ def parse_time_expression(question: str, anchor: datetime | None, *, day_first: 
         a, b = mentions[0], mentions[1]
         lo, hi = min(a.first, b.first), max(a.last, b.last)
         return TimeWindow(
-            since=day_start(lo), until=day_end(hi), phrase=q[a.start : b.end], calendar=True,
+            since=day_start(lo),
+            until=day_end(hi),
+            phrase=q[a.start : b.end],
+            calendar=True,
             span=(a.start, b.end),
         )
     if mentions:
@@ -463,8 +503,12 @@ def parse_time_expression(question: str, anchor: datetime | None, *, day_first: 
         if _ends_with(_OPEN_UNTIL, before):
             return TimeWindow(until=day_end(mn.last), phrase=phrase, calendar=True, span=(mn.start, mn.end))
         return TimeWindow(
-            since=day_start(mn.first), until=day_end(mn.last), phrase=phrase, calendar=True,
-            target=day_start(mn.target) if mn.target else None, span=(mn.start, mn.end),
+            since=day_start(mn.first),
+            until=day_end(mn.last),
+            phrase=phrase,
+            calendar=True,
+            target=day_start(mn.target) if mn.target else None,
+            span=(mn.start, mn.end),
         )
     if anchor is not None:
         m = _THIS.search(q)
@@ -483,8 +527,11 @@ def parse_time_expression(question: str, anchor: datetime | None, *, day_first: 
     if m:
         y = _year_of(m)
         return TimeWindow(
-            since=day_start(date(y, 1, 1)), until=day_end(date(y, 12, 31)), phrase=m.group(0),
-            calendar=True, span=m.span(),
+            since=day_start(date(y, 1, 1)),
+            until=day_end(date(y, 12, 31)),
+            phrase=m.group(0),
+            calendar=True,
+            span=m.span(),
         )
     m = _SINCE_YEAR.search(q)
     if m:
@@ -551,8 +598,12 @@ def distance_days(start: datetime | None, end: datetime | None, target: datetime
 
 
 _OPTION_FORMATS = (
-    ("%Y-%m-%dT%H:%M:%S%z", None), ("%Y-%m-%dT%H:%M:%S", None), ("%Y-%m-%dT%H:%M", None),
-    ("%Y-%m-%d", "day"), ("%Y-%m", "month"), ("%Y", "year"),
+    ("%Y-%m-%dT%H:%M:%S%z", None),
+    ("%Y-%m-%dT%H:%M:%S", None),
+    ("%Y-%m-%dT%H:%M", None),
+    ("%Y-%m-%d", "day"),
+    ("%Y-%m", "month"),
+    ("%Y", "year"),
 )
 
 

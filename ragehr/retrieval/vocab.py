@@ -189,8 +189,8 @@ def _norm_drug(name: str) -> str:
     """A drug name without salt words and parenthesised qualifiers (``propranolol
     (cardiovascular)``); ``-ic acid`` read as ``-ate`` (alendronic acid -> alendronate)."""
     ws = [w for w in re.findall(r"[a-z0-9]+", re.sub(r"\([^()]*\)", " ", name.casefold())) if w not in _SALT]
-    out = []
-    for i, w in enumerate(ws):
+    out: list[str] = []
+    for w in ws:
         if w == "acid" and out and out[-1].endswith("ic"):
             out[-1] = out[-1][:-2] + "ate"
             continue

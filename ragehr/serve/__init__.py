@@ -88,7 +88,9 @@ def serve(
 
         from ragehr.serve.app import create_app
     except ImportError as exc:
-        raise ConfigError(f"ragehr serve needs the serve extra: pip install 'ragehr[serve]' ({exc.name} missing)") from None
+        raise ConfigError(
+            f"ragehr serve needs the serve extra: pip install 'ragehr[serve]' ({exc.name} missing)"
+        ) from None
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port must be between 0 and 65535, not {port}")
     if bool(ssl_certfile) != bool(ssl_keyfile):
@@ -104,10 +106,18 @@ def serve(
     print(
         f"ragehr: serving {n} indexed patient(s) from {options.index_dir} at {scheme}://{shown}:{port}/"
         + (" (token required)" if token else ""),
-        file=sys.stderr, flush=True,
+        file=sys.stderr,
+        flush=True,
     )
     uvicorn.run(
-        app, host=host, port=port, log_config=log_config("DEBUG" if debug else "INFO"), access_log=False,
-        ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, server_header=False, proxy_headers=False,
+        app,
+        host=host,
+        port=port,
+        log_config=log_config("DEBUG" if debug else "INFO"),
+        access_log=False,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
+        server_header=False,
+        proxy_headers=False,
         h11_max_incomplete_event_size=64 * 1024,
     )

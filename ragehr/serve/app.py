@@ -43,7 +43,7 @@ from ragehr.llm.base import BackendError
 from ragehr.pipeline.context import STRATEGIES, context_json
 from ragehr.pipeline.spec import MAX_BUDGET, ORDERS, RETRIEVERS
 from ragehr.serve import views
-from ragehr.serve.core import BUDGET_CHOICES, MAX_QUESTION_CHARS, AskParams, Service, ServeOptions
+from ragehr.serve.core import BUDGET_CHOICES, MAX_QUESTION_CHARS, AskParams, ServeOptions, Service
 from ragehr.serve.timeline import Timeline, build_timeline, evidence_caption, render_svg
 
 log = logging.getLogger("ragehr.serve")
@@ -183,7 +183,8 @@ class Guard:
             if path.startswith("/api/") or path == "/openapi.json" or scope.get("method") != "GET":
                 resp = JSONResponse(
                     {"error": "this server needs its token: Authorization: Bearer <token>"},
-                    status_code=401, headers={"WWW-Authenticate": "Bearer"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": "Bearer"},
                 )
             else:
                 resp = RedirectResponse("/login?" + urlencode({"next": path}), status_code=303)
@@ -234,8 +235,10 @@ class Guard:
 
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-_HOST = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]{2,45})\]|(?P<name>[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?\.?))"
-                   r"(?::(?P<port>[0-9]{1,5}))?")
+_HOST = re.compile(
+    r"(?:\[(?P<v6>[0-9A-Fa-f:.]{2,45})\]|(?P<name>[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?\.?))"
+    r"(?::(?P<port>[0-9]{1,5}))?"
+)
 _DEFAULT_PORT = {"http": 80, "https": 443}
 
 
@@ -305,7 +308,12 @@ async def _too_large(scope: dict, receive: Any, send: Any, limit: int) -> None:
 
 def _set_cookie(resp: Any, value: str, scope: Mapping[str, Any]) -> None:
     resp.set_cookie(
-        COOKIE, value, httponly=True, samesite="strict", secure=scope.get("scheme") == "https", path="/",
+        COOKIE,
+        value,
+        httponly=True,
+        samesite="strict",
+        secure=scope.get("scheme") == "https",
+        path="/",
     )
 
 
@@ -352,12 +360,15 @@ class AskBody(BaseModel):
     question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
     strategy: Strategy | None = None
     budget: int | None = Field(None, ge=64, le=MAX_BUDGET, description="Context window in tokens (prompt + answer).")
-    backend: str | None = Field(None, description="One of the backends the server offers (GET /api/patients lists them).")
+    backend: str | None = Field(
+        None, description="One of the backends the server offers (GET /api/patients lists them)."
+    )
     retriever: Retriever | None = None
     order: Order | None = None
     max_new_tokens: int | None = Field(None, ge=1, le=4096)
     answer: Literal["auto", "computed", "generated"] | None = Field(
-        None, description="auto: computed from the record's structured events where the question is a value, date, "
+        None,
+        description="auto: computed from the record's structured events where the question is a value, date, "
         "count, extreme, trend or list, else the backend; computed; or generated (the backend only).",
     )
 
@@ -440,7 +451,9 @@ class AskOut(ContextOut):
     answered_by: str = Field("generated", description="computed or generated")
     answer_reason: str | None = Field(None, description="Why it was answered that way.")
     attempts: list[dict[str, Any]] = Field([], description="Self-Route: each generation tried, when retried.")
-    derived: list[str] = Field([], description="Numbers a computed answer computed (counts, averages) rather than read.")
+    derived: list[str] = Field(
+        [], description="Numbers a computed answer computed (counts, averages) rather than read."
+    )
 
 
 class ErrorOut(BaseModel):
@@ -540,8 +553,14 @@ def create_app(options: ServeOptions, token: str | None = None, *, loopback_only
         ms = await run_in_threadpool(service.manifests)
         return HTMLResponse(views.patients_page(list(ms.values()), str(options.index_dir)))
 
-    def render_patient(pid: str, chosen: dict[str, Any], question: str = "", result: Any = None,
-                       idx: Any = None, error: str | None = None) -> str:
+    def render_patient(
+        pid: str,
+        chosen: dict[str, Any],
+        question: str = "",
+        result: Any = None,
+        idx: Any = None,
+        error: str | None = None,
+    ) -> str:
         m = service.manifest(pid)
         if idx is None:
             idx = service.index(pid, need_dense=False)
@@ -553,8 +572,15 @@ def create_app(options: ServeOptions, token: str | None = None, *, loopback_only
             svg = render_svg(tl)
             caption = evidence_caption(tl, ()).replace("No evidence packed; the", "The")
         return views.patient_page(
-            m, sorted(service.manifests()), svg, caption, **page_choices(), chosen=chosen, question=question,
-            result=result, error=error,
+            m,
+            sorted(service.manifests()),
+            svg,
+            caption,
+            **page_choices(),
+            chosen=chosen,
+            question=question,
+            result=result,
+            error=error,
         )
 
     @app.get("/patient", response_class=HTMLResponse, include_in_schema=False)
@@ -574,10 +600,22 @@ def create_app(options: ServeOptions, token: str | None = None, *, loopback_only
             budget = int(form["budget"]) if form.get("budget") else None
         except ValueError:
             budget = None
-        chosen.update({k: v for k, v in (("strategy", form.get("strategy")), ("budget", budget), ("backend", form.get("backend"))) if v})
+        chosen.update(
+            {
+                k: v
+                for k, v in (("strategy", form.get("strategy")), ("budget", budget), ("backend", form.get("backend")))
+                if v
+            }
+        )
         answer = form.get("answer") if form.get("answer") in ("auto", "computed", "generated") else None
-        params = AskParams(patient_id=id, question=question, strategy=form.get("strategy") or None, budget=budget,
-                           backend=form.get("backend") or None, answer=answer)
+        params = AskParams(
+            patient_id=id,
+            question=question,
+            strategy=form.get("strategy") or None,
+            budget=budget,
+            backend=form.get("backend") or None,
+            answer=answer,
+        )
         try:
             r, idx = await in_worker(service.ask, params)
         except RagehrError as exc:
@@ -609,10 +647,7 @@ def create_app(options: ServeOptions, token: str | None = None, *, loopback_only
         """The indexed patients with their time span and counts, and the server's choices."""
         ms = await run_in_threadpool(service.manifests)
         return {
-            "patients": [
-                {**PatientInfo.from_manifest(m).to_json(), "counts": m.counts}
-                for m in ms.values()
-            ],
+            "patients": [{**PatientInfo.from_manifest(m).to_json(), "counts": m.counts} for m in ms.values()],
             "backends": list(options.backends),
             "default_backend": options.default_backend,
             "strategies": list(STRATEGIES),
@@ -629,8 +664,15 @@ def create_app(options: ServeOptions, token: str | None = None, *, loopback_only
         order: Order | None = None,
     ) -> Any:
         """The evidence a strategy packs for a question, without generating (``ragehr context --json``)."""
-        params = AskParams(patient_id=patient_id, question=question, strategy=strategy, budget=budget, backend=backend,
-                           retriever=retriever, order=order)
+        params = AskParams(
+            patient_id=patient_id,
+            question=question,
+            strategy=strategy,
+            budget=budget,
+            backend=backend,
+            retriever=retriever,
+            order=order,
+        )
         service.manifest(patient_id)
         prep, _, _ = await in_worker(service.prepare, params)
         return JSONResponse(context_json(prep.context, prep.window))
@@ -646,11 +688,17 @@ def create_app(options: ServeOptions, token: str | None = None, *, loopback_only
 
     @app.post(
         "/api/ask/stream",
-        responses={200: {"content": {"text/event-stream": {}}, "description": (
-            "Server-sent events: `token` (data: a JSON string, a piece of the answer as the model "
-            "produces it), then `result` (data: {result: the /api/ask object, html: page fragments}) "
-            "or `error` (data: {error: message})."
-        )}, **_ERRORS},
+        responses={
+            200: {
+                "content": {"text/event-stream": {}},
+                "description": (
+                    "Server-sent events: `token` (data: a JSON string, a piece of the answer as the model "
+                    "produces it), then `result` (data: {result: the /api/ask object, html: page fragments}) "
+                    "or `error` (data: {error: message})."
+                ),
+            },
+            **_ERRORS,
+        },
     )
     async def api_ask_stream(body: AskBody) -> Any:
         """``/api/ask`` as a stream of server-sent events, tokens first."""

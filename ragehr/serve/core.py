@@ -218,13 +218,20 @@ class Service:
     # -- requests ----------------------------------------------------------------------
     def spec(self, p: AskParams) -> ContextSpec:
         for value, choices, what in (
-            (p.strategy, STRATEGIES, "strategy"), (p.retriever, RETRIEVERS, "retriever"), (p.order, ORDERS, "order"),
+            (p.strategy, STRATEGIES, "strategy"),
+            (p.retriever, RETRIEVERS, "retriever"),
+            (p.order, ORDERS, "order"),
         ):
             if value is not None and value not in choices:
                 raise ConfigError(f"{what} must be one of {', '.join(choices)}")
         return ContextSpec.from_config(
-            self.options.config, strategy=p.strategy, budget=p.budget, retriever=p.retriever,
-            order=p.order, max_new_tokens=p.max_new_tokens, answer=p.answer,
+            self.options.config,
+            strategy=p.strategy,
+            budget=p.budget,
+            retriever=p.retriever,
+            order=p.order,
+            max_new_tokens=p.max_new_tokens,
+            answer=p.answer,
         )
 
     def check_question(self, question: str) -> str:
@@ -247,8 +254,14 @@ class Service:
 
         def build() -> _Backend:
             be = backend_from_config(
-                o.config.llm, chosen, window=spec.budget, model_path=o.model_path, base_url=o.base_url,
-                model=o.model, cache_dir=cache_dir, model_cache_dir=o.index_dir / ".cache" / "models",
+                o.config.llm,
+                chosen,
+                window=spec.budget,
+                model_path=o.model_path,
+                base_url=o.base_url,
+                model=o.model,
+                cache_dir=cache_dir,
+                model_cache_dir=o.index_dir / ".cache" / "models",
             )
             safe = getattr(be, "thread_safe", chosen in THREAD_SAFE_BACKENDS)
             return _Backend(be, None if safe else threading.Lock())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from html import escape
 
 from ragehr.types import EventKind, EvidenceItem, PatientRecord
@@ -64,7 +64,7 @@ def build_timeline(record: PatientRecord, n_bins: int = N_BINS) -> Timeline:
     """Bin ``record``'s dated events per kind into ``n_bins`` equal time slices."""
     dated = [e for e in record.events if e.start is not None]
     if not dated:
-        now = _ts(datetime.now(timezone.utc))
+        now = _ts(datetime.now(UTC))
         return Timeline((), now, now, {}, {}, len(record.events))
     times = [_ts(e.start) for e in dated]
     ends = [_ts(e.end or e.start) for e in dated]
@@ -78,21 +78,28 @@ def build_timeline(record: PatientRecord, n_bins: int = N_BINS) -> Timeline:
         bins[e.kind][i] += 1
         counts[e.kind] += 1
     return Timeline(
-        kinds=kinds, start=t0, end=t1, bins={k: tuple(v) for k, v in bins.items()}, counts=counts,
+        kinds=kinds,
+        start=t0,
+        end=t1,
+        bins={k: tuple(v) for k, v in bins.items()},
+        counts=counts,
         undated=len(record.events) - len(dated),
     )
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_T_MIN = (datetime(1, 1, 1, tzinfo=timezone.utc) - _EPOCH).total_seconds()
-_T_MAX = (datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc) - _EPOCH).total_seconds()
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_T_MIN = (datetime(1, 1, 1, tzinfo=UTC) - _EPOCH).total_seconds()
+_T_MAX = (datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC) - _EPOCH).total_seconds()
 
 
-def _ts(d: datetime) -> float:
+def _ts(d: datetime | None) -> float:
     """POSIX seconds of ``d`` (naive times are taken as UTC, as the axis labels are), for any
-    year 1..9999: no platform ``timestamp()`` limits."""
+    year 1..9999: no platform ``timestamp()`` limits. Only dated things are placed on the axis:
+    ``None`` is a caller's error."""
+    if d is None:
+        raise ValueError("an undated event has no place on the timeline")
     if d.tzinfo is None:
-        d = d.replace(tzinfo=timezone.utc)
+        d = d.replace(tzinfo=UTC)
     return (d - _EPOCH).total_seconds()
 
 
@@ -110,7 +117,7 @@ def _ticks(t0: float, t1: float) -> list[tuple[float, str]]:
         years = b.year - a.year
         step = next(m * 10**k for k in range(5) for m in (1, 2, 5) if years / (m * 10**k) <= 10)
         first = (a.year // step + 1) * step
-        return [(_ts(datetime(y, 1, 1, tzinfo=timezone.utc)), str(y)) for y in range(first, b.year + 1, step)]
+        return [(_ts(datetime(y, 1, 1, tzinfo=UTC)), str(y)) for y in range(first, b.year + 1, step)]
     step = next(s for s in (1, 3, 6, 12) if months / s <= 10)
     out = []
     y, m = a.year, a.month
@@ -120,7 +127,7 @@ def _ticks(t0: float, t1: float) -> list[tuple[float, str]]:
             y, m = y + 1, 1
         if y > 9999:
             break
-        t = _ts(datetime(y, m, 1, tzinfo=timezone.utc))
+        t = _ts(datetime(y, m, 1, tzinfo=UTC))
         if t > t1:
             break
         if (m - 1) % step == 0:
@@ -155,9 +162,7 @@ def evidence_caption(tl: Timeline, items: Sequence[EvidenceItem]) -> str:
     if not times:
         return f"{len(items)} evidence pieces, all undated; {record}."
     lo, hi = min(times), max(times)
-    return (
-        f"{len(items)} evidence pieces from {_day(lo)} to {_day(hi)} ({_duration(hi - lo)}){tail}; {record}."
-    )
+    return f"{len(items)} evidence pieces from {_day(lo)} to {_day(hi)} ({_duration(hi - lo)}){tail}; {record}."
 
 
 def render_svg(tl: Timeline, items: Sequence[EvidenceItem] = (), cited: Iterable[int] = ()) -> str:
@@ -169,7 +174,6 @@ def render_svg(tl: Timeline, items: Sequence[EvidenceItem] = (), cited: Iterable
         if it.start is not None and it.kind not in kinds:
             kinds.append(it.kind)
     rows = {k: i for i, k in enumerate(kinds)}
-    ev_row = len(kinds) if items else None
     n_rows = len(kinds) + (1 if items else 0)
     height = AXIS_H + n_rows * ROW_H + 6
     out = [
@@ -181,7 +185,7 @@ def render_svg(tl: Timeline, items: Sequence[EvidenceItem] = (), cited: Iterable
         return "".join(out)
     bottom = AXIS_H + n_rows * ROW_H
     # axis
-    out.append(f'<g class="tl-axis">')
+    out.append('<g class="tl-axis">')
     for t, label in _ticks(tl.start, tl.end):
         x = tl.x(t)
         out.append(
@@ -210,12 +214,12 @@ def render_svg(tl: Timeline, items: Sequence[EvidenceItem] = (), cited: Iterable
             out.append(
                 f'<rect x="{x:.1f}" y="{y + 3}" width="{bin_w + 0.3:.1f}" height="{ROW_H - 6}" fill="{color}" '
                 f'fill-opacity="{opacity:.2f}"><title>{k.value}: {c} event{"s" if c != 1 else ""} from '
-                f'{_day(t_bin)}</title></rect>'
+                f"{_day(t_bin)}</title></rect>"
             )
         out.append("</g>")
     # packed evidence
     if items:
-        y_ev = AXIS_H + ev_row * ROW_H
+        y_ev = AXIS_H + len(kinds) * ROW_H  # the row below the kinds' rows
         dated = [it for it in items if it.start is not None]
         out.append(
             f'<g class="tl-evidence"><text x="{LABEL_W - 8}" y="{y_ev + 14}" text-anchor="end" font-size="12" '

@@ -78,7 +78,7 @@ def patients_page(manifests: Sequence[IndexManifest], index_dir: str) -> str:
 
 def _footer() -> str:
     return (
-        f'<footer>ragehr {escape(__version__)}: answers are checked against their evidence, but verify '
+        f"<footer>ragehr {escape(__version__)}: answers are checked against their evidence, but verify "
         "them in the record before acting on them.</footer>"
     )
 
@@ -113,7 +113,7 @@ def patient_page(
     )
     facts = (
         f'<p class="facts"><b>{escape(pid)}</b> &middot; {_day(manifest.first_time)} .. {_day(manifest.last_time)} '
-        f'&middot; {manifest.counts.get("events", 0):,} events &middot; {manifest.counts.get("chunks", 0):,} chunks '
+        f"&middot; {manifest.counts.get('events', 0):,} events &middot; {manifest.counts.get('chunks', 0):,} chunks "
         f"&middot; {_kind_counts(manifest)}</p>"
     )
     budgets = list(budgets)
@@ -133,8 +133,14 @@ def patient_page(
     )
     answer = answer_html(result) if result else ""
     status = meta_html(result) if result else ""
-    evidence = evidence_html(result) if result else '<p class="hint">The evidence packed for the question appears here.</p>'
-    err = f'<div class="error" id="error" role="alert">{escape(error)}</div>' if error else '<div class="error" id="error" role="alert" hidden></div>'
+    evidence = (
+        evidence_html(result) if result else '<p class="hint">The evidence packed for the question appears here.</p>'
+    )
+    err = (
+        f'<div class="error" id="error" role="alert">{escape(error)}</div>'
+        if error
+        else '<div class="error" id="error" role="alert" hidden></div>'
+    )
     body = (
         _header(picker)
         + '<main class="wide">'
@@ -211,7 +217,7 @@ def answer_html(r: AskResult) -> str:
     if g.unsupported:
         html += (
             '<p class="warn unsupported-note"><b>UNSUPPORTED:</b> '
-            + ", ".join(f"<mark class=\"unsupported\">{escape(u)}</mark>" for u in g.unsupported)
+            + ", ".join(f'<mark class="unsupported">{escape(u)}</mark>' for u in g.unsupported)
             + " (not found in the cited evidence; do not rely on them)</p>"
         )
     if g.unknown_citations:
@@ -245,7 +251,9 @@ def _short_source(source: str) -> str:
     return file.replace("\\", "/").rsplit("/", 1)[-1] + sep + where
 
 
-def evidence_html(r: AskResult | None = None, items: Sequence[EvidenceItem] | None = None, cited: Iterable[int] = ()) -> str:
+def evidence_html(
+    r: AskResult | None = None, items: Sequence[EvidenceItem] | None = None, cited: Iterable[int] = ()
+) -> str:
     """The packed evidence, cited pieces first-class: date, kind, text, source locator."""
     if r is not None:
         items = r.context.packed.items
@@ -286,6 +294,8 @@ def login_page(error: str | None = None, next_url: str = "/") -> str:
 
 
 def error_page(message: str, status: int) -> str:
-    body = _header() + f'<main class="narrow"><h1>{status}</h1><div class="error" role="alert">{escape(message)}</div>' \
+    body = (
+        _header() + f'<main class="narrow"><h1>{status}</h1><div class="error" role="alert">{escape(message)}</div>'
         '<p><a href="/">All patients</a></p></main>'
+    )
     return document("ragehr: error", body, scripts=False)

@@ -1,5 +1,7 @@
 """Typed, immutable records exchanged between ragehr's layers (pydantic models only)."""
 
+from ragehr.types.generation import EvidenceItem, Generation, GenerationRequest, Message
+from ragehr.types.index import BuildSummary, IndexManifest, SourceFile
 from ragehr.types.record import (
     Demographics,
     Event,
@@ -10,8 +12,6 @@ from ragehr.types.record import (
     Status,
     TimePrecision,
 )
-from ragehr.types.generation import EvidenceItem, Generation, GenerationRequest, Message
-from ragehr.types.index import BuildSummary, IndexManifest, SourceFile
 from ragehr.types.retrieval import Chunk, Hit, ScoredId
 
 __all__ = [

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from llama_index.core import Settings
@@ -19,7 +19,6 @@ from ragehr.errors import ConfigError
 from ragehr.index.build import build_indexes
 from ragehr.index.search import load_patient_index, search
 from ragehr.types import EventKind
-
 from tests.conftest import FIXTURES, REPO
 
 SAMPLE = FIXTURES / "medalign" / "EHR_sample.xml"
@@ -107,7 +106,9 @@ def test_llm_and_embedder_see_only_kind_and_dates(index):
         assert node.metadata["sources"][0] not in content
     assert node.metadata["chunk_id"] in node.get_metadata_str(MetadataMode.ALL)
     wide = RagehrRetriever(index, metadata_visible_keys=("kind", "start", "title", "note_type"))
-    keys = {line.split(":", 1)[0] for line in wide.retrieve(QUERY)[0].node.get_metadata_str(MetadataMode.LLM).splitlines()}
+    keys = {
+        line.split(":", 1)[0] for line in wide.retrieve(QUERY)[0].node.get_metadata_str(MetadataMode.LLM).splitlines()
+    }
     assert keys == {"kind", "start", "title", "note_type"}
 
 
@@ -121,14 +122,12 @@ def test_kinds_pass_through(index, kinds):
 
 
 def test_time_window_passes_through(index):
-    since = datetime(2022, 1, 1, tzinfo=timezone.utc)
+    since = datetime(2022, 1, 1, tzinfo=UTC)
     nodes = RagehrRetriever(index, since="2022").retrieve(QUERY)
     assert nodes and all(n.node.metadata["end"] >= since.isoformat() for n in nodes)
     assert _ids_scores(nodes) == _expected(index, QUERY, since=since)
     naive = RagehrRetriever(index, since=datetime(2022, 1, 1), until="2022-12-31").retrieve(QUERY)
-    assert _ids_scores(naive) == _expected(
-        index, QUERY, since=since, until=datetime(2022, 12, 31, tzinfo=timezone.utc)
-    )
+    assert _ids_scores(naive) == _expected(index, QUERY, since=since, until=datetime(2022, 12, 31, tzinfo=UTC))
     assert RagehrRetriever(index, since="2100").retrieve(QUERY) == []
 
 

@@ -9,7 +9,7 @@ The hand-worked expectations below are written out literally; they do not call
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -26,8 +26,7 @@ from ragehr.retrieval.intent import plan_question
 from ragehr.tokens import EstimateCounter
 from ragehr.types import Event, EventKind, PatientRecord, SourceLocator, Status, TimePrecision
 
-UTC = timezone.utc
-L, V, C, M, I, P, E = (
+L, V, C, M, IMM, P, E = (
     EventKind.LAB,
     EventKind.VITAL,
     EventKind.CONDITION,
@@ -80,9 +79,9 @@ def rec() -> PatientRecord:
             status=Status.COMPLETED,
             end=datetime(2019, 2, 11, tzinfo=UTC),
         ),
-        _ev(16, I, "2019-10-01 10:00", "Influenza, seasonal, injectable"),
-        _ev(17, I, "2020-10-03 10:00", "Influenza, seasonal, injectable"),
-        _ev(18, I, "2020-11-20 10:00", "Td (adult)"),
+        _ev(16, IMM, "2019-10-01 10:00", "Influenza, seasonal, injectable"),
+        _ev(17, IMM, "2020-10-03 10:00", "Influenza, seasonal, injectable"),
+        _ev(18, IMM, "2020-11-20 10:00", "Td (adult)"),
         _ev(19, E, "2019-01-03 07:50", "Office visit", visit_id="v1"),
         _ev(20, E, "2019-03-14 07:50", "Office visit", visit_id="v2"),
         _ev(21, E, "2019-07-01 07:50", "Office visit", visit_id="v3"),

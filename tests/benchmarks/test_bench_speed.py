@@ -24,8 +24,13 @@ def bench():
 
 
 def _row(facts: float | None, generated: float, build_s: float = 2.0, p50: float = 2.0) -> dict:
-    hybrid = {"p50_ms": p50, "recall@10_facts": facts, "recall@10_generated": generated,
-              "evidence@2k_facts": facts, "evidence@2k_generated": generated}
+    hybrid = {
+        "p50_ms": p50,
+        "recall@10_facts": facts,
+        "recall@10_generated": generated,
+        "evidence@2k_facts": facts,
+        "evidence@2k_generated": generated,
+    }
     return {"build_s": build_s, "hybrid": hybrid, "embeddings_from_cache": False}
 
 
@@ -38,8 +43,12 @@ def _by_name(targets: list[dict]) -> dict[str, bool]:
 
 
 def test_equal_recall_on_every_record_is_ok(bench):
-    res = _result(**{"median.xml": {"static": _row(0.98, 0.88), "minilm": _row(0.98, 0.87, build_s=200, p50=15)},
-                     "small.xml": {"static": _row(1.0, 0.96), "minilm": _row(1.0, 0.96)}})
+    res = _result(
+        **{
+            "median.xml": {"static": _row(0.98, 0.88), "minilm": _row(0.98, 0.87, build_s=200, p50=15)},
+            "small.xml": {"static": _row(1.0, 0.96), "minilm": _row(1.0, 0.96)},
+        }
+    )
     t = bench.check_targets(res)
     assert all(x["ok"] for x in t)
     assert sum("small.xml" in x["target"] for x in t) == 4  # the small record is checked, not only the median
@@ -47,15 +56,23 @@ def test_equal_recall_on_every_record_is_ok(bench):
 
 
 def test_a_loss_beyond_001_on_any_record_or_set_is_a_fail(bench):
-    res = _result(**{"median.xml": {"static": _row(0.98, 0.88), "minilm": _row(0.98, 0.87, build_s=200)},
-                     "small.xml": {"static": _row(0.95, 0.96), "minilm": _row(1.0, 0.96)}})
+    res = _result(
+        **{
+            "median.xml": {"static": _row(0.98, 0.88), "minilm": _row(0.98, 0.87, build_s=200)},
+            "small.xml": {"static": _row(0.95, 0.96), "minilm": _row(1.0, 0.96)},
+        }
+    )
     fails = [x["target"] for x in bench.check_targets(res) if not x["ok"]]
-    assert fails == ["small.xml: static - MiniLM hybrid recall@10_facts", "small.xml: static - MiniLM hybrid evidence@2k_facts"]
+    assert fails == [
+        "small.xml: static - MiniLM hybrid recall@10_facts",
+        "small.xml: static - MiniLM hybrid evidence@2k_facts",
+    ]
 
 
 def test_slow_build_or_query_fails_and_a_record_without_minilm_earns_no_quality_ok(bench):
-    res = _result(**{"median.xml": {"static": _row(0.98, 0.88, build_s=12.0, p50=6.0)},
-                     "sample.xml": {"static": _row(None, 1.0)}})
+    res = _result(
+        **{"median.xml": {"static": _row(0.98, 0.88, build_s=12.0, p50=6.0)}, "sample.xml": {"static": _row(None, 1.0)}}
+    )
     t = _by_name(bench.check_targets(res))
     assert t["median.xml: static build (s)"] is False and t["median.xml: static hybrid query p50 (ms)"] is False
     assert not any("MiniLM" in name for name in t)  # no comparison was run: nothing claimed
@@ -64,8 +81,10 @@ def test_slow_build_or_query_fails_and_a_record_without_minilm_earns_no_quality_
 def test_a_set_without_questions_is_skipped_not_passed(bench):
     res = _result(**{"sample.xml": {"static": _row(None, 1.0), "minilm": _row(None, 0.9)}})
     t = _by_name(bench.check_targets(res))
-    assert set(t) == {"sample.xml: static - MiniLM hybrid recall@10_generated",
-                      "sample.xml: static - MiniLM hybrid evidence@2k_generated"}
+    assert set(t) == {
+        "sample.xml: static - MiniLM hybrid recall@10_generated",
+        "sample.xml: static - MiniLM hybrid evidence@2k_generated",
+    }
     assert all(t.values())
 
 

@@ -7,8 +7,7 @@ import sys
 from tests.conftest import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
-import bench_vocab  # noqa: E402
-
+import bench_vocab
 
 NAMES = {
     "potassium [moles/volume] in blood",

@@ -13,7 +13,6 @@ from ragehr.ehr import load_record
 from ragehr.ehr.render import render_event, render_record
 from ragehr.tokens import estimate_tokens
 from ragehr.types import EventKind
-
 from tests.conftest import REPO
 
 
@@ -116,8 +115,24 @@ def test_same_seed_same_bytes(shared_data, tmp_path, tiny):
 
 def test_cli_writes_record_and_facts(shared_data, tmp_path, capsys):
     out = tmp_path / "cli.xml"
-    rc = mr.main([str(out), "--shared", str(shared_data), "--visits", "3", "--notes", "4",
-                  "--events", "120", "--years", "1", "--facts", "6", "--quiet"])
+    rc = mr.main(
+        [
+            str(out),
+            "--shared",
+            str(shared_data),
+            "--visits",
+            "3",
+            "--notes",
+            "4",
+            "--events",
+            "120",
+            "--years",
+            "1",
+            "--facts",
+            "6",
+            "--quiet",
+        ]
+    )
     assert rc == 0
     lines = (tmp_path / "cli.facts.jsonl").read_text(encoding="utf-8").splitlines()
     facts = [mr.PlantedFact.model_validate(json.loads(line)) for line in lines]

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -10,11 +10,10 @@ from ragehr.config import ChunkingConfig
 from ragehr.ehr import load_record
 from ragehr.tokens import EstimateCounter
 from ragehr.types import Event, EventKind, PatientRecord, SourceLocator
-
 from tests.conftest import FIXTURES
 
 SAMPLE = FIXTURES / "medalign" / "EHR_sample.xml"
-T0 = datetime(2020, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2020, 1, 1, tzinfo=UTC)
 
 words = st.text(alphabet=st.characters(whitelist_categories=("L", "N"), max_codepoint=0x24F), min_size=1, max_size=25)
 sentences = st.lists(words, min_size=1, max_size=40).map(lambda ws: " ".join(ws) + ".")
@@ -49,9 +48,7 @@ def events(draw):
 records = st.lists(events(), min_size=0, max_size=40).map(
     lambda evs: PatientRecord(patient_id="p1", format="medalign-xml", events=tuple(evs))
 )
-configs = st.builds(
-    ChunkingConfig, max_tokens=st.integers(24, 300), overlap_tokens=st.integers(0, 40)
-)
+configs = st.builds(ChunkingConfig, max_tokens=st.integers(24, 300), overlap_tokens=st.integers(0, 40))
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

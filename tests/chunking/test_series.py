@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from ragehr.chunking import chunk_record, chunk_series, concept_key
 from ragehr.config import ChunkingConfig
 from ragehr.ehr.render import format_value
 from ragehr.types import Event, EventKind, PatientRecord, SourceLocator
 
-UTC = timezone.utc
 T0 = datetime(2019, 11, 4, 8, 30, tzinfo=UTC)
 
 
 def _lab(i: int, days: int, text: str, code: str | None, value, unit="mmol/L", kind=EventKind.LAB) -> Event:
     return Event(
-        kind=kind, start=T0 + timedelta(days=days), system="LOINC" if code else None, code=code, text=text,
-        value=value, unit=unit, source=SourceLocator(file="f", path=f"e{i}"),
+        kind=kind,
+        start=T0 + timedelta(days=days),
+        system="LOINC" if code else None,
+        code=code,
+        text=text,
+        value=value,
+        unit=unit,
+        source=SourceLocator(file="f", path=f"e{i}"),
     )
 
 
@@ -50,7 +55,10 @@ def test_long_series_split_by_rows_with_counts_in_the_title():
     assert sum(len(c.event_ids) for c in chunks) == 40
     assert sorted(e for c in chunks for e in c.event_ids) == sorted(e.event_id for e in evs)
     in_2019 = [c for c in chunks if c.start.year == 2019]
-    assert "rows 1-" in in_2019[0].text.splitlines()[0] and f"of {sum(len(c.event_ids) for c in in_2019)}" in in_2019[0].text
+    assert (
+        "rows 1-" in in_2019[0].text.splitlines()[0]
+        and f"of {sum(len(c.event_ids) for c in in_2019)}" in in_2019[0].text
+    )
 
 
 def test_uncoded_names_group_case_insensitively_without_their_unit():
@@ -66,7 +74,12 @@ def test_only_measured_concepts_with_two_or_more_times():
     no_value = _lab(2, 0, "Urinalysis", "24356-8", None)
     no_value2 = _lab(3, 9, "Urinalysis", "24356-8", None)
     med = Event(kind=EventKind.MEDICATION, start=T0, text="aspirin", source=SourceLocator(file="f", path="m"))
-    med2 = Event(kind=EventKind.MEDICATION, start=T0 + timedelta(days=3), text="aspirin", source=SourceLocator(file="f", path="m2"))
+    med2 = Event(
+        kind=EventKind.MEDICATION,
+        start=T0 + timedelta(days=3),
+        text="aspirin",
+        source=SourceLocator(file="f", path="m2"),
+    )
     assert chunk_series([once, no_value, no_value2, med, med2], "p", ChunkingConfig()) == []
     vit = [_lab(i, i, "Body weight", "29463-7", 70 + i, unit="kg", kind=EventKind.VITAL) for i in range(2)]
     [c] = chunk_series(vit, "p", ChunkingConfig())

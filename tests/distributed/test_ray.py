@@ -11,15 +11,14 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from ragehr.distributed import RayCluster, build_indexes_ray, ray_map  # noqa: E402
 from ragehr.config import IndexConfig, LLMConfig  # noqa: E402
+from ragehr.distributed import RayCluster, build_indexes_ray, ray_map  # noqa: E402
 from ragehr.eval.experiment import ExperimentConfig  # noqa: E402
 from ragehr.eval.runner import run_experiment  # noqa: E402
 from ragehr.index import store  # noqa: E402
 from ragehr.index.build import build_indexes  # noqa: E402
 from ragehr.pipeline.batch import BackendRecipe, run_batch  # noqa: E402
 from ragehr.pipeline.spec import ContextSpec  # noqa: E402
-
 from tests.conftest import FIXTURES  # noqa: E402
 
 HASHING = IndexConfig(embedder="hashing")
@@ -36,7 +35,10 @@ def cluster():
 def records(tmp_path_factory, shared_data):
     d = tmp_path_factory.mktemp("records")
     shutil.copy(SAMPLE, d / "sample.xml")
-    for name in ("exafluence_CA_936988e9-d587-ef42-ebdf-541238540ff3.xml", "exafluence_CA_4bbb9f69-eb0b-871f-4306-66931556e2c2.xml"):
+    for name in (
+        "exafluence_CA_936988e9-d587-ef42-ebdf-541238540ff3.xml",
+        "exafluence_CA_4bbb9f69-eb0b-871f-4306-66931556e2c2.xml",
+    ):
         shutil.copy(shared_data / "synthea" / "ccda" / name, d / name)
     (d / "broken.xml").write_text("<record><visit>")  # a bad file: reported, the rest indexed
     return d
@@ -50,7 +52,10 @@ def _index_view(index_dir):
 
 
 def _summaries(ss):
-    return sorted((s.patient_id, s.status, s.n_events, s.n_chunks, s.n_embedded, s.message.split(":")[0] if s.message else "") for s in ss)
+    return sorted(
+        (s.patient_id, s.status, s.n_events, s.n_chunks, s.n_embedded, s.message.split(":")[0] if s.message else "")
+        for s in ss
+    )
 
 
 def test_index_over_ray_is_the_single_process_index(cluster, records, tmp_path):
@@ -71,8 +76,13 @@ def test_batch_over_ray_gives_the_single_process_answers(cluster, records, tmp_p
     built = [s.patient_id for s in build_indexes([records], idx, HASHING) if s.status == "built"]
     qs = []
     for pid in built:
-        for j, (q, extra) in enumerate([("most recent potassium", {}), ("medications", {"strategy": "recent", "budget": 1024}),
-                                        ("blood pressure", {"retriever": "bm25"})]):
+        for j, (q, extra) in enumerate(
+            [
+                ("most recent potassium", {}),
+                ("medications", {"strategy": "recent", "budget": 1024}),
+                ("blood pressure", {"retriever": "bm25"}),
+            ]
+        ):
             qs.append({"id": f"{pid}-{j}", "patient_id": pid, "question": q, **extra})
     qs.append({"id": "ghost", "patient_id": "nobody", "question": "anything"})
     qfile = tmp_path / "q.jsonl"
@@ -103,21 +113,36 @@ def test_a_failing_task_is_reported_and_the_others_finish(cluster):
 
 def test_eval_over_ray_gives_the_single_process_predictions(cluster, shared_data, tmp_path):
     base = {
-        "name": "tiny", "data_root": str(shared_data), "index_dir": str(tmp_path / "idx"),
+        "name": "tiny",
+        "data_root": str(shared_data),
+        "index_dir": str(tmp_path / "idx"),
         "index": {"embedder": "hashing"},
         "datasets": [
-            {"name": "ma", "type": "medalign", "instructions": "medalign/instructions-sample.csv",
-             "pair_with": "medalign/sample-ehr-clean.xml", "limit": 4},
-            {"name": "gen", "type": "generated", "per_type": 1,
-             "records": ["synthea/fhir/smart_Judi_Schamberger_3228ed47-7683-4cf1-8104-59f6bdd49f49.json"]},
+            {
+                "name": "ma",
+                "type": "medalign",
+                "instructions": "medalign/instructions-sample.csv",
+                "pair_with": "medalign/sample-ehr-clean.xml",
+                "limit": 4,
+            },
+            {
+                "name": "gen",
+                "type": "generated",
+                "per_type": 1,
+                "records": ["synthea/fhir/smart_Judi_Schamberger_3228ed47-7683-4cf1-8104-59f6bdd49f49.json"],
+            },
         ],
-        "strategies": ["rag", "recent"], "budgets": [2048], "retrievers": ["hybrid", "bm25"],
+        "strategies": ["rag", "recent"],
+        "budgets": [2048],
+        "retrievers": ["hybrid", "bm25"],
         "backends": ["extractive", {"name": "fake", "settings": {"context_window": 8192}}],
-        "max_new_tokens": 64, "bootstrap_resamples": 100,
+        "max_new_tokens": 64,
+        "bootstrap_resamples": 100,
     }
     one = ExperimentConfig.model_validate({**base, "results_dir": str(tmp_path / "one")})
-    two = ExperimentConfig.model_validate({**base, "results_dir": str(tmp_path / "two"),
-                                           "index_dir": str(tmp_path / "idx2")})
+    two = ExperimentConfig.model_validate(
+        {**base, "results_dir": str(tmp_path / "two"), "index_dir": str(tmp_path / "idx2")}
+    )
     m1 = run_experiment(one, tmp_path / "one" / "tiny")
     m2 = run_experiment(two, tmp_path / "two" / "tiny", mapper=ray_map)
 
@@ -132,7 +157,7 @@ def test_eval_over_ray_gives_the_single_process_predictions(cluster, shared_data
 
     p1, p2 = preds(tmp_path / "one" / "tiny"), preds(tmp_path / "two" / "tiny")
     assert len(p1) > 20 and p1 == p2
-    strip = lambda m: [(s["condition"], s.get("n"), s.get("accuracy"), s.get("evidence_recall")) for s in m["summary"]]  # noqa: E731
+    strip = lambda m: [(s["condition"], s.get("n"), s.get("accuracy"), s.get("evidence_recall")) for s in m["summary"]]
     assert strip(m1) == strip(m2)
     assert not [p for p in m2["problems"] if "failed in a worker" in p]
 

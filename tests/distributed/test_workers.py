@@ -9,7 +9,6 @@ import shutil
 from ragehr.config import IndexConfig
 from ragehr.errors import InputError, UnsupportedFormatError
 from ragehr.index.build import build_indexes
-
 from tests.conftest import FIXTURES
 
 

@@ -20,6 +20,7 @@ from ragehr.config import IndexConfig
 from ragehr.ehr import load_record
 from ragehr.ehr.bulk import BulkExport, is_bulk_export
 from ragehr.ehr.cohort import detect_cohort, split_cohorts
+from ragehr.errors import InputError
 from ragehr.index import store
 from ragehr.index.build import build_indexes
 from ragehr.types import EventKind
@@ -50,11 +51,17 @@ def _export_from_bundles(bundles: list[Path], out: Path, manifest: bool = True) 
     for t, rs in by_type.items():
         (out / f"{t}.000.ndjson").write_text("".join(json.dumps(r) + "\n" for r in rs), encoding="utf-8")
     if manifest:
-        (out / "export-manifest.json").write_text(json.dumps({
-            "transactionTime": "2026-01-01T00:00:00Z", "request": "https://example.org/fhir/$export",
-            "requiresAccessToken": True, "error": [],
-            "output": [{"type": t, "url": f"https://example.org/files/{t}.000.ndjson"} for t in by_type],
-        }))
+        (out / "export-manifest.json").write_text(
+            json.dumps(
+                {
+                    "transactionTime": "2026-01-01T00:00:00Z",
+                    "request": "https://example.org/fhir/$export",
+                    "requiresAccessToken": True,
+                    "error": [],
+                    "output": [{"type": t, "url": f"https://example.org/files/{t}.000.ndjson"} for t in by_type],
+                }
+            )
+        )
     return out
 
 
@@ -87,8 +94,14 @@ def test_sample_patient_events_point_at_their_own_lines(sample):
     sl = next(s for s in scan.slices if s.patient_id.startswith("63ee2253"))
     rec = sl.load()
     assert rec.patient_id == sl.patient_id and rec.demographics.birth_date is not None
-    assert rec.counts() == {"note": 15, "condition": 3, "medication": 2, "procedure": 8, "immunization": 17,
-                            "encounter": 15}
+    assert rec.counts() == {
+        "note": 15,
+        "condition": 3,
+        "medication": 2,
+        "procedure": 8,
+        "immunization": 17,
+        "encounter": 15,
+    }
     for e in rec.events:
         path, line = e.source.file, int(e.source.path.split(":")[1].split("/")[0])
         raw = json.loads(Path(path).read_text().splitlines()[line - 1])
@@ -106,13 +119,19 @@ def test_export_reads_exactly_like_its_bundles(shared_data, two):
         got = sl.load()
         assert got.demographics == want.demographics
         assert sorted(map(repr, (e.content_key() for e in got.events))) == sorted(
-            map(repr, (e.content_key() for e in want.events)))
+            map(repr, (e.content_key() for e in want.events))
+        )
         assert all(e.source.file.endswith(".ndjson") and e.source.path.startswith("line:") for e in got.events)
+
     # The two MedicationRequests that reference the Medication file are named from it: without
     # that file only the two MedicationAdministrations (inline code) name the drug.
     def fluoride(folder: Path) -> int:
-        return sum(e.text.startswith("sodium fluoride") for s in BulkExport(folder).scan().slices
-                   for e in s.load().events if e.kind is EventKind.MEDICATION)
+        return sum(
+            e.text.startswith("sodium fluoride")
+            for s in BulkExport(folder).scan().slices
+            for e in s.load().events
+            if e.kind is EventKind.MEDICATION
+        )
 
     assert fluoride(two) == 4
     (two / "Medication.000.ndjson").unlink()
@@ -188,7 +207,8 @@ def test_workers_build_the_same_indexes(two, tmp_path):
     one = build_indexes([two], tmp_path / "w1", CFG, workers=1)
     many = build_indexes([two], tmp_path / "w2", CFG, workers=2)
     assert sorted((s.patient_id, s.n_events, s.n_chunks) for s in one) == sorted(
-        (s.patient_id, s.n_events, s.n_chunks) for s in many)
+        (s.patient_id, s.n_events, s.n_chunks) for s in many
+    )
     for s in one:
         a = json.loads((tmp_path / "w1" / Path(s.index_path).name / "record.json").read_text())
         b = json.loads((tmp_path / "w2" / Path(s.index_path).name / "record.json").read_text())
@@ -204,7 +224,7 @@ def test_a_patient_that_fails_does_not_stop_the_others(two, tmp_path):
     data = bytearray(path.read_bytes())
     data[offs[0]] = ord("#")
     path.write_bytes(bytes(data))
-    with pytest.raises(Exception):
+    with pytest.raises(InputError):
         victim.load()
     res = build_indexes([two], tmp_path / "idx", CFG)
     statuses = Counter(s.status for s in res)
@@ -218,14 +238,17 @@ def test_cli_inspect_json_and_index_patients_file(sample, tmp_path):
     rows = [json.loads(line) for line in r.stdout.splitlines()]
     assert len(rows) == 13 and all(row["first_time"] and row["n_events"] > 0 for row in rows)
     assert sum(row["n_events"] for row in rows) == sum(
-        sum(s.load().counts().values()) for s in BulkExport(sample).scan().slices)
+        sum(s.load().counts().values()) for s in BulkExport(sample).scan().slices
+    )
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("index:\n  embedder: hashing\n")
     ids = sorted(row["patient_id"] for row in rows)[:2]
     pf = tmp_path / "ids.txt"
     pf.write_text("# two patients\n" + "\n".join(ids) + "\n")
-    r = runner.invoke(app, ["index", str(sample), "--index-dir", str(tmp_path / "i"), "--config", str(cfg),
-                            "--patients-file", str(pf)])
+    r = runner.invoke(
+        app,
+        ["index", str(sample), "--index-dir", str(tmp_path / "i"), "--config", str(cfg), "--patients-file", str(pf)],
+    )
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in (tmp_path / "i").iterdir() if not p.name.startswith(".")) == ids
 

@@ -4,7 +4,7 @@ cases those do not cover (bare sections, negation, garbage, partial dates)."""
 from __future__ import annotations
 
 import base64
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -13,8 +13,6 @@ from lxml import etree
 from ragehr.ehr import load_record
 from ragehr.ehr.ccda import flatten_narrative, parse_ccda, rtf_to_text
 from ragehr.types import Event, EventKind, PatientRecord, Status, TimePrecision
-
-UTC = timezone.utc
 
 
 def _ccda_files(shared: Path) -> list[Path]:
@@ -77,8 +75,10 @@ def test_sections_give_their_kinds(shared_data: Path) -> None:
 def test_large_files_parse_whole(shared_data: Path) -> None:
     # No timed test here (speed lives in benchmarks/): a loaded CI machine made the old
     # 2-second bound fail without any regression.
-    for rel in ("ccda/vendor/Vitera__Vitera_CCDA_SMART_Sample.xml",
-                "synthea/ccda/exafluence_CA_ac682810-c825-65e6-3846-3999e5c65466.xml"):
+    for rel in (
+        "ccda/vendor/Vitera__Vitera_CCDA_SMART_Sample.xml",
+        "synthea/ccda/exafluence_CA_ac682810-c825-65e6-3846-3999e5c65466.xml",
+    ):
         rec = _load(shared_data, rel)
         assert rec.events and all(e.source.file for e in rec.events), rel
 
@@ -189,8 +189,10 @@ def test_rtf_note(shared_data: Path) -> None:
 
 
 def test_rtf_to_text_strips_control_words() -> None:
-    rtf = (r"{\rtf1\ansi{\fonttbl{\f0\fnil Calibri;}}{\colortbl ;\red51\green51\blue51;}"
-           r"{\*\generator Riched20}\pard\b Patient\rquote s lungs\b0  are clear.\par Caf\'e9 \u8212? ok\par}")
+    rtf = (
+        r"{\rtf1\ansi{\fonttbl{\f0\fnil Calibri;}}{\colortbl ;\red51\green51\blue51;}"
+        r"{\*\generator Riched20}\pard\b Patient\rquote s lungs\b0  are clear.\par Caf\'e9 \u8212? ok\par}"
+    )
     assert rtf_to_text(rtf) == "Patient\u2019s lungs are clear.\nCaf\u00e9 \u2014 ok"
 
 
@@ -259,7 +261,11 @@ def test_bare_section(ns: str, tmp_path: Path) -> None:
     note = _one(rec.events, kind=EventKind.NOTE)
     assert note.text == _FLAT
     assert (note.title, note.note_type, note.code, note.system) == (
-        "History of Present Illness", "history of present illness", "10164-2", "LOINC")
+        "History of Present Illness",
+        "history of present illness",
+        "10164-2",
+        "LOINC",
+    )
     assert note.start is None  # a fragment has no document time
 
 
@@ -393,7 +399,7 @@ def test_malformed_entry_is_skipped_not_fatal(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_base64_plain_text_note() -> None:
-    body = base64.b64encode("Line one.\nLine two.".encode()).decode()
+    body = base64.b64encode(b"Line one.\nLine two.").decode()
     notes = f"""<section><code code="34746-8" codeSystem="2.16.840.1.113883.6.1" displayName="Nurse Note"/>
       <title>Notes</title><text/>
       <entry><act classCode="ACT" moodCode="EVN"><templateId root="2.16.840.1.113883.10.20.22.4.202"/>
@@ -412,11 +418,17 @@ def test_non_xml_body_text_note() -> None:
         "<component><structuredBody>{body}</structuredBody></component>",
         f'<component><nonXMLBody><text mediaType="text/plain" representation="B64">{body}</text>'
         "</nonXMLBody></component>",
-    ).replace("<effectiveTime value=\"20200102\"/>",
-              '<code code="11506-3" codeSystem="2.16.840.1.113883.6.1" displayName="Progress note"/>'
-              '<title>Follow-up</title><effectiveTime value="20200102"/>')
+    ).replace(
+        '<effectiveTime value="20200102"/>',
+        '<code code="11506-3" codeSystem="2.16.840.1.113883.6.1" displayName="Progress note"/>'
+        '<title>Follow-up</title><effectiveTime value="20200102"/>',
+    )
     rec = _parse(xml)
     note = _one(rec.events, kind=EventKind.NOTE)
     assert (note.text, note.title, note.note_type, note.code) == (
-        "Seen today for follow-up.", "Follow-up", "Progress note", "11506-3")
+        "Seen today for follow-up.",
+        "Follow-up",
+        "Progress note",
+        "11506-3",
+    )
     assert note.start == datetime(2020, 1, 2, tzinfo=UTC) and note.visit_id == "V7"

@@ -48,7 +48,8 @@ def test_every_shared_file_inspects_and_converts(shared_data):
 
     runner = CliRunner()
     files = [
-        p for p in sorted(shared_data.rglob("*"))
+        p
+        for p in sorted(shared_data.rglob("*"))
         if p.is_file() and p.suffix in (".xml", ".json") and "LICENSE" not in p.name
     ]
     assert len(files) >= 45

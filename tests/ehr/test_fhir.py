@@ -6,7 +6,7 @@ import base64
 import json
 import logging
 import re
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,6 @@ from ragehr.ehr.fhir import html_to_text, parse_fhir
 from ragehr.errors import InputError
 from ragehr.types import Event, EventKind, PatientRecord, Status, TimePrecision
 
-UTC = timezone.utc
 UUID = re.compile(r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.json$")
 
 EXA_SHAWN = "exafluence_CA_8b3eacb6-7d19-5265-b1e8-7fd8a32d3d96.json"
@@ -405,14 +404,21 @@ def test_note_dedup_prefers_document_reference_and_html(tmp_path: Path) -> None:
         "resourceType": "DocumentReference",
         "status": "current",
         "date": "2021-07-01",
-        "content": [{"attachment": {"contentType": "text/html", "data": _b64("<p>Line&nbsp;one</p><p>Line <b>two</b></p>")}}],
+        "content": [
+            {"attachment": {"contentType": "text/html", "data": _b64("<p>Line&nbsp;one</p><p>Line <b>two</b></p>")}}
+        ],
     }
     rec = load_record(_bundle(tmp_path, [PATIENT, dr, docref, html_doc]))
     notes = [e for e in rec.events if e.kind is EventKind.NOTE]
     assert len(notes) == 2
     first = notes[0]
     assert first.source.path == "/entry/2/resource"  # the DocumentReference, though the DR came first
-    assert (first.text, first.title, first.note_type, first.visit_id) == (text, "Clinic visit", "Progress note", "enc-9")
+    assert (first.text, first.title, first.note_type, first.visit_id) == (
+        text,
+        "Clinic visit",
+        "Progress note",
+        "enc-9",
+    )
     assert notes[1].text == "Line one\n\nLine two"
     # a different time is a different note
     rec = load_record(_bundle(tmp_path, [PATIENT, dict(dr, effectiveDateTime="2021-06-02"), docref], "t.json"))
@@ -427,17 +433,39 @@ def test_malformed_resources_skipped(tmp_path: Path, caplog: pytest.LogCaptureFi
     secret = "SECRET NOTE BODY"
     bad = [
         {"resourceType": "Condition", "code": "not-a-concept", "onsetDateTime": 5},
-        {"resourceType": "Observation", "status": "final", "code": {"coding": "x", "text": "K"}, "valueQuantity": {"value": "7"}},
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"coding": "x", "text": "K"},
+            "valueQuantity": {"value": "7"},
+        },
         {"resourceType": "Observation", "status": "entered-in-error", "code": {"text": "Glucose"}},
-        {"resourceType": "Observation", "status": "final", "code": {"text": "Na"}, "component": [1, None, {"code": {}}]},
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"text": "Na"},
+            "component": [1, None, {"code": {}}],
+        },
         {"resourceType": "MedicationRequest", "medicationReference": {"reference": "Medication/missing"}},
         {"resourceType": "Immunization", "vaccineCode": None, "occurrenceDateTime": "garbage"},
         {"resourceType": "Encounter", "type": "x", "period": [], "class": "AMB"},
         {"resourceType": "DocumentReference", "content": [{"attachment": {"url": "http://example.org/n.txt"}}]},
-        {"resourceType": "DocumentReference", "content": [{"attachment": {"contentType": "text/plain", "data": "!!!"}}]},
+        {
+            "resourceType": "DocumentReference",
+            "content": [{"attachment": {"contentType": "text/plain", "data": "!!!"}}],
+        },
         {"resourceType": "DocumentReference", "content": "nope"},
-        {"resourceType": "AllergyIntolerance", "code": {"text": "Peanut"}, "reaction": [{"manifestation": [{"text": "hives"}]}]},
-        {"resourceType": "Observation", "status": "final", "code": {"text": "Weight"}, "valueQuantity": {"value": float("nan")}},
+        {
+            "resourceType": "AllergyIntolerance",
+            "code": {"text": "Peanut"},
+            "reaction": [{"manifestation": [{"text": "hives"}]}],
+        },
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"text": "Weight"},
+            "valueQuantity": {"value": float("nan")},
+        },
         {"resourceType": "FamilyMemberHistory", "status": "completed"},
         {
             "resourceType": "DiagnosticReport",

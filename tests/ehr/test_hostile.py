@@ -77,10 +77,27 @@ def _cases(tmp: Path) -> dict[str, tuple[Path, str]]:
 
 
 NAMES = [
-    "truncated_xml", "malformed_xml", "truncated_json", "unknown_root", "unknown_json", "empty",
-    "whitespace", "binary", "text", "billion_laughs", "xxe_local_file", "xxe_parameter_entity",
-    "huge_attribute", "deep_xml", "deep_json", "utf16", "record_without_visits",
-    "ccda_wrong_namespace", "ndjson_not_fhir", "directory", "missing",
+    "truncated_xml",
+    "malformed_xml",
+    "truncated_json",
+    "unknown_root",
+    "unknown_json",
+    "empty",
+    "whitespace",
+    "binary",
+    "text",
+    "billion_laughs",
+    "xxe_local_file",
+    "xxe_parameter_entity",
+    "huge_attribute",
+    "deep_xml",
+    "deep_json",
+    "utf16",
+    "record_without_visits",
+    "ccda_wrong_namespace",
+    "ndjson_not_fhir",
+    "directory",
+    "missing",
 ]
 
 
@@ -112,7 +129,11 @@ def test_cli_one_line_exit_2_no_output(cases, name, command, tmp_path):
     if command == "convert":
         args += ["--to", "jsonl", "-o", str(out)]
     proc = subprocess.run(
-        args, capture_output=True, text=True, timeout=60, preexec_fn=_limit_memory,
+        args,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=_limit_memory,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
     assert proc.returncode == 2, proc.stderr
@@ -128,7 +149,9 @@ def test_debug_shows_traceback(cases):
     path, _ = cases["malformed_xml"]
     proc = subprocess.run(
         [sys.executable, "-m", "ragehr.cli", "--debug", "inspect", str(path)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode != 0 and "Traceback" in proc.stderr
 
@@ -157,7 +180,9 @@ def test_inspect_many_files_reports_bad_ones_and_goes_on(cases, tmp_path):
     bad, _ = cases["truncated_xml"]
     proc = subprocess.run(
         [sys.executable, "-m", "ragehr.cli", "inspect", "--json", str(good), str(bad), str(good)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2
     assert [json.loads(line)["patient_id"] for line in proc.stdout.splitlines()] == ["sample", "sample"]

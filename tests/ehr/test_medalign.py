@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -8,11 +8,9 @@ import pytest
 from ragehr.ehr import load_record
 from ragehr.ehr.medalign import parse_code_line, patient_id_from_path, write_medalign_xml
 from ragehr.types import EventKind
-
 from tests.conftest import FIXTURES
 
 SAMPLE = FIXTURES / "medalign" / "EHR_sample.xml"
-UTC = timezone.utc
 
 
 @pytest.fixture(scope="module")

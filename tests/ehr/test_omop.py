@@ -23,7 +23,6 @@ from ragehr.ehr.omop import OmopCohort, is_omop_folder
 from ragehr.index import store
 from ragehr.index.build import build_indexes
 from ragehr.types import EventKind
-
 from tests.conftest import FIXTURES
 
 OMOP = FIXTURES / "omop"
@@ -52,8 +51,11 @@ def _fhir(path: Path):
     results they list are events of their own in both)."""
     entries = json.loads(path.read_text())["entry"]
     rec = load_record(path)
-    kept = tuple(e for e in rec.events
-                 if entries[int(e.source.path.split("/")[2])]["resource"]["resourceType"] != "DiagnosticReport")
+    kept = tuple(
+        e
+        for e in rec.events
+        if entries[int(e.source.path.split("/")[2])]["resource"]["resourceType"] != "DiagnosticReport"
+    )
     return rec.model_copy(update={"events": kept})
 
 
@@ -67,8 +69,9 @@ def _fhir_view(rec, concepts, kinds):
 
 
 def _omop_view(rec, kinds):
-    return sorted(((e.kind.value, e.code, e.start.timestamp(), e.value) for e in rec.events if e.kind in kinds),
-                  key=repr)
+    return sorted(
+        ((e.kind.value, e.code, e.start.timestamp(), e.value) for e in rec.events if e.kind in kinds), key=repr
+    )
 
 
 def test_detected_as_omop():
@@ -81,20 +84,34 @@ def test_same_patient_from_fhir_and_omop(shared_data, person):
     fhir = _fhir(shared_data / BUNDLES[person])
     omop = _records(OMOP)[person]
     concepts = _concepts()
-    structured = {EventKind.CONDITION, EventKind.PROCEDURE, EventKind.IMMUNIZATION, EventKind.MEDICATION,
-                  EventKind.LAB, EventKind.VITAL, EventKind.OBSERVATION}
+    structured = {
+        EventKind.CONDITION,
+        EventKind.PROCEDURE,
+        EventKind.IMMUNIZATION,
+        EventKind.MEDICATION,
+        EventKind.LAB,
+        EventKind.VITAL,
+        EventKind.OBSERVATION,
+    }
     assert _omop_view(omop, structured) == _fhir_view(fhir, concepts, structured)
     # Conditions keep their names and their end (abatement) dates.
-    cond = lambda r: sorted((e.text, e.start, e.end) for e in r.events if e.kind is EventKind.CONDITION)  # noqa: E731
+    cond = lambda r: sorted((e.text, e.start, e.end) for e in r.events if e.kind is EventKind.CONDITION)
     assert cond(omop) == cond(fhir)
     # Units of numeric results, notes word for word, visits by start, demographics.
-    units = lambda r: sorted((e.start, str(e.value), e.unit) for e in r.events if e.kind in (EventKind.LAB, EventKind.VITAL))  # noqa: E731
+    units = lambda r: sorted(
+        (e.start, str(e.value), e.unit) for e in r.events if e.kind in (EventKind.LAB, EventKind.VITAL)
+    )
     assert units(omop) == units(fhir)
-    notes = lambda r: sorted((e.start, e.text, e.note_type) for e in r.events if e.kind is EventKind.NOTE)  # noqa: E731
+    notes = lambda r: sorted((e.start, e.text, e.note_type) for e in r.events if e.kind is EventKind.NOTE)
     assert notes(omop) == notes(fhir) and notes(omop)
-    visits = lambda r: sorted((e.start, e.end, e.visit_id is not None) for e in r.events if e.kind is EventKind.ENCOUNTER)  # noqa: E731
+    visits = lambda r: sorted(
+        (e.start, e.end, e.visit_id is not None) for e in r.events if e.kind is EventKind.ENCOUNTER
+    )
     assert visits(omop) == visits(fhir)
-    assert (omop.demographics.birth_date, omop.demographics.gender) == (fhir.demographics.birth_date, fhir.demographics.gender)
+    assert (omop.demographics.birth_date, omop.demographics.gender) == (
+        fhir.demographics.birth_date,
+        fhir.demographics.gender,
+    )
     # Codes are OMOP concept ids with their vocabulary; locators name table and row id.
     c = next(e for e in omop.events if e.kind is EventKind.CONDITION)
     assert c.system == "OMOP:SNOMED" and c.code.isdigit()
@@ -121,8 +138,24 @@ def test_parquet_unsorted_small_row_groups_reads_like_csv(tmp_path):
     want, got = _records(OMOP), _records(out)
     assert set(want) == set(got)
     for pid in want:
-        key = lambda r: sorted(repr((e.kind.value, e.start, e.end, e.system, e.code, e.text, e.unit,  # noqa: E731
-                                     str(e.value), e.visit_id, e.note_type, e.title)) for e in r.events)
+        key = lambda r: sorted(
+            repr(
+                (
+                    e.kind.value,
+                    e.start,
+                    e.end,
+                    e.system,
+                    e.code,
+                    e.text,
+                    e.unit,
+                    str(e.value),
+                    e.visit_id,
+                    e.note_type,
+                    e.title,
+                )
+            )
+            for e in r.events
+        )
         assert key(got[pid]) == key(want[pid])
         assert got[pid].demographics == want[pid].demographics
 
@@ -147,15 +180,33 @@ def test_quoted_multiline_fields_and_unmapped_concepts(tmp_path):
         w.writerows([[10, 0, 1950, "F"], [11, 0, 1960, "M"]])
     with open(d / "note.csv", "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["note_id", "person_id", "note_date", "note_datetime", "note_title", "note_text",
-                    "note_type_concept_id", "note_class_concept_id", "visit_occurrence_id"])
+        w.writerow(
+            [
+                "note_id",
+                "person_id",
+                "note_date",
+                "note_datetime",
+                "note_title",
+                "note_text",
+                "note_type_concept_id",
+                "note_class_concept_id",
+                "visit_occurrence_id",
+            ]
+        )
         w.writerow([1, 11, "2020-01-02", "", "Plain", "short", 0, 0, ""])
         w.writerow([2, 10, "2020-01-03", "2020-01-03 08:30:00", "Tricky", nasty, 0, 0, ""])
         w.writerow([3, 11, "2020-01-04", "2020-01-04 00:00:00", "Midnight", "x", 0, 0, ""])
     with open(d / "condition_occurrence.csv", "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["condition_occurrence_id", "person_id", "condition_concept_id", "condition_start_date",
-                    "condition_source_value"])
+        w.writerow(
+            [
+                "condition_occurrence_id",
+                "person_id",
+                "condition_concept_id",
+                "condition_start_date",
+                "condition_source_value",
+            ]
+        )
         w.writerow([5, 10, 0, "2019-05-06", "ICD10:E11.9"])
     recs = _records(d)
     note = next(e for e in recs["10"].events if e.kind is EventKind.NOTE)

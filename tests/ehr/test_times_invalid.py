@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,6 @@ from ragehr.types import EventKind, TimePrecision
 from tests.conftest import FIXTURES
 from tests.ehr.test_ccda import _doc
 
-UTC = timezone.utc
 P = TimePrecision
 
 
@@ -71,18 +70,43 @@ def test_warnings_are_capped():
 
 
 _BUNDLE = {
-    "resourceType": "Bundle", "type": "collection",
+    "resourceType": "Bundle",
+    "type": "collection",
     "entry": [
         {"resource": {"resourceType": "Patient", "id": "p1"}},
-        {"resource": {"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "Potassium"},
-                      "effectiveDateTime": "2016-12-31T23:59:60Z", "issued": "2024-06-01T10:00:00Z",
-                      "valueQuantity": {"value": 4.1, "unit": "mmol/L"}}},
-        {"resource": {"resourceType": "Observation", "id": "o2", "status": "final", "code": {"text": "Sodium"},
-                      "effectiveDateTime": "2020-02-30", "issued": "2024-06-01T10:00:00Z",
-                      "valueQuantity": {"value": 140, "unit": "mmol/L"}}},
-        {"resource": {"resourceType": "Observation", "id": "o3", "status": "final", "code": {"text": "Chloride"},
-                      "effectiveDateTime": "not a date", "issued": "2024-06-01T10:00:00Z",
-                      "valueQuantity": {"value": 100, "unit": "mmol/L"}}},
+        {
+            "resource": {
+                "resourceType": "Observation",
+                "id": "o1",
+                "status": "final",
+                "code": {"text": "Potassium"},
+                "effectiveDateTime": "2016-12-31T23:59:60Z",
+                "issued": "2024-06-01T10:00:00Z",
+                "valueQuantity": {"value": 4.1, "unit": "mmol/L"},
+            }
+        },
+        {
+            "resource": {
+                "resourceType": "Observation",
+                "id": "o2",
+                "status": "final",
+                "code": {"text": "Sodium"},
+                "effectiveDateTime": "2020-02-30",
+                "issued": "2024-06-01T10:00:00Z",
+                "valueQuantity": {"value": 140, "unit": "mmol/L"},
+            }
+        },
+        {
+            "resource": {
+                "resourceType": "Observation",
+                "id": "o3",
+                "status": "final",
+                "code": {"text": "Chloride"},
+                "effectiveDateTime": "not a date",
+                "issued": "2024-06-01T10:00:00Z",
+                "valueQuantity": {"value": 100, "unit": "mmol/L"},
+            }
+        },
     ],
 }
 
@@ -121,11 +145,15 @@ def test_ccda_invalid_value_is_not_replaced_by_low():
 def test_medalign_invalid_time_keeps_its_month(tmp_path):
     src = (FIXTURES / "medalign" / "EHR_sample.xml").read_text()
     p = tmp_path / "EHR_bad.xml"
-    p.write_text(src.replace('<measurement start="10/08/2018 08:05 PM">', '<measurement start="02/30/2018 08:05 PM">', 1))
+    p.write_text(
+        src.replace('<measurement start="10/08/2018 08:05 PM">', '<measurement start="02/30/2018 08:05 PM">', 1)
+    )
     rec = load_record(p)
     assert any("02/30/2018 08:05 PM" in w for w in rec.warnings)
-    assert any(e.kind is not EventKind.ENCOUNTER and e.precision is P.MONTH and e.start == datetime(2018, 2, 1, tzinfo=UTC)
-               for e in rec.events)
+    assert any(
+        e.kind is not EventKind.ENCOUNTER and e.precision is P.MONTH and e.start == datetime(2018, 2, 1, tzinfo=UTC)
+        for e in rec.events
+    )
 
 
 def test_inspect_shows_the_warnings(tmp_path, capsys):

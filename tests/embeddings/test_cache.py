@@ -58,7 +58,7 @@ def _shards(folder: Path) -> list[str]:
 
 def _shard_files(folder: Path) -> list[tuple[Path, Path]]:
     """(vectors, keys) of each shard, oldest first (shard names start with microseconds)."""
-    names = sorted(p.name[len("keys-"):-len(".json")] for p in folder.glob("keys-*.json"))
+    names = sorted(p.name[len("keys-") : -len(".json")] for p in folder.glob("keys-*.json"))
     return [(folder / f"vectors-{n}.npy", folder / f"keys-{n}.json") for n in names]
 
 
@@ -107,8 +107,7 @@ def test_models_do_not_share_entries(tmp_path: Path) -> None:
 def test_model_ids_become_safe_distinct_folder_names(tmp_path: Path) -> None:
     cache = EmbeddingCache(tmp_path)
     names = {
-        cache.model_dir(m).name
-        for m in ("../../etc/passwd", "a/b", "a_b", "sentence-transformers/all-MiniLM-L6-v2")
+        cache.model_dir(m).name for m in ("../../etc/passwd", "a/b", "a_b", "sentence-transformers/all-MiniLM-L6-v2")
     }
     assert len(names) == 4
     for m in ("../../etc/passwd", "a/b", "/abs", ""):
@@ -144,12 +143,9 @@ def test_vectors_are_plain_npy_without_pickle(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "damage",
-    ["truncate_vectors", "delete_vectors", "keys_too_short", "keys_not_json", "keys_not_hex",
-     "vectors_wrong_dtype"],
+    ["truncate_vectors", "delete_vectors", "keys_too_short", "keys_not_json", "keys_not_hex", "vectors_wrong_dtype"],
 )
-def test_damaged_shard_is_ignored_with_a_warning(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: str
-) -> None:
+def test_damaged_shard_is_ignored_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: str) -> None:
     emb = CountingEmbedder()
     cache = EmbeddingCache(tmp_path)
     embed_with_cache(emb, TEXTS[:2], cache)  # shard 1: damaged below

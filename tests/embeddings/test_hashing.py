@@ -85,16 +85,16 @@ def test_stable_across_processes() -> None:
     runs = [
         subprocess.run(
             [sys.executable, "-c", code, json.dumps(texts)],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
             env={"PYTHONHASHSEED": seed, "PATH": ""},
             cwd=Path(__file__).resolve().parents[2],
         ).stdout
         for seed in ("1", "2")
     ]
     assert runs[0] == runs[1]
-    np.testing.assert_allclose(
-        np.array(json.loads(runs[0]), dtype=np.float32), HashingEmbedder(dim=16).embed(texts)
-    )
+    np.testing.assert_allclose(np.array(json.loads(runs[0]), dtype=np.float32), HashingEmbedder(dim=16).embed(texts))
 
 
 def test_load_embedder_hashing_specs() -> None:
@@ -124,7 +124,10 @@ def test_importing_the_layer_stays_light() -> None:
         "print(json.dumps([m for m in heavy if m in sys.modules]))\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
         cwd=Path(__file__).resolve().parents[2],
     ).stdout
     assert json.loads(out) == []

@@ -113,7 +113,9 @@ def test_pieces_without_letters_are_zero_so_numbers_and_dates_do_not_move_a_vect
     assert not table[zero].any() and np.abs(table[vocab["potassium"]]).sum() > 0
     assert {vocab[t] for t in ("4", ".", "##3", "/", "2019", "-")} <= set(zero)
     assert not {vocab[t] for t in ("potassium", "##ol", "a1c" if "a1c" in vocab else "mg", "[UNK]")} & set(zero)
-    a, b, c = tiny.embed(["Potassium 4.1 mmol/L on 2019-03-03", "Potassium mmol L on", "Potassium 5.9 mmol/L on 2021-11-30"])
+    a, b, c = tiny.embed(
+        ["Potassium 4.1 mmol/L on 2019-03-03", "Potassium mmol L on", "Potassium 5.9 mmol/L on 2021-11-30"]
+    )
     np.testing.assert_allclose(a, b, atol=1e-6)
     np.testing.assert_allclose(a, c, atol=1e-6)
     only_numbers = tiny.embed(["120/80 2019-03-03"])[0]

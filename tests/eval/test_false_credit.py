@@ -20,10 +20,16 @@ def _item(question: str = "q?", **kw: object) -> QAItem:
 
 
 NEVER = _item("Has the patient ever been prescribed warfarin?", answer="no", answer_type="yes_no", answer_value="no")
-SBP = _item("What is the most recent Systolic blood pressure?", answer="120 mm[Hg]", answer_type="number",
-            answer_value=120.0, unit="mm[Hg]")
-TEMP = _item("What is the most recent Body temperature?", answer="37.3 Cel", answer_type="number",
-             answer_value=37.3, unit="Cel")
+SBP = _item(
+    "What is the most recent Systolic blood pressure?",
+    answer="120 mm[Hg]",
+    answer_type="number",
+    answer_value=120.0,
+    unit="mm[Hg]",
+)
+TEMP = _item(
+    "What is the most recent Body temperature?", answer="37.3 Cel", answer_type="number", answer_value=37.3, unit="Cel"
+)
 BMI = _item("What is the most recent BMI?", answer="80", answer_type="number", answer_value=80.0)
 HUNDRED = _item("What is the most recent platelet count?", answer="100", answer_type="number", answer_value=100.0)
 FIRST_DX = _item("When was asthma first diagnosed?", answer="2019-03-02", answer_type="date", answer_value="2019-03-02")
@@ -31,11 +37,16 @@ YEAR = _item("In which year was the first MRI?", answer="2019", answer_type="dat
 VISITS = _item("How many encounters did the patient have in 2019?", answer="3", answer_type="count", answer_value=3)
 ONE = _item("How many encounters did the patient have in 2019?", answer="1", answer_type="count", answer_value=1)
 ZERO = _item("How many encounters did the patient have in 2019?", answer="0", answer_type="count", answer_value=0)
-K = _item("What is the most recent Potassium?", answer="4.1 mmol/L", answer_type="number", answer_value=4.1,
-          unit="mmol/L")
-ALLERGIES = _item("What allergies does the patient have?", answer="Shellfish allergy; Dander (animal) allergy",
-                  answer_type="list", answer_items=("Dander (animal) allergy", "Shellfish allergy"),
-                  answer_value="Shellfish allergy; Dander (animal) allergy")
+K = _item(
+    "What is the most recent Potassium?", answer="4.1 mmol/L", answer_type="number", answer_value=4.1, unit="mmol/L"
+)
+ALLERGIES = _item(
+    "What allergies does the patient have?",
+    answer="Shellfish allergy; Dander (animal) allergy",
+    answer_type="list",
+    answer_items=("Dander (animal) allergy", "Shellfish allergy"),
+    answer_value="Shellfish allergy; Dander (animal) allergy",
+)
 
 TEN_DATES = "Relevant evidence from the record:\n" + "\n".join(
     f"- 2019-{m:02d}-02 | condition | Asthma [{m}]" for m in range(1, 11)
@@ -77,8 +88,12 @@ def test_no_credit(answer: str, item: QAItem) -> None:
 
 
 def test_abstentions_are_counted_as_abstained() -> None:
-    for answer in ("No evidence in the record matches the question.", "No evidence found.",
-                   "The record provided does not say.", "Cannot be determined from the record."):
+    for answer in (
+        "No evidence in the record matches the question.",
+        "No evidence found.",
+        "The record provided does not say.",
+        "Cannot be determined from the record.",
+    ):
         s = score_answer(answer, NEVER)
         assert s["abstained"] == 1.0 and s["accuracy"] == 0.0, answer
 

@@ -14,7 +14,7 @@ import re
 import subprocess
 import sys
 from collections import Counter
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -34,7 +34,6 @@ from ragehr.eval.generated import (
 )
 from ragehr.types import Event, EventKind, PatientRecord, SourceLocator, Status, TimePrecision
 
-UTC = timezone.utc
 REPO = Path(__file__).resolve().parents[2]
 
 RICH = (
@@ -365,7 +364,12 @@ def test_tiny_known_answers(tiny: PatientRecord) -> None:
     ids = {e.text: e.event_id for e in tiny.events}
 
     latest = qs["What is the most recent Systolic blood pressure?"]
-    assert (latest.answer, latest.answer_type, latest.answer_value, latest.unit) == ("130 mmHg", "number", 130.0, "mmHg")
+    assert (latest.answer, latest.answer_type, latest.answer_value, latest.unit) == (
+        "130 mmHg",
+        "number",
+        130.0,
+        "mmHg",
+    )
     assert latest.evidence_dates == ("2021-06-01",)
     assert latest.depth == pytest.approx(1.0, abs=1e-4)
     # two heart rates on the last day: "most recent" is ambiguous by date, so not asked
@@ -413,7 +417,7 @@ def test_tiny_item_ids_are_stable(tiny: PatientRecord) -> None:
     item = _by_question(generate_qa(tiny))["When was Hypertension first diagnosed?"]
     import hashlib
 
-    want = hashlib.sha256("tiny-1\x1ffirst_diagnosis_date\x1fWhen was Hypertension first diagnosed?".encode()).hexdigest()
+    want = hashlib.sha256(b"tiny-1\x1ffirst_diagnosis_date\x1fWhen was Hypertension first diagnosed?").hexdigest()
     assert item.item_id == want[:16]
 
 
@@ -431,9 +435,9 @@ def test_display_name_strips_dosage_and_unit() -> None:
     def ev(text: str, unit: str | None = None) -> Event:
         return _ev(0, EventKind.VITAL, "2020-01-01 00:00", text, unit=unit)
 
-    assert display_name(ev("Acetaminophen 325 MG Oral Tablet [Tylenol] (dosage: Every six hours (qualifier value))")) == (
-        "Acetaminophen 325 MG Oral Tablet [Tylenol]"
-    )
+    assert display_name(
+        ev("Acetaminophen 325 MG Oral Tablet [Tylenol] (dosage: Every six hours (qualifier value))")
+    ) == ("Acetaminophen 325 MG Oral Tablet [Tylenol]")
     assert display_name(ev("Mean blood pressure (mm Hg)", "mm Hg")) == "Mean blood pressure"
     assert display_name(ev("Hemoglobin [g/dL]", "g/dL")) == "Hemoglobin"
     assert display_name(ev("Pain severity [Score]", "{score}")) == "Pain severity [Score]"
@@ -457,7 +461,11 @@ def test_medication_covers_rule() -> None:
     assert not medication_covers(med(Status.NEGATED), d)
 
 
-@given(st.lists(st.floats(min_value=0, max_value=1e9, allow_nan=False), max_size=40), st.integers(0, 8), st.integers(0, 2**32))
+@given(
+    st.lists(st.floats(min_value=0, max_value=1e9, allow_nan=False), max_size=40),
+    st.integers(0, 8),
+    st.integers(0, 2**32),
+)
 def test_stratified_pick_properties(times: list[float], n: int, seed: int) -> None:
     import random
 

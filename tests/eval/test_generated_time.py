@@ -4,7 +4,7 @@ same day)."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -14,7 +14,6 @@ from ragehr.eval.generated import ALL_QTYPES, DATE_FORMATS, QTYPES, TIME_QTYPES,
 from ragehr.retrieval.timefilter import parse_time_expression
 from ragehr.types import Event, EventKind, PatientRecord, SourceLocator
 
-UTC = timezone.utc
 T0 = datetime(2018, 2, 5, 9, 15, tzinfo=UTC)
 
 
@@ -30,7 +29,12 @@ def test_every_written_date_reads_back_as_its_day(d, style):
 def test_written_date_styles():
     d = date(2019, 5, 3)
     assert [written_date(d, s) for s in DATE_FORMATS] == [
-        "May 3, 2019", "2019-05-03", "05/03/2019", "5/3/19", "3 May 2019", "the 3rd of May, 2019",
+        "May 3, 2019",
+        "2019-05-03",
+        "05/03/2019",
+        "5/3/19",
+        "3 May 2019",
+        "the 3rd of May, 2019",
     ]
     assert written_date(date(2019, 5, 11), "ordinal") == "the 11th of May, 2019"
     assert written_date(date(2019, 5, 22), "ordinal") == "the 22nd of May, 2019"
@@ -42,12 +46,32 @@ def _record() -> PatientRecord:
     evs = []
     values = [5.1, 4.2, 3.9, 4.8, 4.4, 5.6, 4.0, 4.1]
     for i, v in enumerate(values):  # potassium every 45 days: 2018 (6 values) and 2019 (2)
-        evs.append(Event(kind=EventKind.LAB, start=T0 + timedelta(days=45 * i), system="LOINC", code="2823-3",
-                         text="Potassium", value=v, unit="mmol/L", source=SourceLocator(file="f", path=f"k{i}")))
+        evs.append(
+            Event(
+                kind=EventKind.LAB,
+                start=T0 + timedelta(days=45 * i),
+                system="LOINC",
+                code="2823-3",
+                text="Potassium",
+                value=v,
+                unit="mmol/L",
+                source=SourceLocator(file="f", path=f"k{i}"),
+            )
+        )
     # sodium twice only: too short a series for most types
     for i in range(2):
-        evs.append(Event(kind=EventKind.LAB, start=T0 + timedelta(days=100 * i, hours=1), system="LOINC",
-                         code="2951-2", text="Sodium", value=140 + i, unit="mmol/L", source=SourceLocator(file="f", path=f"n{i}")))
+        evs.append(
+            Event(
+                kind=EventKind.LAB,
+                start=T0 + timedelta(days=100 * i, hours=1),
+                system="LOINC",
+                code="2951-2",
+                text="Sodium",
+                value=140 + i,
+                unit="mmol/L",
+                source=SourceLocator(file="f", path=f"n{i}"),
+            )
+        )
     evs.sort(key=lambda e: e.start)
     return PatientRecord(patient_id="t", format="medalign-xml", events=tuple(evs))
 

@@ -14,7 +14,10 @@ from ragehr.eval.runner import run_experiment
 
 def test_parse_scores():
     assert parse_scores('Sure: {"accuracy": 4, "completeness": 3, "clarity": 5}') == {
-        "accuracy": 4, "completeness": 3, "clarity": 5}
+        "accuracy": 4,
+        "completeness": 3,
+        "clarity": 5,
+    }
     assert parse_scores('{"accuracy": 9, "completeness": 3, "clarity": 5}') is None
     assert parse_scores("no json here") is None
 
@@ -30,8 +33,13 @@ def test_judge_and_ratings_in_a_run(tmp_path, shared_data):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             calls.append(body)
             n = 1 + len(body["messages"][-1]["content"]) % 5  # deterministic, varied
-            out = json.dumps({"choices": [{"message": {"content": json.dumps(
-                {"accuracy": n, "completeness": 6 - n, "clarity": 3})}}]}).encode()
+            out = json.dumps(
+                {
+                    "choices": [
+                        {"message": {"content": json.dumps({"accuracy": n, "completeness": 6 - n, "clarity": 3})}}
+                    ]
+                }
+            ).encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(out)))
             self.end_headers()
@@ -44,17 +52,34 @@ def test_judge_and_ratings_in_a_run(tmp_path, shared_data):
     import csv
 
     rows = list(csv.DictReader((shared_data / "medalign" / "instructions-sample.csv").read_text().splitlines()))[:5]
-    ratings.write_text("item_id,backend,strategy,rating\n" + "".join(
-        f"{r['instruction_id']},extractive,rag,{i % 3 + 1}\n" for i, r in enumerate(rows)))
-    cfg = ExperimentConfig.model_validate({
-        "name": "judged", "data_root": str(shared_data), "index_dir": str(tmp_path / "idx"),
-        "results_dir": str(tmp_path / "res"), "index": {"embedder": "hashing"},
-        "datasets": [{"name": "ma", "type": "medalign", "instructions": "medalign/instructions-sample.csv",
-                      "pair_with": "medalign/sample-ehr-clean.xml", "limit": 61}],
-        "strategies": ["rag"], "budgets": [1024], "retrievers": ["bm25"], "backends": ["extractive"],
-        "judge": {"name": "openai", "settings": {"base_url": url, "model": "judge"}},
-        "ratings": str(ratings),
-    })
+    ratings.write_text(
+        "item_id,backend,strategy,rating\n"
+        + "".join(f"{r['instruction_id']},extractive,rag,{i % 3 + 1}\n" for i, r in enumerate(rows))
+    )
+    cfg = ExperimentConfig.model_validate(
+        {
+            "name": "judged",
+            "data_root": str(shared_data),
+            "index_dir": str(tmp_path / "idx"),
+            "results_dir": str(tmp_path / "res"),
+            "index": {"embedder": "hashing"},
+            "datasets": [
+                {
+                    "name": "ma",
+                    "type": "medalign",
+                    "instructions": "medalign/instructions-sample.csv",
+                    "pair_with": "medalign/sample-ehr-clean.xml",
+                    "limit": 61,
+                }
+            ],
+            "strategies": ["rag"],
+            "budgets": [1024],
+            "retrievers": ["bm25"],
+            "backends": ["extractive"],
+            "judge": {"name": "openai", "settings": {"base_url": url, "model": "judge"}},
+            "ratings": str(ratings),
+        }
+    )
     try:
         metrics = run_experiment(cfg, tmp_path / "res" / "judged")
     finally:

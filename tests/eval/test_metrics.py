@@ -356,9 +356,7 @@ def test_count_match(pred: str, gold: int, expected: bool) -> None:
 
 
 def _item(**kw: object) -> QAItem:
-    base: dict[str, object] = dict(
-        item_id="0" * 16, patient_id="p", question="q?", qtype="latest_value", depth=0.5
-    )
+    base: dict[str, object] = dict(item_id="0" * 16, patient_id="p", question="q?", qtype="latest_value", depth=0.5)
     base.update(kw)
     return QAItem(**base)  # type: ignore[arg-type]
 
@@ -549,7 +547,8 @@ def test_sentence_transformers_is_imported_only_in_embeddings() -> None:
         return out
 
     offenders = [
-        str(p.relative_to(REPO)) for p in (REPO / "ragehr").rglob("*.py")
+        str(p.relative_to(REPO))
+        for p in (REPO / "ragehr").rglob("*.py")
         if "sentence_transformers" in imports(p) and "embeddings" not in p.parts
     ]
     assert offenders == []
@@ -565,8 +564,19 @@ def test_registry_drives_the_report() -> None:
     assert {"accuracy", "abstained", "evidence_recall", "bertscore"} <= set(REGISTRY)
     assert set(text_metric_names()) == {"rouge_l", "chrf", "bertscore"}
     assert not REGISTRY["abstained"].higher_is_better and REGISTRY["accuracy"].higher_is_better
-    rows = [{"condition": "c", "dataset": "d", "strategy": "rag", "budget": 512, "retriever": "bm25",
-             "backend": "b", "item_id": str(i), "abstained": float(i % 2)} for i in range(4)]
+    rows = [
+        {
+            "condition": "c",
+            "dataset": "d",
+            "strategy": "rag",
+            "budget": 512,
+            "retriever": "bm25",
+            "backend": "b",
+            "item_id": str(i),
+            "abstained": float(i % 2),
+        }
+        for i in range(4)
+    ]
     (s,) = aggregate(rows, resamples=100, seed=0)
     assert s["abstained"] == 0.5 and "accuracy" not in s
 

@@ -10,7 +10,6 @@ import pytest
 
 from ragehr.eval.experiment import ExperimentConfig
 from ragehr.eval.runner import Condition, conditions, run_experiment, run_one
-
 from tests.conftest import REPO
 
 SMOKE = REPO / "configs" / "experiments" / "smoke.yaml"
@@ -34,9 +33,19 @@ def test_every_expected_figure_is_ok(smoke):
 
 def test_artifacts(smoke):
     cfg, run_dir, metrics = smoke
-    for name in ("predictions.jsonl", "metrics.json", "summary.md", "summary.csv", "manifest.json",
-                 "by_category.csv", "by_evidence_age.csv", "plots/by_evidence_age.png",
-                 "plots/accuracy_by_budget.png", "plots/evidence_recall_by_budget.png", "plots/cost_by_condition.png"):
+    for name in (
+        "predictions.jsonl",
+        "metrics.json",
+        "summary.md",
+        "summary.csv",
+        "manifest.json",
+        "by_category.csv",
+        "by_evidence_age.csv",
+        "plots/by_evidence_age.png",
+        "plots/accuracy_by_budget.png",
+        "plots/evidence_recall_by_budget.png",
+        "plots/cost_by_condition.png",
+    ):
         assert (run_dir / name).is_file(), name
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["seed"] == 0 and manifest["packages"]["pydantic"] and manifest["config"]["name"] == "smoke"
@@ -65,7 +74,7 @@ def test_resume_after_a_kill(smoke, tmp_path):
     again = run_experiment(cfg, copy)
     rows = [json.loads(line) for line in (copy / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == len(lines)
-    strip = lambda m: [(s["condition"], s.get("accuracy"), s.get("evidence_recall")) for s in m["summary"]]  # noqa: E731
+    strip = lambda m: [(s["condition"], s.get("accuracy"), s.get("evidence_recall")) for s in m["summary"]]
     assert strip(again) == strip(metrics)
     # a third run has nothing left to do
     before = (copy / "predictions.jsonl").read_text()
@@ -95,9 +104,10 @@ def test_notebook_reproduces_the_tables(smoke):
 def test_run_one_is_a_pure_function_of_its_arguments(smoke):
     """run_one returns the same row (but timings) for the same item and condition, without
     touching the run folder: a batch or distributed runner can call it anywhere."""
+    from pathlib import Path
+
     from ragehr.eval.runner import _backend, prepare
     from ragehr.index.search import load_patient_index
-    from pathlib import Path
 
     cfg, run_dir, _ = smoke
     before = (run_dir / "predictions.jsonl").read_text()
@@ -117,8 +127,12 @@ def test_a_limit_keeps_every_question_type():
     from ragehr.eval.datasets import EvalItem
     from ragehr.eval.runner import _stratified_sample
 
-    items = [EvalItem(item_id=f"{c}{p}{i}", dataset="d", patient_id=f"p{p}", question="q?", category=c)
-             for c in ("a", "b", "c") for p in range(3) for i in range(10 if c == "a" else 2)]
+    items = [
+        EvalItem(item_id=f"{c}{p}{i}", dataset="d", patient_id=f"p{p}", question="q?", category=c)
+        for c in ("a", "b", "c")
+        for p in range(3)
+        for i in range(10 if c == "a" else 2)
+    ]
     picked = _stratified_sample(items, 9, seed=0)
     assert len(picked) == 9 and len({it.item_id for it in picked}) == 9
     assert {it.category for it in picked} == {"a", "b", "c"}
@@ -134,13 +148,23 @@ def test_strategy_budgets_give_one_strategy_its_own_windows():
     from ragehr.eval.experiment import ExperimentConfig
     from ragehr.eval.runner import conditions
 
-    base = {"name": "t", "datasets": [{"name": "d", "type": "generated", "records": ["x"]}],
-            "strategies": ["rag", "recent", "full"], "budgets": [2048], "orders": ["chronological", "edges"],
-            "backends": [{"name": "extractive", "settings": {"context_window": 8192}}]}
+    base = {
+        "name": "t",
+        "datasets": [{"name": "d", "type": "generated", "records": ["x"]}],
+        "strategies": ["rag", "recent", "full"],
+        "budgets": [2048],
+        "orders": ["chronological", "edges"],
+        "backends": [{"name": "extractive", "settings": {"context_window": 8192}}],
+    }
     grid = conditions(ExperimentConfig(**base, strategy_budgets={"recent": [2048, 8192]}))
     got = sorted((c.strategy, c.budget or 0, c.order) for c in grid)
-    assert got == [("full", 0, "chronological"), ("rag", 2048, "chronological"), ("rag", 2048, "edges"),
-                   ("recent", 2048, "chronological"), ("recent", 8192, "chronological")]
+    assert got == [
+        ("full", 0, "chronological"),
+        ("rag", 2048, "chronological"),
+        ("rag", 2048, "edges"),
+        ("recent", 2048, "chronological"),
+        ("recent", 8192, "chronological"),
+    ]
     assert len(conditions(ExperimentConfig(**base))) == 4  # without it: recent at 2048 only
     for bad in ({"recent": []}, {"recent": [64]}, {"full": [8192]}):
         with pytest.raises(pydantic.ValidationError):
@@ -160,21 +184,36 @@ def test_ablation_figures_expected_block_round_trips_with_an_order_axis(tmp_path
 
     def row(strategy, budget, order, er, acc):
         key = f"d|{strategy}|{budget or 'window'}|{'hybrid' if strategy == 'rag' else '-'}|local"
-        return {"dataset": "d", "strategy": strategy, "budget": budget, "retriever": "hybrid" if strategy == "rag" else None,
-                "backend": "local", "order": order, "n": 60, "errors": 0 if strategy != "full" else 40,
-                "condition": key if order == "chronological" else f"{key}|{order}",
-                "evidence_recall": er, "accuracy": acc, "abstained": 0.1}
+        return {
+            "dataset": "d",
+            "strategy": strategy,
+            "budget": budget,
+            "retriever": "hybrid" if strategy == "rag" else None,
+            "backend": "local",
+            "order": order,
+            "n": 60,
+            "errors": 0 if strategy != "full" else 40,
+            "condition": key if order == "chronological" else f"{key}|{order}",
+            "evidence_recall": er,
+            "accuracy": acc,
+            "abstained": 0.1,
+        }
 
-    summary = [row("rag", 2048, o, 0.9 - i / 10, 0.3 + i / 10) for i, o in enumerate(("chronological", "relevance", "edges"))]
-    summary += [row("recent", 2048, "chronological", 0.1, 0.05), row("recent", 8192, "chronological", 0.3, 0.1),
-                row("full", None, "chronological", 1.0, 0.2)]
+    summary = [
+        row("rag", 2048, o, 0.9 - i / 10, 0.3 + i / 10) for i, o in enumerate(("chronological", "relevance", "edges"))
+    ]
+    summary += [
+        row("recent", 2048, "chronological", 0.1, 0.05),
+        row("recent", 8192, "chronological", 0.3, 0.1),
+        row("full", None, "chronological", 1.0, 0.2),
+    ]
     (tmp_path / "metrics.json").write_text(json.dumps({"summary": summary}))
     main = runpy.run_path(str(REPO / "scripts" / "ablation_figures.py"))["main"]
     assert main([str(tmp_path), "--backend", "local", "--budgets", "2048,8192"]) == 0
     out = capsys.readouterr().out
     assert "| rag (hybrid), relevance order | 0.80 / 0.40 / 0.10 | - |" in out
     assert "| full (whole window) | 1.00 / 0.20 / 0.10 (n=20) |" in out
-    block = yaml.safe_load(out[out.index("expected:"):])["expected"]
+    block = yaml.safe_load(out[out.index("expected:") :])["expected"]
     checks = check_expectations(summary, tuple(Expectation(**e) for e in block))
     assert len(block) == 6 * 3 and len(checks) == len(block) and all(c["ok"] for c in checks)
 
@@ -186,13 +225,26 @@ def test_a_slow_backend_runs_a_subset_of_the_grid():
     from ragehr.eval.runner import conditions
 
     cfg = ExperimentConfig(
-        name="t", datasets=[{"name": "d", "type": "generated", "records": ["x"]}],
-        strategies=["rag", "recent", "full"], budgets=[2048], strategy_budgets={"recent": [2048, 8192]},
+        name="t",
+        datasets=[{"name": "d", "type": "generated", "records": ["x"]}],
+        strategies=["rag", "recent", "full"],
+        budgets=[2048],
+        strategy_budgets={"recent": [2048, 8192]},
         orders=["chronological", "relevance"],
-        backends=[{"name": "extractive"},
-                  {"name": "fake", "label": "slow", "budgets": [2048], "strategies": ["rag", "recent"],
-                   "orders": ["relevance"]}],
+        backends=[
+            {"name": "extractive"},
+            {
+                "name": "fake",
+                "label": "slow",
+                "budgets": [2048],
+                "strategies": ["rag", "recent"],
+                "orders": ["relevance"],
+            },
+        ],
     )
     grid = sorted((c.backend, c.strategy, c.budget or 0, c.order) for c in conditions(cfg))
-    assert [g for g in grid if g[0] == "slow"] == [("slow", "rag", 2048, "relevance"), ("slow", "recent", 2048, "chronological")]
+    assert [g for g in grid if g[0] == "slow"] == [
+        ("slow", "rag", 2048, "relevance"),
+        ("slow", "recent", 2048, "chronological"),
+    ]
     assert len([g for g in grid if g[0] == "extractive"]) == 2 + 2 + 1  # rag x 2 orders, recent x 2 budgets, full

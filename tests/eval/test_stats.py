@@ -105,13 +105,35 @@ def test_breakdown_tables_list_groups_in_order_whatever_arm_comes_first():
     from ragehr.eval.report import pivot_markdown
 
     def row(strategy, budget, age, cat):
-        return {"condition": f"d|{strategy}|{budget}", "dataset": "d", "strategy": strategy, "budget": budget,
-                "retriever": None, "backend": "b", "order": "chronological", "category": cat,
-                "evidence_age_days": age, "accuracy": 1.0, "evidence_recall": 1.0, "abstained": 0.0}
+        return {
+            "condition": f"d|{strategy}|{budget}",
+            "dataset": "d",
+            "strategy": strategy,
+            "budget": budget,
+            "retriever": None,
+            "backend": "b",
+            "order": "chronological",
+            "category": cat,
+            "evidence_age_days": age,
+            "accuracy": 1.0,
+            "evidence_recall": 1.0,
+            "abstained": 0.0,
+        }
 
     rows = [row("full", None, 10, "z_type"), row("full", None, 5000, "a_type")]
-    rows += [row("recent", 2048, age, cat) for age, cat in ((5000, "m_type"), (500, "a_type"), (10, "z_type"), (200, "b_type"))]
-    age = [ln.split("|")[1].strip() for ln in pivot_markdown(rows, "age", 2048, "accuracy").splitlines() if ln.startswith("| ") and "age |" not in ln]
+    rows += [
+        row("recent", 2048, age, cat)
+        for age, cat in ((5000, "m_type"), (500, "a_type"), (10, "z_type"), (200, "b_type"))
+    ]
+    age = [
+        ln.split("|")[1].strip()
+        for ln in pivot_markdown(rows, "age", 2048, "accuracy").splitlines()
+        if ln.startswith("| ") and "age |" not in ln
+    ]
     assert age == ["< 3 months", "3-12 months", "1-3 years", "> 10 years"]
-    cats = [ln.split("|")[1].strip() for ln in pivot_markdown(rows, "category", 2048, "accuracy").splitlines() if ln.startswith("| ") and "category |" not in ln]
+    cats = [
+        ln.split("|")[1].strip()
+        for ln in pivot_markdown(rows, "category", 2048, "accuracy").splitlines()
+        if ln.startswith("| ") and "category |" not in ln
+    ]
     assert cats == ["a_type", "b_type", "m_type", "z_type"]

@@ -26,9 +26,23 @@ def test_two_index_processes_share_one_embedding_cache(tmp_path: Path, caplog) -
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "ragehr.cli", "index", str(SAMPLE), "--index-dir", str(tmp_path / f"idx{i}"),
-             "--cache-dir", str(cache), "--config", str(cfg)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "ragehr.cli",
+                "index",
+                str(SAMPLE),
+                "--index-dir",
+                str(tmp_path / f"idx{i}"),
+                "--cache-dir",
+                str(cache),
+                "--config",
+                str(cfg),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for i in range(2)
     ]

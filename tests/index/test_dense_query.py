@@ -38,14 +38,26 @@ def _record() -> PatientRecord:
     """Twelve notes full of the question's generic words, and one amylase line that has none."""
     t0 = datetime(2021, 3, 1, 9, tzinfo=UTC)
     events = [
-        Event(kind=EventKind.NOTE, start=t0 + timedelta(days=10 * i), note_type="progress note",
-              text=f"What was the test result? The patient was told the result of the test {i}. "
-                   "The patient's test was reviewed with the patient.",
-              source=SourceLocator(file="t", path=f"note/{i}"))
+        Event(
+            kind=EventKind.NOTE,
+            start=t0 + timedelta(days=10 * i),
+            note_type="progress note",
+            text=f"What was the test result? The patient was told the result of the test {i}. "
+            "The patient's test was reviewed with the patient.",
+            source=SourceLocator(file="t", path=f"note/{i}"),
+        )
         for i in range(12)
     ]
-    events.append(Event(kind=EventKind.LAB, start=t0 + timedelta(days=50, hours=3), text="Amylase",
-                        value=310.0, unit="U/L", source=SourceLocator(file="t", path="lab/amylase")))
+    events.append(
+        Event(
+            kind=EventKind.LAB,
+            start=t0 + timedelta(days=50, hours=3),
+            text="Amylase",
+            value=310.0,
+            unit="U/L",
+            source=SourceLocator(file="t", path="lab/amylase"),
+        )
+    )
     events.sort(key=lambda e: e.start)
     return PatientRecord(patient_id="generic", format="medalign-xml", events=tuple(events))
 
@@ -57,8 +69,11 @@ def built(tmp_path_factory):
     path.write_text(write_medalign_xml(_record()), encoding="utf-8")
     [s] = build_indexes([path], d / "idx", IndexConfig(embedder="hashing"))
     assert s.status == "built", s
-    amylase = next(e.event_id for e in load_patient_index(d / "idx", s.patient_id, need_dense=False).stored.record.events
-                   if e.text == "Amylase")
+    amylase = next(
+        e.event_id
+        for e in load_patient_index(d / "idx", s.patient_id, need_dense=False).stored.record.events
+        if e.text == "Amylase"
+    )
     return d / "idx", s.patient_id, amylase
 
 

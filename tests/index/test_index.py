@@ -8,14 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from ragehr.config import ChunkingConfig, IndexConfig, RetrievalConfig
+from ragehr.config import ChunkingConfig, IndexConfig
+from ragehr.ehr import load_record
 from ragehr.errors import CorruptIndexError, IndexNotFoundError, StaleIndexError
 from ragehr.index import store
 from ragehr.index.build import build_indexes, merge_records
 from ragehr.index.search import load_patient_index, search
-from ragehr.ehr import load_record
 from ragehr.types import EventKind
-
 from tests.conftest import FIXTURES
 
 SAMPLE = FIXTURES / "medalign" / "EHR_sample.xml"
@@ -238,7 +237,11 @@ def test_a_cohort_is_built_without_holding_every_parsed_record(tmp_path, monkeyp
     monkeypatch.setattr(build_mod, "_build_one", watching)
     summaries = build_indexes(files, tmp_path / f"idx{keep}", CFG)
     assert sorted((s.status, s.patient_id, s.n_sources) for s in summaries) == [
-        ("built", "0", 1), ("built", "1", 1), ("built", "2", 1), ("built", "3", 2)]
+        ("built", "0", 1),
+        ("built", "1", 1),
+        ("built", "2", 1),
+        ("built", "3", 2),
+    ]
     per_event = 60  # the sample record's events
     kept_files = min(len(files), keep // per_event)
     assert len(parsed_paths) == len(files) + (len(files) - kept_files)  # the dropped ones twice

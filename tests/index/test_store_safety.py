@@ -17,7 +17,7 @@ import pytest
 
 from ragehr.cli import main as cli_main
 from ragehr.config import ChunkingConfig, IndexConfig
-from ragehr.errors import IndexWriteError, NotAnIndexError
+from ragehr.errors import IndexNotFoundError, IndexWriteError, NotAnIndexError
 from ragehr.index import store
 from ragehr.index.build import build_indexes
 from ragehr.index.search import load_patient_index
@@ -87,13 +87,16 @@ def test_a_damaged_manifest_makes_the_folder_not_ours_even_with_only_index_file_
     load_patient_index(built, "sample")
 
 
-@pytest.mark.parametrize("doc", [
-    None,  # no manifest.json, only record.json
-    {"name": "my web app"},
-    {"format": "ragehr-index", "patient_id": "someone-else", "files": {}},  # another patient's
-    {"format": "something-else", "patient_id": "sample", "files": {}},
-    ["format_version", "ragehr_version", "patient_id", "config_hash", "files"],
-])
+@pytest.mark.parametrize(
+    "doc",
+    [
+        None,  # no manifest.json, only record.json
+        {"name": "my web app"},
+        {"format": "ragehr-index", "patient_id": "someone-else", "files": {}},  # another patient's
+        {"format": "something-else", "patient_id": "sample", "files": {}},
+        ["format_version", "ragehr_version", "patient_id", "config_hash", "files"],
+    ],
+)
 def test_a_user_folder_named_like_the_layout_is_not_ours(tmp_path, doc):
     """Issue 24 (high): a folder holding only ``manifest.json``/``record.json`` by name."""
     d = tmp_path / "idx" / "sample"
@@ -126,7 +129,10 @@ def test_recovery_matches_exact_names_only(built):
         doc["patient_id"] = pid
         m.write_text(json.dumps(doc))
     others = [
-        ".tmp-john-smith-0123abcd", ".old-john-smith-89abcdef", ".tmp-john-0123abcd-x", ".tmp-john-ABCDEF12",
+        ".tmp-john-smith-0123abcd",
+        ".old-john-smith-89abcdef",
+        ".tmp-john-0123abcd-x",
+        ".tmp-john-ABCDEF12",
         f".tmp-{store.safe_dirname('a/b')}-0123abcd",
     ]
     for name in others:
@@ -145,7 +151,7 @@ def test_recovery_restores_a_lone_old_index_but_never_a_foreign_one(built):
     assert load_patient_index(built, "sample", need_dense=False).patient_id == "sample"
     (built / ".old-other-deadbeef").mkdir()
     (built / ".old-other-deadbeef" / "notes.txt").write_text("mine")
-    with pytest.raises(Exception):
+    with pytest.raises(IndexNotFoundError):
         load_patient_index(built, "other", need_dense=False)
     assert (built / ".old-other-deadbeef" / "notes.txt").exists() and not (built / "other").exists()
 
@@ -168,7 +174,9 @@ def test_a_reader_never_deletes_a_live_writers_temporary_folder(built):
     """Issue 15 (3): opening an index while `index --force` writes must leave its temporary
     folder alone; once the writer dies (kill -9 releases the lock), recovery removes it."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", _HOLDER, str(built), "sample"], stdout=subprocess.PIPE, text=True,
+        [sys.executable, "-c", _HOLDER, str(built), "sample"],
+        stdout=subprocess.PIPE,
+        text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     try:
@@ -291,17 +299,31 @@ def test_patients_command(built, tmp_path, capsys):
 
 def test_hostile_id_is_escaped_in_index_and_inspect_output(tmp_path, capsys):
     """An id from the record (an MRN, or a hostile one) never reaches the terminal raw."""
-    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
-        {"resource": {"resourceType": "Patient", "id": "p\x1b[2J\x07"}},
-        {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "Potassium"},
-                      "effectiveDateTime": "2020-01-01", "valueQuantity": {"value": 4.1, "unit": "mmol/L"}}},
-    ]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {"resource": {"resourceType": "Patient", "id": "p\x1b[2J\x07"}},
+            {
+                "resource": {
+                    "resourceType": "Observation",
+                    "status": "final",
+                    "code": {"text": "Potassium"},
+                    "effectiveDateTime": "2020-01-01",
+                    "valueQuantity": {"value": 4.1, "unit": "mmol/L"},
+                }
+            },
+        ],
+    }
     p = tmp_path / "x.json"
     p.write_text(json.dumps(bundle))
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("index:\n  embedder: hashing\n")
-    for args in (["inspect", str(p)], ["index", str(p), "--index-dir", str(tmp_path / "idx"), "--config", str(cfg)],
-                 ["patients", "--index-dir", str(tmp_path / "idx")]):
+    for args in (
+        ["inspect", str(p)],
+        ["index", str(p), "--index-dir", str(tmp_path / "idx"), "--config", str(cfg)],
+        ["patients", "--index-dir", str(tmp_path / "idx")],
+    ):
         with pytest.raises(SystemExit) as info:
             cli_main(args)
         out, err = capsys.readouterr()

@@ -7,12 +7,11 @@ day), never from the ranking code."""
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from ragehr.config import IndexConfig
-from ragehr.ehr import load_record
 from ragehr.ehr.medalign import write_medalign_xml
 from ragehr.ehr.render import format_value
 from ragehr.ehr.times import format_time
@@ -23,7 +22,6 @@ from ragehr.pipeline.context import build_context, context_json
 from ragehr.tokens import EstimateCounter
 from ragehr.types import Event, EventKind, PatientRecord, SourceLocator, Status
 
-UTC = timezone.utc
 START = datetime(2020, 1, 6, 9, 0, tzinfo=UTC)
 
 
@@ -42,34 +40,51 @@ def _record() -> PatientRecord:
         ):
             events.append(
                 Event(
-                    kind=EventKind.LAB, start=t + timedelta(minutes=j), system="LOINC", code=code, text=name,
-                    value=round(rng.uniform(lo, hi), 1), unit=unit, visit_id=f"v{i}",
+                    kind=EventKind.LAB,
+                    start=t + timedelta(minutes=j),
+                    system="LOINC",
+                    code=code,
+                    text=name,
+                    value=round(rng.uniform(lo, hi), 1),
+                    unit=unit,
+                    visit_id=f"v{i}",
                     source=SourceLocator(file="t", path=f"lab/{i}/{j}"),
                 )
             )
         if i % 6 == 0:
             events.append(
                 Event(
-                    kind=EventKind.NOTE, start=t + timedelta(hours=2), text=f"Follow-up visit {i}. Renal function reviewed. Continue plan.",
-                    note_type="progress note", visit_id=f"v{i}", source=SourceLocator(file="t", path=f"note/{i}"),
+                    kind=EventKind.NOTE,
+                    start=t + timedelta(hours=2),
+                    text=f"Follow-up visit {i}. Renal function reviewed. Continue plan.",
+                    note_type="progress note",
+                    visit_id=f"v{i}",
+                    source=SourceLocator(file="t", path=f"note/{i}"),
                 )
             )
     events.append(
         Event(
-            kind=EventKind.MEDICATION, start=START, text="warfarin 5 MG Oral Tablet", status=Status.STOPPED,
+            kind=EventKind.MEDICATION,
+            start=START,
+            text="warfarin 5 MG Oral Tablet",
+            status=Status.STOPPED,
             source=SourceLocator(file="t", path="med/0"),
         )
     )
     events.append(
         Event(
-            kind=EventKind.PROCEDURE, start=START + timedelta(days=14 * 30, hours=5), text="Kidney transplant",
+            kind=EventKind.PROCEDURE,
+            start=START + timedelta(days=14 * 30, hours=5),
+            text="Kidney transplant",
             source=SourceLocator(file="t", path="proc/0"),
         )
     )
     end = START + timedelta(days=14 * 51 + 1)
     events.append(
         Event(
-            kind=EventKind.NOTE, start=end, note_type="progress note",
+            kind=EventKind.NOTE,
+            start=end,
+            note_type="progress note",
             text="Assessment: atrial fibrillation. Switched to apixaban 5 mg twice daily last month, tolerating well.",
             source=SourceLocator(file="t", path="note/last"),
         )
@@ -89,9 +104,7 @@ def idx(tmp_path_factory):
 
 
 def _potassium(idx):
-    return sorted(
-        (e for e in idx.stored.record.events if e.code == "2823-3"), key=lambda e: e.start
-    )
+    return sorted((e for e in idx.stored.record.events if e.code == "2823-3"), key=lambda e: e.start)
 
 
 def _line_in(chunk, e) -> bool:
@@ -115,11 +128,19 @@ def test_a_day_without_a_measurement_falls_back_to_the_nearest_and_says_so(idx):
     hits, plan = search(idx, f"potassium on {written_date(gap.date(), 'long')}", k=3)
     assert plan.fallback and "3 days" in plan.fallback
     assert _line_in(hits[0].chunk, e)
-    ctx = build_context(idx, f"potassium on {written_date(gap.date(), 'long')}", strategy="rag", budget_tokens=512, counter=EstimateCounter())
+    ctx = build_context(
+        idx,
+        f"potassium on {written_date(gap.date(), 'long')}",
+        strategy="rag",
+        budget_tokens=512,
+        counter=EstimateCounter(),
+    )
     assert ctx.time_fallback == plan.fallback and context_json(ctx)["time_fallback"] == plan.fallback
 
 
-@pytest.mark.parametrize("q", ["What was the patient's most recent potassium?", "latest potassium", "last potassium value"])
+@pytest.mark.parametrize(
+    "q", ["What was the patient's most recent potassium?", "latest potassium", "last potassium value"]
+)
 def test_most_recent_is_the_newest_copy(idx, q):
     newest = _potassium(idx)[-1]
     hits, plan = search(idx, q, k=3)
@@ -147,8 +168,10 @@ def test_counts_get_the_whole_series_in_few_chunks(idx):
     assert top and all(c.concept == "LOINC 2823-3" for c in top)
     got = {eid for c in top for eid in c.event_ids}
     assert got == {e.event_id for e in ks}
-    ctx = build_context(idx, "How many times was potassium measured?", strategy="rag", budget_tokens=1024, counter=EstimateCounter())
-    packed = [it for it in ctx.packed.items]
+    ctx = build_context(
+        idx, "How many times was potassium measured?", strategy="rag", budget_tokens=1024, counter=EstimateCounter()
+    )
+    packed = list(ctx.packed.items)
     assert all(any(_line_in(it, e) for it in packed) for e in ks)
 
 
@@ -194,25 +217,48 @@ def test_a_window_finds_its_weak_matches_before_falling_back(tmp_path):
     procedures_in_period questions fell back to that note and packed nothing in the window)."""
     base = datetime(2014, 1, 3, 9, 0, tzinfo=UTC)
     events = [
-        Event(kind=EventKind.PROCEDURE, start=base + timedelta(days=22), text="Assessment of anxiety (procedure)",
-              system="SNOMED", code="710841007", source=SourceLocator(file="t", path="proc/1")),
-        Event(kind=EventKind.NOTE, start=base + timedelta(days=300), note_type="operation note",
-              text="Procedures performed: procedure one performed, procedure two performed. All procedures performed "
-                   "without complication; procedures performed under general anesthesia.",
-              source=SourceLocator(file="t", path="note/1")),
+        Event(
+            kind=EventKind.PROCEDURE,
+            start=base + timedelta(days=22),
+            text="Assessment of anxiety (procedure)",
+            system="SNOMED",
+            code="710841007",
+            source=SourceLocator(file="t", path="proc/1"),
+        ),
+        Event(
+            kind=EventKind.NOTE,
+            start=base + timedelta(days=300),
+            note_type="operation note",
+            text="Procedures performed: procedure one performed, procedure two performed. All procedures performed "
+            "without complication; procedures performed under general anesthesia.",
+            source=SourceLocator(file="t", path="note/1"),
+        ),
     ]
     for i in range(40):  # other days, other kinds, inside and outside the window
-        events.append(Event(kind=EventKind.LAB, start=base + timedelta(days=9 * i), system="LOINC", code="2823-3",
-                            text="Potassium [Moles/volume] in Serum or Plasma", value=4.0 + i / 100, unit="mmol/L",
-                            source=SourceLocator(file="t", path=f"lab/{i}")))
-    record = PatientRecord(patient_id="window", format="medalign-xml", events=tuple(sorted(events, key=lambda e: e.start)))
+        events.append(
+            Event(
+                kind=EventKind.LAB,
+                start=base + timedelta(days=9 * i),
+                system="LOINC",
+                code="2823-3",
+                text="Potassium [Moles/volume] in Serum or Plasma",
+                value=4.0 + i / 100,
+                unit="mmol/L",
+                source=SourceLocator(file="t", path=f"lab/{i}"),
+            )
+        )
+    record = PatientRecord(
+        patient_id="window", format="medalign-xml", events=tuple(sorted(events, key=lambda e: e.start))
+    )
     path = tmp_path / "window.xml"
     path.write_text(write_medalign_xml(record), encoding="utf-8")
     [s] = build_indexes([path], tmp_path / "idx", IndexConfig(embedder="hashing"))
     idx = load_patient_index(tmp_path / "idx", s.patient_id)
     proc = next(e for e in idx.stored.record.events if e.kind is EventKind.PROCEDURE)
     for retriever in ("hybrid", "bm25"):
-        hits, plan = search(idx, "Which procedures were performed between 2014-01-01 and 2014-01-31?", k=20, retriever=retriever)
+        hits, plan = search(
+            idx, "Which procedures were performed between 2014-01-01 and 2014-01-31?", k=20, retriever=retriever
+        )
         assert plan.fallback is None
         assert proc.event_id in hits[0].chunk.event_ids
         assert all(h.chunk.start is not None and h.chunk.start.year == 2014 and h.chunk.start.month == 1 for h in hits)
@@ -257,6 +303,10 @@ def test_the_vectorised_filter_agrees_with_overlaps_chunk_by_chunk(idx):
         if got is None or (since is None and until is None):
             continue
         rows = idx.allowed(since, until, kinds, by_date=by_date, series_rows=True)
-        want = {cid for cid in got if idx.chunk(cid).concept is None
-                or any(overlaps(t, t, since, until, by_date=by_date) for t in idx.row_times(idx.chunk(cid)))}
+        want = {
+            cid
+            for cid in got
+            if idx.chunk(cid).concept is None
+            or any(overlaps(t, t, since, until, by_date=by_date) for t in idx.row_times(idx.chunk(cid)))
+        }
         assert rows == want

@@ -59,7 +59,9 @@ def test_day_first_in_the_retrieval_config_reads_numeric_dates_day_first(idx):
 @pytest.mark.parametrize(
     "q",
     [
-        "potassium in the past 999999 days", "potassium over the last 3000 years", "potassium since year 0",
+        "potassium in the past 999999 days",
+        "potassium over the last 3000 years",
+        "potassium since year 0",
         "potassium in the last " + "9" * 5000 + " days",
     ],
 )

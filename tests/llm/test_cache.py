@@ -17,8 +17,16 @@ def _request(**kw: object) -> GenerationRequest:
         "messages": (Message(role="user", content="Q? [1] some evidence"),),
         "question": "Q?",
         "evidence": (
-            EvidenceItem(marker=1, chunk_id="c1", kind="note", start=None, end=None,
-                         text="some evidence", source="f#/a", n_tokens=3),
+            EvidenceItem(
+                marker=1,
+                chunk_id="c1",
+                kind="note",
+                start=None,
+                end=None,
+                text="some evidence",
+                source="f#/a",
+                n_tokens=3,
+            ),
         ),
     }
     base.update(kw)

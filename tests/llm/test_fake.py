@@ -16,8 +16,14 @@ from ragehr.types.generation import EvidenceItem, GenerationRequest, Message
 
 def _evidence(marker: int, text: str) -> EvidenceItem:
     return EvidenceItem(
-        marker=marker, chunk_id=f"c{marker}", kind="note", start=None, end=None,
-        text=text, source="f.xml#/x", n_tokens=10,
+        marker=marker,
+        chunk_id=f"c{marker}",
+        kind="note",
+        start=None,
+        end=None,
+        text=text,
+        source="f.xml#/x",
+        n_tokens=10,
     )
 
 

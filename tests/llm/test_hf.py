@@ -15,7 +15,6 @@ from ragehr.errors import ConfigError, ModelNotFoundError
 from ragehr.llm import make_backend
 from ragehr.llm.hf import TransformersBackend, _first_stop, default_model_cache
 from ragehr.llm.registry import backend_from_config, canonical_name
-
 from tests.childproc import run_child
 from tests.llm.test_local import _gguf
 
@@ -106,7 +105,8 @@ req = GenerationRequest(
 @pytest.mark.models
 def test_smollm2_loads_from_the_cache_and_generates(hf_model_cache: Path) -> None:
     out = run_child(
-        _REQUEST + f"""
+        _REQUEST
+        + f"""
 from ragehr.llm import make_backend
 b = make_backend("transformers", cache_dir={str(hf_model_cache)!r}, n_threads=1)
 first = b.generate(req)

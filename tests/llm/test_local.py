@@ -14,7 +14,6 @@ from ragehr.errors import ModelNotFoundError
 from ragehr.extras import MissingExtraError
 from ragehr.llm import make_backend
 from ragehr.llm.local import LlamaCppBackend, gguf_context_length, smollm2_path
-
 from tests.childproc import run_child
 
 

@@ -60,12 +60,23 @@ class FakeServer:
                         scripted = (404, {}, {"error": {"message": f"no route {self.path}"}})
                     if scripted is None:
                         n = len(body["messages"][-1]["content"])
-                        scripted = (200, {}, {
-                            "id": "x", "object": "chat.completion", "model": body["model"],
-                            "choices": [{"index": 0, "finish_reason": "stop",
-                                         "message": {"role": "assistant", "content": f"len={n}"}}],
-                            "usage": {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14},
-                        })
+                        scripted = (
+                            200,
+                            {},
+                            {
+                                "id": "x",
+                                "object": "chat.completion",
+                                "model": body["model"],
+                                "choices": [
+                                    {
+                                        "index": 0,
+                                        "finish_reason": "stop",
+                                        "message": {"role": "assistant", "content": f"len={n}"},
+                                    }
+                                ],
+                                "usage": {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14},
+                            },
+                        )
                     status, headers, payload = scripted
                     data = json.dumps(payload).encode() if payload is not None else b""
                     self.send_response(status)
@@ -113,7 +124,8 @@ def make(server: FakeServer) -> Callable[..., OpenAICompatBackend]:
 def _request(content: str = SECRET_PROMPT, **kw: object) -> GenerationRequest:
     return GenerationRequest(
         messages=(Message(role="system", content="Be brief."), Message(role="user", content=content)),
-        question=content, **kw,  # type: ignore[arg-type]
+        question=content,
+        **kw,  # type: ignore[arg-type]
     )
 
 
@@ -140,8 +152,9 @@ def test_malformed_response(server: FakeServer, make: Callable[..., OpenAICompat
         make().generate(_request())
 
 
-def test_authorization_header(server: FakeServer, make: Callable[..., OpenAICompatBackend],
-                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_authorization_header(
+    server: FakeServer, make: Callable[..., OpenAICompatBackend], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("RAGEHR_TEST_KEY", raising=False)
     backend = make(api_key_env="RAGEHR_TEST_KEY")
     backend.generate(_request())
@@ -177,7 +190,9 @@ def test_400_fails_at_once_without_prompt_text(server: FakeServer, make: Callabl
     assert len(msg) < 320
 
 
-def test_server_message_quoting_the_prompt_is_withheld(server: FakeServer, make: Callable[..., OpenAICompatBackend]) -> None:
+def test_server_message_quoting_the_prompt_is_withheld(
+    server: FakeServer, make: Callable[..., OpenAICompatBackend]
+) -> None:
     server.script.append((422, {}, {"detail": f"cannot parse message: {SECRET_PROMPT}"}))
     with pytest.raises(BackendError) as info:
         make().generate(_request())

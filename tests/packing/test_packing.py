@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -10,7 +10,7 @@ from ragehr.packing import ContextTooLongError, pack_all, pack_most_recent, pack
 from ragehr.tokens import EstimateCounter
 from ragehr.types import Chunk, EventKind
 
-T0 = datetime(2020, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2020, 1, 1, tzinfo=UTC)
 
 
 class WordCounter:
@@ -25,8 +25,15 @@ class WordCounter:
 def chunk(i: int, text: str, hours: int | None = None) -> Chunk:
     start = None if hours is None else T0 + timedelta(hours=hours)
     return Chunk(
-        chunk_id=f"c{i:04d}", patient_id="p", kind=EventKind.LAB, start=start, end=start,
-        text=text, n_tokens=0, event_ids=(f"e{i}",), sources=(f"f#/{i}",),
+        chunk_id=f"c{i:04d}",
+        patient_id="p",
+        kind=EventKind.LAB,
+        start=start,
+        end=start,
+        text=text,
+        n_tokens=0,
+        event_ids=(f"e{i}",),
+        sources=(f"f#/{i}",),
     )
 
 
@@ -79,9 +86,12 @@ def test_recent_reproduces_most_recent_token_truncation(chunks, budget):
     """MedAlign renders the record chronologically and keeps its last N tokens. Without the
     citation markers, what `recent` packs is exactly a suffix of that rendering."""
     counter = EstimateCounter()
-    dated = sorted(chunks, key=lambda c: (c.start is not None, c.start.timestamp() if c.start else 0, c.ordinal, c.chunk_id))
+    dated = sorted(
+        chunks, key=lambda c: (c.start is not None, c.start.timestamp() if c.start else 0, c.ordinal, c.chunk_id)
+    )
     full = "".join(c.text + "\n" for c in dated)
     p = pack_most_recent(chunks, budget, counter)
+
     def body(it):
         if it.chunk_id != p.truncated_chunk:
             return it.text
@@ -116,10 +126,15 @@ def test_pack_all_error_names_sizes():
 def _lab_chunk() -> Chunk:
     lines = [f"2020-01-01 08:00 | lab | Analyte {i}: {i}.5 mmol/L | LOINC {1000 + i}-1" for i in range(8)]
     return Chunk(
-        chunk_id="labs", patient_id="p", kind=EventKind.LAB,
-        start=datetime(2020, 1, 1, 8, tzinfo=timezone.utc), end=None,
-        text="Lab results on 2020-01-01:\n" + "\n".join(lines), n_tokens=200,
-        event_ids=tuple(f"e{i}" for i in range(8)), sources=("f#/x",),
+        chunk_id="labs",
+        patient_id="p",
+        kind=EventKind.LAB,
+        start=datetime(2020, 1, 1, 8, tzinfo=UTC),
+        end=None,
+        text="Lab results on 2020-01-01:\n" + "\n".join(lines),
+        n_tokens=200,
+        event_ids=tuple(f"e{i}" for i in range(8)),
+        sources=("f#/x",),
     )
 
 

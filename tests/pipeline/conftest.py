@@ -6,7 +6,6 @@ import pytest
 
 from ragehr.config import IndexConfig
 from ragehr.index.build import build_indexes
-
 from tests.conftest import FIXTURES
 
 SAMPLE = FIXTURES / "medalign" / "EHR_sample.xml"

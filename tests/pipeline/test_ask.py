@@ -21,7 +21,6 @@ from ragehr.prompts import prompt_tokens
 from ragehr.retrieval.analyzer import Analyzer
 from ragehr.retrieval.bm25 import BM25Index
 from ragehr.tokens import EstimateCounter
-
 from tests.pipeline.conftest import HASHING, SAMPLE
 
 runner = CliRunner()
@@ -40,8 +39,19 @@ def test_ask_each_strategy_and_backend(idx, strategy, backend):
     assert r.context.packed.used_tokens <= r.budget.evidence
     assert r.prompt_tokens <= 2048 - r.budget.max_new_tokens
     out = r.to_json()
-    for key in ("strategy", "budget_tokens", "used_tokens", "chunks", "answer", "citations", "backend",
-                "model", "prompt_tokens", "timings", "unsupported"):
+    for key in (
+        "strategy",
+        "budget_tokens",
+        "used_tokens",
+        "chunks",
+        "answer",
+        "citations",
+        "backend",
+        "model",
+        "prompt_tokens",
+        "timings",
+        "unsupported",
+    ):
         assert key in out
 
 
@@ -140,73 +150,222 @@ def test_no_network_index_context_ask(tmp_path, no_network):
     assert s.status == "built"
     for backend in ("fake", "extractive"):
         for strategy in ("rag", "recent", "visit-bm25"):
-            r = runner.invoke(app, ["ask", "latest NIHSS?", "--patient", "sample", "--index-dir", str(tmp_path / "idx"),
-                                    "--backend", backend, "--strategy", strategy, "--json"])
+            r = runner.invoke(
+                app,
+                [
+                    "ask",
+                    "latest NIHSS?",
+                    "--patient",
+                    "sample",
+                    "--index-dir",
+                    str(tmp_path / "idx"),
+                    "--backend",
+                    backend,
+                    "--strategy",
+                    strategy,
+                    "--json",
+                ],
+            )
             assert r.exit_code == 0, r.output
-        r = runner.invoke(app, ["context", "latest NIHSS?", "--patient", "sample", "--index-dir",
-                                str(tmp_path / "idx"), "--backend", backend, "--json"])
+        r = runner.invoke(
+            app,
+            [
+                "context",
+                "latest NIHSS?",
+                "--patient",
+                "sample",
+                "--index-dir",
+                str(tmp_path / "idx"),
+                "--backend",
+                backend,
+                "--json",
+            ],
+        )
         assert r.exit_code == 0, r.output
 
 
 def test_cli_context_and_ask_json(sample_index_dir):
-    r = runner.invoke(app, ["context", "NIHSS score", "--patient", "sample", "--index-dir", str(sample_index_dir),
-                            "--backend", "extractive", "--json", "--budget", "1024"])
+    r = runner.invoke(
+        app,
+        [
+            "context",
+            "NIHSS score",
+            "--patient",
+            "sample",
+            "--index-dir",
+            str(sample_index_dir),
+            "--backend",
+            "extractive",
+            "--json",
+            "--budget",
+            "1024",
+        ],
+    )
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
     assert out["strategy"] == "rag" and out["used_tokens"] <= out["budget_tokens"]
     for c in out["chunks"]:
         assert {"chunk_id", "text", "kind", "start", "end", "source", "n_tokens"} <= set(c)
-    r = runner.invoke(app, ["ask", "NIHSS score", "--patient", "sample", "--index-dir", str(sample_index_dir),
-                            "--backend", "extractive", "--json", "--answer", "generated"])
+    r = runner.invoke(
+        app,
+        [
+            "ask",
+            "NIHSS score",
+            "--patient",
+            "sample",
+            "--index-dir",
+            str(sample_index_dir),
+            "--backend",
+            "extractive",
+            "--json",
+            "--answer",
+            "generated",
+        ],
+    )
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
     assert out["backend"] == "extractive" and out["citations"] and out["grounded"]
     assert "NIHSS" in out["answer"] and out["answered_by"] == "generated"
     # the default (config answer: auto) computes it from the record, cited and grounded
-    r = runner.invoke(app, ["ask", "NIHSS score", "--patient", "sample", "--index-dir", str(sample_index_dir),
-                            "--backend", "extractive", "--json"])
+    r = runner.invoke(
+        app,
+        [
+            "ask",
+            "NIHSS score",
+            "--patient",
+            "sample",
+            "--index-dir",
+            str(sample_index_dir),
+            "--backend",
+            "extractive",
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
     assert out["answered_by"] == "computed" and out["answer_reason"] and out["citations"] and out["grounded"]
-    r = runner.invoke(app, ["ask", "NIHSS score", "--patient", "sample", "--index-dir", str(sample_index_dir),
-                            "--backend", "extractive", "--answer", "sometimes"])
+    r = runner.invoke(
+        app,
+        [
+            "ask",
+            "NIHSS score",
+            "--patient",
+            "sample",
+            "--index-dir",
+            str(sample_index_dir),
+            "--backend",
+            "extractive",
+            "--answer",
+            "sometimes",
+        ],
+    )
     assert r.exit_code == 2 and "answer must be one of" in r.output
 
 
 def test_cli_errors_are_one_line(sample_index_dir):
-    r = runner.invoke(app, ["ask", "x", "--patient", "nobody", "--index-dir", str(sample_index_dir), "--backend", "fake"])
+    r = runner.invoke(
+        app, ["ask", "x", "--patient", "nobody", "--index-dir", str(sample_index_dir), "--backend", "fake"]
+    )
     assert r.exit_code == 3 and "ragehr index" in r.output
-    r = runner.invoke(app, ["ask", "x", "--patient", "sample", "--index-dir", str(sample_index_dir),
-                            "--backend", "fake", "--strategy", "full", "--budget", "512"])
+    r = runner.invoke(
+        app,
+        [
+            "ask",
+            "x",
+            "--patient",
+            "sample",
+            "--index-dir",
+            str(sample_index_dir),
+            "--backend",
+            "fake",
+            "--strategy",
+            "full",
+            "--budget",
+            "512",
+        ],
+    )
     assert r.exit_code == 2 and "use --strategy rag or recent" in r.output
-    r = runner.invoke(app, ["ask", "x", "--patient", "sample", "--index-dir", str(sample_index_dir),
-                            "--backend", "nope"])
+    r = runner.invoke(
+        app, ["ask", "x", "--patient", "sample", "--index-dir", str(sample_index_dir), "--backend", "nope"]
+    )
     assert r.exit_code == 2 and "unknown backend" in r.output
-    r = runner.invoke(app, ["ask", "x", "--patient", "sample", "--index-dir", str(sample_index_dir),
-                            "--backend", "openai"])
+    r = runner.invoke(
+        app, ["ask", "x", "--patient", "sample", "--index-dir", str(sample_index_dir), "--backend", "openai"]
+    )
     assert r.exit_code == 2 and "base_url" in r.output
 
 
 def test_grounding_flags_an_invented_number_end_to_end(idx):
-    r = ask(idx, "What was the systolic blood pressure?", FakeBackend(answer="It was 999 on 2018-10-08 [1]."),
-            strategy="rag", budget=2048)
+    r = ask(
+        idx,
+        "What was the systolic blood pressure?",
+        FakeBackend(answer="It was 999 on 2018-10-08 [1]."),
+        strategy="rag",
+        budget=2048,
+    )
     assert "999" in r.grounding.unsupported and not r.to_json()["grounded"]
 
 
 def test_cli_until_a_year_keeps_that_whole_year(sample_index_dir):
-    r = runner.invoke(app, ["retrieve", "NIHSS", "--patient", "sample", "--index-dir", str(sample_index_dir),
-                            "--retriever", "bm25", "--until", "2022", "--k", "50", "--json"])
+    r = runner.invoke(
+        app,
+        [
+            "retrieve",
+            "NIHSS",
+            "--patient",
+            "sample",
+            "--index-dir",
+            str(sample_index_dir),
+            "--retriever",
+            "bm25",
+            "--until",
+            "2022",
+            "--k",
+            "50",
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     starts = [h["start"] for h in json.loads(r.output)]
     assert any(s and s.startswith("2022") for s in starts)  # 2022 is inside "until 2022"
-    r = runner.invoke(app, ["retrieve", "NIHSS", "--patient", "sample", "--index-dir", str(sample_index_dir),
-                            "--retriever", "bm25", "--until", "2021", "--k", "50", "--json"])
+    r = runner.invoke(
+        app,
+        [
+            "retrieve",
+            "NIHSS",
+            "--patient",
+            "sample",
+            "--index-dir",
+            str(sample_index_dir),
+            "--retriever",
+            "bm25",
+            "--until",
+            "2021",
+            "--k",
+            "50",
+            "--json",
+        ],
+    )
     assert r.exit_code == 0 and all(not (h["start"] or "").startswith("2022") for h in json.loads(r.output))
 
 
 def test_cli_context_says_when_the_date_asked_has_no_evidence(sample_index_dir):
-    r = runner.invoke(app, ["context", "What was the NIHSS on March 3, 2020?", "--patient", "sample", "--index-dir",
-                            str(sample_index_dir), "--backend", "extractive", "--json", "--budget", "1024"])
+    r = runner.invoke(
+        app,
+        [
+            "context",
+            "What was the NIHSS on March 3, 2020?",
+            "--patient",
+            "sample",
+            "--index-dir",
+            str(sample_index_dir),
+            "--backend",
+            "extractive",
+            "--json",
+            "--budget",
+            "1024",
+        ],
+    )
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
     assert out["intent"] == "point" and "nearest dated evidence" in out["time_fallback"]
@@ -255,16 +414,53 @@ def test_a_question_reserve_packs_the_same_recent_evidence_for_every_question(id
 
 def test_cli_plot_writes_the_series_chart(sample_index_dir, tmp_path):
     svg = tmp_path / "sbp.svg"
-    r = runner.invoke(app, ["ask", "How has the systolic blood pressure changed over time?", "--patient", "sample",
-                            "--index-dir", str(sample_index_dir), "--backend", "extractive", "--plot", str(svg)])
+    r = runner.invoke(
+        app,
+        [
+            "ask",
+            "How has the systolic blood pressure changed over time?",
+            "--patient",
+            "sample",
+            "--index-dir",
+            str(sample_index_dir),
+            "--backend",
+            "extractive",
+            "--plot",
+            str(svg),
+        ],
+    )
     assert r.exit_code == 0, r.output
     text = svg.read_text()
     assert "Computed from the record" in r.output and text.startswith("<svg") and 'class="cited"' in text
-    r = runner.invoke(app, ["ask", "How has the systolic blood pressure changed over time?", "--patient", "sample",
-                            "--index-dir", str(sample_index_dir), "--backend", "extractive",
-                            "--plot", str(tmp_path / "x.gif")])
+    r = runner.invoke(
+        app,
+        [
+            "ask",
+            "How has the systolic blood pressure changed over time?",
+            "--patient",
+            "sample",
+            "--index-dir",
+            str(sample_index_dir),
+            "--backend",
+            "extractive",
+            "--plot",
+            str(tmp_path / "x.gif"),
+        ],
+    )
     assert r.exit_code == 2 and ".svg or .png" in r.output and not (tmp_path / "x.gif").exists()
-    r = runner.invoke(app, ["ask", "What did the neurologist recommend?", "--patient", "sample",
-                            "--index-dir", str(sample_index_dir), "--backend", "extractive",
-                            "--plot", str(tmp_path / "n.svg")])
+    r = runner.invoke(
+        app,
+        [
+            "ask",
+            "What did the neurologist recommend?",
+            "--patient",
+            "sample",
+            "--index-dir",
+            str(sample_index_dir),
+            "--backend",
+            "extractive",
+            "--plot",
+            str(tmp_path / "n.svg"),
+        ],
+    )
     assert r.exit_code == 2 and "no series" in r.output and not (tmp_path / "n.svg").exists()

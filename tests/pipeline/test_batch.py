@@ -84,17 +84,17 @@ def test_context_mode_rows(sample_index_dir, tmp_path):
 
 def test_bad_lines_are_reported_by_number_and_the_rest_answered(sample_index_dir, tmp_path):
     lines = [
-        QUESTIONS[0],                                                     # 1 ok
-        "{not json",                                                      # 2
-        {"question": "x", "patient_id": "sample", "colour": "red"},       # 3 unknown field
-        {"question": "x", "patient_id": "sample", "strategy": "magic"},   # 4 bad strategy
-        {"question": "", "patient_id": "sample"},                         # 5 empty question
-        {"question": "x", "patient_id": "sample", "budget": True},        # 6 a bool is not a budget
-        {"question": "x", "patient_id": "sample", "id": "k"},             # 7 duplicate id
-        {"question": "x", "patient_id": "nobody"},                        # 8 no such index
-        "",                                                               # 9 blank: skipped
-        "[1, 2]",                                                         # 10 not an object
-        QUESTIONS[2],                                                     # 11 ok
+        QUESTIONS[0],  # 1 ok
+        "{not json",  # 2
+        {"question": "x", "patient_id": "sample", "colour": "red"},  # 3 unknown field
+        {"question": "x", "patient_id": "sample", "strategy": "magic"},  # 4 bad strategy
+        {"question": "", "patient_id": "sample"},  # 5 empty question
+        {"question": "x", "patient_id": "sample", "budget": True},  # 6 a bool is not a budget
+        {"question": "x", "patient_id": "sample", "id": "k"},  # 7 duplicate id
+        {"question": "x", "patient_id": "nobody"},  # 8 no such index
+        "",  # 9 blank: skipped
+        "[1, 2]",  # 10 not an object
+        QUESTIONS[2],  # 11 ok
     ]
     q = _write(tmp_path / "q.jsonl", lines)
     out = tmp_path / "a.jsonl"
@@ -119,8 +119,15 @@ def test_a_killed_run_resumes_without_losing_or_repeating(sample_index_dir, tmp_
     full = {r["id"]: _strip(r) for r in _rows(out)}
     lines = out.read_text().splitlines()
     # killed while writing the third line; the second line was an error row
-    err = json.dumps({"id": lines and json.loads(lines[1])["id"], "line": 2, "patient_id": "sample",
-                      "error": "openai backend: timed out", "exit_code": 5})
+    err = json.dumps(
+        {
+            "id": lines and json.loads(lines[1])["id"],
+            "line": 2,
+            "patient_id": "sample",
+            "error": "openai backend: timed out",
+            "exit_code": 5,
+        }
+    )
     out.write_text(lines[0] + "\n" + err + "\n" + lines[2][:40])
     assert read_done(out) == {json.loads(lines[0])["id"]}
     assert out.read_text() == lines[0] + "\n"  # the cut line and the error row are gone
@@ -177,7 +184,17 @@ def test_cli_batch_exit_status_and_summary(sample_index_dir, tmp_path):
 
     q = _write(tmp_path / "q.jsonl", [QUESTIONS[0], "oops", {"question": "x", "patient_id": "nobody"}])
     out = tmp_path / "a.jsonl"
-    args = ["ask", "--questions", str(q), "--out", str(out), "--index-dir", str(sample_index_dir), "--backend", "extractive"]
+    args = [
+        "ask",
+        "--questions",
+        str(q),
+        "--out",
+        str(out),
+        "--index-dir",
+        str(sample_index_dir),
+        "--backend",
+        "extractive",
+    ]
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 1, r.output
     assert "line 2: not JSON" in r.output and "line 3 (line-3): no index for patient 'nobody'" in r.output
@@ -194,7 +211,17 @@ def test_ray_missing_names_the_extra(sample_index_dir, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     q = _write(tmp_path / "q.jsonl", [QUESTIONS[0]])
     for args in (
-        ["ask", "--questions", str(q), "--out", str(tmp_path / "a.jsonl"), "--index-dir", str(sample_index_dir), "--ray", "local"],
+        [
+            "ask",
+            "--questions",
+            str(q),
+            "--out",
+            str(tmp_path / "a.jsonl"),
+            "--index-dir",
+            str(sample_index_dir),
+            "--ray",
+            "local",
+        ],
         ["index", str(tmp_path), "--ray", "local"],
     ):
         r = CliRunner().invoke(app, args)

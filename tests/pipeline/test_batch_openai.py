@@ -38,7 +38,7 @@ class StandIn:
             def log_message(self, *args):  # quiet
                 pass
 
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 text = body["messages"][-1]["content"]
                 tag = (re.search(r"<<(\w+)>>", text) or [None, "ok"])[1]
@@ -91,8 +91,10 @@ class StandIn:
 
 def _completion(text: str) -> bytes:
     return json.dumps(
-        {"choices": [{"message": {"role": "assistant", "content": text}}],
-         "usage": {"prompt_tokens": 10, "completion_tokens": 3}}
+        {
+            "choices": [{"message": {"role": "assistant", "content": text}}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 3},
+        }
     ).encode()
 
 
@@ -107,18 +109,34 @@ def server():
 
 def _settings(url: str) -> dict:
     # a fresh base_url per test, so the process-wide semaphore is this test's size
-    return {"base_url": url, "model": "stand-in", "timeout": 0.6, "max_retries": 2, "backoff": 0.01,
-            "concurrency": LIMIT}
+    return {
+        "base_url": url,
+        "model": "stand-in",
+        "timeout": 0.6,
+        "max_retries": 2,
+        "backoff": 0.01,
+        "concurrency": LIMIT,
+    }
 
 
 def test_batch_against_a_flaky_server_loses_nothing(server, sample_index_dir, tmp_path):
     n = 14
     q = tmp_path / "q.jsonl"
-    q.write_text("".join(
-        json.dumps({"id": f"Q{i}", "patient_id": "sample", "strategy": "recent", "budget": 512,
-                    "question": f"QID-{i} potassium <<{TAGS[i]}>>" if i in TAGS else f"QID-{i} potassium?"}) + "\n"
-        for i in range(1, n + 1)
-    ))
+    q.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": f"Q{i}",
+                    "patient_id": "sample",
+                    "strategy": "recent",
+                    "budget": 512,
+                    "question": f"QID-{i} potassium <<{TAGS[i]}>>" if i in TAGS else f"QID-{i} potassium?",
+                }
+            )
+            + "\n"
+            for i in range(1, n + 1)
+        )
+    )
     out = tmp_path / "a.jsonl"
     recipe = BackendRecipe(LLMConfig(backend="openai", settings=_settings(server.url)))
     s = run_batch(q, out, index_dir=sample_index_dir, base_spec=ContextSpec(), recipe=recipe)
@@ -145,15 +163,29 @@ def test_eval_sends_concurrent_requests(server, sample_index_dir, tmp_path, shar
     """The eval runner answers a condition's items concurrently through a served model."""
     from ragehr.eval.runner import run_experiment
 
-    cfg = ExperimentConfig.model_validate({
-        "name": "served", "data_root": str(shared_data), "index_dir": str(tmp_path / "idx"),
-        "results_dir": str(tmp_path / "res"), "index": {"embedder": "hashing"},
-        "datasets": [{"name": "ma", "type": "medalign", "instructions": "medalign/instructions-sample.csv",
-                      "pair_with": "medalign/sample-ehr-clean.xml", "limit": 8}],
-        "strategies": ["recent"], "budgets": [2048], "max_new_tokens": 64,
-        "backends": [{"name": "openai", "settings": _settings(server.url)}],
-        "bootstrap_resamples": 100,
-    })
+    cfg = ExperimentConfig.model_validate(
+        {
+            "name": "served",
+            "data_root": str(shared_data),
+            "index_dir": str(tmp_path / "idx"),
+            "results_dir": str(tmp_path / "res"),
+            "index": {"embedder": "hashing"},
+            "datasets": [
+                {
+                    "name": "ma",
+                    "type": "medalign",
+                    "instructions": "medalign/instructions-sample.csv",
+                    "pair_with": "medalign/sample-ehr-clean.xml",
+                    "limit": 8,
+                }
+            ],
+            "strategies": ["recent"],
+            "budgets": [2048],
+            "max_new_tokens": 64,
+            "backends": [{"name": "openai", "settings": _settings(server.url)}],
+            "bootstrap_resamples": 100,
+        }
+    )
     run_experiment(cfg, tmp_path / "res" / "served")
     rows = [json.loads(line) for line in (tmp_path / "res" / "served" / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 8 and all(r["answer"].startswith("Answer to") for r in rows)
@@ -171,13 +203,39 @@ def test_a_run_killed_mid_way_continues(server, sample_index_dir, tmp_path):
 
     n = 12
     q = tmp_path / "q.jsonl"
-    q.write_text("".join(json.dumps({"id": f"Q{i}", "patient_id": "sample", "strategy": "recent", "budget": 512,
-                                     "question": f"QID-{i} potassium?"}) + "\n" for i in range(1, n + 1)))
+    q.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": f"Q{i}",
+                    "patient_id": "sample",
+                    "strategy": "recent",
+                    "budget": 512,
+                    "question": f"QID-{i} potassium?",
+                }
+            )
+            + "\n"
+            for i in range(1, n + 1)
+        )
+    )
     cfg = tmp_path / "served.yaml"
     cfg.write_text(json.dumps({"llm": {"backend": "openai", "settings": {**_settings(server.url), "concurrency": 1}}}))
     out = tmp_path / "a.jsonl"
-    cmd = [sys.executable, "-m", "ragehr.cli", "ask", "--questions", str(q), "--out", str(out),
-           "--index-dir", str(sample_index_dir), "--config", str(cfg), "--no-cache"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ragehr.cli",
+        "ask",
+        "--questions",
+        str(q),
+        "--out",
+        str(out),
+        "--index-dir",
+        str(sample_index_dir),
+        "--config",
+        str(cfg),
+        "--no-cache",
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from ragehr.pipeline.grounding import check_grounding, find_dates
 from ragehr.types import EventKind, EvidenceItem
@@ -8,9 +8,14 @@ from ragehr.types import EventKind, EvidenceItem
 
 def item(marker: int, text: str) -> EvidenceItem:
     return EvidenceItem(
-        marker=marker, chunk_id=f"c{marker}", kind=EventKind.VITAL,
-        start=datetime(2018, 10, 8, 20, 5, tzinfo=timezone.utc), end=None,
-        text=text, source="f#/x", n_tokens=10,
+        marker=marker,
+        chunk_id=f"c{marker}",
+        kind=EventKind.VITAL,
+        start=datetime(2018, 10, 8, 20, 5, tzinfo=UTC),
+        end=None,
+        text=text,
+        source="f#/x",
+        n_tokens=10,
     )
 
 

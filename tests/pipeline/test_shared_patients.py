@@ -23,8 +23,13 @@ STRATEGIES = ("rag", "visit-bm25", "recent", "full")
 def shared_index(tmp_path_factory, shared_data):
     d = tmp_path_factory.mktemp("shared-idx")
     summaries = build_indexes(
-        [shared_data / "synthea" / "ccda", shared_data / "synthea" / "fhir", shared_data / "medalign" / "sample-ehr-clean.xml"],
-        d, IndexConfig(embedder="hashing"),
+        [
+            shared_data / "synthea" / "ccda",
+            shared_data / "synthea" / "fhir",
+            shared_data / "medalign" / "sample-ehr-clean.xml",
+        ],
+        d,
+        IndexConfig(embedder="hashing"),
     )
     assert all(s.status == "built" for s in summaries)
     return d, sorted(s.patient_id for s in summaries)
@@ -46,10 +51,12 @@ class StandIn:
                 outer.calls.append(body)
                 user = body["messages"][-1]["content"]
                 first = user.split("\n[1] ", 1)[1].split("\n", 1)[0] if "\n[1] " in user else "nothing"
-                out = json.dumps({
-                    "choices": [{"message": {"role": "assistant", "content": f"From [1]: {first[:60]}"}}],
-                    "usage": {"prompt_tokens": 111, "completion_tokens": 7},
-                }).encode()
+                out = json.dumps(
+                    {
+                        "choices": [{"message": {"role": "assistant", "content": f"From [1]: {first[:60]}"}}],
+                        "usage": {"prompt_tokens": 111, "completion_tokens": 7},
+                    }
+                ).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(out)))
@@ -93,13 +100,45 @@ def test_every_patient_every_strategy_fake_and_extractive(shared_index):
     # and through the command line, for two patients
     for pid in (patients[0], "sample-ehr-clean"):
         for strategy in STRATEGIES:
-            r = runner.invoke(app, ["context", q, "--patient", pid, "--strategy", strategy, "--backend", "extractive",
-                                    "--budget", "8192", "--index-dir", str(d), "--json"])
+            r = runner.invoke(
+                app,
+                [
+                    "context",
+                    q,
+                    "--patient",
+                    pid,
+                    "--strategy",
+                    strategy,
+                    "--backend",
+                    "extractive",
+                    "--budget",
+                    "8192",
+                    "--index-dir",
+                    str(d),
+                    "--json",
+                ],
+            )
             if _ok_or_too_long(r, strategy):
                 out = json.loads(r.output)
                 assert out["used_tokens"] <= out["budget_tokens"] and out["chunks"]
-            r = runner.invoke(app, ["ask", q, "--patient", pid, "--strategy", strategy, "--backend", "extractive",
-                                    "--budget", "8192", "--index-dir", str(d), "--json"])
+            r = runner.invoke(
+                app,
+                [
+                    "ask",
+                    q,
+                    "--patient",
+                    pid,
+                    "--strategy",
+                    strategy,
+                    "--backend",
+                    "extractive",
+                    "--budget",
+                    "8192",
+                    "--index-dir",
+                    str(d),
+                    "--json",
+                ],
+            )
             if _ok_or_too_long(r, strategy):
                 assert json.loads(r.output)["answer"]
 
@@ -110,9 +149,27 @@ def test_openai_backend_against_a_stand_in_server(shared_index):
     try:
         for pid in patients[:3] + ["sample-ehr-clean"]:
             for strategy in ("rag", "visit-bm25", "recent"):
-                r = runner.invoke(app, ["ask", "Most recent vital signs?", "--patient", pid, "--strategy", strategy,
-                                        "--backend", "openai", "--base-url", server.url, "--model", "stand-in",
-                                        "--index-dir", str(d), "--json", "--no-cache"])
+                r = runner.invoke(
+                    app,
+                    [
+                        "ask",
+                        "Most recent vital signs?",
+                        "--patient",
+                        pid,
+                        "--strategy",
+                        strategy,
+                        "--backend",
+                        "openai",
+                        "--base-url",
+                        server.url,
+                        "--model",
+                        "stand-in",
+                        "--index-dir",
+                        str(d),
+                        "--json",
+                        "--no-cache",
+                    ],
+                )
                 assert r.exit_code == 0, r.output
                 out = json.loads(r.output)
                 assert out["backend"] == "openai" and out["model"] == "stand-in" and out["prompt_tokens"] == 111
@@ -131,8 +188,24 @@ def test_unreachable_server_is_one_clear_line(shared_index):
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()  # nothing listens there now
-    r = runner.invoke(app, ["ask", "x", "--patient", "sample-ehr-clean", "--backend", "openai", "--base-url",
-                            f"http://127.0.0.1:{port}/v1", "--model", "m", "--index-dir", str(d), "--no-cache"])
+    r = runner.invoke(
+        app,
+        [
+            "ask",
+            "x",
+            "--patient",
+            "sample-ehr-clean",
+            "--backend",
+            "openai",
+            "--base-url",
+            f"http://127.0.0.1:{port}/v1",
+            "--model",
+            "m",
+            "--index-dir",
+            str(d),
+            "--no-cache",
+        ],
+    )
     assert r.exit_code == 5 and r.output.count("\n") == 1 and "ragehr: error:" in r.output
 
 
@@ -171,8 +244,9 @@ def test_local_smollm2_each_strategy(shared_index, backend, request):
             models.symlink_to(request.getfixturevalue("hf_model_cache"), target_is_directory=True)
     new, budget = 16, 1024
     results = run_child(
-        _EACH_STRATEGY.format(strategies=("rag", "visit-bm25", "recent"), backend=backend, budget=budget, new=new,
-                              index_dir=str(d)),
+        _EACH_STRATEGY.format(
+            strategies=("rag", "visit-bm25", "recent"), backend=backend, budget=budget, new=new, index_dir=str(d)
+        ),
         what=f"ask with {backend}",
     )
     for res in results:

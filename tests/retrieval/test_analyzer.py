@@ -43,7 +43,15 @@ def test_surrounding_punctuation_is_stripped(analyzer: Analyzer, raw: str, term:
 def test_sentence_with_codes(analyzer: Analyzer) -> None:
     text = "Diagnosed with I63.5. Systolic BP (LOINC 8480-6) was 163.5 mm[Hg] on 2018-10-08."
     assert analyzer.tokenize(text) == [
-        "diagnos", "i63.5", "systol", "bp", "loinc", "8480-6", "163.5", "mm[hg]", "2018-10-08",
+        "diagnos",
+        "i63.5",
+        "systol",
+        "bp",
+        "loinc",
+        "8480-6",
+        "163.5",
+        "mm[hg]",
+        "2018-10-08",
     ]
 
 
@@ -56,13 +64,25 @@ def test_pure_punctuation_emits_nothing(analyzer: Analyzer) -> None:
 def test_stemming_alphabetic_only(analyzer: Analyzer) -> None:
     assert analyzer.tokenize("pressures") == ["pressur"]
     assert analyzer.tokenize("Pressures HbA1c SpO2 8480-6 mg/dL") == [
-        "pressur", "hba1c", "spo2", "8480-6", "mg/dl",
+        "pressur",
+        "hba1c",
+        "spo2",
+        "8480-6",
+        "mg/dl",
     ]
 
 
 def test_negation_kept_and_stopwords_dropped(analyzer: Analyzer) -> None:
     assert analyzer.tokenize("The patient denies pain and has no fever, not nauseous, without rash") == [
-        "patient", "deni", "pain", "no", "fever", "not", "nauseous", "without", "rash",
+        "patient",
+        "deni",
+        "pain",
+        "no",
+        "fever",
+        "not",
+        "nauseous",
+        "without",
+        "rash",
     ]
 
 

@@ -2,20 +2,36 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from ragehr.chunking import concept_key as chunk_concept_key
 from ragehr.ehr.codes import concept_key
 from ragehr.retrieval.concepts import EXPANDERS, ConceptMatch, RecordLexicon, match_names, resolve, words
 from ragehr.types import Event, EventKind, PatientRecord, SourceLocator
 
-UTC = timezone.utc
 T0 = datetime(2020, 1, 6, 8, 0, tzinfo=UTC)
 
 
-def _ev(i: int, kind: EventKind, text: str, code: str | None = None, system: str | None = None, value=None, unit=None, days=0) -> Event:
-    return Event(kind=kind, start=T0 + timedelta(days=days), system=system, code=code, text=text, value=value,
-                 unit=unit, source=SourceLocator(file="f", path=f"e{i}"))
+def _ev(
+    i: int,
+    kind: EventKind,
+    text: str,
+    code: str | None = None,
+    system: str | None = None,
+    value=None,
+    unit=None,
+    days=0,
+) -> Event:
+    return Event(
+        kind=kind,
+        start=T0 + timedelta(days=days),
+        system=system,
+        code=code,
+        text=text,
+        value=value,
+        unit=unit,
+        source=SourceLocator(file="f", path=f"e{i}"),
+    )
 
 
 def _record() -> PatientRecord:
@@ -27,7 +43,14 @@ def _record() -> PatientRecord:
         _ev(5, EventKind.LAB, "Cholesterol in HDL [Mass/volume] in Serum or Plasma", "2085-9", "LOINC", 50, "mg/dL", 1),
         _ev(6, EventKind.VITAL, "Systolic Blood Pressure", "8480-6", "LOINC", 131, "mm[Hg]", 2),
         _ev(7, EventKind.CONDITION, "Essential hypertension (disorder)", "59621000", "SNOMED", days=3),
-        _ev(8, EventKind.MEDICATION, "metoprolol succinate 25 MG Extended Release Oral Tablet", "866412", "RxNorm", days=4),
+        _ev(
+            8,
+            EventKind.MEDICATION,
+            "metoprolol succinate 25 MG Extended Release Oral Tablet",
+            "866412",
+            "RxNorm",
+            days=4,
+        ),
         _ev(9, EventKind.NOTE, "Potassium was normal.", days=5),
     ]
     return PatientRecord(patient_id="p", format="medalign-xml", events=tuple(evs))
@@ -41,7 +64,13 @@ def test_concept_key_is_one_function_for_chunking_and_concepts():
 def test_lexicon_groups_events_by_concept_oldest_first_and_skips_notes():
     lex = RecordLexicon.of(_record())
     assert {c.key for c in lex.concepts} == {
-        "LOINC 6298-4", "LOINC 2093-3", "LOINC 18262-6", "LOINC 2085-9", "LOINC 8480-6", "SNOMED 59621000", "RxNorm 866412",
+        "LOINC 6298-4",
+        "LOINC 2093-3",
+        "LOINC 18262-6",
+        "LOINC 2085-9",
+        "LOINC 8480-6",
+        "SNOMED 59621000",
+        "RxNorm 866412",
     }
     k = lex.get("LOINC 6298-4")
     assert k is not None and k.n_events == 2 and k.kind is EventKind.LAB

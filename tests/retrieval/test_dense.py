@@ -28,7 +28,11 @@ def _ids(n: int) -> list[str]:
 
 
 def _check_against_brute_force(
-    index: DenseIndex, vecs: np.ndarray, ids: list[str], q: np.ndarray, k: int,
+    index: DenseIndex,
+    vecs: np.ndarray,
+    ids: list[str],
+    q: np.ndarray,
+    k: int,
     allowed: set[str] | None,
 ) -> None:
     cand = [i for i, c in enumerate(ids) if allowed is None or c in allowed]
@@ -62,9 +66,7 @@ def _check_against_brute_force(
     k=st.integers(0, 130),
     filter_fraction=st.one_of(st.none(), st.floats(0.0, 1.0)),
 )
-def test_search_matches_brute_force(
-    seed: int, n: int, dim: int, k: int, filter_fraction: float | None
-) -> None:
+def test_search_matches_brute_force(seed: int, n: int, dim: int, k: int, filter_fraction: float | None) -> None:
     rng = np.random.default_rng(seed)
     vecs = _unit(rng, n, dim)
     ids = _ids(n)
@@ -151,7 +153,9 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     index = DenseIndex.build(vecs, _ids(25), "sentence-transformers/all-MiniLM-L6-v2")
     index.save(tmp_path / "dense")
     assert sorted(p.name for p in (tmp_path / "dense").iterdir()) == [
-        "dense_ids.json", "dense_meta.json", "vectors.npy",
+        "dense_ids.json",
+        "dense_meta.json",
+        "vectors.npy",
     ]
     meta = json.loads((tmp_path / "dense" / "dense_meta.json").read_text())
     assert meta["model_id"] == index.model_id and meta["dim"] == 12 and meta["n"] == 25
@@ -225,9 +229,23 @@ def _corrupt(folder: Path, how: str) -> str:
 
 @pytest.mark.parametrize(
     "how",
-    ["no_vectors", "no_ids", "no_meta", "truncated_vectors", "garbage_vectors",
-     "pickled_vectors", "float64_vectors", "not_unit_vectors", "ids_count", "ids_not_json",
-     "ids_repeated", "meta_dim", "meta_n", "meta_format", "meta_not_json"],
+    [
+        "no_vectors",
+        "no_ids",
+        "no_meta",
+        "truncated_vectors",
+        "garbage_vectors",
+        "pickled_vectors",
+        "float64_vectors",
+        "not_unit_vectors",
+        "ids_count",
+        "ids_not_json",
+        "ids_repeated",
+        "meta_dim",
+        "meta_n",
+        "meta_format",
+        "meta_not_json",
+    ],
 )
 def test_corrupt_or_missing_files_raise_naming_the_file(tmp_path: Path, how: str) -> None:
     rng = np.random.default_rng(5)
@@ -249,15 +267,17 @@ def test_importing_dense_does_not_import_faiss() -> None:
         "print(before, 'faiss' in sys.modules)\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
         cwd=Path(__file__).resolve().parents[2],
     ).stdout.split()
     assert out == ["False", "True"]
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 300), k=st.integers(1, 50),
-       fraction=st.floats(0.0, 1.0))
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 300), k=st.integers(1, 50), fraction=st.floats(0.0, 1.0))
 def test_a_boolean_mask_gives_the_same_hits_as_the_ids(seed: int, n: int, k: int, fraction: float) -> None:
     """The mask path (FAISS bitmap selector) and the id path agree, and both match brute force;
     n up to 300 crosses byte boundaries of the packed bitmap at every offset."""

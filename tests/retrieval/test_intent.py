@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 
 from ragehr.retrieval.intent import INTENTS, concept_text, plan_question
 
-ANCHOR = datetime(2022, 5, 18, 14, 30, tzinfo=timezone.utc)
+ANCHOR = datetime(2022, 5, 18, 14, 30, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -77,7 +77,7 @@ def test_concept_falls_back_to_the_question():
 
 
 def test_explicit_bounds_win_and_keep_the_question_text():
-    since = datetime(2020, 1, 1, tzinfo=timezone.utc)
+    since = datetime(2020, 1, 1, tzinfo=UTC)
     p = plan_question("potassium on May 5, 2019", ANCHOR, since=since)
     assert p.since == since and p.until is None and p.window.span is None
     assert "2019" in p.concept
@@ -109,7 +109,9 @@ def test_event_anchors(question, anchor):
     assert p.event_anchor == anchor and anchor[1] not in p.concept
 
 
-@pytest.mark.parametrize("question", ["take after meals", "labs before 2019", "potassium since May 2019", "after 2 weeks"])
+@pytest.mark.parametrize(
+    "question", ["take after meals", "labs before 2019", "potassium since May 2019", "after 2 weeks"]
+)
 def test_not_event_anchors(question):
     assert plan_question(question, ANCHOR).event_anchor is None
 

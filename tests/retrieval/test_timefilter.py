@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import calendar
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -23,7 +23,6 @@ from ragehr.retrieval.timefilter import (
     strip_phrase,
 )
 
-UTC = timezone.utc
 # The record ends on Wednesday 2022-05-18 at 14:30.
 ANCHOR = datetime(2022, 5, 18, 14, 30, tzinfo=UTC)
 
@@ -199,11 +198,32 @@ MAY6 = date(2024, 5, 6)
 @pytest.mark.parametrize(
     "written",
     [
-        "6-May-2024", "06-MAY-24", "6-May-24", "6/May/2024", "06MAY2024", "06may24",
-        "May 6th, 2024", "May 6 2024", "May 6, '24", "May 6th \u201924", "May-06-2024",
-        "the 6th of May 2024", "the 6th of May, 2024", "6th May 2024", "6 May '24", "6 May 2024",
-        "5/6/24", "05/06/2024", "5-6-2024", "5.6.24", "2024/05/06", "2024-05-06", "2024.05.06", "20240506",
-        "2024-05-06T08:30:00Z", "2024-05-06T23:59+02:00",
+        "6-May-2024",
+        "06-MAY-24",
+        "6-May-24",
+        "6/May/2024",
+        "06MAY2024",
+        "06may24",
+        "May 6th, 2024",
+        "May 6 2024",
+        "May 6, '24",
+        "May 6th \u201924",
+        "May-06-2024",
+        "the 6th of May 2024",
+        "the 6th of May, 2024",
+        "6th May 2024",
+        "6 May '24",
+        "6 May 2024",
+        "5/6/24",
+        "05/06/2024",
+        "5-6-2024",
+        "5.6.24",
+        "2024/05/06",
+        "2024-05-06",
+        "2024.05.06",
+        "20240506",
+        "2024-05-06T08:30:00Z",
+        "2024-05-06T23:59+02:00",
     ],
 )
 def test_every_common_day_form_reads_as_that_day_and_leaves_the_concept(written):
@@ -223,10 +243,17 @@ def test_a_full_stop_after_a_numeric_date_ends_the_sentence():
 @pytest.mark.parametrize(
     "written,day",
     [
-        ("21-Nov-2024", date(2024, 11, 21)), ("Sept. 6, 2024", date(2024, 9, 6)), ("6 Sept. 2024", date(2024, 9, 6)),
-        ("SEPT 6, 2024", date(2024, 9, 6)), ("6-Sep-2024", date(2024, 9, 6)), ("Jan. 1st, 2020", date(2020, 1, 1)),
-        ("the 2nd of Feb 2020", date(2020, 2, 2)), ("the 3rd of March '21", date(2021, 3, 3)),
-        ("Dec 31st 1999", date(1999, 12, 31)), ("29-FEB-2020", date(2020, 2, 29)), ("01JAN70", date(1970, 1, 1)),
+        ("21-Nov-2024", date(2024, 11, 21)),
+        ("Sept. 6, 2024", date(2024, 9, 6)),
+        ("6 Sept. 2024", date(2024, 9, 6)),
+        ("SEPT 6, 2024", date(2024, 9, 6)),
+        ("6-Sep-2024", date(2024, 9, 6)),
+        ("Jan. 1st, 2020", date(2020, 1, 1)),
+        ("the 2nd of Feb 2020", date(2020, 2, 2)),
+        ("the 3rd of March '21", date(2021, 3, 3)),
+        ("Dec 31st 1999", date(1999, 12, 31)),
+        ("29-FEB-2020", date(2020, 2, 29)),
+        ("01JAN70", date(1970, 1, 1)),
         ("31-dec-69", date(2069, 12, 31)),
     ],
 )
@@ -330,12 +357,44 @@ def test_day_first_is_off_by_default_in_the_config_and_its_yaml():
 @pytest.mark.parametrize(
     "text",
     [
-        "K 4.1", "potassium 4.1 on admission", "BP 120/80", "BP 120/80 mmHg", "LOINC 8480-6", "code 2345-7", "I63.5",
-        "E11.65", "take 2 tablets", "20 mg", "20 mg/dL", "call 555-123-4567", "(415) 555-0199", "4155550199",
-        "1/2 tab", "1.5 tabs", "INR 2.5", "range 3.5-5.0", "fluid intake in 2000 mL", "May 5, 1000 mg",
-        "she may 5 times a day", "Q2H", "morphine q4h", "H1 blockers", "score 12/15", "ratio 3:1", "A1c 7.2%",
-        "T 98.6", "weight 180 lbs", "version 1.2.3", "10.0.0.1", "PHQ-9 score 14", "spring-loaded", "late onset",
-        "mid-dose", "in 1500 mg", "the 1000s", "summer camp",
+        "K 4.1",
+        "potassium 4.1 on admission",
+        "BP 120/80",
+        "BP 120/80 mmHg",
+        "LOINC 8480-6",
+        "code 2345-7",
+        "I63.5",
+        "E11.65",
+        "take 2 tablets",
+        "20 mg",
+        "20 mg/dL",
+        "call 555-123-4567",
+        "(415) 555-0199",
+        "4155550199",
+        "1/2 tab",
+        "1.5 tabs",
+        "INR 2.5",
+        "range 3.5-5.0",
+        "fluid intake in 2000 mL",
+        "May 5, 1000 mg",
+        "she may 5 times a day",
+        "Q2H",
+        "morphine q4h",
+        "H1 blockers",
+        "score 12/15",
+        "ratio 3:1",
+        "A1c 7.2%",
+        "T 98.6",
+        "weight 180 lbs",
+        "version 1.2.3",
+        "10.0.0.1",
+        "PHQ-9 score 14",
+        "spring-loaded",
+        "late onset",
+        "mid-dose",
+        "in 1500 mg",
+        "the 1000s",
+        "summer camp",
     ],
 )
 def test_numbers_that_are_not_dates_stay_words(text):
@@ -432,24 +491,32 @@ def _period_cases():
     month_forms = ["{mon} {y}", "{abbr}-{y}", "{mon} of {y}", "{m:02d}/{y}", "{y}-{m:02d}"]
     month = st.builds(
         lambda y, m, f: (f.format(mon=calendar.month_name[m], abbr=calendar.month_abbr[m], m=m, y=y), _months(y, m, 1)),
-        y, st.integers(1, 12), st.sampled_from(month_forms),
+        y,
+        st.integers(1, 12),
+        st.sampled_from(month_forms),
     )
     words = {1: "first", 2: "second", 3: "third", 4: "fourth"}
     quarter = st.builds(
         lambda y, q, f: (f.format(q=q, w=words[q], o=_ordinal(q), y=y), _months(y, 3 * q - 2, 3)),
-        y, st.integers(1, 4), st.sampled_from(["Q{q} {y}", "{y} Q{q}", "the {w} quarter of {y}", "{o} quarter {y}"]),
+        y,
+        st.integers(1, 4),
+        st.sampled_from(["Q{q} {y}", "{y} Q{q}", "the {w} quarter of {y}", "{o} quarter {y}"]),
     )
     season = st.builds(
         lambda y, s: (f"{s} of {y}", _months(y + _SEASONS[s][0], _SEASONS[s][1], 3)),
-        y, st.sampled_from(sorted(_SEASONS)),
+        y,
+        st.sampled_from(sorted(_SEASONS)),
     )
     half = st.builds(
         lambda y, h, f: (f.format(h=h, w=("first", "second")[h - 1], y=y), _months(y, 6 * h - 5, 6)),
-        y, st.integers(1, 2), st.sampled_from(["H{h} {y}", "the {w} half of {y}"]),
+        y,
+        st.integers(1, 2),
+        st.sampled_from(["H{h} {y}", "the {w} half of {y}"]),
     )
     third = st.builds(
         lambda y, p: (f"{p} {y}", _months(y, {"early": 1, "mid-": 5, "late": 9}[p.strip()], 4)),
-        y, st.sampled_from(["early", "mid-", "late"]),
+        y,
+        st.sampled_from(["early", "mid-", "late"]),
     )
     return st.one_of(month, quarter, season, half, third)
 
@@ -493,8 +560,12 @@ def test_property_clinical_numbers_are_not_dates(word, number, day_first):
 @pytest.mark.parametrize(
     "q",
     [
-        "labs in the past 999999 days", "last 3000 years", "past 99999999999999999999 weeks", "within 10000 years",
-        "labs in the last 1000000000 hours", "labs in the last " + "9" * 5000 + " days",
+        "labs in the past 999999 days",
+        "last 3000 years",
+        "past 99999999999999999999 weeks",
+        "within 10000 years",
+        "labs in the last 1000000000 hours",
+        "labs in the last " + "9" * 5000 + " days",
     ],
 )
 def test_relative_spans_past_the_calendar_start_clamp_to_it(q):
@@ -535,8 +606,19 @@ def test_future_spans_are_not_read_and_do_not_fail():
 
 @pytest.mark.parametrize("anchor", [MIN_TIME, MAX_TIME, datetime.min.replace(tzinfo=timezone(timedelta(hours=-5)))])
 @pytest.mark.parametrize(
-    "q", ["K yesterday", "K today", "K last Tuesday", "K on Monday", "K in the last 2 days", "K on the 3rd of March",
-          "K within 3 weeks", "K on March 3rd", "K since 1999", "K before the year 1"],
+    "q",
+    [
+        "K yesterday",
+        "K today",
+        "K last Tuesday",
+        "K on Monday",
+        "K in the last 2 days",
+        "K on the 3rd of March",
+        "K within 3 weeks",
+        "K on March 3rd",
+        "K since 1999",
+        "K before the year 1",
+    ],
 )
 def test_anchors_at_the_calendar_edges(anchor, q):
     w = parse_time_expression(q, anchor)
@@ -554,11 +636,68 @@ def test_nothing_before_the_first_day_of_the_calendar():
 
 
 _TOKENS = [
-    "last", "past", "within", "since", "before", "after", "between", "and", "from", "until", "by", "on", "in", "the",
-    "of", "year", "years", "days", "weeks", "hours", "months", "May", "Sept.", "Feb", "6th", "31st", "Q2", "Q5", "H1",
-    "quarter", "second", "half", "winter", "spring", "mid-", "early", "late", "end", "2021", "'24", "1999", "0",
-    "9999", "99999999999999999999", "yesterday", "today", "Tuesday", "-", "/", ".", ",", "5/6/24", "31/31/31",
-    "0000-00-00", "20240230", "06MAY24", "2020s", "year 0", "10^9", "next", "\u017fept", "\u0663/\u0663/2020",
+    "last",
+    "past",
+    "within",
+    "since",
+    "before",
+    "after",
+    "between",
+    "and",
+    "from",
+    "until",
+    "by",
+    "on",
+    "in",
+    "the",
+    "of",
+    "year",
+    "years",
+    "days",
+    "weeks",
+    "hours",
+    "months",
+    "May",
+    "Sept.",
+    "Feb",
+    "6th",
+    "31st",
+    "Q2",
+    "Q5",
+    "H1",
+    "quarter",
+    "second",
+    "half",
+    "winter",
+    "spring",
+    "mid-",
+    "early",
+    "late",
+    "end",
+    "2021",
+    "'24",
+    "1999",
+    "0",
+    "9999",
+    "99999999999999999999",
+    "yesterday",
+    "today",
+    "Tuesday",
+    "-",
+    "/",
+    ".",
+    ",",
+    "5/6/24",
+    "31/31/31",
+    "0000-00-00",
+    "20240230",
+    "06MAY24",
+    "2020s",
+    "year 0",
+    "10^9",
+    "next",
+    "\u017fept",
+    "\u0663/\u0663/2020",
 ]
 
 
@@ -582,8 +721,14 @@ def test_property_any_text_gives_a_window_and_a_plan(text, anchor, day_first):
 
 
 @pytest.mark.parametrize(
-    "q", ["labs between 2019 and 2021", "labs from 2019 to 2021", "labs 2019-2021", "labs 2019 through 2021",
-          "labs between the years 2021 and 2019"],
+    "q",
+    [
+        "labs between 2019 and 2021",
+        "labs from 2019 to 2021",
+        "labs 2019-2021",
+        "labs 2019 through 2021",
+        "labs between the years 2021 and 2019",
+    ],
 )
 def test_year_ranges_are_whole_years(q):
     w = parse_time_expression(q, ANCHOR)
@@ -598,8 +743,12 @@ def test_two_years_joined_by_and_are_not_a_range():
 
 @pytest.mark.parametrize(
     "q,first",
-    [("Highest creatinine this year?", date(2022, 1, 1)), ("K this month", date(2022, 5, 1)),
-     ("K this week", date(2022, 5, 16)), ("K in the current year", date(2022, 1, 1))],
+    [
+        ("Highest creatinine this year?", date(2022, 1, 1)),
+        ("K this month", date(2022, 5, 1)),
+        ("K this week", date(2022, 5, 16)),
+        ("K in the current year", date(2022, 1, 1)),
+    ],
 )
 def test_this_year_month_week_run_from_their_first_day_to_the_record_end(q, first):
     # the record ends on Wednesday 2022-05-18; weeks start on Monday

@@ -5,7 +5,7 @@ from the expansion code."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -13,7 +13,6 @@ from ragehr.retrieval.concepts import RecordLexicon, resolve
 from ragehr.retrieval.vocab import Sense, senses, shorthand_rows
 from ragehr.types import Event, EventKind, PatientRecord, SourceLocator
 
-UTC = timezone.utc
 T0 = datetime(2020, 1, 6, 8, 0, tzinfo=UTC)
 
 LOINC = {

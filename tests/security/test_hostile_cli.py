@@ -161,21 +161,37 @@ CASES: dict[str, Case] = {
     "reading_a_user_folder": Case(_read_victim, 3, "not a ragehr index", forbidden=("re-index", "delete")),
     # issue 15 (6): --index-dir on a file
     "index_dir_file_index": Case(
-        _index_dir_is_file([*"index X --index-dir IDX --config cfg.yaml".split()]), 2, "is not a folder", index_dir="afile"
+        _index_dir_is_file([*"index X --index-dir IDX --config cfg.yaml".split()]),
+        2,
+        "is not a folder",
+        index_dir="afile",
     ),
     "index_dir_file_retrieve": Case(
-        _index_dir_is_file(["retrieve", "q", "--patient", "sample", "--index-dir", "IDX"]), 2, "is not a folder", index_dir="afile"
+        _index_dir_is_file(["retrieve", "q", "--patient", "sample", "--index-dir", "IDX"]),
+        2,
+        "is not a folder",
+        index_dir="afile",
     ),
     "index_dir_file_context": Case(
         _index_dir_is_file(["context", "q", "--patient", "sample", "--backend", "extractive", "--index-dir", "IDX"]),
-        2, "is not a folder", index_dir="afile",
+        2,
+        "is not a folder",
+        index_dir="afile",
     ),
-    "index_dir_file_patients": Case(_index_dir_is_file(["patients", "--index-dir", "IDX"]), 2, "is not a folder", index_dir="afile"),
+    "index_dir_file_patients": Case(
+        _index_dir_is_file(["patients", "--index-dir", "IDX"]), 2, "is not a folder", index_dir="afile"
+    ),
     # unknown and hostile patient ids
-    "unknown_patient_hides_other_ids": Case(_other_ids, 3, "3 patient(s)", forbidden=("MRN-000123", "MRN-000456", "sample")),
+    "unknown_patient_hides_other_ids": Case(
+        _other_ids, 3, "3 patient(s)", forbidden=("MRN-000123", "MRN-000456", "sample")
+    ),
     "unknown_patient_names_the_list_command": Case(_args(*R[:3], "nobody", *Q), 3, "ragehr patients"),
-    "unknown_patient_no_index_dir_yet": Case(_args(*R[:3], "nobody", "--index-dir", "fresh"), 3, "none is indexed", with_index=False),
-    "control_chars_in_patient_id": Case(_args(*R[:3], ESC, *Q), 3, "a\\x1b[31mb\\x07\\x0ac", forbidden=("\x1b", "\x07")),
+    "unknown_patient_no_index_dir_yet": Case(
+        _args(*R[:3], "nobody", "--index-dir", "fresh"), 3, "none is indexed", with_index=False
+    ),
+    "control_chars_in_patient_id": Case(
+        _args(*R[:3], ESC, *Q), 3, "a\\x1b[31mb\\x07\\x0ac", forbidden=("\x1b", "\x07")
+    ),
     "control_chars_in_patient_id_context": Case(_args(*C[:3], ESC, *C[4:]), 3, "\\x1b", forbidden=("\x1b",)),
     "control_chars_in_patient_id_ask": Case(_args(*A[:3], ESC, *A[4:]), 3, "\\x1b", forbidden=("\x1b",)),
     "path_traversal_patient_id": Case(_args(*R[:3], "../../etc/passwd", *Q), 3, "no index for patient"),
@@ -186,7 +202,9 @@ CASES: dict[str, Case] = {
     "empty_question_context": Case(_args("context", "", *C[2:]), 2, "question is empty"),
     "empty_question_ask": Case(_args("ask", "   ", *A[2:]), 2, "question is empty"),
     # time windows and filters
-    "since_after_until": Case(_args(*R, "--since", "2022", "--until", "2020-06"), 2, "--since 2022 is after --until 2020-06"),
+    "since_after_until": Case(
+        _args(*R, "--since", "2022", "--until", "2020-06"), 2, "--since 2022 is after --until 2020-06"
+    ),
     "since_not_a_date": Case(_args(*R, "--since", "yesterday"), 2, "--since"),
     "until_impossible_date": Case(_args(*R, "--until", "2020-02-30"), 2, "--until"),
     "unknown_kind": Case(_args(*R, "--kinds", "lab,xray"), 2, "unknown kind"),
@@ -225,12 +243,19 @@ CASES: dict[str, Case] = {
     "future_format_version": Case(_damage("manifest.json", "version"), 3, "format version 999"),
     # inputs
     "folder_without_records": Case(_empty_folder, 2, "holds no record files"),
-    "index_missing_file": Case(_args("index", "missing.xml", "--index-dir", "idx", "--config", "cfg.yaml"), 2, "no such file"),
+    "index_missing_file": Case(
+        _args("index", "missing.xml", "--index-dir", "idx", "--config", "cfg.yaml"), 2, "no such file"
+    ),
 }
 for _name in FILE_CASES:
     CASES[f"index_{_name}"] = Case(
-        (lambda n: lambda sb: ["index", str(sb / "files" / _file_of(n)), "--index-dir", "idx", "--config", "cfg.yaml"])(_name),
-        2, "", with_index=False, forbidden=(SECRET,),
+        (lambda n: lambda sb: ["index", str(sb / "files" / _file_of(n)), "--index-dir", "idx", "--config", "cfg.yaml"])(
+            _name
+        ),
+        2,
+        "",
+        with_index=False,
+        forbidden=(SECRET,),
     )
 
 
@@ -279,7 +304,13 @@ def snapshot(root: Path, index_dir: Path) -> dict[str, tuple]:
             digest = None
             if stat.S_ISREG(st.st_mode) and st.st_size < (1 << 20):
                 digest = hashlib.sha256(p.read_bytes()).hexdigest()
-            out[str(p.relative_to(root))] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_size, st.st_mtime_ns, digest)
+            out[str(p.relative_to(root))] = (
+                stat.S_IFMT(st.st_mode),
+                stat.S_IMODE(st.st_mode),
+                st.st_size,
+                st.st_mtime_ns,
+                digest,
+            )
     return out
 
 
@@ -293,8 +324,12 @@ def run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "RAGEHR_INDEX_DIR"}
     env.update(PYTHONPATH=str(REPO), PYTHONWARNINGS="ignore")
     return subprocess.run(
-        [sys.executable, "-m", "ragehr.cli", *args], cwd=cwd, capture_output=True, timeout=120,
-        env=env, preexec_fn=_limit_memory,
+        [sys.executable, "-m", "ragehr.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        timeout=120,
+        env=env,
+        preexec_fn=_limit_memory,
     )
 
 
@@ -307,9 +342,9 @@ def test_hostile_case(name, tmp_path, template, hostile_files):
     if case.with_index:
         shutil.copytree(template, sb / "idx", copy_function=shutil.copy2)
     phrase = case.phrase
-    if name.startswith("index_") and name[len("index_"):] in FILE_CASES:
+    if name.startswith("index_") and name[len("index_") :] in FILE_CASES:
         shutil.copytree(hostile_files[0], sb / "files", symlinks=True, copy_function=shutil.copy2)
-        phrase = hostile_files[1][name[len("index_"):]]
+        phrase = hostile_files[1][name[len("index_") :]]
     args = case.setup(sb)
     before = snapshot(sb, sb / case.index_dir)
     proc = run_cli(args, sb)

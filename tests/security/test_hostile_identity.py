@@ -36,22 +36,35 @@ SECRET = re.compile(r"SECRET-[A-Za-z0-9]+")
 def _patient(rid: str, mr: str | None = None, gender: str = "female", birth: str = "1950-01-02") -> dict:
     res = {"resourceType": "Patient", "id": rid, "gender": gender, "birthDate": birth}
     if mr:
-        res["identifier"] = [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203",
-                                                   "code": "MR"}]}, "value": mr}]
+        res["identifier"] = [
+            {
+                "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]},
+                "value": mr,
+            }
+        ]
     return res
 
 
 def _condition(ref: str, text: str, when: str = "2020-01-02") -> dict:
-    return {"resourceType": "Condition", "id": hashlib.sha1(f"{ref}{text}{when}".encode()).hexdigest()[:12],
-            "subject": {"reference": ref}, "code": {"text": text}, "onsetDateTime": when}
+    return {
+        "resourceType": "Condition",
+        "id": hashlib.sha1(f"{ref}{text}{when}".encode()).hexdigest()[:12],
+        "subject": {"reference": ref},
+        "code": {"text": text},
+        "onsetDateTime": when,
+    }
 
 
 def _note(ref: str, text: str, when: str = "2020-01-03") -> dict:
-    return {"resourceType": "DocumentReference", "id": hashlib.sha1(f"n{ref}{text}".encode()).hexdigest()[:12],
-            "status": "current", "subject": {"reference": ref}, "date": when + "T10:00:00Z",
-            "context": {"period": {"start": when + "T10:00:00Z"}},
-            "content": [{"attachment": {"contentType": "text/plain",
-                                        "data": base64.b64encode(text.encode()).decode()}}]}
+    return {
+        "resourceType": "DocumentReference",
+        "id": hashlib.sha1(f"n{ref}{text}".encode()).hexdigest()[:12],
+        "status": "current",
+        "subject": {"reference": ref},
+        "date": when + "T10:00:00Z",
+        "context": {"period": {"start": when + "T10:00:00Z"}},
+        "content": [{"attachment": {"contentType": "text/plain", "data": base64.b64encode(text.encode()).decode()}}],
+    }
 
 
 def _bulk(folder: Path, patients: list[dict], events: list[dict]) -> Path:
@@ -76,8 +89,12 @@ PERSON_HEADER = "person_id,gender_source_value,year_of_birth,month_of_birth,day_
 NOTE_HEADER = "note_id,person_id,note_date,note_title,note_text\n"
 
 
-def _omop(folder: Path, note_rows: str | bytes, persons: str = "1,F,1950,1,2\n2,M,1960,3,4\n3,F,1970,5,6\n",
-          note_header: str = NOTE_HEADER) -> Path:
+def _omop(
+    folder: Path,
+    note_rows: str | bytes,
+    persons: str = "1,F,1950,1,2\n2,M,1960,3,4\n3,F,1970,5,6\n",
+    note_header: str = NOTE_HEADER,
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "person.csv").write_text(PERSON_HEADER + persons)
     data = note_rows if isinstance(note_rows, bytes) else note_rows.encode()
@@ -86,8 +103,10 @@ def _omop(folder: Path, note_rows: str | bytes, persons: str = "1,F,1950,1,2\n2,
 
 
 def _three_notes() -> str:
-    return ("1,1,2020-01-01,n,SECRET-one first note\n2,2,2020-01-02,n,SECRET-two second\n"
-            "3,3,2020-01-03,n,SECRET-three third\n")
+    return (
+        "1,1,2020-01-01,n,SECRET-one first note\n2,2,2020-01-02,n,SECRET-two second\n"
+        "3,3,2020-01-03,n,SECRET-three third\n"
+    )
 
 
 # --------------------------------------------------------------------------- running
@@ -132,7 +151,8 @@ def assert_one_line_errors(r: Result, *phrases: str) -> None:
         assert any(phrase in ln for ln in lines), (phrase, lines)
     for ln in lines:  # every line is an error of its own, no multi-line message
         assert ln.startswith(("failed ", "ragehr: error:", "ragehr: warning:")) or re.fullmatch(
-            r"\d+ patient index\(es\) ready, \d+ failure\(s\)", ln), ln
+            r"\d+ patient index\(es\) ready, \d+ failure\(s\)", ln
+        ), ln
 
 
 # --------------------------------------------------------------------------- FHIR Bulk
@@ -140,41 +160,60 @@ def assert_one_line_errors(r: Result, *phrases: str) -> None:
 
 def test_mr_identifier_equal_to_another_patients_resource_id_never_merges(tmp_path):
     """The high case of issue 24: A's MR number is B's resource id."""
-    exp = _bulk(tmp_path / "exp", [_patient("pa", mr="pb"), _patient("pb")],
-                [_condition("Patient/pa", "SECRET-A condition"), _condition("Patient/pb", "SECRET-B condition"),
-                 _note("Patient/pa", "SECRET-Anote"), _note("Patient/pb", "SECRET-Bnote")])
+    exp = _bulk(
+        tmp_path / "exp",
+        [_patient("pa", mr="pb"), _patient("pb")],
+        [
+            _condition("Patient/pa", "SECRET-A condition"),
+            _condition("Patient/pb", "SECRET-B condition"),
+            _note("Patient/pa", "SECRET-Anote"),
+            _note("Patient/pb", "SECRET-Bnote"),
+        ],
+    )
     r = run(["index", str(exp)], tmp_path)
     assert r.code == 0, r.stderr
     assert secrets_by_patient(r.index_dir) == {"pa": {"SECRET-A", "SECRET-Anote"}, "pb": {"SECRET-B", "SECRET-Bnote"}}
 
 
 def test_two_patient_resources_with_one_mr_number_stay_two(tmp_path):
-    exp = _bulk(tmp_path / "exp", [_patient("x1", mr="MRN7"), _patient("x2", mr="MRN7")],
-                [_condition("Patient/x1", "SECRET-X1 c"), _condition("Patient/x2", "SECRET-X2 c")])
+    exp = _bulk(
+        tmp_path / "exp",
+        [_patient("x1", mr="MRN7"), _patient("x2", mr="MRN7")],
+        [_condition("Patient/x1", "SECRET-X1 c"), _condition("Patient/x2", "SECRET-X2 c")],
+    )
     r = run(["index", str(exp)], tmp_path)
     assert r.code == 0, r.stderr
     assert secrets_by_patient(r.index_dir) == {"x1": {"SECRET-X1"}, "x2": {"SECRET-X2"}}
 
 
 def test_an_unambiguous_mr_number_selects_its_patient(tmp_path):
-    exp = _bulk(tmp_path / "exp", [_patient("r1", mr="MRN1"), _patient("r2", mr="MRN2")],
-                [_condition("Patient/r1", "SECRET-R1 c"), _condition("Patient/r2", "SECRET-R2 c")])
+    exp = _bulk(
+        tmp_path / "exp",
+        [_patient("r1", mr="MRN1"), _patient("r2", mr="MRN2")],
+        [_condition("Patient/r1", "SECRET-R1 c"), _condition("Patient/r2", "SECRET-R2 c")],
+    )
     r = run(["index", str(exp), "--patients", "MRN2"], tmp_path)
     assert r.code == 0, r.stderr
     assert secrets_by_patient(r.index_dir) == {"r2": {"SECRET-R2"}}
 
 
 def test_an_mr_number_equal_to_a_resource_id_selects_the_resource(tmp_path):
-    exp = _bulk(tmp_path / "exp", [_patient("pa", mr="pb"), _patient("pb")],
-                [_condition("Patient/pa", "SECRET-A c"), _condition("Patient/pb", "SECRET-B c")])
+    exp = _bulk(
+        tmp_path / "exp",
+        [_patient("pa", mr="pb"), _patient("pb")],
+        [_condition("Patient/pa", "SECRET-A c"), _condition("Patient/pb", "SECRET-B c")],
+    )
     r = run(["index", str(exp), "--patients", "pb"], tmp_path)
     assert r.code == 0, r.stderr
     assert secrets_by_patient(r.index_dir) == {"pb": {"SECRET-B"}}
 
 
 def test_an_mr_number_of_two_patients_selects_neither(tmp_path):
-    exp = _bulk(tmp_path / "exp", [_patient("x1", mr="MRN7"), _patient("x2", mr="MRN7")],
-                [_condition("Patient/x1", "SECRET-X1 c"), _condition("Patient/x2", "SECRET-X2 c")])
+    exp = _bulk(
+        tmp_path / "exp",
+        [_patient("x1", mr="MRN7"), _patient("x2", mr="MRN7")],
+        [_condition("Patient/x1", "SECRET-X1 c"), _condition("Patient/x2", "SECRET-X2 c")],
+    )
     r = run(["index", str(exp), "--patients", "MRN7"], tmp_path)
     assert r.code == 2
     assert_one_line_errors(r, "an identifier of 2 patients")
@@ -182,17 +221,26 @@ def test_an_mr_number_of_two_patients_selects_neither(tmp_path):
 
 
 def test_references_without_a_patient_resource_stay_their_own(tmp_path):
-    exp = _bulk(tmp_path / "exp", [_patient("p1")],
-                [_condition("Patient/p1", "SECRET-P1 c"), _condition("Patient/ghost", "SECRET-G c"),
-                 _condition("urn:uuid:ghost", "SECRET-G2 c")])
+    exp = _bulk(
+        tmp_path / "exp",
+        [_patient("p1")],
+        [
+            _condition("Patient/p1", "SECRET-P1 c"),
+            _condition("Patient/ghost", "SECRET-G c"),
+            _condition("urn:uuid:ghost", "SECRET-G2 c"),
+        ],
+    )
     r = run(["index", str(exp)], tmp_path)
     assert r.code == 0, r.stderr
     assert secrets_by_patient(r.index_dir) == {"p1": {"SECRET-P1"}, "ghost": {"SECRET-G", "SECRET-G2"}}
 
 
 def test_invalid_bulk_times_are_warned_in_inspect(tmp_path):
-    exp = _bulk(tmp_path / "exp", [_patient("p1"), _patient("p2")],
-                [_condition("Patient/p1", "SECRET-P1 c", when="2020-02-30"), _condition("Patient/p2", "SECRET-P2 c")])
+    exp = _bulk(
+        tmp_path / "exp",
+        [_patient("p1"), _patient("p2")],
+        [_condition("Patient/p1", "SECRET-P1 c", when="2020-02-30"), _condition("Patient/p2", "SECRET-P2 c")],
+    )
     r = run(["inspect", str(exp)], tmp_path)
     assert r.code == 0, r.stderr
     assert "2020-02-30" in r.stdout and "warning" in r.stdout
@@ -200,8 +248,11 @@ def test_invalid_bulk_times_are_warned_in_inspect(tmp_path):
 
 def test_a_label_is_never_an_index_of_its_own(tmp_path):
     """Patients are listed under their resource ids: the MR number names no folder."""
-    exp = _bulk(tmp_path / "exp", [_patient("r1", mr="MRN1"), _patient("r2")],
-                [_condition("Patient/r1", "SECRET-R1 c"), _condition("Patient/r2", "SECRET-R2 c")])
+    exp = _bulk(
+        tmp_path / "exp",
+        [_patient("r1", mr="MRN1"), _patient("r2")],
+        [_condition("Patient/r1", "SECRET-R1 c"), _condition("Patient/r2", "SECRET-R2 c")],
+    )
     r = run(["index", str(exp)], tmp_path)
     assert r.code == 0 and sorted(secrets_by_patient(r.index_dir)) == ["r1", "r2"]
 
@@ -214,8 +265,10 @@ def _index_omop(tmp_path: Path, rows: str | bytes, **kw) -> Result:
 
 
 def test_an_unterminated_quote_never_swallows_later_persons(tmp_path):
-    r = _index_omop(tmp_path, '1,1,2020-01-01,n,"SECRET-one unterminated\n2,2,2020-01-02,n,SECRET-two x\n'
-                              '3,3,2020-01-03,n,SECRET-three y\n')
+    r = _index_omop(
+        tmp_path,
+        '1,1,2020-01-01,n,"SECRET-one unterminated\n2,2,2020-01-02,n,SECRET-two x\n3,3,2020-01-03,n,SECRET-three y\n',
+    )
     assert r.code == 2
     assert_one_line_errors(r, "note.csv: row at byte")
     got = secrets_by_patient(r.index_dir)
@@ -224,31 +277,38 @@ def test_an_unterminated_quote_never_swallows_later_persons(tmp_path):
 
 
 def test_an_unterminated_quote_in_the_last_column_at_the_end(tmp_path):
-    r = _index_omop(tmp_path, '2,2,2020-01-02,n,SECRET-two x\n3,3,2020-01-03,n,SECRET-three y\n'
-                              '1,1,2020-01-01,n,"SECRET-one never closed\n')
+    r = _index_omop(
+        tmp_path,
+        '2,2,2020-01-02,n,SECRET-two x\n3,3,2020-01-03,n,SECRET-three y\n1,1,2020-01-01,n,"SECRET-one never closed\n',
+    )
     assert r.code == 2
     got = secrets_by_patient(r.index_dir)
     assert got["2"] == {"SECRET-two"} and got["3"] == {"SECRET-three"} and "SECRET-one" not in got.get("1", set())
 
 
 def test_a_stray_quote_inside_an_unquoted_field_keeps_every_row(tmp_path):
-    r = _index_omop(tmp_path, '1,1,2020-01-01,n,SECRET-one said "hi\n2,2,2020-01-02,n,SECRET-two x\n'
-                              '3,3,2020-01-03,n,SECRET-three y\n')
+    r = _index_omop(
+        tmp_path,
+        '1,1,2020-01-01,n,SECRET-one said "hi\n2,2,2020-01-02,n,SECRET-two x\n3,3,2020-01-03,n,SECRET-three y\n',
+    )
     assert r.code == 0, r.stderr
     assert secrets_by_patient(r.index_dir) == {"1": {"SECRET-one"}, "2": {"SECRET-two"}, "3": {"SECRET-three"}}
 
 
 def test_text_after_a_closing_quote_skips_that_row_only(tmp_path):
-    r = _index_omop(tmp_path, '1,1,2020-01-01,n,"SECRET-one"tail\n2,2,2020-01-02,n,SECRET-two x\n'
-                              '3,3,2020-01-03,n,SECRET-three y\n')
+    r = _index_omop(
+        tmp_path, '1,1,2020-01-01,n,"SECRET-one"tail\n2,2,2020-01-02,n,SECRET-two x\n3,3,2020-01-03,n,SECRET-three y\n'
+    )
     assert r.code == 2
     assert_one_line_errors(r, "malformed quoting")
     assert secrets_by_patient(r.index_dir) == {"1": set(), "2": {"SECRET-two"}, "3": {"SECRET-three"}}
 
 
 def test_a_row_with_too_many_fields_skips_that_row_only(tmp_path):
-    r = _index_omop(tmp_path, "1,1,2020-01-01,n,SECRET-one x,extra\n2,2,2020-01-02,n,SECRET-two x\n"
-                              "3,3,2020-01-03,n,SECRET-three y\n")
+    r = _index_omop(
+        tmp_path,
+        "1,1,2020-01-01,n,SECRET-one x,extra\n2,2,2020-01-02,n,SECRET-two x\n3,3,2020-01-03,n,SECRET-three y\n",
+    )
     assert r.code == 2
     assert_one_line_errors(r, "6 fields where the header has 5")
     assert secrets_by_patient(r.index_dir) == {"1": set(), "2": {"SECRET-two"}, "3": {"SECRET-three"}}
@@ -256,8 +316,11 @@ def test_a_row_with_too_many_fields_skips_that_row_only(tmp_path):
 
 def test_a_quoted_note_over_several_lines_stays_in_its_note(tmp_path):
     """Newlines, commas, doubled quotes, and a line shaped like the same person's row."""
-    r = _index_omop(tmp_path, '1,1,2020-01-01,n,"SECRET-one starts\nmid, with ""quotes""\n'
-                              '9,1,2020-01-09,n,SECRET-onemore ends"\n2,2,2020-01-02,n,SECRET-two x\n')
+    r = _index_omop(
+        tmp_path,
+        '1,1,2020-01-01,n,"SECRET-one starts\nmid, with ""quotes""\n'
+        '9,1,2020-01-09,n,SECRET-onemore ends"\n2,2,2020-01-02,n,SECRET-two x\n',
+    )
     assert r.code == 0, r.stderr
     got = secrets_by_patient(r.index_dir)
     assert got["1"] == {"SECRET-one", "SECRET-onemore"} and got["2"] == {"SECRET-two"}
@@ -267,8 +330,11 @@ def test_two_stray_quotes_never_carry_another_persons_row(tmp_path):
     """A quote opened in person 1's note and one closing person 2's row make valid quoting over
     two rows: the inner line is a whole row of person 2, so the span is skipped, reported, and
     its text given to no one."""
-    r = _index_omop(tmp_path, '1,1,2020-01-01,n,"SECRET-one opened\n2,2,2020-01-02,n,SECRET-two closed"\n'
-                              "2,2,2020-01-04,n,SECRET-twoagain\n3,3,2020-01-03,n,SECRET-three y\n")
+    r = _index_omop(
+        tmp_path,
+        '1,1,2020-01-01,n,"SECRET-one opened\n2,2,2020-01-02,n,SECRET-two closed"\n'
+        "2,2,2020-01-04,n,SECRET-twoagain\n3,3,2020-01-03,n,SECRET-three y\n",
+    )
     assert r.code == 2
     assert_one_line_errors(r, "holds other persons' rows")
     got = secrets_by_patient(r.index_dir)
@@ -276,8 +342,10 @@ def test_two_stray_quotes_never_carry_another_persons_row(tmp_path):
 
 
 def test_a_note_quoting_another_persons_row_gives_its_text_to_no_one(tmp_path):
-    r = _index_omop(tmp_path, '1,1,2020-01-01,n,"SECRET-one pasted:\n7,2,2020-01-09,n,SECRET-pasted"\n'
-                              "2,2,2020-01-02,n,SECRET-two x\n")
+    r = _index_omop(
+        tmp_path,
+        '1,1,2020-01-01,n,"SECRET-one pasted:\n7,2,2020-01-09,n,SECRET-pasted"\n2,2,2020-01-02,n,SECRET-two x\n',
+    )
     assert r.code == 2
     got = secrets_by_patient(r.index_dir)
     assert got["2"] == {"SECRET-two"} and "SECRET-pasted" not in got.get("1", set()) | got["2"]
@@ -294,8 +362,10 @@ def test_a_note_longer_than_the_csv_default_field_limit_is_read(tmp_path):
 
 def test_a_field_over_the_limit_is_skipped_and_counted(tmp_path, monkeypatch):
     monkeypatch.setattr(omop, "CSV_FIELD_LIMIT", 1000)
-    r = _index_omop(tmp_path, f'1,1,2020-01-01,n,"SECRET-one {"x" * 2000}"\n2,2,2020-01-02,n,SECRET-two x\n'
-                              "3,3,2020-01-03,n,SECRET-three y\n")
+    r = _index_omop(
+        tmp_path,
+        f'1,1,2020-01-01,n,"SECRET-one {"x" * 2000}"\n2,2,2020-01-02,n,SECRET-two x\n3,3,2020-01-03,n,SECRET-three y\n',
+    )
     assert r.code == 2
     assert_one_line_errors(r, "a field longer than the CSV limit")
     got = secrets_by_patient(r.index_dir)
@@ -321,18 +391,23 @@ def test_many_bad_rows_are_counted_not_listed(tmp_path):
 def test_crlf_and_a_byte_order_mark_read_as_plain_csv(tmp_path):
     folder = tmp_path / "omop"
     folder.mkdir()
-    (folder / "person.csv").write_bytes(b"\xef\xbb\xbf" + PERSON_HEADER.replace("\n", "\r\n").encode()
-                                        + b"1,F,1950,1,2\r\n2,M,1960,3,4\r\n")
-    (folder / "note.csv").write_bytes(NOTE_HEADER.replace("\n", "\r\n").encode()
-                                      + b'1,1,2020-01-01,n,"SECRET-one a\r\nb"\r\n2,2,2020-01-02,n,SECRET-two\r\n')
+    (folder / "person.csv").write_bytes(
+        b"\xef\xbb\xbf" + PERSON_HEADER.replace("\n", "\r\n").encode() + b"1,F,1950,1,2\r\n2,M,1960,3,4\r\n"
+    )
+    (folder / "note.csv").write_bytes(
+        NOTE_HEADER.replace("\n", "\r\n").encode()
+        + b'1,1,2020-01-01,n,"SECRET-one a\r\nb"\r\n2,2,2020-01-02,n,SECRET-two\r\n'
+    )
     r = run(["index", str(folder)], tmp_path)
     assert r.code == 0, r.stderr
     assert secrets_by_patient(r.index_dir) == {"1": {"SECRET-one"}, "2": {"SECRET-two"}}
 
 
 def test_a_malformed_person_row_drops_only_that_persons_demographics(tmp_path):
-    r = run(["index", str(_omop(tmp_path / "omop", _three_notes(), persons='1,F,1950,1,2\n2,"M,1960\n3,F,1970,5,6\n'))],
-            tmp_path)
+    r = run(
+        ["index", str(_omop(tmp_path / "omop", _three_notes(), persons='1,F,1950,1,2\n2,"M,1960\n3,F,1970,5,6\n'))],
+        tmp_path,
+    )
     assert r.code == 2
     assert_one_line_errors(r, "person.csv: row at byte")
     assert secrets_by_patient(r.index_dir) == {"1": {"SECRET-one"}, "2": {"SECRET-two"}, "3": {"SECRET-three"}}
@@ -342,8 +417,9 @@ def test_a_malformed_concept_row_skips_only_that_concept(tmp_path):
     folder = tmp_path / "omop"
     folder.mkdir()
     (folder / "person.csv").write_text("person_id,gender_concept_id,year_of_birth\n1,8532,1950\n2,8507,1960\n")
-    (folder / "concept.csv").write_text("concept_id,concept_name,vocabulary_id,concept_code\n"
-                                        '8532,"FEMALE,Gender,F\n8507,MALE,Gender,M\n')
+    (folder / "concept.csv").write_text(
+        'concept_id,concept_name,vocabulary_id,concept_code\n8532,"FEMALE,Gender,F\n8507,MALE,Gender,M\n'
+    )
     (folder / "note.csv").write_text(NOTE_HEADER + "1,1,2020-01-01,n,SECRET-one\n2,2,2020-01-02,n,SECRET-two\n")
     r = run(["index", str(folder)], tmp_path)
     assert r.code == 2
@@ -354,8 +430,9 @@ def test_a_malformed_concept_row_skips_only_that_concept(tmp_path):
 
 
 def test_rows_of_a_person_the_person_table_does_not_list_make_no_index(tmp_path):
-    r = _index_omop(tmp_path, "1,1,2020-01-01,n,SECRET-one\n2,9,2020-01-02,n,SECRET-nobody\n"
-                              "3,2020,2020-01-03,n,SECRET-split\n")
+    r = _index_omop(
+        tmp_path, "1,1,2020-01-01,n,SECRET-one\n2,9,2020-01-02,n,SECRET-nobody\n3,2020,2020-01-03,n,SECRET-split\n"
+    )
     assert r.code == 2
     assert_one_line_errors(r, "2 row(s) of a person_id the person table does not list")
     assert secrets_by_patient(r.index_dir) == {"1": {"SECRET-one"}, "2": set(), "3": set()}
@@ -368,8 +445,11 @@ def test_person_ids_written_as_floats_are_one_person(tmp_path):
 
 
 def test_invalid_omop_times_are_warned_in_inspect(tmp_path):
-    folder = _omop(tmp_path / "omop", "1,1,2020-13-45,n,SECRET-one a\n2,2,2020-01-02,n,SECRET-two x\n",
-                   persons="1,F,1950,2,30\n2,M,1960,3,4\n")
+    folder = _omop(
+        tmp_path / "omop",
+        "1,1,2020-13-45,n,SECRET-one a\n2,2,2020-01-02,n,SECRET-two x\n",
+        persons="1,F,1950,2,30\n2,M,1960,3,4\n",
+    )
     r = run(["inspect", str(folder)], tmp_path)
     assert r.code == 0, r.stderr
     assert "2020-13-45" in r.stdout and "1950-2-30" in r.stdout
@@ -386,8 +466,11 @@ def test_the_header_alone_is_an_empty_table_not_an_error(tmp_path):
 
 def _two_formats(tmp_path: Path, gender: str = "male", birth: str = "1960-03-04") -> list[str]:
     omop_dir = _omop(tmp_path / "omop", _three_notes())  # person 2: M, 1960-03-04
-    fhir = _bundle(tmp_path / "files" / "two.json", _patient("2", gender=gender, birth=birth),
-                   [_condition("Patient/2", "SECRET-fhirtwo c")])
+    fhir = _bundle(
+        tmp_path / "files" / "two.json",
+        _patient("2", gender=gender, birth=birth),
+        [_condition("Patient/2", "SECRET-fhirtwo c")],
+    )
     return [str(omop_dir), str(fhir)]
 
 
@@ -430,8 +513,11 @@ def test_a_conflict_with_an_earlier_indexed_source_is_refused_too(tmp_path):
 
 def test_a_year_only_birth_date_agrees_with_a_full_one(tmp_path):
     omop_dir = _omop(tmp_path / "omop", _three_notes(), persons="1,F,1950,,\n2,M,1960,,\n3,F,1970,,\n")
-    fhir = _bundle(tmp_path / "files" / "two.json", _patient("2", gender="male", birth="1960-03-04"),
-                   [_condition("Patient/2", "SECRET-fhirtwo c")])
+    fhir = _bundle(
+        tmp_path / "files" / "two.json",
+        _patient("2", gender="male", birth="1960-03-04"),
+        [_condition("Patient/2", "SECRET-fhirtwo c")],
+    )
     r = run(["index", str(omop_dir), str(fhir)], tmp_path)
     assert r.code == 0, r.stderr
     assert secrets_by_patient(r.index_dir)["2"] == {"SECRET-two", "SECRET-fhirtwo"}
@@ -443,8 +529,11 @@ def test_a_year_only_birth_date_agrees_with_a_full_one(tmp_path):
 def test_an_id_spelled_as_another_ids_folder_name_gets_its_own(tmp_path):
     forged = store.safe_dirname("a:b")
     assert forged.startswith("a_b-")
-    exp = _bulk(tmp_path / "exp", [_patient("a:b"), _patient(forged)],
-                [_condition("Patient/a:b", "SECRET-AB c"), _condition(f"Patient/{forged}", "SECRET-FORGED c")])
+    exp = _bulk(
+        tmp_path / "exp",
+        [_patient("a:b"), _patient(forged)],
+        [_condition("Patient/a:b", "SECRET-AB c"), _condition(f"Patient/{forged}", "SECRET-FORGED c")],
+    )
     r = run(["index", str(exp)], tmp_path)
     assert r.code == 0, r.stderr
     assert store.safe_dirname(forged) != forged
@@ -455,8 +544,11 @@ def test_an_id_spelled_as_another_ids_folder_name_gets_its_own(tmp_path):
 
 def test_a_folder_holding_another_patients_index_makes_a_second_name(tmp_path):
     """As on a case-insensitive file system, where ``ABC`` and ``abc`` are one folder."""
-    exp = _bulk(tmp_path / "exp", [_patient("abc"), _patient("other")],
-                [_condition("Patient/abc", "SECRET-abc c"), _condition("Patient/other", "SECRET-other c")])
+    exp = _bulk(
+        tmp_path / "exp",
+        [_patient("abc"), _patient("other")],
+        [_condition("Patient/abc", "SECRET-abc c"), _condition("Patient/other", "SECRET-other c")],
+    )
     r = run(["index", str(exp), "--patients", "other"], tmp_path)
     assert r.code == 0, r.stderr
     # Plant "other"'s index under abc's folder name, as a case-folding file system would.
@@ -479,7 +571,6 @@ def test_ordinary_ids_keep_their_names(pid):
     assert store.safe_dirname(pid) == pid
 
 
-
 # --------------------------------------------------------------------------- a property
 
 
@@ -490,7 +581,7 @@ def _persons_hold_only_their_own(folder: Path) -> dict[str, set[str]]:
     for sl in scan.slices:
         try:
             rec = sl.load()
-        except Exception as exc:  # noqa: BLE001 - InputError for a person with nothing usable
+        except Exception as exc:
             assert type(exc).__name__ == "InputError", exc
             continue
         text = " ".join(e.text for e in rec.events)
@@ -504,7 +595,7 @@ WORDS = {"1": "QUEBEC", "2": "ROMEO", "3": "SIERRA", "4": "TANGO"}
 """Each person's secret word: letters no note holds, so no damage can spell another's."""
 
 
-_NOTE_PARTS = st.sampled_from(list("abc xyz,\"\n") + ["\"\"", ",\"", "\n,", "a,b,c,d,"])
+_NOTE_PARTS = st.sampled_from(list('abc xyz,"\n') + ['""', ',"', "\n,", "a,b,c,d,"])
 """Note text with quotes, commas and newlines, but no line that is a whole row of another person
 (no digits): such lines are the one thing CSV cannot tell from rows once quoting is broken
 (``benchmarks/fuzz_omop_csv.py --row-shaped`` counts them)."""
@@ -532,15 +623,18 @@ def test_no_corruption_of_quotes_moves_text_between_persons(tmp_path_factory, no
     head = data.index("\n") + 1
     for at, what in cuts:  # damage the rows, never the header
         pos = head + at % max(1, len(data) - head)
-        data = data[:pos] + what + data[pos + (0 if what else 1):]
+        data = data[:pos] + what + data[pos + (0 if what else 1) :]
     (folder / "person.csv").write_text("person_id,year_of_birth\n1,1950\n2,1951\n3,1952\n4,1953\n")
     (folder / "note.csv").write_text(data)
     assert _persons_hold_only_their_own(folder) == {}
 
 
 def test_inspect_names_an_ambiguous_mr_number(tmp_path):
-    exp = _bulk(tmp_path / "exp", [_patient("x1", mr="MRN7"), _patient("x2", mr="MRN7")],
-                [_condition("Patient/x1", "SECRET-X1 c"), _condition("Patient/x2", "SECRET-X2 c")])
+    exp = _bulk(
+        tmp_path / "exp",
+        [_patient("x1", mr="MRN7"), _patient("x2", mr="MRN7")],
+        [_condition("Patient/x1", "SECRET-X1 c"), _condition("Patient/x2", "SECRET-X2 c")],
+    )
     r = run(["inspect", str(exp), "--patients", "MRN7"], tmp_path)
     assert r.code == 2
     assert_one_line_errors(r, "an identifier of 2 patients")

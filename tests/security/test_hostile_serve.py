@@ -9,23 +9,23 @@ folder exactly as it was."""
 from __future__ import annotations
 
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("fastapi", reason="the serve extra is not installed (pip install 'ragehr[serve]')")
 
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from ragehr.config import IndexConfig  # noqa: E402
-from ragehr.index.build import build_indexes  # noqa: E402
-from ragehr.serve.app import create_app, cross_site, parse_host  # noqa: E402
-from ragehr.serve.core import ServeOptions  # noqa: E402
-from ragehr.serve.timeline import _day, _ticks, _ts, build_timeline, evidence_caption, render_svg  # noqa: E402
-from ragehr.types import Event, EventKind, PatientRecord, SourceLocator  # noqa: E402
-from tests.conftest import FIXTURES  # noqa: E402
-from tests.security.test_hostile_cli import snapshot  # noqa: E402
+from ragehr.config import IndexConfig
+from ragehr.index.build import build_indexes
+from ragehr.serve.app import create_app, cross_site, parse_host
+from ragehr.serve.core import ServeOptions
+from ragehr.serve.timeline import _day, _ticks, _ts, build_timeline, evidence_caption, render_svg
+from ragehr.types import Event, EventKind, PatientRecord, SourceLocator
+from tests.conftest import FIXTURES
+from tests.security.test_hostile_cli import snapshot
 
 SAMPLE = FIXTURES / "medalign" / "EHR_sample.xml"
 TOKEN = "s3cret-token-for-tests-0123"
@@ -208,7 +208,7 @@ SPANS = [
 
 @pytest.mark.parametrize("a,b", SPANS)
 def test_ticks_for_any_span(a, b):
-    t0, t1 = _ts(datetime(*a, tzinfo=timezone.utc)), _ts(datetime(*b, tzinfo=timezone.utc))
+    t0, t1 = _ts(datetime(*a, tzinfo=UTC)), _ts(datetime(*b, tzinfo=UTC))
     ticks = _ticks(t0, t1)
     assert len(ticks) <= 12
     assert all(t0 <= t <= t1 for t, _ in ticks)
@@ -223,7 +223,7 @@ def test_timeline_renders_any_span(a, b):
     events = tuple(
         Event(
             kind=EventKind.LAB,
-            start=datetime(*d, tzinfo=timezone.utc),
+            start=datetime(*d, tzinfo=UTC),
             text="k",
             source=SourceLocator(file="f", path=f"e{i}"),
         )

@@ -6,10 +6,9 @@ import pytest
 
 pytest.importorskip("fastapi", reason="the serve extra is not installed (pip install 'ragehr[serve]')")
 
-from ragehr.config import IndexConfig  # noqa: E402
-from ragehr.index.build import build_indexes  # noqa: E402
-
-from tests.conftest import FIXTURES  # noqa: E402
+from ragehr.config import IndexConfig
+from ragehr.index.build import build_indexes
+from tests.conftest import FIXTURES
 
 SAMPLE = FIXTURES / "medalign" / "EHR_sample.xml"
 HASHING = IndexConfig(embedder="hashing")

@@ -58,8 +58,12 @@ def test_patients_lists_the_manifests(client, serve_index_dir):
     assert p["first_time"].startswith("2018-10-08") and p["last_time"].startswith("2022-05-15")
     assert p["counts"]["events"] == 60 and p["counts"]["vital"] == 30
     # one name per thing: each patient is the `patients --json` row, plus counts by kind
-    [row] = [json.loads(line) for line in CliRunner().invoke(
-        cli_app, ["patients", "--index-dir", str(serve_index_dir), "--json"]).stdout.splitlines()]
+    [row] = [
+        json.loads(line)
+        for line in CliRunner()
+        .invoke(cli_app, ["patients", "--index-dir", str(serve_index_dir), "--json"])
+        .stdout.splitlines()
+    ]
     assert {k: p[k] for k in row} == row and row["n_events"] == 60
     assert j["default_backend"] == "extractive" and "fake" in j["backends"]
 
@@ -69,8 +73,22 @@ def test_ask_is_ask_json(client, serve_index_dir, strategy):
     body = {"patient_id": "sample", "question": Q, "strategy": strategy, "budget": 2048, "answer": "generated"}
     got = client.post("/api/ask", json=body).json()
     want = _cli_json(
-        "ask", Q, "--patient", "sample", "--strategy", strategy, "--budget", "2048", "--backend", "extractive",
-        "--no-cache", "--index-dir", str(serve_index_dir), "--json", "--answer", "generated",
+        "ask",
+        Q,
+        "--patient",
+        "sample",
+        "--strategy",
+        strategy,
+        "--budget",
+        "2048",
+        "--backend",
+        "extractive",
+        "--no-cache",
+        "--index-dir",
+        str(serve_index_dir),
+        "--json",
+        "--answer",
+        "generated",
     )
     for d in (got, want):
         d.pop("timings")
@@ -81,8 +99,20 @@ def test_ask_is_ask_json(client, serve_index_dir, strategy):
 def test_computed_answer_over_http_is_ask_json(client, serve_index_dir):
     """The config's default (answer: auto) computes it; the HTTP API says so as the CLI does."""
     got = client.post("/api/ask", json={"patient_id": "sample", "question": Q, "budget": 2048}).json()
-    want = _cli_json("ask", Q, "--patient", "sample", "--budget", "2048", "--backend", "extractive", "--no-cache",
-                     "--index-dir", str(serve_index_dir), "--json")
+    want = _cli_json(
+        "ask",
+        Q,
+        "--patient",
+        "sample",
+        "--budget",
+        "2048",
+        "--backend",
+        "extractive",
+        "--no-cache",
+        "--index-dir",
+        str(serve_index_dir),
+        "--json",
+    )
     for d in (got, want):
         d.pop("timings")
     assert got == want
@@ -94,8 +124,17 @@ def test_computed_answer_over_http_is_ask_json(client, serve_index_dir):
 def test_context_is_context_json(client, serve_index_dir):
     got = client.get("/api/context", params={"patient_id": "sample", "question": Q, "strategy": "rag", "budget": 1024})
     want = _cli_json(
-        "context", Q, "--patient", "sample", "--budget", "1024", "--backend", "extractive",
-        "--index-dir", str(serve_index_dir), "--json",
+        "context",
+        Q,
+        "--patient",
+        "sample",
+        "--budget",
+        "1024",
+        "--backend",
+        "extractive",
+        "--index-dir",
+        str(serve_index_dir),
+        "--json",
     )
     assert got.status_code == 200 and got.json() == want
 
@@ -122,18 +161,36 @@ def test_openapi_fields_are_the_cli_fields(client, serve_index_dir):
     spec = client.get("/openapi.json").json()
     schemas = spec["components"]["schemas"]
     body = set(schemas["AskBody"]["properties"])
-    assert body == {"patient_id", "question", "strategy", "budget", "backend", "retriever", "order", "max_new_tokens",
-                    "answer"}
+    assert body == {
+        "patient_id",
+        "question",
+        "strategy",
+        "budget",
+        "backend",
+        "retriever",
+        "order",
+        "max_new_tokens",
+        "answer",
+    }
     assert body <= _cli_options("ask")
     params = {p["name"] for p in spec["paths"]["/api/context"]["get"]["parameters"]}
     assert params <= _cli_options("context") and "patient_id" in params
     ask_json = _cli_json(
-        "ask", Q, "--patient-id", "sample", "--backend", "extractive", "--no-cache", "--index-dir",
-        str(serve_index_dir), "--json",
+        "ask",
+        Q,
+        "--patient-id",
+        "sample",
+        "--backend",
+        "extractive",
+        "--no-cache",
+        "--index-dir",
+        str(serve_index_dir),
+        "--json",
     )
     assert set(schemas["AskOut"]["properties"]) == set(ask_json)
-    ctx_json = _cli_json("context", Q, "--patient-id", "sample", "--index-dir", str(serve_index_dir),
-                         "--backend", "extractive", "--json")
+    ctx_json = _cli_json(
+        "context", Q, "--patient-id", "sample", "--index-dir", str(serve_index_dir), "--backend", "extractive", "--json"
+    )
     assert set(schemas["ContextOut"]["properties"]) == set(ctx_json)
     assert set(schemas["ChunkOut"]["properties"]) == set(ctx_json["chunks"][0])
 
@@ -164,7 +221,9 @@ def test_pages_render_and_escape(client):
     assert "script-src 'self'" in page.headers["content-security-policy"]
     # the form's no-JavaScript path answers in one page; the question is escaped
     q = "<script>alert(1)</script> systolic blood pressure"
-    r = client.post("/patient?id=sample", data={"question": q, "strategy": "rag", "budget": "2048", "backend": "extractive"})
+    r = client.post(
+        "/patient?id=sample", data={"question": q, "strategy": "rag", "budget": "2048", "backend": "extractive"}
+    )
     assert r.status_code == 200
     assert "<script>alert(1)</script>" not in r.text and "&lt;script&gt;alert(1)&lt;/script&gt;" in r.text
     assert 'class="cite"' in r.text and 'class="ev cited"' in r.text and 'id="ev-1"' in r.text
@@ -228,7 +287,7 @@ def test_token_is_required_everywhere(serve_index_dir):
         for path in ("/", "/patient?id=sample", "/static/app.css"):
             r = c.get(path, follow_redirects=False)
             assert r.status_code == 303 and r.headers["location"].startswith("/login?next=")
-        for path in ("/api/patients", "/openapi.json", f"/api/context?patient_id=sample&question=x"):
+        for path in ("/api/patients", "/openapi.json", "/api/context?patient_id=sample&question=x"):
             assert c.get(path).status_code == 401
         assert c.post("/api/ask", json={"patient_id": "sample", "question": Q}).status_code == 401
         assert c.post("/patient?id=sample", data={"question": Q}).status_code == 401
@@ -319,7 +378,10 @@ def test_a_failing_backend_is_one_clear_message(client, monkeypatch, caplog):
     assert r.status_code == 502 and "is unreachable</div>" in r.text and "Traceback" not in r.text
     r = client.post("/api/ask/stream", json={"patient_id": "sample", "question": Q})
     assert r.status_code == 200
-    assert 'event: error\ndata: {"error": "the model server at http://127.0.0.1:9 is unreachable", "status": 502}' in r.text
+    assert (
+        'event: error\ndata: {"error": "the model server at http://127.0.0.1:9 is unreachable", "status": 502}'
+        in r.text
+    )
 
 
 def test_a_bug_says_internal_error_without_patient_text(client, monkeypatch, caplog):
@@ -401,7 +463,9 @@ def test_a_slow_generation_does_not_block_other_requests(client, monkeypatch):
     _use_backend(monkeypatch, _service(client), _Scripted(slow))
     results: dict[str, int] = {}
     t = threading.Thread(
-        target=lambda: results.setdefault("slow", client.post("/api/ask", json={"patient_id": "sample", "question": "slow one"}).status_code)
+        target=lambda: results.setdefault(
+            "slow", client.post("/api/ask", json={"patient_id": "sample", "question": "slow one"}).status_code
+        )
     )
     t.start()
     try:
@@ -439,8 +503,10 @@ def test_a_backend_that_is_not_thread_safe_runs_one_question_at_a_time(serve_ind
         from ragehr.serve.core import AskParams
 
         threads = [
-            threading.Thread(target=service.ask,
-                             args=(AskParams(patient_id="sample", question=Q, backend="fake", answer="generated"),))
+            threading.Thread(
+                target=service.ask,
+                args=(AskParams(patient_id="sample", question=Q, backend="fake", answer="generated"),),
+            )
             for _ in range(4)
         ]
         for th in threads:
@@ -451,12 +517,16 @@ def test_a_backend_that_is_not_thread_safe_runs_one_question_at_a_time(serve_ind
         core.backend_from_config = orig
     assert peak[0] == 1
     # a thread-safe backend is not serialised
-    be = Service(ServeOptions(index_dir=serve_index_dir, backend="extractive")).backend("extractive", service.spec(AskParams("sample", Q)))
+    be = Service(ServeOptions(index_dir=serve_index_dir, backend="extractive")).backend(
+        "extractive", service.spec(AskParams("sample", Q))
+    )
     assert be.lock is None
 
 
 def test_caches_are_bounded(serve_index_dir):
-    service = Service(ServeOptions(index_dir=serve_index_dir, backend="extractive", max_backends=2, cache_generations=False))
+    service = Service(
+        ServeOptions(index_dir=serve_index_dir, backend="extractive", max_backends=2, cache_generations=False)
+    )
     from ragehr.serve.core import AskParams
 
     for budget in (1024, 2048, 4096, 8192):
@@ -480,7 +550,9 @@ def test_options_are_checked(serve_index_dir):
         Service(ServeOptions(index_dir=serve_index_dir, backend="local", backends=("extractive",)))
     # the config's backend when offered, else the first offered
     cfg = RagehrConfig(llm=LLMConfig(backend="local"))
-    assert ServeOptions(index_dir=serve_index_dir, config=cfg, backends=("fake", "extractive")).default_backend == "fake"
+    assert (
+        ServeOptions(index_dir=serve_index_dir, config=cfg, backends=("fake", "extractive")).default_backend == "fake"
+    )
 
 
 def test_without_a_token_only_loopback_names_are_served(serve_index_dir):

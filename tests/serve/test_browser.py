@@ -56,8 +56,19 @@ def server(serve_index_dir, tmp_path_factory):
     env = {**os.environ, "PYTHONPATH": str(REPO), "RAGEHR_TOKEN": ""}
     env.pop("RAGEHR_OPENAI_BASE_URL", None)
     cmd = [
-        sys.executable, "-m", "ragehr.cli", "serve", "--index-dir", str(serve_index_dir), "--port", str(port),
-        "--backend", "extractive", "--backends", "extractive,fake,openai", "--no-cache",
+        sys.executable,
+        "-m",
+        "ragehr.cli",
+        "serve",
+        "--index-dir",
+        str(serve_index_dir),
+        "--port",
+        str(port),
+        "--backend",
+        "extractive",
+        "--backends",
+        "extractive,fake,openai",
+        "--no-cache",
     ]
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=REPO)
@@ -90,8 +101,15 @@ def browser(server):
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1400,1050", "--force-device-scale-factor=1", "--lang=en-US"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1400,1050",
+        "--force-device-scale-factor=1",
+        "--lang=en-US",
+    ):
         opts.add_argument(arg)
     drv = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
     drv.set_page_load_timeout(30)
@@ -144,7 +162,9 @@ def test_pick_ask_cite_and_see_it_on_the_timeline(server, browser, tmp_path):
     assert cites, "the answer's [n] citations are links"
     evidence = drv.find_elements(By.CSS_SELECTOR, "#evidence li.evidence")
     marks = drv.find_elements(By.CSS_SELECTOR, "svg.timeline a.ev")
-    assert evidence and len(marks) == len([e for e in evidence if e.find_element(By.CSS_SELECTOR, ".date").text != "undated"])
+    assert evidence and len(marks) == len(
+        [e for e in evidence if e.find_element(By.CSS_SELECTOR, ".date").text != "undated"]
+    )
     assert not drv.find_elements(By.CSS_SELECTOR, ".active")
 
     # click the last citation: its evidence and its timeline mark light up, nothing else does
@@ -237,8 +257,15 @@ def streaming_server(serve_index_dir):
     from ragehr.config import RagehrConfig
 
     # the generated path (a computed answer would not stream from the model)
-    app = create_app(ServeOptions(index_dir=serve_index_dir, backend="fake", backends=("fake",), cache_generations=False,
-                                  config=RagehrConfig(answer="generated")))
+    app = create_app(
+        ServeOptions(
+            index_dir=serve_index_dir,
+            backend="fake",
+            backends=("fake",),
+            cache_generations=False,
+            config=RagehrConfig(answer="generated"),
+        )
+    )
     app.app.state.service.backend = lambda name, spec: _Backend(TwoPieces(), None)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -262,8 +289,13 @@ def test_tokens_appear_in_the_page_as_they_are_generated(streaming_server, brows
     drv.find_element(By.ID, "question").send_keys("systolic blood pressure")
     drv.find_element(By.ID, "ask-button").click()
     # the first piece is on the page while the model is still "generating" the second
-    _wait(drv, lambda d: d.find_elements(By.ID, "stream")
-          and d.find_element(By.ID, "stream").get_attribute("textContent") == "First piece, ")
+    _wait(
+        drv,
+        lambda d: (
+            d.find_elements(By.ID, "stream")
+            and d.find_element(By.ID, "stream").get_attribute("textContent") == "First piece, "
+        ),
+    )
     assert drv.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "asking"
     assert not drv.find_element(By.ID, "ask-button").is_enabled()
     streaming_server["gate"].set()

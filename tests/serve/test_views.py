@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,8 +15,9 @@ from ragehr.types import EventKind, EvidenceItem
 
 
 def _item(marker, kind, start, text="x", end=None):
-    return EvidenceItem(marker=marker, chunk_id=f"c{marker}", kind=kind, start=start, end=end, text=text,
-                        source="f.xml#/a", n_tokens=3)
+    return EvidenceItem(
+        marker=marker, chunk_id=f"c{marker}", kind=kind, start=start, end=end, text=text, source="f.xml#/a", n_tokens=3
+    )
 
 
 def test_timeline_counts_every_dated_event_once(serve_index_dir):
@@ -27,7 +28,7 @@ def test_timeline_counts_every_dated_event_once(serve_index_dir):
     assert tl.counts == {k: n for k, n in want.items() if n}
     assert all(sum(tl.bins[k]) == tl.counts[k] and len(tl.bins[k]) == N_BINS for k in tl.kinds)
     assert tl.undated == len(record.events) - len(dated)
-    assert datetime.fromtimestamp(tl.start, timezone.utc) == min(e.start for e in dated)
+    assert datetime.fromtimestamp(tl.start, UTC) == min(e.start for e in dated)
     # the first and last events land in the first and last bins
     first = min(dated, key=lambda e: e.start)
     assert tl.bins[first.kind][0] >= 1
@@ -37,13 +38,22 @@ def test_timeline_counts_every_dated_event_once(serve_index_dir):
 
 def test_evidence_marks_sit_at_their_dates(serve_index_dir):
     tl = build_timeline(open_index(serve_index_dir, "sample").record)
-    t0 = datetime.fromtimestamp(tl.start, timezone.utc)
-    t1 = datetime.fromtimestamp(tl.end, timezone.utc)
+    t0 = datetime.fromtimestamp(tl.start, UTC)
+    t1 = datetime.fromtimestamp(tl.end, UTC)
     mid = t0 + (t1 - t0) / 2
-    items = [_item(1, EventKind.LAB, t0), _item(2, EventKind.NOTE, mid), _item(3, EventKind.VITAL, t1),
-             _item(4, EventKind.LAB, None)]
+    items = [
+        _item(1, EventKind.LAB, t0),
+        _item(2, EventKind.NOTE, mid),
+        _item(3, EventKind.VITAL, t1),
+        _item(4, EventKind.LAB, None),
+    ]
     svg = render_svg(tl, items, cited=[2])
-    xs = {int(m): float(x) for m, x in re.findall(r'id="tl-ev-(\d)" data-marker="\d"><title>[^<]*</title><line class="ev-guide" x1="([\d.]+)"', svg)}
+    xs = {
+        int(m): float(x)
+        for m, x in re.findall(
+            r'id="tl-ev-(\d)" data-marker="\d"><title>[^<]*</title><line class="ev-guide" x1="([\d.]+)"', svg
+        )
+    }
     plot_w = WIDTH - LABEL_W - 16
     assert xs[1] == LABEL_W and abs(xs[3] - (LABEL_W + plot_w)) < 0.1
     assert abs(xs[2] - (LABEL_W + plot_w / 2)) < 0.2
@@ -61,8 +71,24 @@ def test_a_record_of_one_day_and_none():
 
 
 _answers = st.lists(
-    st.sampled_from(["BP 130", " on 2022-05-15", " [1]", " [7]", " 98.20", " 1,000", " 10/08/2018", " Oct 8, 2018",
-                     " 999", " 2031-02-03", " [1, 7]", " text", " -5", " 8480-6"]),
+    st.sampled_from(
+        [
+            "BP 130",
+            " on 2022-05-15",
+            " [1]",
+            " [7]",
+            " 98.20",
+            " 1,000",
+            " 10/08/2018",
+            " Oct 8, 2018",
+            " 999",
+            " 2031-02-03",
+            " [1, 7]",
+            " text",
+            " -5",
+            " 8480-6",
+        ]
+    ),
     max_size=10,
 ).map("".join)
 
@@ -72,8 +98,8 @@ _answers = st.lists(
 def test_unsupported_spans_are_exactly_the_unsupported_figures(answer):
     """Every marked span is an unsupported figure, and every unsupported figure is marked."""
     ev = [
-        _item(1, EventKind.VITAL, datetime(2022, 5, 15, tzinfo=timezone.utc), "2022-05-15 | vital | BP 130 | 98.2 | 8480-6"),
-        _item(7, EventKind.NOTE, datetime(2018, 10, 8, tzinfo=timezone.utc), "Seen on 10/08/2018. Fee 1000. -5"),
+        _item(1, EventKind.VITAL, datetime(2022, 5, 15, tzinfo=UTC), "2022-05-15 | vital | BP 130 | 98.2 | 8480-6"),
+        _item(7, EventKind.NOTE, datetime(2018, 10, 8, tzinfo=UTC), "Seen on 10/08/2018. Fee 1000. -5"),
     ]
     g = check_grounding(answer, ev)
     spans = unsupported_spans(answer, g)
@@ -82,7 +108,13 @@ def test_unsupported_spans_are_exactly_the_unsupported_figures(answer):
     norm = set()
     for m in marked:
         ds = find_dates(m)
-        norm.add(m if ds else m.replace(",", "").lstrip("+").rstrip("0").rstrip(".") if "." in m else m.replace(",", "").lstrip("+"))
+        norm.add(
+            m
+            if ds
+            else m.replace(",", "").lstrip("+").rstrip("0").rstrip(".")
+            if "." in m
+            else m.replace(",", "").lstrip("+")
+        )
     assert norm == set(g.unsupported), (answer, marked, g.unsupported)
 
 

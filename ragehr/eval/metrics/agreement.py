@@ -8,13 +8,12 @@ from typing import Any
 
 __all__ = ["kendall_tau"]
 
+
 def _is_missing(v: Any) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
-def kendall_tau(
-    metric_values: Sequence[float | None], human_ratings: Sequence[float | None]
-) -> tuple[float, float]:
+def kendall_tau(metric_values: Sequence[float | None], human_ratings: Sequence[float | None]) -> tuple[float, float]:
     """Kendall's tau-b between a metric and human ratings of the same items, with its two-sided
     p-value, from ``scipy.stats.kendalltau`` (``variant="b"``, which corrects for ties on
     either side: ``(C - D) / sqrt((n0 - n1)(n0 - n2))``). Pairs where either value is ``None``

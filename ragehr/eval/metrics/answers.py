@@ -170,31 +170,65 @@ _CONVERTIBLE: dict[str, _Unit] = {
 1 in = 2.54 cm; °F = °C * 9/5 + 32)."""
 
 _ALIASES: dict[str, str] = {
-    **{k: "kg" for k in ("kg", "kgs", "kilo", "kilos", "kilogram", "kilograms")},
-    **{k: "g" for k in ("g", "gm", "gms", "gram", "grams")},
-    **{k: "mg" for k in ("mg", "milligram", "milligrams")},
-    **{k: "ug" for k in ("ug", "mcg", "microgram", "micrograms")},
-    **{k: "lb" for k in ("lb", "lbs", "lbav", "pound", "pounds")},
-    **{k: "oz" for k in ("oz", "ozav", "ounce", "ounces")},
-    **{k: "m" for k in ("m", "meter", "meters", "metre", "metres")},
-    **{k: "cm" for k in ("cm", "centimeter", "centimeters", "centimetre", "centimetres")},
-    **{k: "mm" for k in ("mm", "millimeter", "millimeters", "millimetre", "millimetres")},
-    **{k: "in" for k in ("in", "inus", "inch", "inches")},
-    **{k: "ft" for k in ("ft", "ftus", "foot", "feet")},
-    **{k: "°C" for k in ("°c", "cel", "degc", "c", "celsius")},
-    **{k: "°F" for k in ("°f", "degf", "f", "fahrenheit")},
+    **dict.fromkeys(("kg", "kgs", "kilo", "kilos", "kilogram", "kilograms"), "kg"),
+    **dict.fromkeys(("g", "gm", "gms", "gram", "grams"), "g"),
+    **dict.fromkeys(("mg", "milligram", "milligrams"), "mg"),
+    **dict.fromkeys(("ug", "mcg", "microgram", "micrograms"), "ug"),
+    **dict.fromkeys(("lb", "lbs", "lbav", "pound", "pounds"), "lb"),
+    **dict.fromkeys(("oz", "ozav", "ounce", "ounces"), "oz"),
+    **dict.fromkeys(("m", "meter", "meters", "metre", "metres"), "m"),
+    **dict.fromkeys(("cm", "centimeter", "centimeters", "centimetre", "centimetres"), "cm"),
+    **dict.fromkeys(("mm", "millimeter", "millimeters", "millimetre", "millimetres"), "mm"),
+    **dict.fromkeys(("in", "inus", "inch", "inches"), "in"),
+    **dict.fromkeys(("ft", "ftus", "foot", "feet"), "ft"),
+    **dict.fromkeys(("°c", "cel", "degc", "c", "celsius"), "°C"),
+    **dict.fromkeys(("°f", "degf", "f", "fahrenheit"), "°F"),
     # same unit, other spellings (no conversion)
-    **{k: "mmHg" for k in ("mmhg",)},
-    **{k: "/min" for k in ("/min", "/minute", "bpm", "beats/min", "breaths/min", "min-1")},
-    **{k: "%" for k in ("%", "percent", "pct")},
-    **{k: "kg/m2" for k in ("kg/m2",)},
+    **dict.fromkeys(("mmhg",), "mmHg"),
+    **dict.fromkeys(("/min", "/minute", "bpm", "beats/min", "breaths/min", "min-1"), "/min"),
+    **dict.fromkeys(("%", "percent", "pct"), "%"),
+    **dict.fromkeys(("kg/m2",), "kg/m2"),
 }
 """Comparison key (see :func:`_unit_key`) -> canonical unit."""
 
 _COMMON_UNITS = frozenset(
-    {"ml", "l", "dl", "ul", "fl", "pg", "ng", "iu", "u", "meq", "mmol", "umol", "nmol", "pmol",
-     "mosm", "kpa", "mbar", "cells", "sec", "s", "h", "hr", "hrs", "hours", "min", "mins",
-     "minutes", "days", "weeks", "months", "years", "yr", "yrs", "mo", "wk"}
+    {
+        "ml",
+        "l",
+        "dl",
+        "ul",
+        "fl",
+        "pg",
+        "ng",
+        "iu",
+        "u",
+        "meq",
+        "mmol",
+        "umol",
+        "nmol",
+        "pmol",
+        "mosm",
+        "kpa",
+        "mbar",
+        "cells",
+        "sec",
+        "s",
+        "h",
+        "hr",
+        "hrs",
+        "hours",
+        "min",
+        "mins",
+        "minutes",
+        "days",
+        "weeks",
+        "months",
+        "years",
+        "yr",
+        "yrs",
+        "mo",
+        "wk",
+    }
 )
 """Unit keys without a slash that count as a stated unit (and so must agree with the gold
 unit). Time words are here so that "6 months" does not match a gold "6 kg"."""
@@ -261,10 +295,18 @@ class NumberMention:
     """The number as written."""
 
 
-
 UNIT_ABS_TOL: dict[str, float] = {
-    "mmHg": 0.5, "/min": 0.5, "°C": 0.05, "°F": 0.1, "kg": 0.05, "g": 0.5, "lb": 0.1, "cm": 0.5,
-    "mm": 0.5, "in": 0.1, "%": 0.05,
+    "mmHg": 0.5,
+    "/min": 0.5,
+    "°C": 0.05,
+    "°F": 0.1,
+    "kg": 0.05,
+    "g": 0.5,
+    "lb": 0.1,
+    "cm": 0.5,
+    "mm": 0.5,
+    "in": 0.1,
+    "%": 0.05,
 }
 """Per-unit absolute tolerance (in the gold's unit): half the resolution at which the quantity
 is charted. Used when larger than the gold's own precision (:func:`_gold_tolerance`)."""
@@ -574,9 +616,7 @@ def list_match(pred_text: str, gold_items: Sequence[str]) -> float:
 
 _LINE_SPLIT = re.compile(r"\n+")
 _BULLET = re.compile(r"^\s*(?:[-*\u2022\u2023\u25e6]|\d{1,2}[.)])\s+")
-_FILLER = frozenset(
-    {"and", "or", "also", "including", "plus", "as", "well", "etc", "other", "none"}
-)
+_FILLER = frozenset({"and", "or", "also", "including", "plus", "as", "well", "etc", "other", "none"})
 
 
 def _pred_items(text: str) -> list[str]:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 
 __all__ = ["evidence_recall", "evidence_recall_ids", "mrr", "ndcg_at_k", "recall_at_k"]
 
+
 def _gold_set(gold: Iterable[str]) -> set[str]:
     return set(gold)
 

@@ -148,9 +148,7 @@ def chrf_pp(pred: str, ref: str) -> float:
 # ---------------------------------------------------------------------------------------------
 
 
-def embedding_similarity_minilm(
-    preds: Sequence[str], refs: Sequence[str], embedder: Embedder
-) -> list[float]:
+def embedding_similarity_minilm(preds: Sequence[str], refs: Sequence[str], embedder: Embedder) -> list[float]:
     """Cosine similarity of sentence embeddings, pair by pair: ``embed(pred) . embed(ref)``.
 
     Meant for ``load_embedder("minilm")`` (hence the name; any :class:`Embedder` works, and the
@@ -177,9 +175,7 @@ def _greedy_f1(p: np.ndarray, r: np.ndarray) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def bertscore_f1_minilm(
-    preds: Sequence[str], refs: Sequence[str], model: Any = None
-) -> list[float]:
+def bertscore_f1_minilm(preds: Sequence[str], refs: Sequence[str], model: Any = None) -> list[float]:
     """BERTScore-style F1 computed with all-MiniLM-L6-v2 token embeddings (not the roberta-large
     default; values are not comparable to published BERTScore numbers).
 
