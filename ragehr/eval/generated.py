@@ -57,7 +57,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ragehr.answers.rules import display_name, medication_covers
+from ragehr.answers.rules import display_name, medication_covers, sorted_names
 from ragehr.ehr.render import format_value
 from ragehr.ehr.times import format_time
 from ragehr.errors import InputError
@@ -327,17 +327,6 @@ def _ts(e: Event) -> float:
     return e.start.timestamp()
 
 
-def _sorted_names(events: Iterable[Event]) -> tuple[str, ...]:
-    """Distinct display names, compared case-insensitively (the first spelling in sorted order
-    stands for the others), sorted case-insensitively."""
-    names = sorted({display_name(e) for e in events}, key=lambda s: (s.casefold(), s))
-    out: list[str] = []
-    for name in names:
-        if not out or out[-1].casefold() != name.casefold():
-            out.append(name)
-    return tuple(out)
-
-
 def _join(items: Sequence[str]) -> str:
     return "; ".join(items)
 
@@ -465,13 +454,13 @@ def _q_active_medications_on_date(ctx: _Ctx, n: int) -> list[QAItem]:
         covering = [e for e in meds if medication_covers(e, d)]
         if any(e.precision not in _DAY_OR_FINER for e in covering):
             continue  # a month- or year-precise start cannot be placed on a day
-        names = _sorted_names(covering)
+        names = sorted_names(covering)
         if 1 <= len(names) <= MAX_LIST:
             t = min(_ts(e) for e in dayly if _day(e) == d)
             cands.append((t, (d, covering)))
     out = []
     for _, (d, evs) in stratified_pick(cands, n, ctx.rng("active_medications_on_date")):
-        names = _sorted_names(evs)
+        names = sorted_names(evs)
         q = f"Which medications was the patient taking on {d.isoformat()}?"
         out.append(ctx.item("active_medications_on_date", q, _join(names), "list", _join(names), evs, items=names))
     return out
@@ -482,12 +471,12 @@ def _q_immunizations_in_year(ctx: _Ctx, n: int) -> list[QAItem]:
     by_year = _group(imms, lambda e: e.start.year if e.start else 0)
     cands = []
     for y in sorted(by_year):
-        names = _sorted_names(by_year[y])
+        names = sorted_names(by_year[y])
         if 1 <= len(names) <= MAX_LIST:
             cands.append((min(_ts(e) for e in by_year[y]), (y, by_year[y])))
     out = []
     for _, (y, evs) in stratified_pick(cands, n, ctx.rng("immunizations_in_year")):
-        names = _sorted_names(evs)
+        names = sorted_names(evs)
         q = f"Which immunizations did the patient receive in {y}?"
         out.append(ctx.item("immunizations_in_year", q, _join(names), "list", _join(names), evs, items=names))
     return out
@@ -515,12 +504,12 @@ def _q_procedures_in_period(ctx: _Ctx, n: int) -> list[QAItem]:
         if any(_coarse_overlaps(e, lo) for e in procs):
             continue  # a month- or year-precise procedure may fall in the window: ambiguous
         evs = [e for e in procs if lo <= _day(e) <= hi]
-        names = _sorted_names(evs)
+        names = sorted_names(evs)
         if 1 <= len(names) <= MAX_LIST:
             cands.append((min(_ts(e) for e in evs), (lo, hi, evs)))
     out = []
     for _, (lo, hi, evs) in stratified_pick(cands, n, ctx.rng("procedures_in_period")):
-        names = _sorted_names(evs)
+        names = sorted_names(evs)
         q = f"Which procedures were performed between {lo.isoformat()} and {hi.isoformat()}?"
         out.append(ctx.item("procedures_in_period", q, _join(names), "list", _join(names), evs, items=names))
     return out
@@ -551,7 +540,7 @@ def _q_allergies(ctx: _Ctx, n: int) -> list[QAItem]:
     allergies = [e for e in ctx.of(EventKind.ALLERGY) if display_name(e)]
     if not allergies or n <= 0:
         return []
-    names = _sorted_names(allergies)
+    names = sorted_names(allergies)
     q = "What allergies does the patient have?"
     return [ctx.item("allergies", q, _join(names), "list", _join(names), allergies, items=names)]
 
