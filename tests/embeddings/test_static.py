@@ -224,7 +224,7 @@ def test_query_lru_returns_remembered_rows_without_calling_the_model(tiny: Stati
     assert calls[-1] == 2 and lru.model_id == tiny.model_id and lru.dim == DIM
 
 
-def test_an_index_records_the_static_model_and_refuses_another(tmp_path: Path) -> None:
+def test_an_index_records_the_static_model_and_refuses_another(tmp_path: Path, monkeypatch) -> None:
     from ragehr.config import IndexConfig
     from ragehr.errors import StaleIndexError
     from ragehr.index.build import build_indexes
@@ -232,7 +232,9 @@ def test_an_index_records_the_static_model_and_refuses_another(tmp_path: Path) -
 
     record = REPO / "tests" / "fixtures" / "medalign" / "EHR_sample.xml"
     models = tmp_path / "idx" / ".cache" / "models"
-    # the folder `embedder: static` looks for (256 dimensions), made by the tiny stand-in
+    # the folder `embedder: static` looks for by default (256 dimensions), made by the tiny
+    # stand-in; `make test` points RAGEHR_MODELS_DIR at a shared folder, which would win
+    monkeypatch.delenv("RAGEHR_MODELS_DIR", raising=False)
     emb = StaticEmbedder(distill_static(models, distill_fn=tiny_distill, notice=None))
     [s] = build_indexes([record], tmp_path / "idx", IndexConfig(embedder="static"))
     assert s.status == "built"
