@@ -1,0 +1,5 @@
+"""``python -m ragehr.cli``."""
+
+from ragehr.cli import main
+
+main()
