@@ -189,7 +189,7 @@ def try_computed(
     computed path declined). Touches the index; batch mode calls it before handing ``prep``
     to a generation thread."""
     t0 = time.perf_counter()
-    comp = computed_for(index, question)
+    comp = computed_for(index, question, day_first=spec.retrieval.day_first)
     pinned = chunks_for(index, comp.needed) if isinstance(comp, Computed) and spec.strategy == "rag" else []
     t_compute = time.perf_counter() - t0
     prep = prepare_context(index, question, spec, backend, pinned=pinned)
@@ -264,11 +264,11 @@ def try_computed(
     return None, prep, reason, context_seconds
 
 
-def computed_for(index: PatientIndex, question: str) -> Computed | Declined:
+def computed_for(index: PatientIndex, question: str, *, day_first: bool = False) -> Computed | Declined:
     """The computed answer to ``question`` from ``index``'s record (not yet worded), or why
-    there is none. Reads the same plan retrieval reads (an event-anchored window resolved the
-    same way)."""
-    plan = plan_question(question, index.last_time)
+    there is none. Reads the same plan retrieval reads (numeric dates read the same way,
+    ``retrieval.day_first``; an event-anchored window resolved the same way)."""
+    plan = plan_question(question, index.last_time, day_first=day_first)
     if plan.event_anchor is not None:
         plan = anchor_plan(index, plan)
     return compute(question, plan, index.stored.record, index.lexicon())

@@ -127,3 +127,17 @@ def test_plot_needs_a_series(indexes, tmp_path):
         pytest.skip("this record has no body weight series")
     out = write_plot(Path(tmp_path) / "w.svg", r.computed.series(), r.computed.highlighted())
     assert "<circle" in out.read_text()
+
+
+def test_computed_answers_read_numeric_dates_as_retrieval_does(indexes):
+    """`retrieval.day_first` reaches the computed path too: "8/10/18" is 8 October 2018 (the
+    sample's heart rate of 85) day-first, and 10 August 2018 (no value that day) month-first."""
+    from ragehr.config import RetrievalConfig
+
+    idx, be = indexes["medalign"], ExtractiveBackend()
+    q = "What was her heart rate on 8/10/18?"
+    day_first = ask(idx, q, be, ContextSpec(budget=2048, retrieval=RetrievalConfig(day_first=True)), answer="computed")
+    assert day_first.answered_by == "computed" and day_first.grounding.ok
+    assert day_first.generation.text.startswith("Heart rate on the date asked: 85 on 2018-10-08")
+    month_first = ask(idx, q, be, ContextSpec(budget=2048), answer="computed")
+    assert "59 days later" in month_first.generation.text  # 10 August -> the 8 October value
