@@ -195,72 +195,52 @@ def try_computed(
     prep = prepare_context(index, question, spec, backend, pinned=pinned)
     context_seconds = time.perf_counter() - t0
     reason = comp.reason
+
+    def result(
+        gen: Generation, grounding: Grounding, grounding_s: float, why: str, computed: Computed | None
+    ) -> AskResult:
+        if on_token is not None:
+            on_token(gen.text)
+        return AskResult(
+            question=question,
+            patient_id=index.patient_id,
+            budget=prep.budget,
+            context=prep.context,
+            generation=gen,
+            grounding=grounding,
+            prompt_tokens=0,
+            timings={
+                "context": round(context_seconds, 4),
+                "compute": round(t_compute, 4),
+                "generate": 0.0,
+                "grounding": round(grounding_s, 4),
+            },
+            answered_by="computed",
+            answer_reason=why,
+            computed=computed,
+        )
+
     if isinstance(comp, Computed):
         worded = word(comp, prep.context.packed.items)
         if not isinstance(worded, Declined):
             t1 = time.perf_counter()
             grounding = check_grounding(worded.text, prep.context.packed.items, worded.derived)
+            seconds = time.perf_counter() - t1
             gen = Generation(
                 text=worded.text,
                 backend="computed",
                 model="ragehr.answers",
                 prompt_tokens=0,
                 completion_tokens=0,
-                seconds=round(time.perf_counter() - t1, 6),
+                seconds=round(seconds, 6),
             )
-            if on_token is not None:
-                on_token(worded.text)
-            return (
-                AskResult(
-                    question=question,
-                    patient_id=index.patient_id,
-                    budget=prep.budget,
-                    context=prep.context,
-                    generation=gen,
-                    grounding=grounding,
-                    prompt_tokens=0,
-                    timings={
-                        "context": round(context_seconds, 4),
-                        "compute": round(t_compute, 4),
-                        "generate": 0.0,
-                        "grounding": round(time.perf_counter() - t1, 4),
-                    },
-                    answered_by="computed",
-                    answer_reason=comp.reason,
-                    computed=comp,
-                ),
-                prep,
-                reason,
-                context_seconds,
-            )
+            return result(gen, grounding, seconds, comp.reason, comp), prep, reason, context_seconds
         reason = worded.reason
     if answer == "computed":
         text = decline_text(reason)
         gen = Generation(text=text, backend="computed", model="ragehr.answers", prompt_tokens=0, completion_tokens=0)
-        if on_token is not None:
-            on_token(text)
-        return (
-            AskResult(
-                question=question,
-                patient_id=index.patient_id,
-                budget=prep.budget,
-                context=prep.context,
-                generation=gen,
-                grounding=check_grounding(text, prep.context.packed.items),
-                prompt_tokens=0,
-                timings={
-                    "context": round(context_seconds, 4),
-                    "compute": round(t_compute, 4),
-                    "generate": 0.0,
-                    "grounding": 0.0,
-                },
-                answered_by="computed",
-                answer_reason=f"declined: {reason}",
-            ),
-            prep,
-            reason,
-            context_seconds,
-        )
+        declined = result(gen, check_grounding(text, prep.context.packed.items), 0.0, f"declined: {reason}", None)
+        return declined, prep, reason, context_seconds
     return None, prep, reason, context_seconds
 
 
