@@ -339,17 +339,24 @@ def _run_batch(
     out: Path | None,
     *,
     spec: Any,
-    recipe: Any,
+    llm: Any,
+    backend: str | None,
     index_dir: Path,
     ray: str | None,
     workers: int | None,
     cache_size: int,
+    **backend_options: Any,
 ) -> None:
     """Batch mode of `context` and `ask`: one JSON line per question, a summary line, and a
-    non-zero exit when any question failed."""
+    non-zero exit when any question failed. The backend is made per worker from ``llm`` (the
+    config's), ``backend`` and ``backend_options`` (``BackendRecipe``'s fields)."""
     from contextlib import nullcontext
 
-    from ragehr.pipeline.batch import run_batch
+    from ragehr.pipeline.batch import BackendRecipe, run_batch
+
+    recipe = BackendRecipe(
+        llm, backend, window=spec.budget, model_cache_dir=str(index_dir / ".cache" / "models"), **backend_options
+    )
 
     assert questions is not None and out is not None  # _single_or_batch checked both
     mapper = None

@@ -122,17 +122,13 @@ def context(
     cfg = RagehrConfig.from_file(config)
     spec = _spec(cfg, strategy=strategy, budget=budget, retriever=retriever, order=order)
     if batch:
-        from ragehr.pipeline.batch import BackendRecipe
-
-        recipe = BackendRecipe(
-            cfg.llm, backend, window=spec.budget, model_cache_dir=str(index_dir / ".cache" / "models")
-        )
         _run_batch(
             "context",
             questions,
             out,
             spec=spec,
-            recipe=recipe,
+            llm=cfg.llm,
+            backend=backend,
             index_dir=index_dir,
             ray=ray,
             workers=workers,
@@ -217,28 +213,21 @@ def ask(
 
         raise ConfigError("--plot FILE goes with a single question, and FILE must end in .svg or .png")
     if batch:
-        from ragehr.pipeline.batch import BackendRecipe
-
-        recipe = BackendRecipe(
-            cfg.llm,
-            backend,
-            window=spec.budget,
-            model_path=str(model_path) if model_path else None,
-            base_url=base_url,
-            model=model,
-            cache_dir=None if no_cache else str(index_dir / ".cache" / "generations"),
-            model_cache_dir=str(index_dir / ".cache" / "models"),
-        )
         _run_batch(
             "ask",
             questions,
             out,
             spec=spec,
-            recipe=recipe,
+            llm=cfg.llm,
+            backend=backend,
             index_dir=index_dir,
             ray=ray,
             workers=workers,
             cache_size=cache_size,
+            model_path=str(model_path) if model_path else None,
+            base_url=base_url,
+            model=model,
+            cache_dir=None if no_cache else str(index_dir / ".cache" / "generations"),
         )
         return
     assert question is not None and patient is not None  # _single_or_batch checked both
