@@ -12,7 +12,7 @@ import json
 import os
 import stat
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -229,6 +229,24 @@ def check_plain_name(name: str, what: str) -> str | None:
         return f"{what} holds a NUL or control character; give a plain name"
     if len(name.encode("utf-8", "surrogatepass")) > 200:
         return f"{what} is longer than 200 bytes"
+    return None
+
+
+def output_problem(out: str | Path, inputs: Iterable[tuple[str | Path, str]], flag: str) -> str | None:
+    """Why ``out`` must not be written, or ``None``: it is one of ``inputs`` (``(path, what it
+    is)`` pairs; the same file by path, ``..``, symlink or hard link), a folder, or a special
+    file (a FIFO, a device). Whether an existing regular file may be replaced is the caller's
+    rule (``convert`` wants ``--force``; batch mode, that every line is ragehr's)."""
+    p = Path(out)
+    for src, what in inputs:
+        if same_file(p, src):
+            return f"{p}: {flag} is {what} {src}; give another file name"
+    if p.is_dir():
+        return f"{p}: is a directory; give a file name for {flag}"
+    if os.path.lexists(p):
+        problem = regular_file_problem(p)
+        if problem is not None and problem != "no such file":
+            return f"{p}: {flag} {problem}; give a regular file name"
     return None
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from ragehr.ehr.medalign import write_medalign_xml
 from ragehr.ehr.render import render_event
 from ragehr.errors import ConfigError
-from ragehr.fsutil import regular_file_problem, same_file
+from ragehr.fsutil import output_problem
 from ragehr.types import Event, PatientRecord
 
 TARGETS = ("medalign-xml", "jsonl")
@@ -19,16 +19,11 @@ def check_output(source: str | Path, output: str | Path, *, force: bool = False)
     """Refuse (:class:`ConfigError`) an output that is the input record itself (by path,
     symlink or hard link), a folder or special file, or an existing file without ``force``."""
     out = Path(output)
-    if same_file(source, out):
-        raise ConfigError(f"{out}: -o is the input record {source}; give another file name")
-    if out.is_dir():
-        raise ConfigError(f"{out}: is a directory; give a file name for -o")
-    if os.path.lexists(out):
-        problem = regular_file_problem(out)
-        if problem is not None and problem != "no such file":
-            raise ConfigError(f"{out}: -o {problem}; give a regular file name")
-        if not force:
-            raise ConfigError(f"{out}: exists; ragehr does not overwrite it without --force")
+    problem = output_problem(out, [(source, "the input record")], "-o")
+    if problem is not None:
+        raise ConfigError(problem)
+    if os.path.lexists(out) and not force:
+        raise ConfigError(f"{out}: exists; ragehr does not overwrite it without --force")
 
 
 def event_to_json(e: Event, patient_id: str) -> dict[str, object]:

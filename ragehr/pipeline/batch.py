@@ -51,9 +51,8 @@ from ragehr.fsutil import (
     atomic_write_text,
     iter_bounded_lines,
     open_regular,
+    output_problem,
     read_user_bytes,
-    regular_file_problem,
-    same_file,
 )
 from ragehr.index.search import PatientIndex, load_patient_index
 from ragehr.llm.base import LLMBackend
@@ -339,16 +338,9 @@ def _is_answer_line(obj: Any, mode: Mode) -> bool:
 def check_out_path(out: str | Path, inputs: Sequence[str | Path] = ()) -> None:
     """Refuse an ``--out`` that is one of the ``inputs`` (the same file by path, link or hard
     link), a folder, or a special file (a FIFO, a device)."""
-    p = Path(out)
-    for src in inputs:
-        if same_file(p, src):
-            raise ConfigError(f"{p}: --out is the input file {src}; give another file for the answers")
-    if p.is_dir():
-        raise ConfigError(f"{p}: is a directory; give a file name for --out")
-    if os.path.lexists(p):
-        problem = regular_file_problem(p)
-        if problem is not None and problem != "no such file":
-            raise ConfigError(f"{p}: --out {problem}; give a regular file name")
+    problem = output_problem(out, [(src, "the input file") for src in inputs], "--out")
+    if problem is not None:
+        raise ConfigError(problem)
 
 
 def read_done(out: str | Path, mode: Mode = "ask") -> set[str]:
