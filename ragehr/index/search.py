@@ -20,7 +20,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -29,10 +29,10 @@ from ragehr.config import RetrievalConfig
 from ragehr.errors import ConfigError, StaleIndexError
 from ragehr.index.store import StoredIndex, open_index, reindex_hint
 from ragehr.retrieval.concepts import RecordLexicon, resolve
-from ragehr.retrieval.fusion import rrf, weighted
+from ragehr.retrieval.fusion import fuse_rows
 from ragehr.retrieval.intent import QuestionPlan, concept_text, plan_question
 from ragehr.retrieval.timefilter import TimeWindow, overlaps
-from ragehr.types import Chunk, EventKind, Hit, ScoredId, Status
+from ragehr.types import Chunk, EventKind, Hit, Status
 
 _STATE_KINDS = (EventKind.MEDICATION, EventKind.CONDITION, EventKind.ALLERGY)
 _CURRENT_KINDS = (EventKind.MEDICATION, EventKind.CONDITION, EventKind.ALLERGY, EventKind.NOTE)
@@ -431,13 +431,14 @@ def search(
     in_window = index.allowed(window.since, window.until, kinds, by_date=window.calendar, series_rows=window.is_filter)
     kind_ok = index.allowed(None, None, kinds)
     n = max(k, config.candidates)
-    hits = _fused(index, text, retriever, config, n, in_window, dense_text=dense_text)
+    fused = _fused(index, text, retriever, config, n, in_window, dense_text=dense_text)
     if plan.intent == "none" and not window.is_filter:
-        return _wrap(index, hits[:k]), plan
+        return _wrap(index, fused.hits(k)), plan
 
     # Chunks about the concept, by BM25 over the whole record (under the kind filter).
     if retriever == "dense":
-        about = {h.chunk_id: h.score for h in hits[: max(10, k)]}
+        top = max(10, k)
+        about = dict(zip(fused.ids[:top], fused.scores[:top]))
         rel_scores = dict(about)
         relevant = set(about)
     else:
@@ -459,7 +460,7 @@ def search(
         # concept at all falls back to the nearest dated evidence.
         window_scores = {cid: sc for cid, sc in rel_scores.items() if cid in in_window}
         relevant |= relevant_ids(window_scores, config.relevant_fraction, index.series_ids())
-    fused_score = {h.chunk_id: h.score for h in hits}
+    fused_score = dict(zip(fused.ids, fused.scores))
     score = {cid: fused_score.get(cid, 0.0) + rel_scores.get(cid, 0.0) * 1e-6 for cid in relevant}
     inside = relevant if in_window is None else relevant & in_window
     if window.is_filter and window.span is not None and not inside and relevant:
@@ -496,14 +497,15 @@ def search(
         end_time=window.until or index.last_time,
         ongoing=index.ongoing_ids(),
     )
-    seen = {c.chunk_id for c in first}
-    rest = [h for h in hits if h.chunk_id not in seen]
-    out = [_hit(c, i, score) for i, c in enumerate(first, 1)]
-    out += [
-        Hit.model_construct(chunk_id=h.chunk_id, rank=len(out) + j, score=h.score, components=h.components)
-        for j, h in enumerate(rest, 1)
-    ]
-    return _wrap(index, out[:k]), plan
+    out = [_hit(c, i, score) for i, c in enumerate(first[:k], 1)]
+    if len(out) < k:  # then the fused ranking's other chunks, in its order
+        seen = {c.chunk_id for c in first}
+        rest = (i for i, cid in enumerate(fused.ids) if cid not in seen)
+        for i in rest:
+            if len(out) == k:
+                break
+            out.append(fused.hit(i, len(out) + 1))
+    return _wrap(index, out), plan
 
 
 def _expand(index: PatientIndex, plan: QuestionPlan, text: str) -> tuple[QuestionPlan, str, str]:
@@ -584,6 +586,49 @@ def dense_query_text(embedder: object, text: str) -> str:
     return concept_text(text) if getattr(embedder, "query_content_words", False) else text
 
 
+@dataclass(frozen=True)
+class _Fused:
+    """A fused ranking as the query path holds it: chunk ids and fused scores, best first,
+    and each retriever's raw scores; a :class:`Hit` is built only for what is returned."""
+
+    ids: list[str]
+    scores: list[float]
+    runs: dict[str, dict[str, float]]
+    """Retriever name -> chunk id -> that retriever's raw score (names in sorted order)."""
+
+    def hit(self, i: int, rank: int) -> Hit:
+        """The ``i``-th chunk of the ranking as a hit at ``rank``."""
+        cid = self.ids[i]
+        components = {name: run[cid] for name, run in self.runs.items() if cid in run}
+        return Hit.model_construct(chunk_id=cid, rank=rank, score=self.scores[i], components=components)
+
+    def hits(self, k: int) -> list[Hit]:
+        return [self.hit(i, i + 1) for i in range(min(k, len(self.ids)))]
+
+
+_NOTHING = _Fused([], [], {})
+
+
+def _dense_rows(index: PatientIndex, dense: Any) -> np.ndarray | None:
+    """Dense row -> BM25 row, when the two sides list the chunks in different orders (``None``
+    when they agree, as every index ragehr builds does); made once per opened index."""
+    key = "dense-to-bm25-rows"
+    if key not in index.memo:
+        b_ids, d_ids = index.bm25.ids, dense.ids
+        if tuple(b_ids) == tuple(d_ids):
+            index.memo[key] = None
+        else:
+            pos = {cid: i for i, cid in enumerate(b_ids)}
+            missing = [cid for cid in d_ids if cid not in pos]
+            if missing or len(d_ids) != len(b_ids):
+                raise StaleIndexError(
+                    f"index of {index.patient_id!r}: its BM25 and dense sides hold different chunks; "
+                    f"{reindex_hint(index.stored.manifest, index.patient_id)}"
+                )
+            index.memo[key] = np.array([pos[cid] for cid in d_ids], dtype=np.int64)
+    return index.memo[key]
+
+
 def _fused(
     index: PatientIndex,
     text: str,
@@ -593,29 +638,39 @@ def _fused(
     allowed: set[str] | None,
     *,
     dense_text: str | None = None,
-) -> list[Hit]:
+) -> _Fused:
     """The retrievers' runs for ``text`` (the dense one for ``dense_text`` when given) under
-    ``allowed``, fused (one run: as is)."""
+    ``allowed``, fused (one run: as is). The runs stay arrays of rows in the BM25 side's order
+    until the fused ranking is read out (:func:`ragehr.retrieval.fusion.fuse_rows`: the same
+    scores and order as :func:`~ragehr.retrieval.fusion.weighted` and ``rrf``)."""
     if allowed is not None and not allowed:
-        return []
-    runs: dict[str, list[ScoredId]] = {}
+        return _NOTHING
+    bm25 = index.bm25
+    mask = None if allowed is None else bm25.mask(allowed)  # a mask is much faster than a large set of ids
+    runs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if retriever in ("hybrid", "bm25"):
-        # a boolean mask is much faster for bm25 than a large set of ids
-        runs["bm25"] = index.bm25.search(text, n, allowed=None if allowed is None else index.bm25.mask(allowed))
+        runs["bm25"] = bm25.search_rows(text, n, allowed=mask)
     if retriever in ("hybrid", "dense"):
         if index.dense is None or index.embedder is None:
             raise ConfigError("this index was opened without its dense side; open it with need_dense=True")
         qv = index.embedder.embed([dense_query_text(index.embedder, dense_text or text)])[0]
-        runs["dense"] = index.dense.search(qv, n, allowed=allowed)
+        to_bm25 = _dense_rows(index, index.dense)
+        if to_bm25 is None:
+            runs["dense"] = index.dense.search_rows(qv, n, allowed=mask)
+        else:
+            rows, scores = index.dense.search_rows(qv, n, allowed=allowed)
+            runs["dense"] = (to_bm25[rows], scores)
+    ids = bm25.ids
+    raw = {
+        name: dict(zip([ids[r] for r in rows.tolist()], scores.tolist()))
+        for name, (rows, scores) in sorted(runs.items())
+    }
+    if len(runs) == 1:
+        [(name, (rows, scores))] = runs.items()
+        return _Fused([ids[r] for r in rows.tolist()], scores.tolist(), raw)
     weights = {name: config.weights.get(name, 1.0) for name in runs}
     if "dense" in weights:  # the embedder's own share of the dense side (static: 0.75; others: 1)
         weights["dense"] *= float(getattr(index.embedder, "dense_weight", 1.0))
-    if len(runs) == 1:
-        name, run = next(iter(runs.items()))
-        return [
-            Hit.model_construct(chunk_id=s.chunk_id, rank=i, score=s.score, components={name: s.score})
-            for i, s in enumerate(run, 1)
-        ]
-    if config.fusion == "rrf":
-        return rrf(runs, k=config.rrf_k, weights=weights)
-    return weighted(runs, weights=weights)
+    method: Literal["weighted", "rrf"] = "rrf" if config.fusion == "rrf" else "weighted"
+    rows, scores = fuse_rows(runs, bm25.id_rank, method=method, weights=weights, k=config.rrf_k)
+    return _Fused([ids[r] for r in rows.tolist()], scores.tolist(), raw)

@@ -213,10 +213,24 @@ class BM25Index:
         those documents are ranked and the result is the top ``k`` among them: either chunk
         ids (unknown ids are ignored) or a boolean mask from :meth:`mask`, which saves
         re-converting the same filter for several queries."""
+        rows, scores = self.search_rows(query, k, allowed)
+        ids = self._ids
+        # ids and finite floats read from the index itself: no need to validate each pair again
+        return [ScoredId.model_construct(chunk_id=ids[r], score=s) for r, s in zip(rows.tolist(), scores.tolist())]
+
+    def search_rows(
+        self,
+        query: str,
+        k: int,
+        allowed: Collection[str] | np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`search` as arrays: the rows (positions in :attr:`ids`, int64) and their
+        float64 scores, best first, ties by chunk id (what the query path fuses without
+        building a record per candidate)."""
         if k < 0:
             raise ValueError(f"k must be >= 0, got {k}")
         if k == 0 or not self._ids:
-            return []
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
         scores = self.score_all(query)
         keep = scores > 0
         if allowed is not None:
@@ -237,7 +251,13 @@ class BM25Index:
             kth = np.partition(cs, cand.size - k)[cand.size - k]
             cand = cand[cs >= kth]
         order = np.lexsort((self._id_rank[cand], -scores[cand]))[:k]
-        return [ScoredId(chunk_id=self._ids[i], score=float(scores[i])) for i in cand[order]]
+        rows = cand[order].astype(np.int64, copy=False)
+        return rows, scores[rows].astype(np.float64, copy=False)
+
+    @property
+    def id_rank(self) -> np.ndarray:
+        """Each row's place in the sorted chunk ids (the tie-break order of every ranking)."""
+        return self._id_rank
 
     def mask(self, allowed: Collection[str]) -> np.ndarray:
         """Boolean mask over :attr:`ids` of the chunk ids in ``allowed`` (others ignored)."""

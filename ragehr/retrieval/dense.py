@@ -66,6 +66,7 @@ class DenseIndex:
         self._pos = {cid: i for i, cid in enumerate(ids)}
         self._model_id = model_id
         self._faiss: Any = None
+        self._rank: np.ndarray | None = None
 
     # --- construction -------------------------------------------------------------------
 
@@ -161,9 +162,23 @@ class DenseIndex:
         :attr:`ids` (see :meth:`mask`). The restriction is applied inside FAISS's scan (a
         bitmap selector), before the top-k cut, so no allowed chunk is lost to disallowed
         ones however few are allowed. A query that is not of unit norm is normalised."""
+        rows, scores = self.search_rows(query_vector, k, allowed)
+        ids = self._ids
+        # ids and finite floats read from the index itself: no need to validate each pair again
+        return [ScoredId.model_construct(chunk_id=ids[r], score=s) for r, s in zip(rows.tolist(), scores.tolist())]
+
+    def search_rows(
+        self,
+        query_vector: np.ndarray,
+        k: int,
+        allowed: Iterable[str] | np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`search` as arrays: the rows (positions in :attr:`ids`, int64) and their
+        scores (float32 values as float64), best first, ties by chunk id."""
         q = self._query(query_vector)
+        empty = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
         if k <= 0 or len(self) == 0:
-            return []
+            return empty
         params: Any = None
         keep_alive: Any = None
         if allowed is None:
@@ -179,7 +194,7 @@ class DenseIndex:
                 mask = self.mask(allowed)
             n_candidates = int(np.count_nonzero(mask))
             if not n_candidates:
-                return []
+                return empty
             if n_candidates < len(self):
                 import faiss
 
@@ -189,19 +204,30 @@ class DenseIndex:
                 keep_alive = (bits, selector)  # FAISS holds raw pointers into these
         index = self._index()
         want = min(k, n_candidates)
-        fetch = want
+        fetch = min(n_candidates, want + 1)  # one past the k-th, to see whether a tie continues
         while True:
             scores, labels = index.search(q, fetch, params=params)
-            pairs = [(s, lab) for s, lab in zip(scores[0].tolist(), labels[0].tolist()) if lab >= 0]
+            got = labels[0] >= 0
+            s, lab = scores[0][got], labels[0][got]
             # Ties at the k-th score may continue past what was fetched: fetch more until the
             # last fetched score is strictly worse than the k-th, or nothing is left.
-            if fetch >= n_candidates or len(pairs) < fetch or pairs[-1][0] < pairs[want - 1][0]:
+            if fetch >= n_candidates or s.size < fetch or s[-1] < s[want - 1]:
                 break
             fetch = min(n_candidates, fetch * 2)
         del keep_alive
-        kth = pairs[want - 1][0] if len(pairs) >= want else float("-inf")
-        ranked = sorted(((s, self._ids[lab]) for s, lab in pairs if s >= kth), key=lambda p: (-p[0], p[1]))
-        return [ScoredId(chunk_id=cid, score=s) for s, cid in ranked[:want]]
+        if s.size >= want:
+            keep = s >= s[want - 1]
+            s, lab = s[keep], lab[keep]
+        order = np.lexsort((self._id_rank()[lab], -s))[:want]
+        return lab[order].astype(np.int64, copy=False), s[order].astype(np.float64)
+
+    def _id_rank(self) -> np.ndarray:
+        """Each row's place in the sorted chunk ids (the tie-break order), made once."""
+        if self._rank is None:
+            rank = np.empty(len(self._ids), dtype=np.int64)
+            rank[sorted(range(len(self._ids)), key=self._ids.__getitem__)] = np.arange(len(self._ids))
+            self._rank = rank
+        return self._rank
 
     # --- files --------------------------------------------------------------------------
 

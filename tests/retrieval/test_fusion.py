@@ -174,3 +174,82 @@ def test_identical_text_different_ids_stay_separate() -> None:
     """De-duplication is by chunk id, never by text (two identical lines from two dates)."""
     hits = rrf({"bm25": _run(("2019-01-01#bp", 2.0), ("2020-01-01#bp", 2.0))})
     assert _ids(hits) == ["2019-01-01#bp", "2020-01-01#bp"]
+
+
+# ---------------------------------------------------------------- fuse_rows == weighted / rrf
+
+_ROW_IDS = [f"c{i:02d}" for i in range(12)]
+_ROW_RUN = st.lists(
+    st.tuples(
+        st.integers(0, len(_ROW_IDS) - 1),
+        st.one_of(st.floats(-5, 5, allow_nan=False), st.sampled_from([0.0, 1.0, 2.5])),
+    ),
+    max_size=10,
+)
+
+
+def _tie_rank(ids: list[str]):
+    import numpy as np
+
+    rank = np.empty(len(ids), dtype=np.int64)
+    rank[sorted(range(len(ids)), key=ids.__getitem__)] = np.arange(len(ids))
+    return rank
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    runs=st.dictionaries(st.sampled_from(["bm25", "dense", "x"]), _ROW_RUN, max_size=3),
+    wts=st.lists(st.sampled_from([0.0, 0.75, 1.0, 2.0]), min_size=3, max_size=3),
+    method=st.sampled_from(["weighted", "rrf"]),
+    normalize=st.sampled_from(["minmax", "none"]),
+    shuffle=st.randoms(use_true_random=False),
+)
+def test_fuse_rows_is_the_record_fusion_to_the_bit(runs, wts, method, normalize, shuffle) -> None:
+    """The array fusion of the query path gives the same ids, in the same order, with the same
+    float scores as the record-based functions it stands in for (repeats, ties, zero weights)."""
+    import numpy as np
+
+    from ragehr.retrieval.fusion import fuse_rows
+
+    ids = list(_ROW_IDS)
+    shuffle.shuffle(ids)  # row order is not id order: ties must still break by chunk id
+    weights = dict(zip(sorted(runs), wts, strict=False))
+    record_runs = {name: _run(*[(ids[r], s) for r, s in run]) for name, run in runs.items()}
+    row_runs = {
+        name: (np.array([r for r, _ in run], dtype=np.int64), np.array([s for _, s in run], dtype=np.float64))
+        for name, run in runs.items()
+    }
+    if method == "rrf":
+        want = rrf(record_runs, k=60, weights=weights)
+    else:
+        want = weighted(record_runs, weights=weights, normalize=normalize)
+    rows, scores = fuse_rows(row_runs, _tie_rank(ids), method=method, weights=weights, normalize=normalize, k=60)
+    assert [ids[r] for r in rows.tolist()] == _ids(want)
+    assert scores.tolist() == [h.score for h in want]  # exactly, not approximately
+
+
+def test_fuse_rows_adversarial() -> None:
+    import numpy as np
+
+    from ragehr.retrieval.fusion import fuse_rows
+
+    rank = _tie_rank(["b", "a", "c"])
+    # a span too wide for a float, equal scores, a repeated row at a worse place
+    runs = {
+        "bm25": (np.array([0, 1, 0]), np.array([1e308, -1e308, 0.0])),
+        "dense": (np.array([2, 1]), np.array([0.5, 0.5])),
+    }
+    rows, scores = fuse_rows(runs, rank)
+    want = weighted({"bm25": _run(("b", 1e308), ("a", -1e308), ("b", 0.0)), "dense": _run(("c", 0.5), ("a", 0.5))})
+    assert rows.tolist() == [{"b": 0, "a": 1, "c": 2}[h.chunk_id] for h in want]
+    assert scores.tolist() == [h.score for h in want]
+    with pytest.raises(ValueError, match="non-finite"):
+        fuse_rows({"bm25": (np.array([0]), np.array([math.inf]))}, rank)
+    with pytest.raises(ValueError, match="weights name runs"):
+        fuse_rows({"bm25": (np.array([0]), np.array([1.0]))}, rank, weights={"dense": 1.0})
+    with pytest.raises(ValueError, match="one length"):
+        fuse_rows({"bm25": (np.array([0, 1]), np.array([1.0]))}, rank)
+    with pytest.raises(ValueError, match="method"):
+        fuse_rows({}, rank, method="sum")  # type: ignore[arg-type]
+    empty_rows, empty_scores = fuse_rows({"bm25": (np.array([], dtype=np.int64), np.array([]))}, rank)
+    assert empty_rows.size == 0 and empty_scores.size == 0

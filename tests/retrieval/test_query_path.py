@@ -49,3 +49,60 @@ def test_the_opened_index_remembers_repeated_questions(opened) -> None:
     b, _ = search(opened, "hemoglobin a1c trend", k=5)
     assert opened.embedder.hits == before + 1
     assert [h.chunk.chunk_id for h in a] == [h.chunk.chunk_id for h in b]
+
+
+QUESTIONS = (
+    "blood pressure",
+    "potassium in 2019",
+    "latest creatinine",
+    "metformin",
+    "first MRI",
+    "what medications is she on",
+    "sodium since 2018",
+)
+
+
+def test_row_searches_are_the_record_searches(opened) -> None:
+    """``search_rows`` (the query path's arrays) and ``search`` (records) agree, with a filter too."""
+    ids = opened.bm25.ids
+    mask = np.zeros(len(ids), dtype=bool)
+    mask[::3] = True
+    for q in QUESTIONS:
+        for allowed in (None, mask):
+            rows, scores = opened.bm25.search_rows(q, 20, allowed=allowed)
+            assert [(ids[r], s) for r, s in zip(rows.tolist(), scores.tolist(), strict=True)] == [
+                (h.chunk_id, h.score) for h in opened.bm25.search(q, 20, allowed=allowed)
+            ]
+            qv = opened.embedder.embed([q])[0]
+            rows, scores = opened.dense.search_rows(qv, 20, allowed=allowed)
+            assert [(opened.dense.ids[r], s) for r, s in zip(rows.tolist(), scores.tolist(), strict=True)] == [
+                (h.chunk_id, h.score) for h in opened.dense.search(qv, 20, allowed=allowed)
+            ]
+
+
+def test_a_dense_side_in_another_row_order_ranks_the_same(opened) -> None:
+    """The fused query path maps dense rows onto BM25 rows when the two sides list chunks in
+    different orders: results equal those of the index as built (same ids, scores, components)."""
+    from ragehr.index.search import PatientIndex
+    from ragehr.retrieval.dense import DenseIndex
+
+    perm = np.random.default_rng(0).permutation(len(opened.dense.ids))
+    shuffled = DenseIndex.build(opened.dense.vectors[perm], [opened.dense.ids[i] for i in perm], opened.dense.model_id)
+    other = PatientIndex(stored=opened.stored, bm25=opened.bm25, dense=shuffled, embedder=opened.embedder)
+    assert tuple(shuffled.ids) != tuple(opened.bm25.ids)
+    for q in QUESTIONS:
+        for retriever in ("hybrid", "dense"):
+            a, _ = search(opened, q, k=10, retriever=retriever)
+            b, _ = search(other, q, k=10, retriever=retriever)
+            assert [h.hit for h in a] == [h.hit for h in b]
+
+
+def test_sides_holding_different_chunks_are_refused(opened) -> None:
+    from ragehr.errors import StaleIndexError
+    from ragehr.index.search import PatientIndex
+    from ragehr.retrieval.dense import DenseIndex
+
+    fewer = DenseIndex.build(opened.dense.vectors[1:], list(opened.dense.ids[1:]), opened.dense.model_id)
+    other = PatientIndex(stored=opened.stored, bm25=opened.bm25, dense=fewer, embedder=opened.embedder)
+    with pytest.raises(StaleIndexError, match="different chunks"):
+        search(other, "blood pressure", k=5)
