@@ -4,19 +4,22 @@
         python benchmarks/make_record.py benchmarks/data/synthetic_$s.xml --size $s --seed 0 --quiet
     done
     python benchmarks/bench_query.py benchmarks/data/synthetic_{10k,100k,median,large}.xml \\
-        --out benchmarks/results/query.json
+        --serve --out benchmarks/results/query.json
 
 For every record, in one process: the record is indexed with the default configuration
 (``IndexConfig()``: the embedder ``ragehr/config.py`` names), opened once as ``ragehr`` opens it
 (the embedder wrapped in its per-process query LRU), and every question (planted facts and
-generated QA) is asked three ways, each question new to the LRU on its first pass:
+generated QA) is asked four ways, each question new to the LRU on its first pass:
 
 - ``retrieve``: ``search()`` (hybrid, k = 10), what ``ragehr retrieve`` runs;
 - ``context``: ``build_context(strategy="rag", budget 2,048)``, what ``ragehr context`` runs;
-- ``ask``: ``pipeline.ask`` with the ``extractive`` backend (no model), what ``ragehr ask
-  --backend extractive`` runs after loading;
+- ``ask``: ``pipeline.ask`` with the ``extractive`` backend (no model) and ``answer:
+  generated``, what ``ragehr ask --backend extractive --answer generated`` runs after loading;
+- ``ask (auto)``: the same with ``answer: auto`` (the default: computed from the record's events
+  where the question is a value, date, count, extreme, trend or list; the table says how many);
 
-p50 and p95 each; ``retrieve (repeat)`` is the same questions again (the LRU answers the query
+With ``--serve``, ``context`` and both ``ask`` modes again through ``ragehr serve`` over real
+HTTP on 127.0.0.1 (``GET /api/context``, ``POST /api/ask``). p50 and p95 each; ``retrieve (repeat)`` is the same questions again (the LRU answers the query
 embedding). The **growth table** splits a hybrid search into the scoring (BM25 over every chunk,
 the FAISS scan) and everything else (reading the question, filters, embedding the query,
 fusion, building results): only the scoring may grow with the record. ``--expect`` checks that
@@ -72,7 +75,7 @@ def questions(path: Path, record: Any, limit: int) -> list[str]:
     return list(dict.fromkeys(qs))[:limit]
 
 
-def measure(path: Path, work: Path, limit: int) -> dict:
+def measure(path: Path, work: Path, limit: int, serve: bool = False) -> dict:
     from ragehr.ehr import load_record
     from ragehr.ehr.render import render_record
     from ragehr.llm.extractive import ExtractiveBackend
@@ -104,7 +107,13 @@ def measure(path: Path, work: Path, limit: int) -> dict:
         "open_s": open_s,
         "questions": len(qs),
     }
-    lat: dict[str, list[float]] = {"retrieve": [], "context": [], "ask": [], "retrieve (repeat)": []}
+    lat: dict[str, list[float]] = {
+        "retrieve": [],
+        "context": [],
+        "ask": [],
+        "ask (auto)": [],
+        "retrieve (repeat)": [],
+    }
     for q in qs:  # first pass: each question new to the query LRU
         _forget(idx)
         t = time.perf_counter()
@@ -118,8 +127,16 @@ def measure(path: Path, work: Path, limit: int) -> dict:
     for q in qs:
         _forget(idx)
         t = time.perf_counter()
-        ask(idx, q, backend, spec)
+        ask(idx, q, backend, spec, answer="generated")
         lat["ask"].append(_ms(t))
+    computed = 0
+    for q in qs:
+        _forget(idx)
+        t = time.perf_counter()
+        r = ask(idx, q, backend, spec, answer="auto")
+        lat["ask (auto)"].append(_ms(t))
+        computed += r.answered_by == "computed"
+    row["auto_computed"] = computed
     for q in qs:  # the LRU now holds every question
         t = time.perf_counter()
         search(idx, q)
@@ -144,7 +161,70 @@ def measure(path: Path, work: Path, limit: int) -> dict:
         "scoring": pct(scoring, 0.5),
         "rest": max(pct(total, 0.5) - pct(scoring, 0.5), 0.0),
     }
+    if serve:
+        row["serve"] = through_serve(work / "idx", s.patient_id, qs)
     return row
+
+
+def through_serve(index_dir: Path, patient_id: str, qs: list[str]) -> dict:
+    """The same questions through ``ragehr serve`` over real HTTP on 127.0.0.1 (uvicorn in a
+    thread of this process, extractive backend, no generation cache): ``GET /api/context``
+    (retrieve + pack: serve has no retrieve-only route) and ``POST /api/ask`` with
+    ``answer: generated`` and ``auto``. Each timing is request sent to response read. The
+    server opens the index on the first request (not timed: one warm-up question)."""
+    import socket
+    import threading
+    import urllib.parse
+    import urllib.request
+
+    import uvicorn
+
+    from ragehr.serve.app import create_app
+    from ragehr.serve.core import ServeOptions
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    app = create_app(ServeOptions(index_dir=index_dir, backend="extractive", cache_generations=False))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    base = f"http://127.0.0.1:{port}"
+
+    def context(q: str) -> bytes:
+        query = urllib.parse.urlencode({"patient_id": patient_id, "question": q, "strategy": "rag", "budget": 2048})
+        with urllib.request.urlopen(f"{base}/api/context?{query}", timeout=60) as r:
+            return r.read()
+
+    def ask(q: str, answer: str) -> bytes:
+        body = {"patient_id": patient_id, "question": q, "strategy": "rag", "budget": 2048, "answer": answer}
+        req = urllib.request.Request(
+            base + "/api/ask", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.read()
+
+    try:
+        ask(qs[0], "auto")  # opens the index and the embedder
+        lat: dict[str, list[float]] = {"context": [], "ask": [], "ask (auto)": []}
+        for q in qs:
+            t = time.perf_counter()
+            context(q)
+            lat["context"].append(_ms(t))
+        for q in qs:
+            t = time.perf_counter()
+            ask(q, "generated")
+            lat["ask"].append(_ms(t))
+        for q in qs:
+            t = time.perf_counter()
+            ask(q, "auto")
+            lat["ask (auto)"].append(_ms(t))
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    return {k: _stats(v) for k, v in lat.items()}
 
 
 def check(result: dict) -> list[tuple[str, bool]]:
@@ -169,9 +249,10 @@ def check(result: dict) -> list[tuple[str, bool]]:
 
 def report(result: dict) -> None:
     print(
-        "\n| record | tokens | chunks | build s | open s | retrieve p50/p95 | context p50/p95 | extractive ask p50/p95 | retrieve repeat p50 |"
+        "\n| record | tokens | chunks | build s | open s | retrieve p50/p95 | context p50/p95 | extractive ask p50/p95 "
+        "| auto ask p50/p95 (computed) | retrieve repeat p50 |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, r in result["records"].items():
         lat = r["latency"]
 
@@ -180,8 +261,18 @@ def report(result: dict) -> None:
 
         print(
             f"| {name} | {r['tokens']:,} | {r['chunks']:,} | {r['build_s']:.2f} | {r['open_s']:.2f} | {pp('retrieve')} | "
-            f"{pp('context')} | {pp('ask')} | {lat['retrieve (repeat)']['p50_ms']:.2f} |"
+            f"{pp('context')} | {pp('ask')} | {pp('ask (auto)')} ({r['auto_computed']}/{r['questions']}) | "
+            f"{lat['retrieve (repeat)']['p50_ms']:.2f} |"
         )
+    served = {name: r["serve"] for name, r in result["records"].items() if "serve" in r}
+    if served:
+        print("\n| through `ragehr serve` (HTTP) | context p50/p95 | extractive ask p50/p95 | auto ask p50/p95 |")
+        print("|---|---|---|---|")
+        for name, sv in served.items():
+            cells = " | ".join(
+                f"{sv[k]['p50_ms']:.2f} / {sv[k]['p95_ms']:.2f}" for k in ("context", "ask", "ask (auto)")
+            )
+            print(f"| {name} | {cells} |")
     print("\n| record | tokens | search p50 ms | scoring (BM25 + FAISS) | the rest |")
     print("|---|---|---|---|---|")
     for name, r in sorted(result["records"].items(), key=lambda kv: kv[1]["tokens"]):
@@ -193,6 +284,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("records", type=Path, nargs="*")
     ap.add_argument("--questions", type=int, default=60, help="questions per record (facts first)")
+    ap.add_argument("--serve", action="store_true", help="also time context and ask through `ragehr serve` (HTTP)")
     ap.add_argument("--check", type=Path, help="only check a saved result JSON")
     ap.add_argument("--expect", action="store_true", help="exit 1 when a check fails")
     ap.add_argument("--out", type=Path)
@@ -210,7 +302,7 @@ def main() -> int:
         }
         for path in args.records:
             with tempfile.TemporaryDirectory(prefix="ragehr-query-") as work:
-                result["records"][path.name] = measure(path, Path(work), args.questions)
+                result["records"][path.name] = measure(path, Path(work), args.questions, serve=args.serve)
             print(f"{path.name}: done", flush=True)
             result["load_average_end"] = os.getloadavg()
             if args.out:

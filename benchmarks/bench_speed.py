@@ -10,7 +10,8 @@ process, for every record and for each embedder (``minilm``, ``static``), on the
 - **index build** time (per stage) and peak RSS growth. Static always starts from an empty
   embedding cache; MiniLM does for the records named in ``--minilm-cold`` and otherwise reads
   its vectors from ``--minilm-cache`` (filled by an earlier ``ragehr index --cache-dir``), so
-  its build time there is *not* MiniLM's cost (the table says ``cached``);
+  its build time there is *not* MiniLM's cost (the table says ``cached``); a cold record with
+  an empty ``--minilm-cache`` fills it (``bench_minilm_int8.py`` then reuses the vectors);
 - **query latency** p50/p95 of bm25, dense and hybrid over every question (the planted facts
   and the generated QA of ``ragehr.eval.generated``), with the query embedded each time (no
   LRU: each question is new to the embedder); plus hybrid p50 for a repeated question (LRU);
@@ -52,7 +53,7 @@ from ragehr.config import IndexConfig, RetrievalConfig
 from ragehr.eval.generated import generate_qa
 from ragehr.eval.metrics import recall_at_k
 from ragehr.index.build import build_indexes
-from ragehr.index.search import RetrievedChunk, load_patient_index, search
+from ragehr.index.search import load_patient_index, search
 
 RETRIEVERS = ("bm25", "dense", "hybrid")
 BUDGET = 2048
@@ -67,6 +68,10 @@ def _questions(path: Path, record: Any) -> dict[str, list[tuple[str, list[str]]]
         if it.evidence_event_ids
     ]
     return {"facts": facts, "generated": gen}
+
+
+def _filled(folder: Path) -> bool:
+    return folder.is_dir() and any(folder.iterdir())
 
 
 def _f(v: float | None) -> str:
@@ -142,32 +147,37 @@ def quality_and_latency(idx: Any, qs: dict[str, list[tuple[str, list[str]]]]) ->
 
 
 def breakdown(idx: Any, questions: list[str]) -> dict:
-    """Each piece of a hybrid query timed alone (p50 ms over ``questions``)."""
-    from ragehr.retrieval.fusion import weighted
+    """Each piece of a hybrid query timed alone (p50 ms over ``questions``), as the query path
+    runs it: row arrays from BM25 and FAISS, fused by ``fuse_rows``, hits built for the top 10."""
+    from ragehr.retrieval.fusion import fuse_rows
 
     cfg = RetrievalConfig()
     n = cfg.candidates
     parts: dict[str, list[float]] = {
         k: [] for k in ("analyzer", "bm25", "embed", "faiss", "fusion", "chunk lookup", "search total")
     }
+    weights = {"bm25": cfg.weights.get("bm25", 1.0), "dense": cfg.weights.get("dense", 1.0)}
+    weights["dense"] *= float(getattr(idx.embedder, "dense_weight", 1.0))
+    ids = idx.bm25.ids
     for q in questions:
         t = time.perf_counter()
         idx.bm25.analyzer.tokenize(q)
         parts["analyzer"].append(_ms(t))
         t = time.perf_counter()
-        b = idx.bm25.search(q, n)
+        b = idx.bm25.search_rows(q, n)
         parts["bm25"].append(_ms(t) - parts["analyzer"][-1])
         t = time.perf_counter()
         qv = idx.embedder.embed([q])[0]
         parts["embed"].append(_ms(t))
         t = time.perf_counter()
-        d = idx.dense.search(qv, n)
+        d = idx.dense.search_rows(qv, n)
         parts["faiss"].append(_ms(t))
         t = time.perf_counter()
-        hits = weighted({"bm25": b, "dense": d}, weights=cfg.weights)
+        rows, scores = fuse_rows({"bm25": b, "dense": d}, idx.bm25.id_rank, weights=weights)
+        top = [ids[r] for r in rows[:10].tolist()]
         parts["fusion"].append(_ms(t))
         t = time.perf_counter()
-        [RetrievedChunk(hit=h, chunk=idx.chunk(h.chunk_id)) for h in hits[:10]]
+        [idx.chunk(cid) for cid in top]
         parts["chunk lookup"].append(_ms(t))
         t = time.perf_counter()
         search(idx, q, k=10)
@@ -262,6 +272,8 @@ def main() -> int:
                 continue
             use_cache = name == "minilm" and stem not in cold and args.minilm_cache is not None
             cache = args.minilm_cache if use_cache else work / f"cache-{name}"
+            if name == "minilm" and stem in cold and args.minilm_cache is not None and not _filled(args.minilm_cache):
+                cache = args.minilm_cache  # empty: a cold build, whose vectors later runs can reuse
             b, idx = build(path, work, name, emb, cache)
             if name == "minilm":
                 minilm_cache = cache

@@ -16,7 +16,7 @@ the CLI, the packer and the adapters call. The question is first read into a pla
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -89,6 +89,13 @@ class _TimeTable:
     kinds: np.ndarray
     series_rows: dict[str, tuple[np.ndarray, np.ndarray]]
     """Series chunk id -> its row times (microseconds, day ordinals)."""
+    series_owner: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    """For every row of every series chunk, in one array: the chunk's position in ``ids``..."""
+    series_us: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    series_day: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    """... and the row's time (microseconds, day ordinal): a window's test over every series
+    row at once."""
+    is_series: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=bool))
 
     @classmethod
     def of(cls, chunks: Sequence[Chunk], event_start: dict[str, datetime | None]) -> _TimeTable:
@@ -112,7 +119,37 @@ class _TimeTable:
                     np.array([_micros(t) for t in times], dtype=np.int64),
                     np.array([t.date().toordinal() for t in times], dtype=np.int64),
                 )
-        return cls(tuple(c.chunk_id for c in chunks), dated, start_us, end_us, start_day, end_day, kinds, series)
+        pos = {c.chunk_id: i for i, c in enumerate(chunks)}
+        owners = [np.full(len(us), pos[cid], dtype=np.int64) for cid, (us, _) in series.items()]
+        is_series = np.zeros(n, dtype=bool)
+        is_series[[pos[cid] for cid in series]] = True
+        return cls(
+            tuple(c.chunk_id for c in chunks),
+            dated,
+            start_us,
+            end_us,
+            start_day,
+            end_day,
+            kinds,
+            series,
+            np.concatenate(owners) if owners else np.empty(0, dtype=np.int64),
+            np.concatenate([us for us, _ in series.values()]) if series else np.empty(0, dtype=np.int64),
+            np.concatenate([d for _, d in series.values()]) if series else np.empty(0, dtype=np.int64),
+            is_series,
+        )
+
+    def series_in(self, since: datetime | None, until: datetime | None, by_date: bool) -> np.ndarray:
+        """Mask over ``ids``: the chunks that are not series chunks, and the series chunks one
+        of whose rows lies in [since, until] (:meth:`row_in` for every chunk at once)."""
+        t = self.series_day if by_date else self.series_us
+        hit = np.ones(len(t), dtype=bool)
+        if since is not None:
+            hit &= t >= (since.date().toordinal() if by_date else _micros(since))
+        if until is not None:
+            hit &= t <= (until.date().toordinal() if by_date else _micros(until))
+        ok = ~self.is_series
+        ok[self.series_owner[hit]] = True
+        return ok
 
     def mask(
         self, since: datetime | None, until: datetime | None, kinds: Collection[EventKind] | None, by_date: bool = False
@@ -139,6 +176,29 @@ class _TimeTable:
         if until is not None:
             ok &= t <= (until.date().toordinal() if by_date else _micros(until))
         return bool(ok.any())
+
+
+@dataclass(frozen=True)
+class IdFilter:
+    """The chunks passing a time or kind filter, as a boolean mask over the rows of the BM25
+    side, read as a collection of chunk ids (``in``, ``len``, iteration): the query path keeps
+    the mask for the retrievers and asks "is this chunk in?" without building a set of
+    thousands of ids."""
+
+    mask: np.ndarray
+    ids: tuple[str, ...]
+    pos: dict[str, int]
+
+    def __contains__(self, chunk_id: object) -> bool:
+        i = self.pos.get(chunk_id)  # type: ignore[call-overload]
+        return i is not None and bool(self.mask[i])
+
+    def __len__(self) -> int:
+        return int(np.count_nonzero(self.mask))
+
+    def __iter__(self) -> Iterator[str]:
+        ids = self.ids
+        return (ids[i] for i in np.flatnonzero(self.mask).tolist())
 
 
 @dataclass
@@ -213,15 +273,43 @@ class PatientIndex:
         """:func:`allowed_ids` over this index's chunks, vectorised. With ``series_rows`` a
         series chunk passes a time filter only when one of its rows does (its span may
         straddle a gap)."""
+        got = self.allowed_filter(since, until, kinds, by_date=by_date, series_rows=series_rows)
+        return None if got is None else set(got)
+
+    def allowed_filter(
+        self,
+        since: datetime | None,
+        until: datetime | None,
+        kinds: Collection[EventKind] | None,
+        *,
+        by_date: bool = False,
+        series_rows: bool = False,
+    ) -> IdFilter | None:
+        """:meth:`allowed` as an :class:`IdFilter` over the BM25 side's rows (no set built)."""
         if since is None and until is None and not kinds:
             return None
         table = self.time_table()
         ok = table.mask(since, until, kinds, by_date)
-        ids = table.ids
-        out = {ids[i] for i in np.flatnonzero(ok).tolist()}
         if series_rows and (since is not None or until is not None):
-            out = {cid for cid in out if cid not in table.series_rows or table.row_in(cid, since, until, by_date)}
-        return out
+            ok &= table.series_in(since, until, by_date)
+        ids, pos, to_bm25 = self._bm25_rows()
+        if to_bm25 is not None:
+            mask = np.zeros(len(ids), dtype=bool)
+            mask[to_bm25[ok]] = True
+            ok = mask
+        return IdFilter(ok, ids, pos)
+
+    def _bm25_rows(self) -> tuple[tuple[str, ...], dict[str, int], np.ndarray | None]:
+        """The BM25 side's ids and positions, and the time table's row -> BM25 row (``None``
+        when the orders agree, as in every index ragehr builds); made once."""
+        got = self.memo.get("bm25-rows")
+        if got is None:
+            ids = tuple(self.bm25.ids)
+            pos = {cid: i for i, cid in enumerate(ids)}
+            table_ids = self.time_table().ids
+            to_bm25 = None if table_ids == ids else np.array([pos[cid] for cid in table_ids], dtype=np.int64)
+            got = self.memo["bm25-rows"] = (ids, pos, to_bm25)
+        return got
 
     def lexicon(self) -> RecordLexicon:
         """The record's concepts (:class:`ragehr.retrieval.concepts.RecordLexicon`), built
@@ -428,8 +516,10 @@ def search(
     text = plan.concept if (plan.intent != "none" or window.span is not None) else question
     plan, text, dense_text = _expand(index, plan, text)
     # A series chunk is inside a window read from the question only when one of its rows is.
-    in_window = index.allowed(window.since, window.until, kinds, by_date=window.calendar, series_rows=window.is_filter)
-    kind_ok = index.allowed(None, None, kinds)
+    in_window = index.allowed_filter(
+        window.since, window.until, kinds, by_date=window.calendar, series_rows=window.is_filter
+    )
+    kind_ok = index.allowed_filter(None, None, kinds)
     n = max(k, config.candidates)
     fused = _fused(index, text, retriever, config, n, in_window, dense_text=dense_text)
     if plan.intent == "none" and not window.is_filter:
@@ -443,11 +533,12 @@ def search(
         relevant = set(about)
     else:
         raw = index.bm25.score_all(text)
-        nz = np.flatnonzero(raw > 0)
+        keep = raw > 0
+        if kind_ok is not None:
+            keep &= kind_ok.mask
+        nz = np.flatnonzero(keep)
         ids = index.bm25.ids
-        rel_scores = {
-            ids[i]: sc for i, sc in zip(nz.tolist(), raw[nz].tolist()) if kind_ok is None or ids[i] in kind_ok
-        }
+        rel_scores = dict(zip([ids[i] for i in nz.tolist()], raw[nz].tolist()))
         relevant = relevant_ids(rel_scores, config.relevant_fraction, index.series_ids())
     if plan.intent == "current" and plan.state_list:
         # State at the record's end (or as of the window's end): the latest note then is read
@@ -462,7 +553,7 @@ def search(
         relevant |= relevant_ids(window_scores, config.relevant_fraction, index.series_ids())
     fused_score = dict(zip(fused.ids, fused.scores))
     score = {cid: fused_score.get(cid, 0.0) + rel_scores.get(cid, 0.0) * 1e-6 for cid in relevant}
-    inside = relevant if in_window is None else relevant & in_window
+    inside = relevant if in_window is None else {cid for cid in relevant if cid in in_window}
     if window.is_filter and window.span is not None and not inside and relevant:
         # Nothing about the concept in the window read from the question: the nearest dated
         # evidence about it (explicit since/until stay hard filters).
@@ -635,7 +726,7 @@ def _fused(
     retriever: str,
     config: RetrievalConfig,
     n: int,
-    allowed: set[str] | None,
+    allowed: IdFilter | None,
     *,
     dense_text: str | None = None,
 ) -> _Fused:
@@ -643,10 +734,10 @@ def _fused(
     ``allowed``, fused (one run: as is). The runs stay arrays of rows in the BM25 side's order
     until the fused ranking is read out (:func:`ragehr.retrieval.fusion.fuse_rows`: the same
     scores and order as :func:`~ragehr.retrieval.fusion.weighted` and ``rrf``)."""
-    if allowed is not None and not allowed:
+    if allowed is not None and not allowed.mask.any():
         return _NOTHING
     bm25 = index.bm25
-    mask = None if allowed is None else bm25.mask(allowed)  # a mask is much faster than a large set of ids
+    mask = None if allowed is None else allowed.mask  # over the BM25 side's rows
     runs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if retriever in ("hybrid", "bm25"):
         runs["bm25"] = bm25.search_rows(text, n, allowed=mask)
@@ -658,7 +749,7 @@ def _fused(
         if to_bm25 is None:
             runs["dense"] = index.dense.search_rows(qv, n, allowed=mask)
         else:
-            rows, scores = index.dense.search_rows(qv, n, allowed=allowed)
+            rows, scores = index.dense.search_rows(qv, n, allowed=None if mask is None else mask[to_bm25])
             runs["dense"] = (to_bm25[rows], scores)
     ids = bm25.ids
     raw = {

@@ -106,3 +106,24 @@ def test_sides_holding_different_chunks_are_refused(opened) -> None:
     other = PatientIndex(stored=opened.stored, bm25=opened.bm25, dense=fewer, embedder=opened.embedder)
     with pytest.raises(StaleIndexError, match="different chunks"):
         search(other, "blood pressure", k=5)
+
+
+def test_a_time_table_in_another_row_order_filters_the_same(opened) -> None:
+    """Time and kind filters are masks over the BM25 side's rows; a time table listing the
+    chunks in another order is mapped onto them (same hits for windowed questions)."""
+    from ragehr.index.search import PatientIndex, _TimeTable
+    from ragehr.types import EventKind
+
+    other = PatientIndex(stored=opened.stored, bm25=opened.bm25, dense=opened.dense, embedder=opened.embedder)
+    starts = {e.event_id: e.start for e in opened.stored.record.events}
+    other.memo["time-table"] = _TimeTable.of(list(reversed(opened.stored.chunks)), starts)
+    assert other.time_table().ids != tuple(opened.bm25.ids)
+    for q in ("potassium in 2019", "sodium since 2018", "labs before 2015", "latest creatinine"):
+        a, _ = search(opened, q, k=10)
+        b, _ = search(other, q, k=10)
+        assert [h.hit for h in a] == [h.hit for h in b]
+    kinds = [EventKind.LAB]
+    assert opened.allowed(None, None, kinds) == other.allowed(None, None, kinds)
+    a, _ = search(opened, "blood pressure", k=10, kinds=kinds)
+    b, _ = search(other, "blood pressure", k=10, kinds=kinds)
+    assert [h.hit for h in a] == [h.hit for h in b]
