@@ -140,7 +140,7 @@ class _TimeTable:
 
     def series_in(self, since: datetime | None, until: datetime | None, by_date: bool) -> np.ndarray:
         """Mask over ``ids``: the chunks that are not series chunks, and the series chunks one
-        of whose rows lies in [since, until] (:meth:`row_in` for every chunk at once)."""
+        of whose rows lies in [since, until], every row tested at once."""
         t = self.series_day if by_date else self.series_us
         hit = np.ones(len(t), dtype=bool)
         if since is not None:
@@ -165,17 +165,6 @@ class _TimeTable:
             if until is not None:
                 ok &= lo <= (until.date().toordinal() if by_date else _micros(until))
         return ok
-
-    def row_in(self, chunk_id: str, since: datetime | None, until: datetime | None, by_date: bool) -> bool:
-        """Whether one of a series chunk's rows lies in [since, until]."""
-        us, days = self.series_rows[chunk_id]
-        t = days if by_date else us
-        ok = np.ones(len(t), dtype=bool)
-        if since is not None:
-            ok &= t >= (since.date().toordinal() if by_date else _micros(since))
-        if until is not None:
-            ok &= t <= (until.date().toordinal() if by_date else _micros(until))
-        return bool(ok.any())
 
 
 @dataclass(frozen=True)
