@@ -138,7 +138,7 @@ def _tag_at(text: str, start: int) -> tuple[int, tuple[int, int] | None] | None:
         folded, i = _read(text, i)
         for c in folded:
             if state == 4:  # after "ehr": the tag's name must end here
-                if c in _NAME_CHAR:
+                if c in _NAME_CHAR and _plainly_continues(text, src):
                     return None
                 return lt_end, _closing(text, src, folded, i)
             if c.isspace():
@@ -150,6 +150,19 @@ def _tag_at(text: str, start: int) -> tuple[int, tuple[int, int] | None] | None:
             else:
                 return None
     return (lt_end, None) if state == 4 else None
+
+
+def _plainly_continues(text: str, src: int) -> bool:
+    """Whether the character at ``src`` (with the combining marks after it) plainly continues
+    a tag's name: its NFKC, lower-cased, begins with an ASCII letter, digit, ``_`` or ``-``.
+    A lookalike of one (``È``, Cyrillic ``е``) reads as ``e`` for finding a tag but does not
+    continue the name here: a reader may take ``<ehrÈ`` for ``<ehr`` and a letter, so it is
+    neutralised (the safe side)."""
+    j = src + 1
+    while j < len(text) and unicodedata.category(text[j]) in ("Mn", "Me"):
+        j += 1
+    plain = unicodedata.normalize("NFKC", text[src:j]).lower()
+    return bool(plain) and plain[0] in _NAME_CHAR
 
 
 def _closing(text: str, src: int, folded: str, after: int) -> tuple[int, int] | None:

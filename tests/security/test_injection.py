@@ -51,6 +51,8 @@ def read_tags(text: str) -> list[str]:
 
 
 KNOWN = [
+    "<ehr\u00c8",  # a letter the lookalike table folds to "e" does not continue the name (hypothesis found it)
+    "<ehrE\u0300",  # the same, decomposed: NFKC composes it
     "</ehr>",
     "<ehr>",
     "</EHR>",
