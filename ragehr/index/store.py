@@ -58,7 +58,8 @@ from ragehr.errors import (
 from ragehr.fsutil import MAX_MANIFEST_BYTES, is_index_manifest, open_regular, read_json_manifest
 from ragehr.types import Chunk, IndexManifest, PatientRecord
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: event ids hash the source file's name, not its folder (so chunk ids differ from version 1's)."""
 MANIFEST = "manifest.json"
 STAMP = ".stat.json"
 """Size and mtime of every data file when the index was sealed: a cheap first check of

@@ -139,8 +139,14 @@ class Event(BaseModel):
 
     @property
     def event_id(self) -> str:
-        """A stable id: a hash of the content and its source locator (16 hex digits)."""
-        h = hashlib.sha256(repr((self.content_key(), str(self.source))).encode("utf-8"))
+        """A stable id: a hash of the content and its source locator (16 hex digits). The
+        locator counts by the file's *name* and the position inside it, not the folder the
+        file sits in: the same records give the same ids, chunk ids and therefore the same
+        tie-breaks and figures wherever they are stored (an evaluation re-run from another
+        checkout got another accuracy when the folder was hashed)."""
+        name = self.source.file.replace("\\", "/").rsplit("/", 1)[-1]
+        where = f"{name}#{self.source.path}"
+        h = hashlib.sha256(repr((self.content_key(), where)).encode("utf-8"))
         return h.hexdigest()[:16]
 
 
