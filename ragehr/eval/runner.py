@@ -187,6 +187,10 @@ def _backend(spec: BackendSpec, cache_dir: Path):
 def gold_texts(index: PatientIndex, event_ids: tuple[str, ...]) -> list[str]:
     """The gold facts' own text as the index renders them: each structured event's line (as
     the chunker writes it); for a note, its text. Events not in the record are left out."""
+    return [text for _, text in _gold_facts(index, event_ids)]
+
+
+def _gold_facts(index: PatientIndex, event_ids: tuple[str, ...]) -> list[tuple[str, str]]:
     from ragehr.ehr.render import event_header
     from ragehr.types import EventKind
 
@@ -195,7 +199,22 @@ def gold_texts(index: PatientIndex, event_ids: tuple[str, ...]) -> list[str]:
     if not cache:
         for e in index.stored.record.events:
             cache[e.event_id] = e.text if e.kind is EventKind.NOTE and e.text else event_header(e)
-    return [cache[e] for e in event_ids if e in cache]
+    return [(e, cache[e]) for e in event_ids if e in cache]
+
+
+def series_rows_shown(index: PatientIndex, packed: Any) -> set[str]:
+    """Event ids shown as rows of the per-concept series tables in ``packed``: the packer
+    records, for each piece, the events whose line it kept (all of them for a whole piece; for a
+    cut one, those whose row survived the cut)."""
+    out: set[str] = set()
+    for it in packed.items:
+        try:
+            chunk = index.chunk(it.chunk_id)
+        except KeyError:  # not a chunk of the index: a visit document, a piece of the record's text
+            continue
+        if chunk.concept is not None:
+            out.update(it.event_ids)
+    return out
 
 
 def _evidence_age_days(item: EvalItem) -> float | None:
@@ -216,14 +235,20 @@ def _evidence_age_days(item: EvalItem) -> float | None:
 
 
 def score_prediction(
-    item: EvalItem, answer: str, packed_text: str, gold: list[str], text_metrics: tuple[str, ...]
+    item: EvalItem,
+    answer: str,
+    packed_text: str,
+    gold: list[str],
+    text_metrics: tuple[str, ...],
+    shown: list[bool] | None = None,
 ) -> dict[str, Any]:
-    """The per-item metrics of one answer (see :data:`ragehr.eval.metrics.REGISTRY`)."""
+    """The per-item metrics of one answer (see :data:`ragehr.eval.metrics.REGISTRY`).
+    ``shown``, parallel to ``gold``: facts packed as rows of a series table."""
     from ragehr.eval.metrics import REGISTRY, evidence_recall, is_abstention, score_answer
 
     out: dict[str, Any] = {}
     if item.evidence_event_ids:
-        out["evidence_recall"] = evidence_recall(packed_text, gold) if gold else 0.0
+        out["evidence_recall"] = evidence_recall(packed_text, gold, shown) if gold else 0.0
     if item.qa is not None:
         out.update(score_answer(answer, item.qa))
     else:
@@ -300,8 +325,10 @@ def run_one(
             "attempts": len(r.attempts),
         }
     )
-    gold = gold_texts(index, item.evidence_event_ids) if item.evidence_event_ids else []
-    row.update(score_prediction(item, r.generation.text, block, gold, cfg.text_metrics))
+    facts = _gold_facts(index, item.evidence_event_ids) if item.evidence_event_ids else []
+    in_series = series_rows_shown(index, packed)
+    gold, shown = [t for _, t in facts], [e in in_series for e, _ in facts]
+    row.update(score_prediction(item, r.generation.text, block, gold, cfg.text_metrics, shown))
     if judge_backend is not None:
         from ragehr.eval.judge import judge
 

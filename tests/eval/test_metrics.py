@@ -73,6 +73,63 @@ def test_evidence_recall_is_span_level() -> None:
     assert evidence_recall("x", []) is None
 
 
+def test_evidence_recall_credits_facts_shown_as_series_rows_and_nothing_else() -> None:
+    """A fact packed as a row of a per-concept series table (``shown``) counts; a flag never
+    credits a fact twice, a fact not flagged still needs its own line, and the flags must
+    pair with the gold texts."""
+    line_k = "2019-03-02 10:00 | lab | Potassium: 4.1 mmol/L | LOINC 2823-3"
+    line_na = "2019-03-02 10:00 | lab | Sodium: 139 mmol/L | LOINC 2951-2"
+    table = "[1] Potassium (LOINC 2823-3): lab values in mmol/L in 2019, rows 1-1 of 1:\n2019-03-02: 4.1\n"
+    assert evidence_recall(table, [line_k, line_na]) == 0.0
+    assert evidence_recall(table, [line_k, line_na], [True, False]) == 0.5
+    assert evidence_recall(table, [line_k, line_k], [True, False]) == 1.0  # one fact, counted once
+    assert evidence_recall(table + line_na, [line_k, line_na], [False, False]) == 0.5
+    with pytest.raises(ValueError, match="flags"):
+        evidence_recall(table, [line_k, line_na], [True])
+
+
+def test_series_rows_shown_follows_the_packers_kept_rows(tmp_path) -> None:
+    """The eval credits exactly the events whose rows a packed series piece kept: all of a
+    whole piece, only the surviving rows of a cut one, none from a day chunk."""
+    from types import SimpleNamespace
+
+    from ragehr.eval.runner import series_rows_shown
+    from ragehr.packing import kept_event_ids
+
+    series = SimpleNamespace(concept="LOINC 2823-3")
+    day = SimpleNamespace(concept=None)
+
+    def chunk(cid: str):
+        if cid == "visit-1":
+            raise KeyError(cid)  # visit documents and record text are not chunks of the index
+        return series if cid == "s" else day
+
+    index = SimpleNamespace(chunk=chunk)
+    whole = SimpleNamespace(chunk_id="s", event_ids=("e1", "e2", "e3"))
+    day_piece = SimpleNamespace(chunk_id="d", event_ids=("e9",))
+    visit = SimpleNamespace(chunk_id="visit-1", event_ids=("e8",))
+    assert series_rows_shown(index, SimpleNamespace(items=(whole, day_piece, visit))) == {"e1", "e2", "e3"}
+    from datetime import UTC, datetime
+
+    from ragehr.types import Chunk, EventKind
+
+    chunk = Chunk(
+        chunk_id="s",
+        patient_id="p",
+        kind=EventKind.LAB,
+        start=datetime(2019, 1, 1, tzinfo=UTC),
+        end=datetime(2019, 3, 1, tzinfo=UTC),
+        text="Potassium: lab values in 2019, rows 1-3 of 3:\n2019-01-01: 4.0\n2019-02-01: 4.4\n2019-03-01: 5.1",
+        n_tokens=30,
+        event_ids=("e1", "e2", "e3"),
+        sources=("f#1", "f#2", "f#3"),
+        concept="LOINC 2823-3",
+    )
+    cut = "Potassium: lab values in 2019, rows 1-3 of 3:\n2019-01-01: 4.0\n2019-02-01: 4.4\n2019-03-0"
+    kept = SimpleNamespace(chunk_id="s", event_ids=kept_event_ids(chunk, cut))
+    assert series_rows_shown(index, SimpleNamespace(items=(kept,))) == {"e1", "e2"}
+
+
 def test_recall_at_k_hand_worked() -> None:
     assert recall_at_k(RANKED, GOLD, 1) == 0.0  # {e1, e2}: no gold
     assert recall_at_k(RANKED, GOLD, 2) == pytest.approx(1 / 3)  # + e3

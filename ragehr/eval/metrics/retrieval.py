@@ -27,18 +27,28 @@ def _squash(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
-def evidence_recall(packed_text: str, gold_texts: Sequence[str]) -> float | None:
+def evidence_recall(packed_text: str, gold_texts: Sequence[str], shown: Sequence[bool] | None = None) -> float | None:
     """Span-level evidence recall: the share of the distinct gold facts whose own text (the
     rendered event line, or the planted sentence) is inside ``packed_text`` (the text the model
     is shown), compared with whitespace runs collapsed and case folded.
 
     A cut piece, or one chunk of a long note, is credited only with the facts whose text it
-    actually shows. ``None`` when ``gold_texts`` is empty."""
-    gold = list(dict.fromkeys(_squash(t) for t in gold_texts if t.strip()))
-    if not gold:
-        return None
+    actually shows. ``shown`` (parallel to ``gold_texts``) marks facts known to be in the
+    packed text in another form: a row of a per-concept series table, which shows the fact's
+    date and value under the table's title rather than as the fact's own line. ``None`` when
+    ``gold_texts`` is empty."""
+    if shown is not None and len(shown) != len(gold_texts):
+        raise ValueError(f"shown has {len(shown)} flags for {len(gold_texts)} gold texts")
+    found: dict[str, bool] = {}
     hay = _squash(packed_text)
-    return sum(g in hay for g in gold) / len(gold)
+    for i, t in enumerate(gold_texts):
+        if not t.strip():
+            continue
+        g = _squash(t)
+        found[g] = found.get(g, False) or bool(shown and shown[i]) or g in hay
+    if not found:
+        return None
+    return sum(found.values()) / len(found)
 
 
 def evidence_recall_ids(packed_event_ids: Iterable[str], gold: Sequence[str]) -> float | None:
