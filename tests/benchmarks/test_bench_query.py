@@ -3,27 +3,14 @@ and through `ragehr serve`, on a real (small) record; and its checks fail when t
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
 
+BENCH = "bench_query"
 SAMPLE = REPO / "tests" / "fixtures" / "medalign" / "EHR_sample.xml"
-
-
-@pytest.fixture(scope="module")
-def bench():
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        spec = importlib.util.spec_from_file_location("bench_query_under_test", REPO / "benchmarks" / "bench_query.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        yield mod
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
 
 
 def test_measure_times_every_mode_in_process_and_through_serve(bench, tmp_path: Path) -> None:

@@ -3,24 +3,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
-import pytest
-
-from tests.conftest import REPO
-
-
-@pytest.fixture(scope="module")
-def bench():
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        spec = importlib.util.spec_from_file_location("bench_speed_under_test", REPO / "benchmarks" / "bench_speed.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        yield mod
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+BENCH = "bench_speed"
 
 
 def _row(facts: float | None, generated: float, build_s: float = 2.0, p50: float = 2.0) -> dict:
