@@ -87,15 +87,13 @@ class _TimeTable:
     start_day: np.ndarray
     end_day: np.ndarray
     kinds: np.ndarray
-    series_rows: dict[str, tuple[np.ndarray, np.ndarray]]
-    """Series chunk id -> its row times (microseconds, day ordinals)."""
-    series_owner: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    series_owner: np.ndarray
     """For every row of every series chunk, in one array: the chunk's position in ``ids``..."""
-    series_us: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
-    series_day: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    series_us: np.ndarray
+    series_day: np.ndarray
     """... and the row's time (microseconds, day ordinal): a window's test over every series
     row at once."""
-    is_series: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=bool))
+    is_series: np.ndarray
 
     @classmethod
     def of(cls, chunks: Sequence[Chunk], event_start: dict[str, datetime | None]) -> _TimeTable:
@@ -105,8 +103,10 @@ class _TimeTable:
         end_us = np.zeros(n, dtype=np.int64)
         start_day = np.zeros(n, dtype=np.int64)
         end_day = np.zeros(n, dtype=np.int64)
+        is_series = np.zeros(n, dtype=bool)
         kinds = np.array([c.kind.value for c in chunks], dtype=object)
-        series: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        owner: list[int] = []
+        row_times: list[datetime] = []
         for i, c in enumerate(chunks):
             if c.start is not None:
                 end = c.end or c.start
@@ -114,15 +114,10 @@ class _TimeTable:
                 start_us[i], end_us[i] = _micros(c.start), _micros(end)
                 start_day[i], end_day[i] = c.start.date().toordinal(), end.date().toordinal()
             if c.concept is not None:
+                is_series[i] = True
                 times = [t for t in (event_start.get(e) for e in c.event_ids) if t is not None]
-                series[c.chunk_id] = (
-                    np.array([_micros(t) for t in times], dtype=np.int64),
-                    np.array([t.date().toordinal() for t in times], dtype=np.int64),
-                )
-        pos = {c.chunk_id: i for i, c in enumerate(chunks)}
-        owners = [np.full(len(us), pos[cid], dtype=np.int64) for cid, (us, _) in series.items()]
-        is_series = np.zeros(n, dtype=bool)
-        is_series[[pos[cid] for cid in series]] = True
+                owner += [i] * len(times)
+                row_times += times
         return cls(
             tuple(c.chunk_id for c in chunks),
             dated,
@@ -131,10 +126,9 @@ class _TimeTable:
             start_day,
             end_day,
             kinds,
-            series,
-            np.concatenate(owners) if owners else np.empty(0, dtype=np.int64),
-            np.concatenate([us for us, _ in series.values()]) if series else np.empty(0, dtype=np.int64),
-            np.concatenate([d for _, d in series.values()]) if series else np.empty(0, dtype=np.int64),
+            np.array(owner, dtype=np.int64),
+            np.array([_micros(t) for t in row_times], dtype=np.int64),
+            np.array([t.date().toordinal() for t in row_times], dtype=np.int64),
             is_series,
         )
 
